@@ -1,0 +1,122 @@
+"""The ``imgconf`` command line.
+
+Each command parses its flags here and hands them to the module that does the job; those
+modules are imported lazily so that ``imgconf --help`` stays instant. Bad input to the tool ends
+in one line on stderr and exit status 2 (``SetupError``, click's usage errors); a broken server
+under test never does: it is a finding in the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import SetupError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _die(message: str) -> NoReturn:
+    click.echo(f"imgconf: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _models_option(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(m.strip() for m in value.split(",") if m.strip())
+
+
+def _call(target: Callable[..., int], **kwargs: Any) -> NoReturn:
+    """Run a command's job and exit with its status; SetupError becomes one line and exit 2."""
+    try:
+        status = target(**kwargs)
+    except SetupError as exc:
+        _die(str(exc))
+    sys.exit(status)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="imgconf")
+def main() -> None:
+    """Conformance tests for OpenAI-compatible POST /v1/images/generations endpoints.
+
+    Run `imgconf run` with no flags to test the embedded reference server and write a report.
+    """
+
+
+# --- contract ------------------------------------------------------------------------------
+
+
+@main.command("rules")
+@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
+@click.option("--model", "model", default=None, help="Only the rules that apply to this model.")
+@click.option("--level", type=click.Choice(["MUST", "SHOULD"]), default=None)
+def rules_command(profile: str, model: str | None, level: str | None) -> None:
+    """List the contract's rules as a profile holds them."""
+    from .profiles import load_profile
+
+    try:
+        prof = load_profile(profile)
+    except SetupError as exc:
+        _die(str(exc))
+    if model and model not in prof.models:
+        _die(f"--model: {model!r} is not a model of profile {prof.name} ({', '.join(prof.models)})")
+    for rule in prof.rules().values():
+        if (model and model not in rule.models) or (level and rule.level != level) or not rule.models:
+            continue
+        scope = ",".join(rule.models) if len(rule.models) < len(prof.models) else "*"
+        click.echo(f"{rule.id:40} {rule.level:6} {scope:30} {rule.description}")
+
+
+@main.command("profiles")
+def profiles_command() -> None:
+    """List the built-in profiles."""
+    from .profiles import builtin_profiles, load_profile
+
+    for name in builtin_profiles():
+        prof = load_profile(name)
+        click.echo(f"{name:14} {len(prof.models)} models  {prof.title}")
+
+
+@main.command("spec-diff")
+@click.argument("openapi_file", type=click.Path(dir_okay=False, path_type=Path))
+def spec_diff_command(openapi_file: Path) -> None:
+    """Compare an OpenAI OpenAPI file with imgconf's contract (models, enums, bounds, fields).
+
+    Exit 0 when they agree, 1 when they differ, 2 when the file cannot be read.
+    """
+    from .specdiff import spec_diff_cli
+
+    _call(spec_diff_cli, openapi_file=openapi_file)
+
+
+def main_entry(argv: Sequence[str] | None = None) -> int:
+    """Entry point that turns click's usage errors into one line and exit 2."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("imgconf: aborted", err=True)
+        return 130
+    except click.UsageError as exc:
+        hint = f" (see 'imgconf {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        click.echo(f"imgconf: error: {exc.format_message()}{hint}", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"imgconf: error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except SetupError as exc:
+        click.echo(f"imgconf: error: {exc}", err=True)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run() -> NoReturn:
+    sys.exit(main_entry())

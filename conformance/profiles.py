@@ -1,0 +1,241 @@
+"""Profiles: which models a target serves, which rules it is held to, and what images cost.
+
+A profile narrows the contract for one target. The ``openai`` profile is OpenAI itself; a vendor
+profile says what that vendor claims: its models, its path, the SHOULD rules it documents as
+guarantees (raised to MUST), the features it does not offer (then a clean 4xx is expected
+instead), and a price table used to budget a run.
+
+Profiles are YAML or JSON files. Built-in ones live in ``schemas/profiles/``; a user passes the
+name of one or the path of their own. A broken file raises :class:`ProfileError` with a message
+that names the field, meant to be shown as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .contract import LEVELS, Contract, Rule, load_contract, read_data_file
+from .errors import SetupError
+
+__all__ = ["Profile", "ProfileError", "builtin_profiles", "load_profile"]
+
+UNKNOWN = "unknown"
+
+
+class ProfileError(SetupError):
+    """A profile file is missing, unreadable or wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A target's claims, applied on top of the contract."""
+
+    name: str
+    title: str
+    description: str
+    source: str
+    base_url: str | None
+    path: str
+    models: tuple[str, ...]
+    rule_overrides: Mapping[str, Mapping[str, Any]]
+    unsupported: frozenset[str]
+    #: model -> quality -> size -> USD, or model -> None when the price is unknown.
+    prices: Mapping[str, Mapping[str, Mapping[str, float]] | None]
+    prices_source: str
+    file: Path | None = None
+
+    @property
+    def contract(self) -> Contract:
+        return load_contract()
+
+    def rules(self) -> dict[str, Rule]:
+        """The contract's rules as this profile holds them: levels raised, models narrowed."""
+        out: dict[str, Rule] = {}
+        for rule in self.contract.rules.values():
+            override = self.rule_overrides.get(rule.id, {})
+            level = override.get("level", rule.level)
+            models = rule.models
+            if "models" in override:
+                wanted = override["models"]
+                models = tuple(self.models) if wanted == "*" else tuple(wanted)
+            models = tuple(m for m in models if m in self.models)
+            out[rule.id] = dataclasses.replace(rule, level=level, models=models)
+        return out
+
+    def price(self, model: str, quality: str | None, size: str | None) -> float | None:
+        """USD for one image, or None when unknown. ``auto``/omitted takes the model's dearest."""
+        table = self.prices.get(model)
+        if not table:
+            return None
+        qualities = [quality] if quality in table else list(table)
+        candidates: list[float] = []
+        for q in qualities:
+            sizes = table[q]
+            # auto, omitted or custom sizes have no list price: the dearest is the honest estimate.
+            candidates.extend([sizes[size]] if size in sizes else sizes.values())
+        return max(candidates) if candidates else None
+
+    def price_known(self, model: str) -> bool:
+        return bool(self.prices.get(model))
+
+
+def _fail(where: str, message: str) -> ProfileError:
+    return ProfileError(f"profile {where}: {message}")
+
+
+def _expect(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise _fail(where, f"field '{key}' must be {_article(names)} (got {value!r:.60})")
+    return value
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
+    """Check a profile document against the contract and build a :class:`Profile`."""
+    contract = load_contract()
+    if not isinstance(data, Mapping):
+        raise _fail(where, "must be a mapping of fields (name, models, ...)")
+    known = {
+        "name", "title", "description", "source", "base_url", "path", "models", "rules",
+        "unsupported", "prices", "prices_source",
+    }
+    extra = sorted(set(data) - known)
+    if extra:
+        raise _fail(where, f"unknown field '{extra[0]}' (known: {', '.join(sorted(known))})")
+    name = _expect(data, "name", str, where)
+    models = _expect(data, "models", list, where)
+    if not models:
+        raise _fail(where, "field 'models' must list at least one model")
+    for model in models:
+        if model not in contract.models:
+            raise _fail(
+                where,
+                f"field 'models': unknown model {model!r} (known: {', '.join(contract.models)})",
+            )
+    path = data.get("path", "/images/generations")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise _fail(where, f"field 'path' must be a string starting with '/' (got {path!r:.60})")
+    base_url = data.get("base_url")
+    if base_url is not None and not (
+        isinstance(base_url, str) and base_url.startswith(("http://", "https://"))
+    ):
+        raise _fail(where, f"field 'base_url' must be an http(s) URL (got {base_url!r:.60})")
+
+    overrides = data.get("rules") or {}
+    if not isinstance(overrides, Mapping):
+        raise _fail(where, "field 'rules' must map rule ids to {level, models}")
+    for rule_id, override in overrides.items():
+        if rule_id not in contract.rules:
+            raise _fail(where, f"field 'rules': unknown rule id {rule_id!r}")
+        if not isinstance(override, Mapping):
+            raise _fail(where, f"field 'rules.{rule_id}' must be a mapping (level, models)")
+        bad = sorted(set(override) - {"level", "models"})
+        if bad:
+            raise _fail(where, f"field 'rules.{rule_id}.{bad[0]}' is not known (level, models)")
+        if "level" in override and override["level"] not in LEVELS:
+            raise _fail(where, f"field 'rules.{rule_id}.level' must be MUST or SHOULD")
+        wanted = override.get("models", "*")
+        if wanted != "*" and not (
+            isinstance(wanted, list) and all(m in contract.models for m in wanted)
+        ):
+            raise _fail(where, f"field 'rules.{rule_id}.models' must be '*' or known model names")
+
+    unsupported = data.get("unsupported") or []
+    if not isinstance(unsupported, list):
+        raise _fail(where, "field 'unsupported' must be a list of feature names")
+    for feature in unsupported:
+        if feature not in contract.features:
+            raise _fail(
+                where,
+                f"field 'unsupported': unknown feature {feature!r} "
+                f"(known: {', '.join(contract.features)})",
+            )
+
+    prices = _parse_prices(data.get("prices") or {}, models, where)
+    return Profile(
+        name=name,
+        title=str(data.get("title", name)),
+        description=str(data.get("description", "")).strip(),
+        source=str(data.get("source", "")),
+        base_url=base_url,
+        path=path,
+        models=tuple(models),
+        rule_overrides={k: dict(v) for k, v in overrides.items()},
+        unsupported=frozenset(unsupported),
+        prices=prices,
+        prices_source=str(data.get("prices_source", "")),
+        file=file,
+    )
+
+
+def _parse_prices(
+    raw: Any, models: list[str], where: str
+) -> dict[str, dict[str, dict[str, float]] | None]:
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "field 'prices' must map model -> quality -> size -> USD")
+    contract = load_contract()
+    prices: dict[str, dict[str, dict[str, float]] | None] = {m: None for m in models}
+    for model, table in raw.items():
+        if model not in contract.models:
+            raise _fail(where, f"field 'prices': unknown model {model!r}")
+        if table == UNKNOWN or table is None:
+            prices[model] = None
+            continue
+        if not isinstance(table, Mapping):
+            raise _fail(where, f"field 'prices.{model}' must map quality -> size -> USD or be 'unknown'")
+        spec = contract.models[model]
+        parsed: dict[str, dict[str, float]] = {}
+        for quality, sizes in table.items():
+            if quality not in spec.qualities:
+                raise _fail(where, f"field 'prices.{model}.{quality}': not a quality of {model}")
+            if not isinstance(sizes, Mapping):
+                raise _fail(where, f"field 'prices.{model}.{quality}' must map size -> USD")
+            parsed[quality] = {}
+            for size, usd in sizes.items():
+                if size not in spec.sizes:
+                    raise _fail(where, f"field 'prices.{model}.{quality}.{size}': not a size of {model}")
+                if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
+                    raise _fail(where, f"field 'prices.{model}.{quality}.{size}' must be a USD amount >= 0")
+                parsed[quality][size] = float(usd)
+        prices[model] = parsed
+    return prices
+
+
+def builtin_profiles() -> dict[str, Path]:
+    """Names and files of the profiles that ship with imgconf."""
+    directory = load_contract().directory / "profiles"
+    return {p.stem: p for p in sorted(directory.glob("*.yaml"))}
+
+
+@cache
+def load_profile(name_or_path: str = "openai") -> Profile:
+    """Load a built-in profile by name, or a user's profile file by path."""
+    builtin = builtin_profiles()
+    if name_or_path in builtin:
+        path = builtin[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProfileError(
+                f"profile {name_or_path!r}: no such built-in profile ({', '.join(builtin)}) or file"
+            )
+    try:
+        data = read_data_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {path}: cannot read it ({exc.__class__.__name__})") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ProfileError(f"profile {path}: not valid YAML/JSON ({first})") from None
+    return parse_profile(data, str(path), file=path)

@@ -1,0 +1,162 @@
+"""What a run observed and concluded: exchanges, findings, case results, the run.
+
+The transport fills :class:`Exchange`, the checks turn an exchange into a :class:`CaseResult`,
+the runner gathers them in a :class:`RunResult`, and every report format, the HAR recorder and
+the regression diff read only these types. Nothing here holds the API key: the transport
+redacts it before an exchange is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .cases import Case
+
+__all__ = [
+    "CaseResult",
+    "Exchange",
+    "Finding",
+    "ImageInfo",
+    "Outcome",
+    "RunResult",
+]
+
+
+class Outcome(StrEnum):
+    """A case's verdict. FAIL means a MUST rule broke; WARN only SHOULD rules."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    #: 429 or 503 still after bounded retries that honour Retry-After.
+    INCONCLUSIVE = "inconclusive"
+    #: Not sent: cut by the budget, not applicable, or the run was interrupted.
+    SKIPPED = "skipped"
+
+
+@dataclass
+class Finding:
+    """One broken rule in one answer."""
+
+    rule: str
+    level: str
+    message: str
+
+
+@dataclass
+class ImageInfo:
+    """What one returned image turned out to be (read from its header; pixels only for alpha)."""
+
+    index: int
+    #: ``b64``, ``url`` or ``stream`` (a completed stream event); ``partial`` for partial images.
+    source: str
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    has_alpha: bool | None = None
+    byte_size: int = 0
+    #: True when every image rule held for it.
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    #: A small PNG/JPEG thumbnail for the report gallery (None when not kept).
+    thumbnail: bytes | None = None
+    url: str | None = None
+
+
+@dataclass
+class Exchange:
+    """One HTTP exchange as sent and received, with the key already redacted.
+
+    ``response_body`` is what was read, at most the body cap; ``truncated`` says it was cut.
+    ``error`` names a transport failure (``timeout``, ``connection``, ``too_large``,
+    ``protocol``) when there is no complete answer.
+    """
+
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
+    started: float = 0.0
+    elapsed: float = 0.0
+    error: str | None = None
+    truncated: bool = False
+    #: Image URLs fetched for this exchange (without the key).
+    fetches: list[Exchange] = field(default_factory=list)
+    #: Earlier attempts answered 429/503 and retried.
+    retries: int = 0
+
+    @property
+    def content_type(self) -> str:
+        return self.response_headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case: outcome, the findings behind it, and what was checked."""
+
+    case: Case
+    outcome: Outcome
+    findings: list[Finding] = field(default_factory=list)
+    #: Rule ids that were checked on this answer (held or not): the coverage of the case.
+    checked: list[str] = field(default_factory=list)
+    status: int | None = None
+    elapsed: float = 0.0
+    images: list[ImageInfo] = field(default_factory=list)
+    exchange: Exchange | None = None
+    #: Why a case was skipped or inconclusive.
+    note: str = ""
+
+    @property
+    def failed_rules(self) -> list[str]:
+        return [f.rule for f in self.findings if f.level == "MUST"]
+
+    @property
+    def warned_rules(self) -> list[str]:
+        return [f.rule for f in self.findings if f.level != "MUST"]
+
+
+@dataclass
+class RunResult:
+    """A whole run: where, with what, what it cost, and every case's result."""
+
+    tool_version: str
+    target: str
+    profile: str
+    models: list[str]
+    seed: int
+    started: float
+    finished: float = 0.0
+    results: list[CaseResult] = field(default_factory=list)
+    #: Budget as asked and as spent: max_cost, max_images, images, cost, cost_unknown_images.
+    budget: dict[str, Any] = field(default_factory=dict)
+    #: Plan facts: case counts by origin, pairwise coverage, what the budget cut.
+    plan: dict[str, Any] = field(default_factory=dict)
+    #: True when the run stopped early (Ctrl-C, SIGTERM, a fatal set-up error mid-run).
+    incomplete: bool = False
+    #: Set by a ``--fail-on should`` gate: warnings then fail too.
+    fail_on: str = "must"
+
+    @property
+    def must_failures(self) -> list[CaseResult]:
+        return [r for r in self.results if r.outcome is Outcome.FAIL]
+
+    @property
+    def warnings(self) -> list[CaseResult]:
+        return [r for r in self.results if r.outcome is Outcome.WARN]
+
+    @property
+    def passed(self) -> bool:
+        """The verdict: no MUST rule failed (nor a SHOULD one under ``--fail-on should``),
+        and the run was complete."""
+        if self.incomplete or self.must_failures:
+            return False
+        return not (self.fail_on == "should" and self.warnings)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
