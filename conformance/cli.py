@@ -68,7 +68,11 @@ def rules_command(profile: str, model: str | None, level: str | None) -> None:
     if model and model not in prof.models:
         _die(f"--model: {model!r} is not a model of profile {prof.name} ({', '.join(prof.models)})")
     for rule in prof.rules().values():
-        if (model and model not in rule.models) or (level and rule.level != level) or not rule.models:
+        if (
+            (model and model not in rule.models)
+            or (level and rule.level != level)
+            or not rule.models
+        ):
             continue
         scope = ",".join(rule.models) if len(rule.models) < len(prof.models) else "*"
         click.echo(f"{rule.id:40} {rule.level:6} {scope:30} {rule.description}")

@@ -67,7 +67,9 @@ def schemas_dir() -> Path:
     for candidate in (here / "_schemas", here.parent / "schemas"):
         if (candidate / SCHEMA_FILES["request"]).is_file():
             return candidate
-    raise ContractError(f"contract data not found next to {here} (looked for _schemas/ and ../schemas/)")
+    raise ContractError(
+        f"contract data not found next to {here} (looked for _schemas/ and ../schemas/)"
+    )
 
 
 def read_data_file(path: Path) -> Any:

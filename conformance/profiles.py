@@ -108,8 +108,17 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
     if not isinstance(data, Mapping):
         raise _fail(where, "must be a mapping of fields (name, models, ...)")
     known = {
-        "name", "title", "description", "source", "base_url", "path", "models", "rules",
-        "unsupported", "prices", "prices_source",
+        "name",
+        "title",
+        "description",
+        "source",
+        "base_url",
+        "path",
+        "models",
+        "rules",
+        "unsupported",
+        "prices",
+        "prices_source",
     }
     extra = sorted(set(data) - known)
     if extra:
@@ -194,7 +203,9 @@ def _parse_prices(
             prices[model] = None
             continue
         if not isinstance(table, Mapping):
-            raise _fail(where, f"field 'prices.{model}' must map quality -> size -> USD or be 'unknown'")
+            raise _fail(
+                where, f"field 'prices.{model}' must map quality -> size -> USD or be 'unknown'"
+            )
         spec = contract.models[model]
         parsed: dict[str, dict[str, float]] = {}
         for quality, sizes in table.items():
@@ -205,9 +216,13 @@ def _parse_prices(
             parsed[quality] = {}
             for size, usd in sizes.items():
                 if size not in spec.sizes:
-                    raise _fail(where, f"field 'prices.{model}.{quality}.{size}': not a size of {model}")
+                    raise _fail(
+                        where, f"field 'prices.{model}.{quality}.{size}': not a size of {model}"
+                    )
                 if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
-                    raise _fail(where, f"field 'prices.{model}.{quality}.{size}' must be a USD amount >= 0")
+                    raise _fail(
+                        where, f"field 'prices.{model}.{quality}.{size}' must be a USD amount >= 0"
+                    )
                 parsed[quality][size] = float(usd)
         prices[model] = parsed
     return prices

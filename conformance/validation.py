@@ -95,7 +95,9 @@ def request_violations(body: Any, contract: Contract | None = None) -> list[Viol
     if model_name is not None and (
         not isinstance(model_name, str) or model_name not in contract.models
     ):
-        out.append(Violation("request.model.unknown", "model", f"Unknown model: {model_name!r:.80}."))
+        out.append(
+            Violation("request.model.unknown", "model", f"Unknown model: {model_name!r:.80}.")
+        )
     else:
         resolved = resolve_model(body, contract)
         spec = contract.models.get(resolved) if resolved else None
@@ -125,7 +127,9 @@ def request_violations(body: Any, contract: Contract | None = None) -> list[Viol
 
 def _prompt_violations(body: Mapping[str, Any], spec: ModelSpec | None) -> list[Violation]:
     if "prompt" not in body:
-        return [Violation("request.prompt.required", "prompt", "Missing required parameter: 'prompt'.")]
+        return [
+            Violation("request.prompt.required", "prompt", "Missing required parameter: 'prompt'.")
+        ]
     prompt = body["prompt"]
     if not isinstance(prompt, str):
         return [Violation("request.prompt.type", "prompt", "'prompt' must be a string.")]
@@ -156,7 +160,9 @@ def _n_violations(
         return [Violation("request.n.min", "n", f"'n' must be at least {bounds['minimum']}.")]
     if spec is not None and n > spec.n_max and spec.n_max < bounds["maximum"]:
         return [
-            Violation(f"request.n.max.{spec.name}", "n", f"{spec.name} supports only n<={spec.n_max}.")
+            Violation(
+                f"request.n.max.{spec.name}", "n", f"{spec.name} supports only n<={spec.n_max}."
+            )
         ]
     if n > bounds["maximum"]:
         return [Violation("request.n.max", "n", f"'n' must be at most {bounds['maximum']}.")]
@@ -170,7 +176,11 @@ def _field_violations(
         return _size_violations(value, spec)
     if name in _ENUM_FIELDS:
         if value not in contract.enum_fields[name]:
-            return [Violation(f"request.{name}.enum", name, f"Invalid value for '{name}': {value!r:.60}.")]
+            return [
+                Violation(
+                    f"request.{name}.enum", name, f"Invalid value for '{name}': {value!r:.60}."
+                )
+            ]
         if spec is not None and value not in spec.values(name):
             return [
                 Violation(
