@@ -119,6 +119,8 @@ def main_entry(argv: Sequence[str] | None = None) -> int:
     except SetupError as exc:
         click.echo(f"imgconf: error: {exc}", err=True)
         return EXIT_USAGE
+    except SystemExit as exc:  # commands exit with their status through _call and _die
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)
     return EXIT_OK
 
 
