@@ -89,6 +89,8 @@ class Exchange:
     fetches: list[Exchange] = field(default_factory=list)
     #: Earlier attempts answered 429/503 and retried.
     retries: int = 0
+    #: Those earlier attempts: ``{"status": 429, "retry_after": seconds or None}`` each.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def content_type(self) -> str:

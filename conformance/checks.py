@@ -1,0 +1,720 @@
+"""Judging one exchange: which rules of the contract the answer kept and which it broke.
+
+:func:`judge` is pure: it reads the case, the exchange (with image URLs already fetched into
+``exchange.fetches`` by the transport) and the profile, and returns a
+:class:`~conformance.results.CaseResult`. No I/O, so a recording can be re-judged later with
+the rules of the day. Each rule family has one function here; every rule is named by its id in
+``schemas/rules.yaml`` and reported at the level the *profile* holds it, so a vendor profile
+that raises a SHOULD to a MUST changes the verdict without changing the code.
+
+Every rule judged is listed in ``CaseResult.checked`` (held or not): that is the coverage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cases import Case
+from .contract import ModelSpec, Rule, load_contract
+from .images import decode_base64, inspect_image
+from .profiles import Profile
+from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome
+from .validation import parse_size, request_violations, resolve_model
+
+__all__ = [
+    "ANSWER_RULES",
+    "SSEParser",
+    "judge",
+]
+
+#: The rules about answers that :func:`judge` implements, by id (the test suite holds this
+#: list and the catalogue to each other).
+ANSWER_RULES = (
+    "request.valid.accepted",
+    "request.unsupported_param",
+    "request.model.default",
+    "auth.missing",
+    "auth.wrong",
+    "response.content_type",
+    "response.schema",
+    "response.data.count",
+    "response.b64_json",
+    "response.url",
+    "response.url.fetch",
+    "image.decodes",
+    "image.format",
+    "image.size",
+    "image.alpha",
+    "stream.content_type",
+    "stream.event.schema",
+    "stream.partial.count",
+    "stream.completed",
+    "response.usage.schema",
+    "response.usage.present",
+    "response.usage.total",
+    "response.revised_prompt",
+    "response.echo",
+    "error.envelope",
+    "error.status_400",
+    "error.fields",
+    "error.param",
+    "transport.no_5xx",
+    "transport.well_formed",
+    "transport.connection",
+    "transport.timeout",
+    "transport.trailing_slash",
+    "transport.retry_after",
+)
+
+_TRANSPORT_ERRORS = {
+    "timeout": ("transport.timeout", "no complete answer within the timeout"),
+    "connection": ("transport.connection", "the connection was refused or dropped"),
+    "protocol": ("transport.well_formed", "the answer is not valid HTTP"),
+    "too_large": ("transport.well_formed", "the answer body exceeds the size cap"),
+    "scheme": ("transport.well_formed", "the request URL is not http(s)"),
+}
+_ECHO_FIELDS = ("background", "output_format", "size", "quality")
+_STREAM_EVENT_CAP = 64 * 1024 * 1024
+
+
+# --- profile rules, cached ---------------------------------------------------------------
+
+_RULES_CACHE: dict[int, tuple[Profile, dict[str, Rule]]] = {}
+
+
+def _profile_rules(profile: Profile) -> dict[str, Rule]:
+    """The profile's rules; cached by identity since profiles are loaded once and kept."""
+    entry = _RULES_CACHE.get(id(profile))
+    if entry is None or entry[0] is not profile:
+        entry = (profile, profile.rules())
+        _RULES_CACHE[id(profile)] = entry
+    return entry[1]
+
+
+class _Verdict:
+    """Collects checked rules and findings for one case, at the profile's levels."""
+
+    def __init__(self, case: Case, rules: Mapping[str, Rule], model: str | None) -> None:
+        self.case = case
+        self.rules = rules
+        self.model = model
+        self.checked: dict[str, None] = {}
+        self.findings: list[Finding] = []
+        self.images: list[ImageInfo] = []
+        self.note = ""
+
+    def level(self, rule_id: str) -> str:
+        rule = self.rules.get(rule_id)
+        if rule is not None:
+            return rule.level
+        return self.case.level if rule_id == self.case.rule else "MUST"
+
+    def applies(self, rule_id: str) -> bool:
+        """Whether a rule holds for the case's model under the profile."""
+        rule = self.rules.get(rule_id)
+        if rule is None or not rule.models:
+            return False
+        return self.model is None or self.model in rule.models
+
+    def check(self, rule_id: str, ok: bool, message: str = "") -> bool:
+        self.checked[rule_id] = None
+        if not ok:
+            self.findings.append(Finding(rule_id, self.level(rule_id), message))
+        return ok
+
+    def outcome(self) -> Outcome:
+        if any(f.level == "MUST" for f in self.findings):
+            return Outcome.FAIL
+        return Outcome.WARN if self.findings else Outcome.PASS
+
+
+# --- what the request asked for ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a correct answer to the request looks like."""
+
+    spec: ModelSpec
+    n: int
+    delivery: str  # "b64" or "url"
+    output_format: str
+    size: tuple[int, int] | None
+    transparent: bool
+    stream: bool
+    partial_images: int
+    body: Mapping[str, Any]
+
+
+def _answering_model(case: Case, profile: Profile) -> str:
+    """The model whose answer is judged: the body's model, or the one an omitted model means."""
+    contract = load_contract()
+    body = case.body if isinstance(case.body, dict) else {}
+    named = body.get("model")
+    if isinstance(named, str) and named in contract.models:
+        return named
+    if case.model in contract.models:
+        return case.model
+    resolved = resolve_model(body, contract) if isinstance(body, dict) else None
+    if resolved in contract.models:
+        return resolved
+    gpt = [m for m in profile.models if contract.models[m].is_gpt]
+    return gpt[0] if gpt else contract.family_models("gpt-image")[0]
+
+
+def _asked(case: Case, profile: Profile) -> _Asked:
+    contract = load_contract()
+    fields = contract.request_fields
+    spec = contract.models[_answering_model(case, profile)]
+    body: Mapping[str, Any] = case.body if isinstance(case.body, dict) else {}
+
+    def value(name: str) -> Any:
+        got = body.get(name)
+        return fields[name].get("default") if got is None else got
+
+    n = body.get("n")
+    n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
+    if spec.takes("response_format"):
+        delivery = "b64" if value("response_format") == "b64_json" else "url"
+    else:
+        delivery = "b64"
+    fmt = (
+        value("output_format")
+        if spec.takes("output_format")
+        else fields["output_format"].get("default", "png")
+    )
+    size = body.get("size") if spec.takes("size") else None
+    wxh = parse_size(size) if isinstance(size, str) else None
+    stream = spec.takes("stream") and body.get("stream") is True
+    partial = value("partial_images") if spec.takes("partial_images") else 0
+    return _Asked(
+        spec=spec,
+        n=n,
+        delivery=delivery,
+        output_format=str(fmt),
+        size=wxh,
+        transparent=spec.takes("background") and body.get("background") == "transparent",
+        stream=stream,
+        partial_images=partial if isinstance(partial, int) else 0,
+        body=body,
+    )
+
+
+def _expected_param(case: Case, rules: Mapping[str, Rule]) -> str | None:
+    """The field a conformant error's ``param`` names for this case's broken rule."""
+    if case.raw is not None or not isinstance(case.body, dict):
+        return None
+    for violation in request_violations(case.body):
+        if violation.rule == case.rule:
+            return violation.param
+    rule = rules.get(case.rule)
+    return rule.param if rule else None
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _json(body: bytes) -> tuple[Any, bool]:
+    try:
+        return json.loads(body), True
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, False
+
+
+def _error_message(body: bytes) -> str:
+    data, ok = _json(body)
+    if ok and isinstance(data, dict) and isinstance(data.get("error"), dict):
+        message = data["error"].get("message")
+        if isinstance(message, str):
+            return message[:200]
+    return body[:120].decode("utf-8", "replace")
+
+
+def _path(error: Any) -> str:
+    return "/".join(str(p) for p in error.absolute_path) or "(root)"
+
+
+def _first(errors: list[Any]) -> str:
+    error = errors[0]
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_path(error)}: {error.message[:200]}{more}"
+
+
+# --- rule families ------------------------------------------------------------------------
+
+
+def check_transport(v: _Verdict, exchange: Exchange) -> bool:
+    """transport.*: a complete HTTP answer within the timeout and the cap; no 5xx."""
+    if exchange.error is not None:
+        rule, message = _TRANSPORT_ERRORS.get(
+            exchange.error, ("transport.well_formed", exchange.error)
+        )
+        v.check(rule, False, message)
+        return False
+    status = exchange.status or 0
+    return v.check(
+        "transport.no_5xx",
+        not 500 <= status < 600 or status == 503,
+        f"answered {status} (a server error)",
+    )
+
+
+def check_retry_after(v: _Verdict, exchange: Exchange) -> None:
+    """transport.retry_after: every 429 seen carries Retry-After (SHOULD)."""
+    seen = [a for a in exchange.attempts if a.get("status") == 429]
+    missing = [a for a in seen if a.get("retry_after") is None]
+    if exchange.status == 429:
+        seen.append({})
+        if "retry-after" not in exchange.response_headers:
+            missing.append({})
+    if seen:
+        v.check("transport.retry_after", not missing, "a 429 answer carries no Retry-After")
+
+
+def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, validation: bool):
+    """error.*: the envelope (MUST); 400, the OpenAI fields and param (SHOULD)."""
+    contract = load_contract()
+    data, ok = _json(exchange.response_body)
+    if not v.check(
+        "error.envelope",
+        ok and not list(contract.validator("error").iter_errors(data)),
+        'the error body is not {"error": {"message": "..."}}'
+        + ("" if ok else " (not JSON)")
+        + f": {exchange.response_body[:80]!r}",
+    ):
+        return
+    if validation:
+        v.check(
+            "error.status_400",
+            exchange.status == 400,
+            f"a validation error is answered {exchange.status}, not 400",
+        )
+    missing = [e.message for e in contract.sub_validator("error", "openai-error").iter_errors(data)]
+    v.check("error.fields", not missing, f"the error object lacks keys: {'; '.join(missing)}")
+    if validation and expected_param is not None:
+        got = data["error"].get("param")
+        v.check(
+            "error.param",
+            got == expected_param,
+            f"error.param is {got!r}, expected {expected_param!r}",
+        )
+
+
+def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) -> bool:
+    """The case's own rule: accepted, rejected, 401, or either, as the case expects.
+
+    Returns True when the answer is a 2xx whose body should be judged.
+    """
+    case = v.case
+    status = exchange.status or 0
+    accepted = 200 <= status < 300
+    rejected = 400 <= status < 500
+    if case.auth in ("missing", "wrong"):
+        what = "without a key" if case.auth == "missing" else "with a wrong key"
+        v.check(case.rule, status == 401, f"a request {what} is answered {status}, not 401")
+        if rejected:
+            check_error(v, exchange, None, validation=False)
+        return False
+    if case.expect == "reject":
+        if accepted:
+            v.check(case.rule, False, f"accepted ({status}) a request that breaks it: {case.title}")
+            return False
+        v.check(case.rule, rejected, f"answered {status}; a 4xx with an error body is required")
+        if rejected:
+            check_error(v, exchange, expected_param, validation=True)
+        return False
+    if case.expect == "either":
+        if accepted:
+            v.check(case.rule, True)
+            return True
+        v.check(
+            case.rule,
+            status == 400,
+            f"answered {status}: the request is rejected with 400 or served, nothing else",
+        )
+        if rejected:
+            check_error(v, exchange, expected_param, validation=True)
+        return False
+    # expect accept
+    if accepted:
+        v.check(case.rule, True)
+        return True
+    detail = _error_message(exchange.response_body) if exchange.response_body else ""
+    v.check(
+        case.rule,
+        False,
+        f"refused a valid request ({status}){': ' + detail if detail else ''}",
+    )
+    if rejected:
+        check_error(v, exchange, None, validation=False)
+    return False
+
+
+def check_image(
+    v: _Verdict,
+    asked: _Asked,
+    data: bytes | None,
+    index: int,
+    source: str,
+    *,
+    thumbnails: bool,
+    url: str | None = None,
+) -> ImageInfo:
+    """image.*: decodes, in the asked format, at the asked size, with alpha when transparent."""
+    info = ImageInfo(index=index, source=source, byte_size=len(data or b""), url=url)
+    where = f"image {index}" + (" (partial)" if source == "partial" else "")
+    if data is None:
+        v.check("image.decodes", False, f"{where}: b64_json is not valid base64")
+        info.ok, info.problems = False, ["not valid base64"]
+        v.images.append(info)
+        return info
+    partial = source == "partial"
+    want_alpha = asked.transparent and not partial and v.applies("image.alpha")
+    facts = inspect_image(data, check_alpha=want_alpha, thumbnail=thumbnails and not partial)
+    info.format, info.width, info.height = facts.format, facts.width, facts.height
+    info.has_alpha, info.thumbnail = facts.has_alpha, facts.thumbnail
+    problems: list[str] = []
+    if not v.check("image.decodes", facts.decodes, f"{where}: {facts.problem}"):
+        problems.append(facts.problem or "does not decode")
+    elif not partial:
+        if not v.check(
+            "image.format",
+            facts.format == asked.output_format,
+            f"{where}: is {facts.format or 'of unknown format'}, {asked.output_format} was asked",
+        ):
+            problems.append(f"format {facts.format}, asked {asked.output_format}")
+        if asked.size is not None and not v.check(
+            "image.size",
+            (facts.width, facts.height) == asked.size,
+            f"{where}: is {facts.width}x{facts.height}, {asked.size[0]}x{asked.size[1]} was asked",
+        ):
+            problems.append(f"size {facts.width}x{facts.height}")
+        if want_alpha and not v.check(
+            "image.alpha",
+            bool(facts.has_alpha),
+            f"{where}: has no alpha channel; background=transparent was asked"
+            + (f" ({facts.problem})" if facts.problem else ""),
+        ):
+            problems.append("no alpha channel")
+    info.ok = not problems
+    info.problems = problems
+    v.images.append(info)
+    return info
+
+
+def _split_schema_errors(v: _Verdict, answer: Any) -> dict[str, list[Any]]:
+    """Schema errors of the answer, by the rule that owns the field they are about."""
+    contract = load_contract()
+    echo = v.applies("response.echo")
+    owners: dict[str, list[Any]] = {}
+    for error in contract.validator("response").iter_errors(answer):
+        top = error.absolute_path[0] if error.absolute_path else None
+        if top == "usage":
+            rule = "response.usage.schema"
+        elif top in _ECHO_FIELDS and echo:
+            rule = "response.echo"
+        else:
+            rule = "response.schema"
+        owners.setdefault(rule, []).append(error)
+    return owners
+
+
+def check_usage(v: _Verdict, answer: Mapping[str, Any], errors: list[Any] | None) -> None:
+    """response.usage.*: present (where the profile asks), valid, totals adding up."""
+    if v.applies("response.usage.present"):
+        v.check("response.usage.present", "usage" in answer, "the answer carries no `usage`")
+    if "usage" not in answer:
+        return
+    v.check("response.usage.schema", not errors, (errors and f"usage: {_first(errors)}") or "")
+    check_usage_total(v, answer["usage"])
+
+
+def check_usage_total(v: _Verdict, usage: Any) -> None:
+    if not isinstance(usage, dict):
+        return
+    parts = [usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")]
+    if all(isinstance(p, int) and not isinstance(p, bool) for p in parts):
+        v.check(
+            "response.usage.total",
+            parts[0] + parts[1] == parts[2],
+            f"usage.total_tokens is {parts[2]}, input + output is {parts[0] + parts[1]}",
+        )
+
+
+def check_echo(v: _Verdict, asked: _Asked, answer: Mapping[str, Any], errors: list[Any]) -> None:
+    """response.echo: GPT answers state background, output_format, size, quality as resolved."""
+    if not v.applies("response.echo"):
+        return
+    contract = load_contract()
+    problems = [f"{_path(e)}: {e.message[:120]}" for e in errors]
+    for error in contract.sub_validator("response", "answer.gpt-image").iter_errors(answer):
+        # A missing usage is response.usage.present's business, not an echo's.
+        if error.validator == "required" and "'usage'" not in error.message:
+            problems.append(error.message)
+    for name in _ECHO_FIELDS:
+        want = asked.body.get(name)
+        got = answer.get(name)
+        if want in (None, "auto") or got is None:
+            continue
+        if got != want:
+            problems.append(f"{name} is {got!r}, {want!r} was asked")
+    v.check("response.echo", not problems, "; ".join(problems))
+
+
+def check_revised_prompt(v: _Verdict, answer: Mapping[str, Any]) -> None:
+    if not v.applies("response.revised_prompt"):
+        return
+    contract = load_contract()
+    missing = [
+        e
+        for e in contract.sub_validator("response", "answer.dall-e-3").iter_errors(answer)
+        if e.validator == "required" and "revised_prompt" in e.message
+    ]
+    v.check(
+        "response.revised_prompt",
+        not missing,
+        f"{len(missing)} item(s) carry no revised_prompt",
+    )
+
+
+def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool):
+    """response.*: a JSON ImagesResponse with exactly n images delivered as asked."""
+    v.check(
+        "response.content_type",
+        exchange.content_type == "application/json",
+        f"Content-Type is {exchange.content_type or 'missing'!r}, not application/json",
+    )
+    answer, ok = _json(exchange.response_body)
+    if not v.check("transport.well_formed", ok, "the 2xx body is not JSON"):
+        return
+    owners = _split_schema_errors(v, answer)
+    schema_errors = owners.get("response.schema", [])
+    v.check("response.schema", not schema_errors, (schema_errors and _first(schema_errors)) or "")
+    if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+        return
+    data = answer["data"]
+    v.check(
+        "response.data.count",
+        len(data) == asked.n,
+        f"data holds {len(data)} items, n={asked.n} was asked",
+    )
+    check_items(v, exchange, asked, data, thumbnails=thumbnails)
+    check_revised_prompt(v, answer)
+    check_usage(v, answer, owners.get("response.usage.schema"))
+    check_echo(v, asked, answer, owners.get("response.echo", []))
+
+
+def check_items(
+    v: _Verdict, exchange: Exchange, asked: _Asked, data: list[Any], *, thumbnails: bool
+) -> None:
+    """response.b64_json / response.url / response.url.fetch, then each image."""
+    fetches = iter(exchange.fetches)
+    fetched_all = len(exchange.fetches) >= sum(
+        1 for item in data if isinstance(item, dict) and isinstance(item.get("url"), str)
+    )
+    for index, item in enumerate(data):
+        item = item if isinstance(item, dict) else {}
+        url = item.get("url")
+        fetch = next(fetches, None) if isinstance(url, str) else None
+        if asked.delivery == "b64":
+            b64 = item.get("b64_json")
+            if v.check(
+                "response.b64_json",
+                isinstance(b64, str) and bool(b64),
+                f"item {index} has no b64_json" + (" (it has a url)" if url else ""),
+            ):
+                check_image(v, asked, decode_base64(b64), index, "b64", thumbnails=thumbnails)
+            continue
+        if not v.check(
+            "response.url",
+            isinstance(url, str) and url.lower().startswith(("http://", "https://")),
+            f"item {index} has no http(s) url"
+            + (f" (got {str(url)[:60]!r})" if url else "")
+            + (" (it has b64_json)" if "b64_json" in item else ""),
+        ):
+            continue
+        if fetch is None or not fetched_all:
+            continue  # not fetched (a recording without images): not judged
+        if fetch.error is not None:
+            _rule, reason = _TRANSPORT_ERRORS.get(fetch.error, ("", fetch.error))
+            v.check("response.url.fetch", False, f"item {index}: fetching the url failed: {reason}")
+            continue
+        if not v.check(
+            "response.url.fetch",
+            fetch.status == 200 and bool(fetch.response_body),
+            f"item {index}: fetching the url without the key gave {fetch.status}",
+        ):
+            continue
+        check_image(
+            v, asked, fetch.response_body, index, "url", thumbnails=thumbnails, url=fetch.url
+        )
+
+
+class SSEParser:
+    """An incremental text/event-stream parser (WHATWG rules: data lines, blank-line dispatch).
+
+    Fed bytes in any chunking; yields the ``data`` of each complete event. An event larger than
+    the cap raises ValueError instead of growing without bound.
+    """
+
+    def __init__(self, cap: int = _STREAM_EVENT_CAP) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._size = 0
+        self._cap = cap
+
+    def feed(self, chunk: bytes) -> Iterator[str]:
+        self._buffer += chunk
+        while True:
+            cut = self._next_line_end()
+            if cut is None:
+                if len(self._buffer) > self._cap:
+                    raise ValueError("an event line exceeds the cap")
+                return
+            end, skip = cut
+            line, self._buffer = self._buffer[:end], self._buffer[end + skip :]
+            event = self._line(line)
+            if event is not None:
+                yield event
+
+    def close(self) -> Iterator[str]:
+        """Flush: an event without its final blank line still counts (some servers end so)."""
+        if self._buffer:
+            event = self._line(self._buffer)
+            self._buffer = b""
+            if event is not None:
+                yield event
+        if self._data:
+            yield self._dispatch()
+
+    def _next_line_end(self) -> tuple[int, int] | None:
+        lf = self._buffer.find(b"\n")
+        cr = self._buffer.find(b"\r")
+        if cr != -1 and (lf == -1 or cr < lf):
+            if cr + 1 == len(self._buffer):
+                return None  # a CR at the end may be half of CRLF
+            return cr, 2 if self._buffer[cr + 1 : cr + 2] == b"\n" else 1
+        return (lf, 1) if lf != -1 else None
+
+    def _line(self, line: bytes) -> str | None:
+        if not line:
+            return self._dispatch() if self._data else None
+        if line.startswith(b":"):
+            return None
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._size += len(value)
+            if self._size > self._cap:
+                raise ValueError("an event exceeds the cap")
+            self._data.append(value)
+        return None
+
+    def _dispatch(self) -> str:
+        data = b"\n".join(self._data).decode("utf-8", "replace")
+        self._data, self._size = [], 0
+        return data
+
+
+def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool) -> None:
+    """stream.*: an event stream of valid events, few enough partials, one completed per image."""
+    if not v.check(
+        "stream.content_type",
+        exchange.content_type == "text/event-stream",
+        f"a stream: true request is answered {exchange.content_type or 'without Content-Type'}",
+    ):
+        return
+    contract = load_contract()
+    validator = contract.validator("stream_event")
+    parser = SSEParser()
+    events: list[str] = []
+    body = exchange.response_body
+    try:
+        for start in range(0, len(body), 1 << 16):
+            events.extend(parser.feed(body[start : start + (1 << 16)]))
+        events.extend(parser.close())
+    except ValueError as exc:
+        v.check("transport.well_formed", False, f"the event stream is malformed: {exc}")
+        return
+    bad: list[str] = []
+    partials = completed = 0
+    last_type = None
+    for number, raw in enumerate(events):
+        if raw.strip() == "[DONE]":
+            continue
+        event, ok = _json(raw.encode())
+        if not ok:
+            bad.append(f"event {number} is not JSON: {raw[:60]!r}")
+            continue
+        errors = list(validator.iter_errors(event))
+        if errors:
+            bad.append(f"event {number}: {_first(errors)}")
+            continue
+        last_type = event["type"]
+        data = decode_base64(event["b64_json"])
+        if last_type == "image_generation.partial_image":
+            check_image(v, asked, data, partials, "partial", thumbnails=False)
+            partials += 1
+        else:
+            check_image(v, asked, data, completed, "stream", thumbnails=thumbnails)
+            completed += 1
+            check_usage_total(v, event.get("usage"))
+    v.check("stream.event.schema", not bad, "; ".join(bad[:3]))
+    allowed = asked.partial_images * asked.n
+    v.check(
+        "stream.partial.count",
+        partials <= allowed,
+        f"{partials} partial events; partial_images={asked.partial_images} allows {allowed}",
+    )
+    v.check(
+        "stream.completed",
+        completed == asked.n and last_type == "image_generation.completed",
+        f"{completed} completed events for n={asked.n}"
+        + ("" if last_type == "image_generation.completed" else "; the stream does not end so"),
+    )
+
+
+# --- the judge ----------------------------------------------------------------------------
+
+
+def judge(
+    case: Case, exchange: Exchange, profile: Profile, *, thumbnails: bool = False
+) -> CaseResult:
+    """The verdict on one exchange. Pure: no network, no files; safe to re-run on a recording."""
+    rules = _profile_rules(profile)
+    model = None if case.model not in load_contract().models else case.model
+    if case.expect != "reject" and isinstance(case.body, dict):
+        model = _answering_model(case, profile)
+    v = _Verdict(case, rules, model)
+    result = CaseResult(
+        case=case,
+        outcome=Outcome.PASS,
+        status=exchange.status,
+        elapsed=exchange.elapsed,
+        exchange=exchange,
+    )
+    if check_transport(v, exchange):
+        check_retry_after(v, exchange)
+        if exchange.status in (429, 503):
+            v.checked.pop("transport.no_5xx", None)
+            result.outcome = Outcome.INCONCLUSIVE
+            result.note = (
+                f"answered {exchange.status} after {exchange.retries} retr"
+                f"{'y' if exchange.retries == 1 else 'ies'}"
+            )
+        elif check_status(v, exchange, _expected_param(case, rules)):
+            asked = _asked(case, profile)
+            if asked.stream:
+                check_stream(v, exchange, asked, thumbnails=thumbnails)
+            else:
+                check_json_answer(v, exchange, asked, thumbnails=thumbnails)
+    result.findings = v.findings
+    result.checked = list(v.checked)
+    result.images = v.images
+    if result.outcome is not Outcome.INCONCLUSIVE:
+        result.outcome = v.outcome()
+    return result

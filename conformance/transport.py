@@ -1,0 +1,430 @@
+"""Sending cases to a target and reading its answers, safely.
+
+The target is untrusted: it may hang, reset, send random bytes, an endless body or a huge one,
+echo the key back, or redirect elsewhere. Everything here is bounded: every request has an
+overall deadline (not only httpx's per-read timeouts, which a slow drip evades), every body is
+read as a stream and cut at a cap, retries are few and their waits capped. Failures become an
+:class:`~conformance.results.Exchange` with ``error`` set, never an exception: a broken server is
+a finding for the checks, not a crash.
+
+The API key is sent only to the target's origin: redirects are followed only within it, and
+image URLs are fetched by a separate request that never carries it. Every exchange is redacted
+before it leaves this module, so nothing downstream (reports, recordings, logs) can leak the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import __version__
+from .cases import Case
+from .errors import SetupError
+from .results import Exchange
+
+__all__ = [
+    "REDACTED",
+    "WRONG_KEY",
+    "Transport",
+    "TransportConfig",
+    "excerpt",
+    "is_loopback",
+    "origin_of",
+    "probe_target",
+    "redact_url",
+]
+
+REDACTED = "[REDACTED]"
+#: The key sent by ``auth: wrong`` cases: plainly not a real key.
+WRONG_KEY = "sk-imgconf-wrong-key-0000000000000000"
+MIB = 1024 * 1024
+#: Statuses retried (honouring Retry-After) before a case is called inconclusive.
+RETRY_STATUSES = (429, 503)
+_REDIRECTS = (301, 302, 303, 307, 308)
+_B64_RUN = re.compile(rb'"(b64_json|partial_image_b64)"\s*:\s*"[A-Za-z0-9+/=\\]{64,}"')
+_LONG_STRING = re.compile(rb'"([^"\\]|\\.){2000,}"')
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Where to send and how patiently. Defaults suit real endpoints (generation takes a while)."""
+
+    base_url: str
+    path: str = "/images/generations"
+    api_key: str | None = None
+    #: Overall deadline of one request, connection to last byte, in seconds.
+    timeout: float = 120.0
+    #: Cap of a 2xx answer body (n=10 large images in base64 fit).
+    body_cap: int = 64 * MIB
+    #: Cap of an error answer body: an error envelope is small.
+    error_cap: int = 1 * MIB
+    #: Cap of one fetched image.
+    fetch_cap: int = 32 * MIB
+    #: Retries of a 429/503 answer.
+    retries: int = 2
+    #: The longest Retry-After honoured; a longer one makes the case inconclusive at once.
+    max_retry_wait: float = 30.0
+    #: Wait before a retry when the answer names none.
+    default_retry_wait: float = 1.0
+    #: Redirects followed within the target's origin (never to another one).
+    max_redirects: int = 3
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url.rstrip("/") + self.path
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def is_loopback(url: str) -> bool:
+    """True when the URL's host is this machine (no money, no third party involved)."""
+    host = urlsplit(url).hostname or ""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and without query values that look like secrets."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = re.sub(
+        r"(?i)((?:api[_-]?key|key|token|sig|signature|secret|password)=)[^&]*",
+        rf"\1{REDACTED}",
+        parts.query,
+    )
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
+    return rebuilt + (f"?{query}" if query else "")
+
+
+def excerpt(body: bytes, limit: int = 4096) -> bytes:
+    """A body short enough to keep for every case: base64 runs and long strings elided, cut."""
+    if not body:
+        return body
+    head = body[: limit * 64]
+    head = _B64_RUN.sub(lambda m: b'"' + m.group(1) + b'": "<base64 elided>"', head)
+    head = _LONG_STRING.sub(b'"<long string elided>"', head)
+    if len(head) > limit or len(body) > limit * 64:
+        return head[:limit] + b"...<cut>"
+    return head
+
+
+class _Redactor:
+    """Replaces the key wherever a hostile server might echo it (body, headers, URLs)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        self._bsecrets = tuple(s.encode() for s in self._secrets)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def data(self, value: bytes) -> bytes:
+        for secret in self._bsecrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED.encode())
+        return value
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        out = {}
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower in ("authorization", "proxy-authorization", "api-key", "x-api-key"):
+                out[lower] = "Bearer " + REDACTED if value.startswith("Bearer ") else REDACTED
+            else:
+                out[lower] = self.text(value)
+        return out
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), None if absent."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class Transport:
+    """An async client for one target; use as ``async with Transport(config) as t``."""
+
+    def __init__(self, config: TransportConfig, *, client: httpx.AsyncClient | None = None):
+        self.config = config
+        self._origin = origin_of(config.endpoint)
+        self._redactor = _Redactor((config.api_key or "",))
+        self._own_client = client is None
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        # The overall deadline is enforced around each request; httpx's own timeouts catch a
+        # silent peer early and keep sockets from lingering.
+        per_op = httpx.Timeout(config.timeout, connect=min(config.timeout, 30.0))
+        self._client = client or httpx.AsyncClient(
+            timeout=per_op, limits=limits, follow_redirects=False, trust_env=False
+        )
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    def redact(self, text: str) -> str:
+        """Remove the key from a line of text before it is shown anywhere."""
+        return self._redactor.text(text)
+
+    # --- the target ---------------------------------------------------------------------
+
+    def _request_headers(self, case: Case) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if case.stream else "application/json",
+            "user-agent": f"imgconf/{__version__}",
+            **{k.lower(): v for k, v in self.config.extra_headers.items()},
+        }
+        if case.auth == "valid" and self.config.api_key:
+            headers["authorization"] = f"Bearer {self.config.api_key}"
+        elif case.auth == "wrong":
+            headers["authorization"] = f"Bearer {WRONG_KEY}"
+        return headers
+
+    async def send(self, case: Case) -> Exchange:
+        """Send one case, retrying 429/503 within bounds; never raises for a target's failure."""
+        url = self.config.endpoint + case.path_suffix
+        headers = self._request_headers(case)
+        content = case.content()
+        attempts: list[dict[str, Any]] = []
+        while True:
+            exchange = await self._exchange("POST", url, headers, content, self.config.body_cap)
+            if exchange.status not in RETRY_STATUSES or len(attempts) >= self.config.retries:
+                break
+            asked = _retry_after(exchange.response_headers)
+            wait = asked
+            if wait is None:
+                wait = self.config.default_retry_wait * (2 ** len(attempts))
+            if wait > self.config.max_retry_wait:
+                break  # honouring it would stall the run: the case is inconclusive
+            attempts.append({"status": exchange.status, "retry_after": asked})
+            await asyncio.sleep(wait)
+        exchange.retries = len(attempts)
+        exchange.attempts = attempts
+        return exchange
+
+    async def send_case(self, case: Case) -> Exchange:
+        """Send a case and fetch the image URLs of a 2xx JSON answer into ``fetches``."""
+        exchange = await self.send(case)
+        if (
+            exchange.error is None
+            and exchange.status is not None
+            and 200 <= exchange.status < 300
+            and b'"url"' in exchange.response_body
+        ):
+            urls = _answer_urls(exchange.response_body)
+            if urls:
+                exchange.fetches = list(await asyncio.gather(*(self.fetch(u) for u in urls)))
+        return exchange
+
+    async def fetch(self, url: str) -> Exchange:
+        """GET an image URL from an answer: never with the key, only http(s), capped."""
+        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+        if scheme not in ("http", "https"):
+            return Exchange(
+                method="GET",
+                url=self._redactor.text(redact_url(url) if scheme else str(url)[:200]),
+                request_headers={},
+                request_body=b"",
+                error="scheme",
+            )
+        headers = {"user-agent": f"imgconf/{__version__}", "accept": "image/*"}
+        return await self._exchange(
+            "GET", url, headers, b"", self.config.fetch_cap, same_origin_only=False
+        )
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes,
+        cap: int,
+        *,
+        same_origin_only: bool = True,
+    ) -> Exchange:
+        started = time.time()
+        clock = time.perf_counter()
+        exchange = Exchange(
+            method=method,
+            url=self._redactor.text(redact_url(url)),
+            request_headers=self._redactor.headers(headers),
+            request_body=self._redactor.data(content),
+            started=started,
+        )
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                await self._read(exchange, method, url, headers, content, cap, same_origin_only)
+        except TimeoutError:
+            exchange.error = "timeout"
+        except _BodyTooLarge:
+            exchange.error = "too_large"
+            exchange.truncated = True
+        except (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError):
+            exchange.error = "protocol"
+        except httpx.TimeoutException:
+            exchange.error = "timeout"
+        except (httpx.TransportError, OSError):
+            exchange.error = "connection"
+        except httpx.InvalidURL:
+            exchange.error = "scheme"
+        exchange.elapsed = time.perf_counter() - clock
+        exchange.response_body = self._redactor.data(exchange.response_body)
+        return exchange
+
+    async def _read(
+        self,
+        exchange: Exchange,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes,
+        cap: int,
+        same_origin_only: bool,
+    ) -> None:
+        for _ in range(self.config.max_redirects + 1):
+            request = self._client.build_request(method, url, headers=headers, content=content)
+            response = await self._client.send(request, stream=True)
+            try:
+                exchange.status = response.status_code
+                exchange.response_headers = self._redactor.headers(response.headers)
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location:
+                    target = str(response.url.join(location))
+                    same = origin_of(target) == self._origin
+                    if not (same or not same_origin_only) or (
+                        method == "POST" and response.status_code not in (307, 308)
+                    ):
+                        # Another origin would get the key; a 301-303 would drop the body:
+                        # both are the target's answer, judged as it is.
+                        await self._drain(exchange, response, self.config.error_cap)
+                        return
+                    await response.aclose()
+                    url = target
+                    exchange.url = self._redactor.text(redact_url(url))
+                    continue
+                limit = cap if 200 <= response.status_code < 300 else self.config.error_cap
+                await self._drain(exchange, response, limit)
+                return
+            finally:
+                await response.aclose()
+        exchange.error = "protocol"
+
+    @staticmethod
+    async def _drain(exchange: Exchange, response: httpx.Response, cap: int) -> None:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            exchange.response_body = b""
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    keep = cap - (size - len(chunk))
+                    chunks.append(chunk[:keep])
+                    # Keep only a head of the cut body: enough to show what it was.
+                    exchange.response_body = b"".join(chunks)[: 64 * 1024]
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+        finally:
+            if not exchange.response_body:
+                exchange.response_body = b"".join(chunks)
+
+
+def _answer_urls(body: bytes, limit: int = 16) -> list[str]:
+    """The string ``url`` of each item of a JSON answer's ``data``, in order (at most ``limit``).
+
+    Judging pairs fetches with items by this order. The limit keeps a server that answers a
+    thousand URLs from making the suite fetch them all.
+    """
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        return []
+    urls = [
+        item["url"] for item in data if isinstance(item, dict) and isinstance(item.get("url"), str)
+    ]
+    return urls[:limit]
+
+
+async def probe_target(base_url: str, timeout: float = 10.0) -> None:
+    """Check once that something listens at the target; nothing there is a set-up error.
+
+    Only the TCP connection is tried: a server that accepts and then misbehaves is a finding
+    for the run, not a reason to refuse it.
+    """
+    scheme, host, port = origin_of(base_url)
+    if scheme not in ("http", "https") or not host:
+        raise SetupError(f"--base-url must be an http(s) URL (got {redact_url(base_url)!r})")
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(host.strip("[]"), port)
+    except TimeoutError:
+        raise SetupError(
+            f"nothing answers at {host}:{port} (no connection within {timeout:g} s)"
+        ) from None
+    except OSError as exc:
+        reason = (
+            "unknown host"
+            if "Name or service" in str(exc) or exc.errno in (-2, -3, -5)
+            else (exc.strerror or exc.__class__.__name__)
+        )
+        raise SetupError(f"nothing listening at {host}:{port} ({reason.lower()})") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
