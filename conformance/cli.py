@@ -100,6 +100,87 @@ def spec_diff_command(openapi_file: Path) -> None:
     _call(spec_diff_cli, openapi_file=openapi_file)
 
 
+# --- running --------------------------------------------------------------------------------
+
+
+@main.command("run")
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="The target, as the OpenAI SDK takes it (.../v1). Default: the embedded reference server.",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    metavar="KEY",
+    help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
+)
+@click.option("--models", default=None, metavar="M1,M2", help="Only these models of the profile.")
+@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where report.json, junit.xml, report.md and report.html go.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The plan's seed.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds one request may take, connection to last byte.",
+)
+@click.option(
+    "--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once."
+)
+@click.option("--max-cost", type=float, default=None, metavar="USD", help="Spend at most this.")
+@click.option(
+    "--max-images", type=int, default=None, metavar="N", help="Generate at most N images."
+)
+@click.option(
+    "--explore",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Draw N more cases per model from the strategies (within the budget).",
+)
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.har",
+    help="Record every exchange as HAR 1.2 (key redacted).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="OLD.json",
+    help="Compare with an earlier report.json; exit 1 on a new MUST failure.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["must", "should"]),
+    default="must",
+    show_default=True,
+    help="Fail the run on MUST failures only, or on SHOULD warnings too.",
+)
+def run_command(**options: Any) -> None:
+    """Send the plan to an endpoint, judge every answer, write the reports.
+
+    Exit 0 when no MUST rule failed, 1 when one did (or the run was interrupted), 2 for a
+    usage or set-up error.
+    """
+    from .running import run_cli
+
+    options["models"] = _models_option(options["models"])
+    _call(run_cli, **options)
+
+
 def main_entry(argv: Sequence[str] | None = None) -> int:
     """Entry point that turns click's usage errors into one line and exit 2."""
     try:

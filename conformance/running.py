@@ -1,0 +1,503 @@
+"""``imgconf run``: send a plan to a target, judge every answer, write the reports.
+
+The runner owns the order of things and the limits that keep a run safe against any target:
+
+- **Budget**: each case's images (and cost) are reserved *before* it is sent — invalid cases
+  too, since a broken server may wrongly accept them — and workers take cases one at a time, so
+  concurrency can never overshoot ``--max-images``/``--max-cost``.
+- **Bounded time**: the transport bounds every request; when the target stops answering (as
+  many transport failures in a row as there are workers, with no HTTP answer in between) the
+  run stops sending instead of timing out case after case, and reports what it saw.
+- **Signals**: Ctrl-C or SIGTERM stops sending; the report is still written, marked incomplete.
+- **Memory**: an answer is judged, handed to the recorder, then trimmed to an excerpt; only a
+  bounded number of thumbnails is kept for the report's gallery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import __version__
+from .cases import Case
+from .checks import judge
+from .errors import SetupError
+from .profiles import Profile, load_profile
+from .results import CaseResult, Exchange, Outcome, RunResult
+from .transport import Transport, TransportConfig, excerpt, is_loopback, probe_target, redact_url
+
+__all__ = ["Budget", "Runner", "run_cli"]
+
+#: Thumbnails kept per run for the report's gallery.
+MAX_THUMBNAILS = 64
+_TRANSPORT_FAILURES = frozenset({"timeout", "connection", "protocol", "too_large"})
+
+
+class Recorder(Protocol):
+    def add(self, case: Case, exchange: Exchange) -> None: ...
+
+    def close(self, meta: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Budget:
+    """Images and dollars a run may spend, reserved case by case before sending."""
+
+    max_images: int | None = None
+    max_cost: float | None = None
+    images: int = 0
+    cost: float = 0.0
+    cost_unknown_images: int = 0
+
+    def reserve(self, case: Case) -> bool:
+        """Reserve what the case costs if the server accepts it; False when it does not fit."""
+        if self.max_images is not None and self.images + case.images > self.max_images:
+            return False
+        if (
+            self.max_cost is not None
+            and case.cost is not None
+            and self.cost + case.cost > self.max_cost + 1e-9
+        ):
+            return False
+        self.images += case.images
+        if case.cost is None:
+            self.cost_unknown_images += case.images
+        else:
+            self.cost += case.cost
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "max_cost": self.max_cost,
+            "max_images": self.max_images,
+            "images": self.images,
+            "cost": round(self.cost, 6),
+            "cost_unknown_images": self.cost_unknown_images,
+        }
+
+
+def trim(exchange: Exchange) -> None:
+    """Keep what a report shows of an exchange; drop image bytes and long bodies."""
+    exchange.response_body = excerpt(exchange.response_body)
+    for fetch in exchange.fetches:
+        fetch.response_body = b""
+
+
+@dataclass
+class Progress:
+    """Progress on a terminal (a rich bar) or plain lines (CI logs), on stderr."""
+
+    total: int
+    tty: bool = field(default_factory=lambda: sys.stderr.isatty())
+    counts: Counter[str] = field(default_factory=Counter)
+    _bar: Any = None
+    _task: Any = None
+    _next_line: int = 0
+
+    def __enter__(self) -> Progress:
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]imgconf run"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("", total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, result: CaseResult) -> None:
+        self.counts[result.outcome.value] += 1
+        done = sum(self.counts.values())
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, description=summary)
+        elif done >= self._next_line or done == self.total:
+            print(f"imgconf: {done}/{self.total} cases ({summary})", file=sys.stderr, flush=True)
+            self._next_line = done + max(1, self.total // 10)
+
+
+class Runner:
+    """Sends cases with bounded concurrency and budget, and judges each answer."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        profile: Profile,
+        *,
+        concurrency: int = 8,
+        budget: Budget | None = None,
+        recorder: Recorder | None = None,
+        progress: Callable[[CaseResult], None] | None = None,
+        max_thumbnails: int = MAX_THUMBNAILS,
+        failure_streak: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.profile = profile
+        self.concurrency = max(1, concurrency)
+        self.budget = budget or Budget()
+        self.recorder = recorder
+        self.progress = progress
+        self.thumbnails_left = max_thumbnails
+        self.failure_streak = failure_streak or max(3, self.concurrency)
+        self.stop_reason: str | None = None
+        self._streak = 0
+        self._stop = asyncio.Event()
+
+    def stop(self, reason: str) -> None:
+        """Stop sending: cases not yet answered are reported as skipped."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    async def run(self, cases: list[Case]) -> list[CaseResult]:
+        results: list[CaseResult | None] = [None] * len(cases)
+        queue = deque(enumerate(cases))
+        workers = [
+            asyncio.create_task(self._worker(queue, results)) for _ in range(self.concurrency)
+        ]
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait([stopper, asyncio.gather(*workers)], return_when="FIRST_COMPLETED")
+        finally:
+            for task in (*workers, stopper):
+                task.cancel()
+            await asyncio.gather(*workers, stopper, return_exceptions=True)
+        note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
+        return [
+            result or CaseResult(case=case, outcome=Outcome.SKIPPED, note=note)
+            for case, result in zip(cases, results, strict=True)
+        ]
+
+    async def _worker(
+        self, queue: deque[tuple[int, Case]], results: list[CaseResult | None]
+    ) -> None:
+        while queue and not self._stop.is_set():
+            index, case = queue.popleft()
+            if not self.budget.reserve(case):
+                results[index] = CaseResult(
+                    case=case,
+                    outcome=Outcome.SKIPPED,
+                    note="not sent: it does not fit the remaining budget",
+                )
+                self._report(results[index])
+                continue
+            exchange = await self.transport.send_case(case)
+            results[index] = self._judge(case, exchange)
+            self._report(results[index])
+
+    def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
+        wanted = self.thumbnails_left > 0 and case.expect != "reject"
+        result = judge(case, exchange, self.profile, thumbnails=wanted)
+        for info in result.images:
+            if info.thumbnail is not None:
+                if self.thumbnails_left > 0:
+                    self.thumbnails_left -= 1
+                else:
+                    info.thumbnail = None
+        if self.recorder is not None:
+            self.recorder.add(case, exchange)
+        trim(exchange)
+        if exchange.error in _TRANSPORT_FAILURES:
+            self._streak += 1
+            if self._streak >= self.failure_streak:
+                self.stop(
+                    f"the target stopped answering ({self._streak} transport failures in a row, "
+                    f"the last: {exchange.error})"
+                )
+        elif exchange.status is not None:
+            self._streak = 0
+        return result
+
+    def _report(self, result: CaseResult | None) -> None:
+        if self.progress is not None and result is not None:
+            self.progress(result)
+
+
+@contextlib.contextmanager
+def _signals_stop(loop: asyncio.AbstractEventLoop, runner: Runner) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop sending (the report is still written); a second one aborts."""
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, _on_signal, runner, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(runner: Runner, sig: signal.Signals) -> None:
+    if runner.stop_reason is not None and runner.stop_reason.startswith("interrupted"):
+        os._exit(130)
+    runner.stop(f"interrupted by {signal.Signals(sig).name}")
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    """Everything ``imgconf run`` was asked, checked."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    models: tuple[str, ...] | None = None
+    profile: str = "openai"
+    report_dir: Path = Path("reports")
+    seed: int = 0
+    timeout: float = 120.0
+    concurrency: int = 8
+    max_cost: float | None = None
+    max_images: int | None = None
+    explore: int = 0
+    record: Path | None = None
+    baseline: Path | None = None
+    fail_on: str = "must"
+    #: Tunables for tests and the benchmark; not command-line flags.
+    body_cap: int | None = None
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_settings(settings: RunSettings, profile: Profile) -> None:
+    if settings.timeout <= 0:
+        raise SetupError("--timeout must be a positive number of seconds")
+    if settings.concurrency < 1:
+        raise SetupError("--concurrency must be at least 1")
+    if settings.max_cost is not None and settings.max_cost < 0:
+        raise SetupError("--max-cost must be a USD amount >= 0")
+    if settings.max_images is not None and settings.max_images < 0:
+        raise SetupError("--max-images must be >= 0")
+    if settings.explore < 0:
+        raise SetupError("--explore must be >= 0")
+    for model in settings.models or ():
+        if model not in profile.models:
+            raise SetupError(
+                f"--models: {model!r} is not a model of profile {profile.name} "
+                f"({', '.join(profile.models)})"
+            )
+    if settings.base_url is not None and not settings.base_url.lower().startswith(
+        ("http://", "https://")
+    ):
+        raise SetupError(
+            f"--base-url must be an http(s) URL (got {redact_url(settings.base_url)!r})"
+        )
+    if settings.baseline is not None and not settings.baseline.is_file():
+        raise SetupError(f"--baseline: no such file {settings.baseline}")
+
+
+def _plan_dict(plan: Any) -> dict[str, Any]:
+    coverage = dict(getattr(plan, "coverage", {}) or {})
+    return {
+        "cases": len(plan.cases),
+        "by_origin": dict(Counter(c.origin for c in plan.cases)),
+        "images": plan.images,
+        "cost": plan.cost,
+        "cost_unknown_images": plan.cost_unknown_images,
+        "pairwise": coverage.get("pairwise"),
+        "coverage": coverage,
+        "cut": [c.id for c in plan.cut],
+    }
+
+
+def _budget_refusal(plan: Any, target: str) -> str:
+    unknown = (
+        f" (+{plan.cost_unknown_images} images at unknown prices)"
+        if plan.cost_unknown_images
+        else ""
+    )
+    return (
+        f"{target} is not on loopback: give a budget with --max-cost USD or --max-images N "
+        f"(the full plan sends {len(plan.cases)} requests, generating up to {plan.images} "
+        f"images, estimated ${plan.cost:.2f}{unknown})"
+    )
+
+
+def run_cli(**options: Any) -> int:
+    """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
+    settings = RunSettings(**options)
+    profile = load_profile(settings.profile)
+    _check_settings(settings, profile)
+    if settings.base_url is None:
+        from .embedded import start_reference_server
+
+        with start_reference_server(api_key=settings.api_key) as server:
+            return _run(settings, profile, server.base_url, server.api_key, embedded=True)
+    key = settings.api_key or os.environ.get("OPENAI_API_KEY") or None
+    return _run(settings, profile, settings.base_url, key, embedded=False)
+
+
+def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_images: Any) -> Any:
+    from .planning import build_plan
+
+    return build_plan(
+        profile,
+        models=list(settings.models) if settings.models else None,
+        seed=settings.seed,
+        max_cost=max_cost,
+        max_images=max_images,
+        explore=settings.explore,
+    )
+
+
+def _run(
+    settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
+) -> int:
+    target = redact_url(base_url)
+    budgeted = settings.max_cost is not None or settings.max_images is not None
+    if not embedded and not is_loopback(base_url) and not budgeted:
+        raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
+    if not key:
+        raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
+    if not embedded:
+        asyncio.run(probe_target(base_url, timeout=min(settings.timeout, 10.0)))
+    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    config = TransportConfig(
+        base_url=base_url,
+        path=profile.path,
+        api_key=key,
+        timeout=settings.timeout,
+        **({"body_cap": settings.body_cap} if settings.body_cap else {}),
+        **settings.extra,
+    )
+    recorder = None
+    if settings.record is not None:
+        from .har import HarRecorder
+
+        recorder = HarRecorder(settings.record, keep_images=True)
+    say = (lambda *a: None) if settings.quiet else (lambda line: print(line, flush=True))
+    say(
+        f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
+        f"against {'the embedded reference server' if embedded else target} "
+        f"(profile {profile.name}, seed {settings.seed})"
+    )
+    run = RunResult(
+        tool_version=__version__,
+        target=target,
+        profile=profile.name,
+        models=list(plan.models),
+        seed=settings.seed,
+        started=time.time(),
+        plan=_plan_dict(plan),
+        fail_on=settings.fail_on,
+    )
+    budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
+    try:
+        results, stop_reason = asyncio.run(
+            _execute(plan.cases, profile, config, settings, budget, recorder)
+        )
+    finally:
+        if recorder is not None:
+            recorder.close(
+                {
+                    "tool_version": __version__,
+                    "target": target,
+                    "profile": profile.name,
+                    "models": list(plan.models),
+                    "seed": settings.seed,
+                }
+            )
+    cut = [
+        CaseResult(case=case, outcome=Outcome.SKIPPED, note="cut by the budget (not covered)")
+        for case in plan.cut
+    ]
+    run.results = results + cut
+    run.finished = time.time()
+    run.budget = budget.as_dict()
+    if stop_reason is not None:
+        run.incomplete = True
+        run.plan["stopped"] = stop_reason
+    return _finish(run, settings, say, stop_reason)
+
+
+async def _execute(
+    cases: list[Case],
+    profile: Profile,
+    config: TransportConfig,
+    settings: RunSettings,
+    budget: Budget,
+    recorder: Recorder | None,
+) -> tuple[list[CaseResult], str | None]:
+    async with Transport(config) as transport:
+        with Progress(total=len(cases), tty=sys.stderr.isatty() and not settings.quiet) as bar:
+            runner = Runner(
+                transport,
+                profile,
+                concurrency=settings.concurrency,
+                budget=budget,
+                recorder=recorder,
+                progress=None if settings.quiet else bar.advance,
+            )
+            with _signals_stop(asyncio.get_running_loop(), runner):
+                results = await runner.run(cases)
+    return results, runner.stop_reason
+
+
+def _finish(
+    run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
+) -> int:
+    from .reporting import write_reports
+
+    paths = write_reports(run, settings.report_dir)
+    counts = Counter(r.outcome.value for r in run.results)
+    say(
+        "imgconf: "
+        + ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
+        + f" in {run.finished - run.started:.1f} s"
+    )
+    if stop_reason:
+        say(f"imgconf: stopped early: {stop_reason}")
+    failed = Counter(
+        f"{f.rule} @ {r.case.model}"
+        for r in run.must_failures
+        for f in r.findings
+        if f.level == "MUST"
+    )
+    for name, times in failed.most_common(10):
+        say(f"  FAIL {name} ({times} case{'s' if times > 1 else ''})")
+    if len(failed) > 10:
+        say(f"  ... and {len(failed) - 10} more MUST rule x model failures")
+    status = run.exit_code
+    if settings.baseline is not None:
+        import json
+
+        from .regressions import compare, format_diff
+
+        try:
+            old = json.loads(settings.baseline.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"--baseline: cannot read {settings.baseline} ({exc})") from None
+        written = [p for p in paths.values() if Path(p).suffix == ".json"]
+        new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
+        diff = compare(old, new)
+        say(format_diff(diff))
+        if diff.has_new_must_failure:
+            status = 1
+    verdict = "PASS" if status == 0 else ("INCOMPLETE" if run.incomplete else "FAIL")
+    say(f"imgconf: {verdict}; reports in {settings.report_dir}/")
+    return status

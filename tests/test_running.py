@@ -1,0 +1,169 @@
+"""The runner: budget reserved before sending, bounded concurrency, stopping, memory trimming."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+import httpx
+import respx
+from PIL import Image
+
+from conformance.cases import Case
+from conformance.profiles import load_profile
+from conformance.results import Outcome
+from conformance.running import Budget, Runner
+from conformance.transport import Transport, TransportConfig
+
+BASE = "http://target.test/v1"
+ENDPOINT = BASE + "/images/generations"
+PROFILE = load_profile("openai")
+
+
+def png(size: int = 1024) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), (1, 2, 3)).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+ANSWER = {
+    "created": 1,
+    "data": [{"b64_json": png()}],
+    "background": "opaque",
+    "output_format": "png",
+    "size": "1024x1024",
+    "quality": "low",
+    "usage": {
+        "input_tokens": 1,
+        "output_tokens": 2,
+        "total_tokens": 3,
+        "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
+    },
+}
+
+
+def cases(count: int, images: int = 1, cost: float | None = 0.01) -> list[Case]:
+    return [
+        Case(
+            id=f"c{i}",
+            model="gpt-image-1",
+            kind="valid",
+            rule="request.valid.accepted",
+            level="MUST",
+            expect="accept",
+            body={"model": "gpt-image-1", "prompt": f"p{i}", "size": "1024x1024", "quality": "low"},
+            images=images,
+            cost=cost,
+        )
+        for i in range(count)
+    ]
+
+
+def execute(plan, handler, **runner_options):
+    async def go():
+        with respx.mock() as mock:
+            route = mock.post(ENDPOINT)
+            route.side_effect = handler
+            config = TransportConfig(BASE, api_key="sk-x-123456", timeout=5)
+            async with Transport(config) as transport:
+                runner = Runner(transport, PROFILE, **runner_options)
+                results = await runner.run(plan)
+            return runner, results, route.call_count
+
+    return asyncio.run(go())
+
+
+def test_every_case_is_judged_and_trimmed():
+    _runner, results, calls = execute(cases(20), lambda r: httpx.Response(200, json=ANSWER))
+    assert calls == 20 and all(r.outcome is Outcome.PASS for r in results)
+    # Image bodies are not kept once judged.
+    assert all(len(r.exchange.response_body) < 5000 for r in results)
+    assert b"elided" in results[0].exchange.response_body
+
+
+def test_the_budget_is_reserved_before_sending_and_never_overshot():
+    budget = Budget(max_images=5)
+    _runner, results, calls = execute(
+        cases(10, images=2),
+        lambda r: httpx.Response(200, json=ANSWER),
+        concurrency=8,
+        budget=budget,
+    )
+    assert calls == 2 and budget.images == 4
+    skipped = [r for r in results if r.outcome is Outcome.SKIPPED]
+    assert len(skipped) == 8 and "budget" in skipped[0].note
+
+
+def test_a_cost_budget_counts_invalid_cases_too():
+    plan = cases(4, cost=0.04)
+    plan[0] = Case(
+        **{**plan[0].__dict__, "kind": "invalid", "expect": "reject", "rule": "request.n.max"}
+    )
+    budget = Budget(max_cost=0.1)
+    _, results, calls = execute(plan, lambda r: httpx.Response(200, json=ANSWER), budget=budget)
+    assert calls == 2 and abs(budget.cost - 0.08) < 1e-9
+    # The invalid case was wrongly accepted: a finding, and it was paid for.
+    assert results[0].outcome is Outcome.FAIL
+
+
+def test_unknown_prices_are_counted_apart():
+    budget = Budget(max_cost=1.0)
+    execute(cases(3, cost=None), lambda r: httpx.Response(200, json=ANSWER), budget=budget)
+    assert budget.cost_unknown_images == 3 and budget.cost == 0
+
+
+def test_concurrency_is_bounded():
+    in_flight = 0
+    peak = 0
+
+    async def handler(request):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=ANSWER)
+
+    execute(cases(30), handler, concurrency=4)
+    assert peak == 4
+
+
+def test_a_target_that_stops_answering_stops_the_run():
+    runner, results, calls = execute(
+        cases(100), httpx.ConnectError("refused"), concurrency=2, failure_streak=5
+    )
+    assert runner.stop_reason and "stopped answering" in runner.stop_reason
+    assert calls < 10
+    assert [r.outcome for r in results[:5]] == [Outcome.FAIL] * 5
+    assert results[-1].outcome is Outcome.SKIPPED and "stopped answering" in results[-1].note
+
+
+def test_stop_cancels_in_flight_and_skips_the_rest():
+    async def go():
+        async def slow(request):
+            await asyncio.sleep(10)
+            return httpx.Response(200, json=ANSWER)
+
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(ENDPOINT).side_effect = slow
+            async with Transport(TransportConfig(BASE, api_key="k" * 10)) as transport:
+                runner = Runner(transport, PROFILE, concurrency=3)
+                asyncio.get_running_loop().call_later(0.2, runner.stop, "interrupted by SIGINT")
+                started = asyncio.get_running_loop().time()
+                results = await runner.run(cases(10))
+                return results, asyncio.get_running_loop().time() - started
+
+    results, elapsed = asyncio.run(go())
+    assert elapsed < 2
+    assert all(r.outcome is Outcome.SKIPPED for r in results)
+    assert "interrupted" in results[0].note
+
+
+def test_thumbnails_are_bounded_per_run():
+    _runner, results, _ = execute(
+        cases(10), lambda r: httpx.Response(200, json=ANSWER), max_thumbnails=3
+    )
+    kept = [i for r in results for i in r.images if i.thumbnail]
+    assert len(kept) == 3
+    assert kept[0].thumbnail.startswith(b"\x89PNG")
