@@ -181,6 +181,59 @@ def run_command(**options: Any) -> None:
     _call(run_cli, **options)
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
+)
+@click.option(
+    "--api-key",
+    envvar="OPENAI_API_KEY",
+    default=None,
+    help="The key clients must send (default: OPENAI_API_KEY, else a random one, printed).",
+)
+@click.option("--lenient", is_flag=True, help="Ignore what the server does not use (SHOULD rules).")
+@click.option(
+    "--quirk",
+    "quirks",
+    multiple=True,
+    metavar="NAME[:VALUE]",
+    help="Break the contract on purpose (repeatable; see --list-quirks).",
+)
+@click.option("--list-quirks", is_flag=True, help="List the quirks and the rules they break.")
+@click.option(
+    "--url-ttl",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds an image URL stays valid.",
+)
+def serve_command(
+    host: str,
+    port: int,
+    api_key: str | None,
+    lenient: bool,
+    quirks: tuple[str, ...],
+    list_quirks: bool,
+    url_ttl: float,
+) -> None:
+    """Run the reference server: an OpenAI-like POST /v1/images/generations on loopback."""
+    from .embedded import list_quirks as print_quirks
+    from .embedded import serve_forever
+
+    if list_quirks:
+        _call(print_quirks)
+    _call(
+        serve_forever,
+        host=host,
+        port=port,
+        api_key=api_key,
+        lenient=lenient,
+        quirks=quirks,
+        url_ttl=url_ttl,
+    )
+
+
 def main_entry(argv: Sequence[str] | None = None) -> int:
     """Entry point that turns click's usage errors into one line and exit 2."""
     try:

@@ -1,0 +1,296 @@
+"""Start the reference server on a free loopback port, for ``imgconf run`` and for tests.
+
+``with start_reference_server() as server:`` gives ``server.base_url`` (``http://127.0.0.1:PORT/v1``,
+as the OpenAI SDK takes it) and ``server.api_key`` (a fresh random key unless one is given).
+
+The listening socket is bound here, in the caller's process, before the server runs: the port is
+known at once and a client that connects early just waits in the backlog. The server then runs
+either in a child process (the default) or in a thread of this process:
+
+- ``mode="process"``: a child Python serves the socket, so the server's work (JSON, base64,
+  Pillow) and the client's (parsing, judging images) run on two cores instead of sharing one
+  interpreter lock. The child is told the configuration through its environment (the key never
+  appears on a command line) and exits when its stdin closes, so it cannot outlive its parent.
+- ``mode="thread"``: uvicorn in a daemon thread; starts faster (about 50 ms against about 400 ms)
+  and suits tests that make a few requests. Measured with ``scripts/bench_server.py`` while a
+  client decodes every image, the child process serves the default plan's mix markedly faster
+  (see the script's output); that is why it is the default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import SetupError
+from .quirks import ActiveQuirks, parse_quirks
+
+__all__ = ["RunningServer", "list_quirks", "serve_forever", "start_reference_server"]
+
+_CONFIG_ENV = "IMGCONF_REFERENCE_SERVER_CONFIG"
+_READY = "ready"
+START_TIMEOUT = 15.0
+#: Seconds the server gives open requests (streams, the ``slow`` quirk) when it stops.
+GRACEFUL_STOP = 0.5
+
+
+@dataclass
+class RunningServer:
+    """A reference server that is up; ``stop()`` is idempotent."""
+
+    host: str
+    port: int
+    api_key: str
+    lenient: bool
+    quirks: tuple[str, ...]
+    mode: str
+    _stopper: object = field(repr=False, default=None)
+
+    @property
+    def url(self) -> str:
+        """The server's origin, ``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base, as the OpenAI SDK and ``imgconf run --base-url`` take it."""
+        return f"{self.url}/v1"
+
+    def stop(self) -> None:
+        stopper, self._stopper = self._stopper, None
+        if stopper is not None:
+            stopper()  # type: ignore[operator]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    return sock
+
+
+def _uvicorn_server(config_dict: dict, *, in_thread: bool):
+    import uvicorn
+
+    from .reference_server import ServerConfig, create_app, hide_dropped_connection_logs
+
+    config = ServerConfig(
+        api_key=config_dict["api_key"],
+        lenient=config_dict["lenient"],
+        quirks=parse_quirks(config_dict["quirks"]),
+        url_ttl=config_dict["url_ttl"],
+    )
+    uv_config = uvicorn.Config(
+        create_app(config),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_STOP,
+        log_config=None if in_thread else uvicorn.config.LOGGING_CONFIG,
+    )
+    hide_dropped_connection_logs()
+    return uvicorn.Server(uv_config)
+
+
+@contextmanager
+def start_reference_server(
+    api_key: str | None = None,
+    lenient: bool = False,
+    quirks: Iterable[str] | ActiveQuirks = (),
+    url_ttl: float = 3600.0,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    mode: Literal["process", "thread"] = "process",
+) -> Iterator[RunningServer]:
+    """Run a reference server for the duration of the ``with`` block.
+
+    ``quirks`` are names as ``imgconf serve --quirk`` takes them (``"slow:2"``); an unknown one
+    is a SetupError before anything starts.
+    """
+    active = quirks if isinstance(quirks, ActiveQuirks) else parse_quirks(quirks)
+    config = {
+        "api_key": api_key or f"sk-imgconf-{secrets.token_hex(16)}",
+        "lenient": lenient,
+        "quirks": list(active.spec()),
+        "url_ttl": url_ttl,
+    }
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    starter = _start_process if mode == "process" else _start_thread
+    try:
+        stopper = starter(config, sock)
+    finally:
+        if mode == "process":
+            sock.close()  # the child holds its own copy
+    server = RunningServer(
+        host=host,
+        port=bound_port,
+        api_key=config["api_key"],
+        lenient=lenient,
+        quirks=tuple(config["quirks"]),
+        mode=mode,
+        _stopper=stopper,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class _ThreadStopper:
+    def __init__(self, server, thread: threading.Thread, sock: socket.socket) -> None:
+        self.server, self.thread, self.sock = server, thread, sock
+
+    def __call__(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=GRACEFUL_STOP + 5)
+        self.sock.close()
+
+
+def _start_thread(config: dict, sock: socket.socket) -> _ThreadStopper:
+    server = _uvicorn_server(config, in_thread=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="imgconf-reference-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise SetupError("the embedded reference server did not start")
+        time.sleep(0.002)
+    return _ThreadStopper(server, thread, sock)
+
+
+class _ProcessStopper:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+
+    def __call__(self) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=GRACEFUL_STOP + 5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _start_process(config: dict, sock: socket.socket) -> _ProcessStopper:
+    env = {**os.environ, _CONFIG_ENV: json.dumps({**config, "fd": sock.fileno()})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conformance.embedded"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        pass_fds=(sock.fileno(),),
+    )
+    stopper = _ProcessStopper(proc)
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout=START_TIMEOUT)
+    line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+    if line != _READY:
+        stopper()
+        raise SetupError(
+            "the embedded reference server did not start"
+            + (f" (exit status {proc.returncode})" if proc.returncode is not None else "")
+        )
+    return stopper
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    lenient: bool = False,
+    quirks: Iterable[str] = (),
+    url_ttl: float = 3600.0,
+) -> int:
+    """``imgconf serve``: run in the foreground until Ctrl-C or SIGTERM; print the URL first.
+
+    A key the user gave is shown redacted; a generated one in full, since the user needs it.
+    """
+    active = parse_quirks(quirks)
+    if url_ttl < 0:
+        raise SetupError("--url-ttl must not be negative")
+    key = api_key or f"sk-imgconf-{secrets.token_hex(16)}"
+    shown = key if not api_key else f"{key[:3]}...{key[-2:]}" if len(key) > 8 else "***"
+    sock = _bind(host, port)
+    config = {"api_key": key, "lenient": lenient, "quirks": list(active.spec()), "url_ttl": url_ttl}
+    server = _uvicorn_server(config, in_thread=False)
+    mode = "lenient" if lenient else "strict"
+    extra = f", quirks: {', '.join(active.spec())}" if active else ""
+    print(
+        f"imgconf reference server ({mode}{extra}) at http://{host}:{sock.getsockname()[1]}/v1"
+        f"  key: {shown}",
+        flush=True,
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def list_quirks() -> int:
+    """``imgconf serve --list-quirks``: name, the rules it breaks, what it does."""
+    from .quirks import QUIRKS
+
+    for quirk in QUIRKS.values():
+        name = f"{quirk.name}[:{quirk.parameter}]" if quirk.parameter else quirk.name
+        print(f"{name:26} {','.join(quirk.breaks):45} {quirk.description}")
+    return 0
+
+
+def _child_main() -> None:
+    """The child process: serve the inherited socket until told to stop or orphaned."""
+    config = json.loads(os.environ.pop(_CONFIG_ENV))
+    sock = socket.socket(fileno=config.pop("fd"))
+    server = _uvicorn_server(config, in_thread=False)
+
+    def watch_parent() -> None:
+        # stdin is a pipe from the parent: end of file means the parent has gone.
+        sys.stdin.buffer.read()
+        server.should_exit = True
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.002)
+        sys.stdout.write(_READY + "\n")
+        sys.stdout.flush()
+        await task
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -1,0 +1,583 @@
+"""The reference server: an OpenAI-like ``POST /v1/images/generations`` on Starlette.
+
+It answers the way OpenAI does and reads every rule from the contract data: which requests to
+refuse is decided by :func:`conformance.validation.request_violations`, never by limits typed
+here. Strict mode (the default) refuses a request on its first violation of any level, as OpenAI
+does; lenient mode refuses only MUST violations and quietly drops what it does not use, the other
+way a conformant vendor may behave. Quirks (:mod:`conformance.quirks`) bend it on purpose.
+
+Routes: ``POST /v1/images/generations`` (with or without a trailing slash) and
+``GET /files/{token}.{ext}``, the images handed out as URLs, which need no key and expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .contract import Contract, ModelSpec, load_contract
+from .imaging import SHAPES, ImageCache, Picture, spec_for_prompt
+from .quirks import QUIRKS, ActiveQuirks
+from .validation import (
+    GPT_ONLY_FIELDS,
+    Violation,
+    parse_body,
+    parse_size,
+    request_violations,
+    resolve_model,
+)
+
+__all__ = ["ServerConfig", "create_app", "hide_dropped_connection_logs"]
+
+GENERATIONS_PATH = "/v1/images/generations"
+#: What ``auto`` resolves to on a GPT model, as the answer echoes it (values of the answer's enums).
+AUTO_QUALITY = "medium"
+AUTO_BACKGROUND = "opaque"
+#: The largest picture the server draws for a size it was told to accept anyway (a quirk).
+MAX_EDGE = 4096
+#: Output tokens of one 1024x1024 image by quality (OpenAI's published figures), scaled by area.
+OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
+
+#: Rules whose offending field a lenient server (or an ``accept`` quirk) drops and defaults.
+_DROP_FIELD_RULES = frozenset(
+    {
+        "request.unknown_field",
+        "request.unsupported_param",
+        "request.model.unknown",
+        "request.quality.model",
+        "request.output_compression.png",
+        "request.quality.enum",
+        "request.style.enum",
+        "request.response_format.enum",
+        "request.output_format.enum",
+        "request.background.enum",
+        "request.moderation.enum",
+    }
+)
+#: OpenAI-style error codes by rule id (the rest are ``invalid_value``).
+_ERROR_CODES = {
+    "request.body.not_json": None,
+    "request.body.not_object": "invalid_type",
+    "request.prompt.required": "missing_required_parameter",
+    "request.prompt.type": "invalid_type",
+    "request.prompt.max_length": "string_above_max_length",
+    "request.prompt.empty": "empty_string",
+    "request.n.type": "invalid_type",
+    "request.n.min": "integer_below_min_value",
+    "request.n.max": "integer_above_max_value",
+    "request.stream.type": "invalid_type",
+    "request.unknown_field": "unknown_parameter",
+    "request.unsupported_param": "unsupported_parameter",
+    "request.model.unknown": "model_not_found",
+}
+_DROP_MESSAGE = "ASGI callable returned without completing response."
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How one reference server behaves."""
+
+    api_key: str
+    lenient: bool = False
+    quirks: ActiveQuirks = field(default_factory=ActiveQuirks)
+    #: Seconds an image URL stays valid (OpenAI: 60 minutes).
+    url_ttl: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A request resolved into exactly what to draw and how to answer."""
+
+    model: ModelSpec
+    prompt: str
+    n: int
+    width: int
+    height: int
+    quality: str
+    output_format: str
+    background: str
+    compression: int | None
+    response_format: str
+    stream: bool
+    partial_images: int
+    style: str | None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+class RequestRefused(Exception):
+    """A request the server answers with an error (already in OpenAI's terms)."""
+
+    def __init__(self, status: int, message: str, param: str | None, code: str | None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def _violation_error(violation: Violation) -> RequestRefused:
+    code = _ERROR_CODES.get(violation.rule, "invalid_value")
+    if violation.rule.startswith("request.n.max"):
+        code = "integer_above_max_value"
+    return RequestRefused(400, violation.message, violation.param, code)
+
+
+class UrlStore:
+    """Images handed out as URLs: token -> picture, until they expire (bounded in number)."""
+
+    def __init__(self, max_items: int = 20_000) -> None:
+        self._items: OrderedDict[str, tuple[Picture, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_items = max_items
+
+    def put(self, picture: Picture, ttl: float) -> str:
+        token = secrets.token_urlsafe(18)
+        now = time.monotonic()
+        with self._lock:
+            self._items[token] = (picture, now + ttl)
+            while self._items and (
+                len(self._items) > self.max_items or next(iter(self._items.values()))[1] <= now
+            ):
+                self._items.popitem(last=False)
+        return token
+
+    def get(self, token: str) -> Picture | None:
+        with self._lock:
+            entry = self._items.get(token)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+
+class ReferenceServer:
+    """The request handling behind the app (one instance per app)."""
+
+    def __init__(self, config: ServerConfig, contract: Contract | None = None) -> None:
+        self.config = config
+        self.quirks = config.quirks
+        self.contract = contract or load_contract()
+        self.images = ImageCache()
+        self.urls = UrlStore()
+        self._tolerated = self.quirks.tolerated_rules()
+        fields = self.contract.request_fields
+        self._defaults: dict[str, Any] = {k: v.get("default") for k, v in fields.items()}
+        self._n_bounds = fields["n"]["anyOf"][1]
+        self._partial_bounds = fields["partial_images"]["anyOf"][1]
+        self._compression_bounds = fields["output_compression"]["anyOf"][1]
+        self._gpt_default_model = self.contract.family_models("gpt-image")[0]
+
+    # --- the generations endpoint ---------------------------------------------------------
+
+    async def generations(self, request: Request) -> Response:
+        if "slow" in self.quirks:
+            await asyncio.sleep(self.quirks.value("slow") or 0)
+        try:
+            self._authorize(request)
+            generation = self._resolve(await request.body())
+        except RequestRefused as refused:
+            return self._error(refused)
+        if generation.stream and "stream-as-json" not in self.quirks:
+            return StreamingResponse(
+                self._events(generation),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return await self._answer(request, generation)
+
+    def _authorize(self, request: Request) -> None:
+        if "no-auth" in self.quirks:
+            return
+        status = 403 if "auth-403" in self.quirks else 401
+        header = request.headers.get("authorization")
+        if not header:
+            raise RequestRefused(
+                status,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                None,
+                "invalid_api_key",
+            )
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise RequestRefused(
+                status, "The Authorization header must be 'Bearer <key>'.", None, "invalid_api_key"
+            )
+        if "any-key" not in self.quirks and not secrets.compare_digest(
+            key.strip().encode(), self.config.api_key.encode()
+        ):
+            raise RequestRefused(status, "Incorrect API key provided.", None, "invalid_api_key")
+
+    # --- deciding what a request means ----------------------------------------------------
+
+    def _blocking(self, violations: list[Violation]) -> list[Violation]:
+        rules = self.contract.rules
+        return [
+            v
+            for v in violations
+            if v.rule not in self._tolerated
+            and not (self.config.lenient and not rules[v.rule].is_must)
+        ]
+
+    def _resolve(self, raw: bytes) -> Generation:
+        body, broken = parse_body(raw)
+        if broken is not None:
+            raise _violation_error(broken)
+        if isinstance(body, dict) and "reject-null" in self.quirks:
+            for key, value in body.items():
+                if value is None and key != "prompt":
+                    raise RequestRefused(
+                        400, f"{key}: none is not an allowed value", key, "invalid_type"
+                    )
+        if (
+            isinstance(body, dict)
+            and body.get("model") is None
+            and resolve_model(body, self.contract) is None
+        ):
+            # `model` omitted with GPT-only fields: validate it as the GPT model it addresses.
+            body = {**body, "model": self._gpt_default_model}
+        for _ in range(2):
+            violations = request_violations(body, self.contract)
+            blocking = self._blocking(violations)
+            if blocking:
+                raise _violation_error(blocking[0])
+            if not violations:
+                break
+            body = self._drop_ignored(body, violations)
+        assert isinstance(body, dict)
+        return self._generation(body)
+
+    def _drop_ignored(self, body: dict[str, Any], violations: list[Violation]) -> dict[str, Any]:
+        """Drop the fields whose (tolerated) violations a sloppy or lenient server ignores."""
+        body = dict(body)
+        for violation in violations:
+            if violation.rule in _DROP_FIELD_RULES and violation.param is not None:
+                body.pop(violation.param, None)
+        return body
+
+    def _generation(self, body: Mapping[str, Any]) -> Generation:
+        model_name = body.get("model")
+        if not isinstance(model_name, str) or model_name not in self.contract.models:
+            gpt_fields = any(body.get(f) is not None for f in GPT_ONLY_FIELDS)
+            model_name = self._gpt_default_model if gpt_fields else self._defaults["model"]
+        spec = self.contract.models[model_name]
+        prompt = body.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else ("" if prompt is None else str(prompt))
+        if "byte-counted-prompt" in self.quirks and len(prompt.encode()) > spec.prompt_max_chars:
+            raise RequestRefused(
+                400,
+                f"'prompt' is too long: at most {spec.prompt_max_chars} allowed.",
+                "prompt",
+                "string_above_max_length",
+            )
+
+        def pick(name: str) -> Any:
+            value = body.get(name)
+            return self._defaults.get(name) if value is None else value
+
+        width, height = self._size(pick("size"), spec)
+        quality = pick("quality")
+        if spec.is_gpt:
+            quality = AUTO_QUALITY if quality not in OUTPUT_TOKENS_1024 else quality
+            output_format = pick("output_format")
+            background = pick("background")
+            background = AUTO_BACKGROUND if background == "auto" else background
+        else:
+            quality = "standard" if quality == "auto" else quality
+            output_format, background = self._defaults["output_format"], AUTO_BACKGROUND
+        compression = body.get("output_compression") if output_format != "png" else None
+        if compression is not None:
+            lo, hi = self._compression_bounds["minimum"], self._compression_bounds["maximum"]
+            compression = max(lo, min(hi, _as_int(compression, hi)))
+        stream = spec.is_gpt and _truthy(body.get("stream"))
+        lo, hi = self._partial_bounds["minimum"], self._partial_bounds["maximum"]
+        partial_images = max(lo, min(hi, _as_int(pick("partial_images"), lo)))
+        lo, hi = self._n_bounds["minimum"], self._n_bounds["maximum"]
+        return Generation(
+            model=spec,
+            prompt=prompt,
+            n=max(lo, min(hi, _as_int(pick("n"), lo))),
+            width=width,
+            height=height,
+            quality=quality,
+            output_format=output_format,
+            background=background,
+            compression=compression,
+            response_format=pick("response_format") if not spec.is_gpt else "b64_json",
+            stream=stream,
+            partial_images=partial_images,
+            style=pick("style") if spec.takes("style") else None,
+        )
+
+    def _size(self, size: Any, spec: ModelSpec) -> tuple[int, int]:
+        concrete = [parsed for s in spec.sizes if (parsed := parse_size(s))]
+        default = spec.default_size if spec.default_size != "auto" else None
+        parsed = parse_size(size) if isinstance(size, str) and size != "auto" else None
+        if parsed is None or max(parsed) > MAX_EDGE:
+            parsed = parse_size(default) if default else None
+        return parsed or concrete[0]
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def _picture(self, gen: Generation, index: int, detail: int = 0) -> Picture:
+        if "corrupt-image" in self.quirks:
+            return Picture(b"<html><body><h1>502 Bad Gateway</h1></body></html>", gen.output_format)
+        width, height = gen.width, gen.height
+        if "wrong-size" in self.quirks:
+            width, height = max(width // 2, 1), max(height // 2, 1)
+        fmt = "png" if "wrong-format" in self.quirks else gen.output_format
+        transparent = gen.background == "transparent" and fmt != "jpeg"
+        if "lost-alpha" in self.quirks:
+            transparent = False
+        spec = spec_for_prompt(
+            gen.prompt,
+            width,
+            height,
+            index=index,
+            format=fmt,
+            transparent=transparent,
+            compression=gen.compression,
+            detail=detail,
+        )
+        return self.images.get(spec)
+
+    async def _pictures(self, gen: Generation, count: int) -> list[Picture]:
+        return await anyio.to_thread.run_sync(lambda: [self._picture(gen, i) for i in range(count)])
+
+    # --- answers ----------------------------------------------------------------------------
+
+    def _usage(self, gen: Generation, images: int) -> dict[str, Any]:
+        per_image = OUTPUT_TOKENS_1024.get(gen.quality, OUTPUT_TOKENS_1024[AUTO_QUALITY])
+        output = max(1, round(per_image * gen.width * gen.height / (1024 * 1024))) * images
+        text = max(1, math.ceil(len(gen.prompt) / 4))
+        usage: dict[str, Any] = {
+            "input_tokens": text,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+            "output_tokens": output,
+            "output_tokens_details": {"image_tokens": output, "text_tokens": 0},
+            "total_tokens": text + output,
+        }
+        if "usage-strings" in self.quirks:
+            for key in ("input_tokens", "output_tokens", "total_tokens"):
+                usage[key] = str(usage[key])
+        return usage
+
+    async def _answer(self, request: Request, gen: Generation) -> Response:
+        count = max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
+        pictures = await self._pictures(gen, count)
+        as_url = gen.response_format == "url"
+        if "b64-instead-of-url" in self.quirks:
+            as_url = False
+        if "url-instead-of-b64" in self.quirks:
+            as_url = True
+        ttl = 0.0 if "expired-urls" in self.quirks else self.config.url_ttl
+        base = str(request.base_url).rstrip("/")
+        items: list[dict[str, Any]] = []
+        for index, picture in enumerate(pictures):
+            if as_url:
+                token = self.urls.put(picture, ttl)
+                item: dict[str, Any] = {"url": f"{base}/files/{token}.{picture.format}"}
+            else:
+                item = {"b64_json": picture.b64}
+            if gen.model.takes("style"):
+                item["revised_prompt"] = self._revised_prompt(gen, index)
+            items.append(item)
+        answer: dict[str, Any] = {"created": int(time.time()), "data": items}
+        if "missing-created" in self.quirks:
+            del answer["created"]
+        elif "string-created" in self.quirks:
+            answer["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if gen.model.is_gpt:
+            answer.update(
+                background=gen.background,
+                output_format=gen.output_format,
+                quality=gen.quality,
+                size=gen.size,
+                usage=self._usage(gen, count),
+            )
+        content = json.dumps(answer, separators=(",", ":")).encode()
+        if "truncated-json" in self.quirks:
+            content = content[: len(content) // 2]
+        media_type = "text/plain" if "wrong-content-type" in self.quirks else "application/json"
+        return Response(content, media_type=media_type)
+
+    def _revised_prompt(self, gen: Generation, index: int) -> str:
+        spec = spec_for_prompt(gen.prompt, gen.width, gen.height, index=index)
+        style = gen.style or self._defaults["style"]
+        return f"{gen.prompt} (drawn {style}: a flat {SHAPES[spec.shape]}, palette colour {spec.colour})"
+
+    async def _events(self, gen: Generation) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        common = {
+            "created_at": created,
+            "size": gen.size,
+            "quality": gen.quality,
+            "background": gen.background,
+            "output_format": gen.output_format,
+        }
+        partials = gen.partial_images + (1 if "too-many-partials" in self.quirks else 0)
+        count = max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
+        for index in range(count):
+            for k in range(partials):
+                # The first partial is the coarsest: detail counts down towards the final image.
+                picture = await anyio.to_thread.run_sync(self._picture, gen, index, partials - k)
+                yield self._event(
+                    "image_generation.partial_image",
+                    {"b64_json": picture.b64, **common, "partial_image_index": k},
+                )
+            if "broken-stream" in self.quirks:
+                return
+            picture = await anyio.to_thread.run_sync(self._picture, gen, index, 0)
+            yield self._event(
+                "image_generation.completed",
+                {"b64_json": picture.b64, **common, "usage": self._usage(gen, 1)},
+            )
+
+    def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
+        event = {"type": kind, **fields}
+        data = (
+            repr(event)
+            if "stream-bad-json" in self.quirks
+            else json.dumps(event, separators=(",", ":"))
+        )
+        return f"event: {kind}\ndata: {data}\n\n".encode()
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def _error(self, refused: RequestRefused) -> Response:
+        status = refused.status
+        validation = status == 400
+        if validation and "500-on-bad-input" in self.quirks:
+            status = 500
+        if "plain-text-errors" in self.quirks:
+            return PlainTextResponse(f"{status} error: {refused.message}", status_code=status)
+        if "detail-422" in self.quirks:
+            if validation:
+                detail: Any = [
+                    {
+                        "loc": ["body", refused.param or "body"],
+                        "msg": refused.message,
+                        "type": "value_error",
+                    }
+                ]
+                return _json({"detail": detail}, 422)
+            return _json({"detail": refused.message}, status)
+        return error_response(status, refused.message, refused.param, refused.code)
+
+    # --- image URLs -------------------------------------------------------------------------
+
+    async def image_file(self, request: Request) -> Response:
+        if "url-needs-key" in self.quirks:
+            try:
+                self._authorize(request)
+            except RequestRefused as refused:
+                return self._error(refused)
+        picture = self.urls.get(request.path_params["token"])
+        if picture is None or request.path_params["ext"] != picture.format:
+            return error_response(
+                404, "This image does not exist or has expired.", None, "not_found"
+            )
+        return Response(picture.data, media_type=picture.media_type)
+
+
+def _truthy(value: Any) -> bool:
+    """``stream`` as a boolean, from whatever an ``accept`` quirk let through ("true", 1)."""
+    return value is True or (
+        not isinstance(value, bool) and str(value).strip().lower() in ("true", "1", "yes")
+    )
+
+
+def _as_int(value: Any, fallback: int) -> int:
+    """An integer from whatever an ``accept`` quirk let through ("2", 1.5, True)."""
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return fallback
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str = "invalid_request_error",
+) -> Response:
+    """OpenAI's error envelope."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return _json(body, status)
+
+
+class _DropConnection:
+    """An ASGI app that sends a status line and headers, then returns without a body: the
+    server closes the connection mid-answer, which the client sees as a dropped connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+
+
+def hide_dropped_connection_logs() -> None:
+    """Keep uvicorn from logging the ``reset`` quirk's deliberate drops as errors."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropFilter) for f in logger.filters):
+        logger.addFilter(_DropFilter())
+
+
+class _DropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _DROP_MESSAGE
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app for one configuration."""
+    unknown = [name for name in config.quirks if name not in QUIRKS]
+    if unknown:
+        raise ValueError(f"unknown quirks: {unknown}")
+    server = ReferenceServer(config)
+    drop = _DropConnection()
+
+    async def generations(request: Request) -> Response:
+        if "reset" in server.quirks:
+            await request.body()
+            return drop  # type: ignore[return-value]
+        return await server.generations(request)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, str(exc.detail), None, None)
+
+    routes = [
+        Route(GENERATIONS_PATH, generations, methods=["POST"]),
+        Route(GENERATIONS_PATH + "/", generations, methods=["POST"]),
+        Route("/files/{token}.{ext}", server.image_file, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.server = server
+    return app
