@@ -1,0 +1,442 @@
+"""``report.html``: one self-contained page a person reads to see what passed and what to fix.
+
+No network at all: the CSS is inline, there is no script, and the gallery's thumbnails are
+``data:`` URIs (PNG files that imgconf re-encoded itself, never the server's bytes). Everything
+from the server — messages, bodies, headers, URLs — is hostile input and goes through
+:func:`html.escape`; nothing from it ever lands in an attribute unescaped or in a link.
+
+The page reads top-down: a verdict banner, the model x rule matrix coloured by outcome, each
+failure with its rule and source, request, answer and a ``curl`` reproducer, the warnings folded,
+a gallery of what the server produced, coverage, and every case.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["GALLERY_BYTES", "GALLERY_IMAGES", "Thumbnail", "render_html"]
+
+#: The gallery shows at most this many thumbnails and bytes of them (the file stays small).
+GALLERY_IMAGES = 72
+GALLERY_BYTES = 4 * 1024 * 1024
+#: Cases listed in the full table at the end.
+CASE_ROWS = 3000
+#: (case id, image index, thumbnail bytes): what the gallery may show.
+Thumbnail = tuple[str, int, bytes]
+
+CSS = """
+:root{--pass:#1a7f37;--fail:#cf222e;--warn:#9a6700;--inc:#8250df;--skip:#6e7781;
+--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--code:#f6f8fa}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:var(--fg);background:var(--bg)}
+main{max-width:1320px;margin:0 auto;padding:0 24px 48px}
+h2{margin:32px 0 8px;font-size:20px;border-bottom:1px solid var(--line);padding-bottom:4px}
+h3{margin:0 0 6px;font-size:16px}
+code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{background:var(--code);border:1px solid var(--line);border-radius:6px;padding:8px 10px;
+overflow-x:auto;white-space:pre-wrap;word-break:break-all;max-height:320px;margin:4px 0 10px}
+.banner{color:#fff;padding:22px 24px;margin:0 0 16px}
+.banner.pass{background:var(--pass)}.banner.fail{background:var(--fail)}
+.banner.incomplete{background:var(--warn)}
+.banner .big{font-size:30px;font-weight:700;letter-spacing:.5px}
+.banner .headline{font-size:17px;margin-top:4px}
+.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:8px 24px;
+max-width:1320px;margin:0 auto;padding:0 24px}
+.facts div{border-left:3px solid var(--line);padding-left:8px}
+.facts b{display:block;font-size:11px;text-transform:uppercase;color:var(--muted)}
+.legend span{display:inline-block;margin-right:14px}
+table{border-collapse:collapse}
+.matrix th,.matrix td{border:1px solid var(--line);padding:2px 6px;text-align:center}
+.matrix th.rule,.matrix td.rule{text-align:left;white-space:nowrap}
+.matrix thead th{position:sticky;top:0;background:#fff;font-size:12px}
+.matrix tr.family td{background:#eef1f4;font-weight:600;text-align:left}
+.matrix td.c{min-width:64px;font-weight:600}
+.c a{color:inherit;text-decoration:none;display:block}
+.s-pass{background:#dafbe1;color:var(--pass)}.s-fail{background:#ffebe9;color:var(--fail)}
+.s-warn{background:#fff8c5;color:var(--warn)}.s-inconclusive{background:#fbefff;color:var(--inc)}
+.s-skipped{background:#f6f8fa;color:var(--skip)}.s-none{color:#c0c6cc}
+.lvl{font-size:11px;color:var(--muted)}
+.card{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:6px;
+padding:12px 14px;margin:12px 0}
+.card.warn{border-left-color:var(--warn)}.card.inconclusive{border-left-color:var(--inc)}
+.card .meta{color:var(--muted);font-size:12px}
+.card ul{margin:4px 0 8px;padding-left:20px}
+.two{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.two>div{min-width:0}
+.label{font-size:11px;text-transform:uppercase;color:var(--muted);margin-top:6px}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px}
+figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:6px;font-size:12px}
+figure.bad{border:2px solid var(--fail)}
+figure .img{height:160px;display:flex;align-items:center;justify-content:center;
+background:repeating-conic-gradient(#e8e8e8 0 25%,#fff 0 50%) 0 0/16px 16px}
+figure img{max-width:160px;max-height:160px}
+figcaption{margin-top:4px;word-break:break-all}
+.ok{color:var(--pass);font-weight:600}.bad-t{color:var(--fail);font-weight:600}
+.cases td,.cases th{border-bottom:1px solid var(--line);padding:2px 8px;text-align:left;
+font-size:12px;vertical-align:top}
+details>summary{cursor:pointer;font-weight:600;margin:8px 0}
+.muted{color:var(--muted)}
+"""
+
+STATUS_TEXT = {
+    "pass": "✓ pass",
+    "fail": "✗ fail",
+    "warn": "! warn",
+    "inconclusive": "? inconcl.",
+    "skipped": "– not sent",
+}
+CELL_SYMBOL = {"pass": "✓", "fail": "✗", "warn": "!", "inconclusive": "?", "skipped": "–"}
+_ANCHOR = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def e(value: Any) -> str:
+    """Escape anything for HTML text or a quoted attribute."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _anchor(rule: str, model: str) -> str:
+    return "f-" + _ANCHOR.sub("_", f"{rule}--{model}")
+
+
+def _model_label(model: str) -> str:
+    return "any model" if model == "*" else model
+
+
+def _banner(report: dict[str, Any]) -> str:
+    verdict = report["verdict"]
+    word = {"pass": "PASS", "fail": "FAIL", "incomplete": "INCOMPLETE"}[verdict["status"]]
+    meaning = {
+        "pass": "No MUST rule of the contract failed.",
+        "fail": "At least one MUST rule failed: the target is not conformant.",
+        "incomplete": "The run stopped early: the verdict covers only what was sent.",
+    }[verdict["status"]]
+    return (
+        f'<header class="banner {e(verdict["status"])}"><div class="big">{word}</div>'
+        f'<div class="headline">{e(verdict["headline"])}</div>'
+        f'<div class="headline">{e(meaning)} Exit status {e(verdict["exit_code"])}.</div></header>'
+    )
+
+
+def _facts(report: dict[str, Any]) -> str:
+    budget = report["budget"]
+    outcomes = report["summary"]["outcomes"]
+    spent = budget["spent"]
+    cost = f"${spent['cost']:.2f}" if isinstance(spent.get("cost"), int | float) else "unknown"
+    limits = []
+    if budget["requested"]["max_cost"] is not None:
+        limits.append(f"max ${budget['requested']['max_cost']}")
+    if budget["requested"]["max_images"] is not None:
+        limits.append(f"max {budget['requested']['max_images']} images")
+    facts = [
+        ("target", report["target"]),
+        ("profile", report["profile"]),
+        ("models", ", ".join(report["models"])),
+        ("seed", report["seed"]),
+        ("cases", ", ".join(f"{n} {k}" for k, n in outcomes.items() if n) or "none"),
+        (
+            "images / cost",
+            f"{spent['images']} images, {cost}" + (f" ({', '.join(limits)})" if limits else ""),
+        ),
+        (
+            "duration",
+            f"{report['timing']['duration']:.2f} s"
+            + (f", started {report['timing']['started']}" if report["timing"]["started"] else ""),
+        ),
+        (
+            "imgconf",
+            report["tool"]["version"]
+            + (" (replay of a recording)" if report["mode"] == "replay" else ""),
+        ),
+    ]
+    return (
+        '<section class="facts">'
+        + "".join(f"<div><b>{e(k)}</b>{e(v)}</div>" for k, v in facts)
+        + "</section>"
+    )
+
+
+def _matrix(report: dict[str, Any]) -> str:
+    cells = {(i["rule"], i["model"]): i for i in report["matrix"]}
+    present = {i["model"] for i in report["matrix"]}
+    models = [m for m in ["*", *report["models"]] if m in present]
+    models += sorted(present - set(models))
+    head = "".join(f"<th>{e(_model_label(m))}</th>" for m in models)
+    rows = []
+    family = None
+    for rule in report["rules"]:
+        if rule["family"] != family:
+            family = rule["family"]
+            rows.append(f'<tr class="family"><td colspan="{len(models) + 1}">{e(family)}</td></tr>')
+        tds = []
+        for model in models:
+            item = cells.get((rule["id"], model))
+            if item is None:
+                tds.append('<td class="c s-none">·</td>')
+                continue
+            status = item["status"]
+            title = f"{rule['id']} on {_model_label(model)}: {status}, {item['cases']} cases"
+            if item["messages"]:
+                title += " — " + item["messages"][0][:200]
+            symbol = CELL_SYMBOL[status]
+            if status in ("fail", "warn", "inconclusive"):
+                symbol = f'<a href="#{_anchor(rule["id"], model)}">{symbol}</a>'
+            tds.append(f'<td class="c s-{status}" title="{e(title)}">{symbol}</td>')
+        rows.append(
+            f'<tr><td class="rule" title="{e(rule["description"])}"><code>{e(rule["id"])}</code> '
+            f'<span class="lvl">{e(rule["level"])}</span></td>{"".join(tds)}</tr>'
+        )
+    legend = "".join(
+        f'<span><span class="s-{s}">&nbsp;{CELL_SYMBOL[s]}&nbsp;</span> {e(t)}</span>'
+        for s, t in (
+            ("pass", "held"),
+            ("fail", "MUST broken"),
+            ("warn", "SHOULD warning"),
+            ("inconclusive", "inconclusive (429/503)"),
+            ("skipped", "not sent (budget, not applicable)"),
+        )
+    )
+    return (
+        f'<p class="legend">{legend}<span class="s-none">· not applicable</span></p>'
+        f'<table class="matrix"><thead><tr><th class="rule">rule</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _json_block(value: Any) -> str:
+    return f"<pre>{e(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
+
+
+def _card(item: dict[str, Any], rules: Mapping[str, Any], cases: Mapping[str, Any]) -> str:
+    rule = rules.get(item["rule"], {})
+    klass = {"fail": "", "warn": "warn", "inconclusive": "inconclusive"}.get(item["status"], "")
+    ids = item["failed_cases"] or item["warned_cases"]
+    parts = [
+        f'<div class="card {klass}" id="{_anchor(item["rule"], item["model"])}">',
+        f"<h3>{e(STATUS_TEXT[item['status']])} · <code>{e(item['rule'])}</code> on "
+        f'<code>{e(_model_label(item["model"]))}</code> <span class="lvl">{e(item["level"])}</span></h3>',
+        f"<div>{e(rule.get('description', ''))}</div>",
+        f'<div class="meta">Source: {e(rule.get("source", "")) or "—"}</div>',
+        "<ul>" + "".join(f"<li>{e(m)}</li>" for m in item["messages"]) + "</ul>",
+    ]
+    if len(ids) > 1:
+        shown = ", ".join(ids[:12]) + (" …" if len(ids) > 12 else "")
+        parts.append(f'<div class="meta">{len(ids)} cases: {e(shown)}</div>')
+    example = cases.get(item["example"] or "")
+    if example:
+        response = example.get("response") or {}
+        status = example["status"] if example["status"] is not None else "no answer"
+        if response.get("error"):
+            status = f"{status} ({response['error']})"
+        request = example["request"].get("body", example["request"].get("raw"))
+        parts += [
+            f'<div class="label">example case <code>{e(example["id"])}</code> · '
+            f"{e(example['title'] or example['kind'])} · expected {e(example['expect'])}</div>",
+            '<div class="two"><div>',
+            f'<div class="label">request (POST {e(example["url"])}; long strings elided)</div>',
+            _json_block(request) if not isinstance(request, str) else f"<pre>{e(request)}</pre>",
+            "</div><div>",
+            f'<div class="label">answer: {e(status)} {e(response.get("content_type") or "")}'
+            f" · {e(response.get('bytes', 0))} bytes</div>",
+            f"<pre>{e(response.get('excerpt') or '(empty)')}</pre>",
+            "</div></div>",
+        ]
+        if example.get("reproducer"):
+            parts += [
+                '<div class="label">reproduce (set OPENAI_API_KEY first)</div>',
+                f"<pre>{e(example['reproducer'])}</pre>",
+            ]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _findings(report: dict[str, Any]) -> str:
+    rules = {r["id"]: r for r in report["rules"]}
+    cases = {c["id"]: c for c in report["cases"]}
+    failed = [i for i in report["matrix"] if i["status"] == "fail"]
+    warned = [i for i in report["matrix"] if i["status"] == "warn"]
+    unsure = [i for i in report["matrix"] if i["status"] == "inconclusive"]
+    out = [f"<h2>Failures ({len(failed)} MUST rule × model)</h2>"]
+    if failed:
+        out += [_card(i, rules, cases) for i in failed]
+    else:
+        out.append('<p class="muted">No MUST rule failed.</p>')
+    if warned:
+        out.append(
+            f"<details><summary>Warnings: {len(warned)} SHOULD rule × model "
+            "(not failures; grey areas where OpenAI's behaviour is the default)</summary>"
+            + "".join(_card(i, rules, cases) for i in warned)
+            + "</details>"
+        )
+    if unsure:
+        out.append(
+            f"<details><summary>Inconclusive: {len(unsure)} rule × model "
+            "(429/503 after retries)</summary>"
+            + "".join(_card(i, rules, cases) for i in unsure)
+            + "</details>"
+        )
+    return "".join(out)
+
+
+def _gallery_order(report: dict[str, Any], thumbnails: Sequence[Thumbnail]) -> list[Thumbnail]:
+    """Broken images first, then one of each kind (model, format, size, alpha), then the rest."""
+    facts = {
+        (c["id"], i["index"], i["source"] != "partial"): (c, i)
+        for c in report["cases"]
+        for i in c["images"]
+    }
+    lookup = {(cid, idx): v for (cid, idx, final), v in facts.items() if final}
+    bad, first, rest, seen = [], [], [], set()
+    for thumb in thumbnails:
+        found = lookup.get((thumb[0], thumb[1]))
+        if found is None:
+            continue
+        case, image = found
+        kind = (case["model"], image["format"], image["width"], image["height"], image["has_alpha"])
+        if not image["ok"]:
+            bad.append(thumb)
+        elif kind not in seen:
+            seen.add(kind)
+            first.append(thumb)
+        else:
+            rest.append(thumb)
+    return bad + first + rest
+
+
+def _data_uri(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        mime = "image/png"
+    elif data.startswith(b"\xff\xd8\xff"):
+        mime = "image/jpeg"
+    else:
+        return None
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _gallery(report: dict[str, Any], thumbnails: Sequence[Thumbnail]) -> str:
+    cases = {c["id"]: c for c in report["cases"]}
+    total_images = sum(1 for c in report["cases"] for i in c["images"] if i["source"] != "partial")
+    figures, used = [], 0
+    ordered = _gallery_order(report, thumbnails)
+    for case_id, index, data in ordered:
+        if len(figures) >= GALLERY_IMAGES or used + len(data) > GALLERY_BYTES:
+            break
+        uri = _data_uri(data)
+        if uri is None:
+            continue
+        case = cases[case_id]
+        image = next(i for i in case["images"] if i["index"] == index and i["source"] != "partial")
+        used += len(data)
+        size = f"{image['width']}×{image['height']}" if image["width"] else "?"
+        alpha = {True: "alpha", False: "no alpha", None: "alpha ?"}[image["has_alpha"]]
+        verdict = (
+            '<span class="ok">✓ matches the request</span>'
+            if image["ok"]
+            else '<span class="bad-t">✗ '
+            + e("; ".join(image["problems"]) or "does not match")
+            + "</span>"
+        )
+        asked = case["request"].get("body")
+        asked_text = ""
+        if isinstance(asked, dict):
+            keys = ("size", "quality", "output_format", "background", "response_format")
+            asked_text = ", ".join(f"{k}={asked[k]}" for k in keys if asked.get(k) is not None)
+        figures.append(
+            f'<figure class="{"" if image["ok"] else "bad"}"><div class="img">'
+            f'<img alt="{e(case_id)} image {index}" src="{uri}"></div><figcaption>'
+            f"<b>{e(_model_label(case['model']))}</b> · {e(size)} · {e(image['format'] or '?')} · "
+            f"{e(alpha)} · {e(image['bytes'])} B<br>{verdict}<br>"
+            f'<span class="muted">{e(case_id)} {e(asked_text)}</span></figcaption></figure>'
+        )
+    if not figures:
+        note = (
+            "No thumbnails were kept for this run."
+            if total_images
+            else "The target returned no images."
+        )
+        return f'<h2>Gallery</h2><p class="muted">{e(note)}</p>'
+    more = total_images - len(figures)
+    caption = f"{len(figures)} of {total_images} returned images, broken ones first" + (
+        f"; {more} more not shown" if more > 0 else ""
+    )
+    return (
+        f'<h2>Gallery</h2><p class="muted">{e(caption)}. Thumbnails re-drawn by imgconf; '
+        f"the checkerboard shows through transparent pixels.</p>"
+        f'<div class="gallery">{"".join(figures)}</div>'
+    )
+
+
+def _coverage(report: dict[str, Any]) -> str:
+    coverage = report["coverage"]
+    rows = "".join(
+        f"<tr><td>{e(model)}</td><td>{c['exercised']} / {c['applicable']}</td>"
+        f"<td>{e(', '.join(c['not_exercised'])) or '—'}</td></tr>"
+        for model, c in coverage["per_model"].items()
+    )
+    origins = "".join(
+        f"<tr><td>{e(origin)}</td><td>{c['sent']}</td><td>{c['skipped']}</td></tr>"
+        for origin, c in coverage["by_origin"].items()
+    )
+    out = [
+        "<h2>Coverage</h2>",
+        '<table class="cases"><tr><th>model</th><th>rules exercised</th>'
+        f"<th>not exercised</th></tr>{rows}</table>",
+        '<div class="label">cases by origin</div>',
+        f'<table class="cases"><tr><th>origin</th><th>sent</th><th>not sent</th></tr>{origins}</table>',
+    ]
+    if coverage.get("pairwise") is not None:
+        out += ['<div class="label">pairwise coverage</div>', _json_block(coverage["pairwise"])]
+    if coverage.get("budget_cut"):
+        out += ['<div class="label">cut by the budget</div>', _json_block(coverage["budget_cut"])]
+    replay = report.get("replay")
+    if replay and replay["not_rejudged"]:
+        out.append(
+            '<div class="label">not judged again (images elided from the recording)</div><ul>'
+            + "".join(
+                f"<li><code>{e(r)}</code>: {n} cases</li>"
+                for r, n in replay["not_rejudged"].items()
+            )
+            + "</ul>"
+        )
+    return "".join(out)
+
+
+def _case_table(report: dict[str, Any]) -> str:
+    rows = []
+    for case in report["cases"][:CASE_ROWS]:
+        wrong = "; ".join(f"{f['rule']}: {f['message']}" for f in case["findings"])[:300]
+        rows.append(
+            f"<tr><td><code>{e(case['id'])}</code></td><td>{e(_model_label(case['model']))}</td>"
+            f'<td><code>{e(case["rule"])}</code></td><td class="s-{e(case["outcome"])}">'
+            f"{e(case['outcome'])}</td><td>{e(case['status'] if case['status'] is not None else '—')}</td>"
+            f"<td>{case['elapsed']:.3f}</td><td>{e(case['title'])}</td><td>{e(wrong or case['note'])}</td></tr>"
+        )
+    more = len(report["cases"]) - CASE_ROWS
+    tail = f'<p class="muted">{more} more cases in report.json.</p>' if more > 0 else ""
+    return (
+        f"<details><summary>All {len(report['cases'])} cases</summary>"
+        '<table class="cases"><tr><th>case</th><th>model</th><th>rule</th><th>outcome</th>'
+        "<th>status</th><th>s</th><th>what</th><th>what was wrong</th></tr>"
+        f"{''.join(rows)}</table>{tail}</details>"
+    )
+
+
+def render_html(report: dict[str, Any], thumbnails: Sequence[Thumbnail] = ()) -> str:
+    """The HTML page of a report.json document and the thumbnails the run kept."""
+    title = f"imgconf {report['verdict']['status'].upper()} — {report['target']}"
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
+        f"{_banner(report)}{_facts(report)}<main>"
+        f"<h2>Rules × models</h2>{_matrix(report)}"
+        f"{_findings(report)}{_gallery(report, thumbnails)}{_coverage(report)}"
+        f"<h2>Cases</h2>{_case_table(report)}"
+        "</main></body></html>\n"
+    )

@@ -1,0 +1,469 @@
+"""``report.json``: the source of truth of a run, from which every other format is rendered.
+
+The document is described by ``schemas/report.schema.json``. It is built from a
+:class:`~conformance.results.RunResult` alone, so a replayed recording and a live run give the
+same document. Its centre is the *matrix*: one entry per rule x model that the run exercised
+(or meant to), with the worst status any case gave it. JUnit test cases, the Markdown table,
+the HTML matrix and the regression diff are all views of that one list, so their counts agree.
+
+Everything that came from the server is excerpted (base64 and long strings elided) and scrubbed
+of anything key-like before it is written: a report is meant to be shared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cases import ANY_MODEL, Case
+from .contract import Rule, load_contract
+from .redact import scrub_text, strip_url
+from .reproducer import curl_command
+from .results import CaseResult, Exchange, Outcome, RunResult
+
+__all__ = [
+    "FORMAT",
+    "STATUS_RANK",
+    "ReplayInfo",
+    "build_report",
+    "clean_text",
+    "elide",
+    "response_excerpt",
+]
+
+FORMAT = "imgconf-report/1"
+#: How bad a status is; a rule x model takes the worst status of its cases.
+STATUS_RANK = {"skipped": 0, "pass": 1, "inconclusive": 2, "warn": 3, "fail": 4}
+#: Strings longer than this are elided from request bodies in the report.
+LONG_STRING = 160
+EXCERPT_CHARS = 1600
+#: At most this many distinct messages kept per rule x model.
+MESSAGES_PER_ENTRY = 5
+_B64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}={0,2}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ReplayInfo:
+    """Where a replayed run came from, and what it could not judge again."""
+
+    file: str
+    recorded: Mapping[str, Any]
+    #: rule id -> number of cases where it could not be judged again (images elided).
+    not_rejudged: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "recorded": dict(self.recorded),
+            "not_rejudged": dict(self.not_rejudged),
+        }
+
+
+def elide(value: Any, limit: int = LONG_STRING) -> Any:
+    """A JSON value with long strings (prompts, base64) shortened to a stated excerpt."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"{value[:48]}…[{len(value)} characters elided]"
+    if isinstance(value, dict):
+        return {str(k): elide(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [elide(v, limit) for v in value]
+    return value
+
+
+def response_excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """A readable start of an answer: base64 runs elided, control characters shown, cut."""
+    if not body:
+        return ""
+    text = body[: 256 * 1024].decode("utf-8", "replace")
+    text = _B64_RUN.sub(lambda m: f"<{len(m.group(0))} base64 characters>", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    if len(text) > limit:
+        text = text[:limit] + f"…[{len(body)} bytes in all]"
+    elif len(body) > 256 * 1024:
+        text += f"…[{len(body)} bytes in all]"
+    return scrub_text(text)
+
+
+def clean_text(text: str) -> str:
+    """Server-derived text made safe to show: control characters visible, key-like tokens gone."""
+    return scrub_text(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text))
+
+
+def _iso(timestamp: float) -> str | None:
+    """An ISO 8601 time for a wall-clock timestamp; None for a monotonic clock reading."""
+    if timestamp < 1e9:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def _catalogue(profile: str) -> dict[str, Rule]:
+    """The rules as the run's profile holds them; the plain contract when it cannot be loaded
+    (a replay of a recording made with a profile file that is gone)."""
+    from .errors import SetupError
+    from .profiles import load_profile
+
+    try:
+        return load_profile(profile).rules()
+    except (SetupError, OSError):
+        return dict(load_contract().rules)
+
+
+def _case_url(run: RunResult, result: CaseResult, path: str) -> str:
+    if result.exchange is not None and result.exchange.url:
+        return result.exchange.url
+    return run.target.rstrip("/") + path + result.case.path_suffix
+
+
+def _request(case: Case) -> dict[str, Any]:
+    out: dict[str, Any] = {"auth": case.auth, "path_suffix": case.path_suffix}
+    if case.raw is not None:
+        out["raw"] = response_excerpt(case.raw, 400)
+        out["bytes"] = len(case.raw)
+    else:
+        out["body"] = elide(case.body)
+        out["bytes"] = len(case.content())
+    return out
+
+
+def _response(exchange: Exchange | None, detailed: bool) -> dict[str, Any] | None:
+    if exchange is None:
+        return None
+    out: dict[str, Any] = {
+        "content_type": exchange.content_type or None,
+        "bytes": len(exchange.response_body),
+        "truncated": exchange.truncated,
+        "error": exchange.error,
+        "retries": exchange.retries,
+    }
+    if detailed:
+        out["excerpt"] = response_excerpt(exchange.response_body)
+        out["headers"] = {k: scrub_text(v) for k, v in exchange.response_headers.items()}
+    return out
+
+
+def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]:
+    case = result.case
+    detailed = result.outcome is not Outcome.PASS and result.outcome is not Outcome.SKIPPED
+    url = _case_url(run, result, path)
+    entry: dict[str, Any] = {
+        "id": case.id,
+        "model": case.model,
+        "kind": case.kind,
+        "rule": case.rule,
+        "level": case.level,
+        "expect": case.expect,
+        "origin": case.origin,
+        "title": case.title,
+        "outcome": result.outcome.value,
+        "status": result.status,
+        "elapsed": round(result.elapsed, 4),
+        "url": strip_url(url),
+        "request": _request(case),
+        "response": _response(result.exchange, detailed),
+        "findings": [
+            {"rule": f.rule, "level": f.level, "message": clean_text(f.message)}
+            for f in result.findings
+        ],
+        "checked": list(result.checked),
+        "images": [
+            {
+                "index": image.index,
+                "source": image.source,
+                "format": image.format,
+                "width": image.width,
+                "height": image.height,
+                "has_alpha": image.has_alpha,
+                "bytes": image.byte_size,
+                "ok": image.ok,
+                "problems": [clean_text(p) for p in image.problems],
+                "url": strip_url(image.url) if image.url else None,
+            }
+            for image in result.images
+        ],
+        "note": clean_text(result.note),
+    }
+    if detailed:
+        content_type = None
+        if result.exchange is not None:
+            content_type = result.exchange.request_headers.get("content-type")
+        entry["reproducer"] = curl_command(case, url, content_type or "application/json")
+    return entry
+
+
+def _touched_rules(result: CaseResult) -> Iterable[str]:
+    return dict.fromkeys([result.case.rule, *result.checked, *(f.rule for f in result.findings)])
+
+
+def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
+    """One entry per rule x model: the worst status its cases gave, and which cases."""
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(model: str, rule: str, level: str) -> dict[str, Any]:
+        key = (model, rule)
+        if key not in entries:
+            known = catalogue.get(rule)
+            entries[key] = {
+                "model": model,
+                "rule": rule,
+                "level": known.level if known else level,
+                "status": "skipped",
+                "cases": 0,
+                "failed_cases": [],
+                "warned_cases": [],
+                "messages": [],
+                "example": None,
+            }
+        return entries[key]
+
+    def raise_to(item: dict[str, Any], status: str) -> None:
+        if STATUS_RANK[status] > STATUS_RANK[item["status"]]:
+            item["status"] = status
+
+    for result in run.results:
+        case = result.case
+        if result.outcome in (Outcome.SKIPPED, Outcome.INCONCLUSIVE):
+            item = entry(case.model, case.rule, case.level)
+            raise_to(item, result.outcome.value)
+            if result.note and len(item["messages"]) < MESSAGES_PER_ENTRY:
+                note = clean_text(result.note)
+                if note not in item["messages"]:
+                    item["messages"].append(note)
+            if result.outcome is Outcome.INCONCLUSIVE and item["example"] is None:
+                item["example"] = case.id
+            continue
+        for rule in _touched_rules(result):
+            item = entry(case.model, rule, case.level)
+            item["cases"] += 1
+            raise_to(item, "pass")
+        for finding in result.findings:
+            item = entry(case.model, finding.rule, finding.level)
+            item["level"] = finding.level
+            must = finding.level == "MUST"
+            raise_to(item, "fail" if must else "warn")
+            bucket = item["failed_cases"] if must else item["warned_cases"]
+            if case.id not in bucket:
+                bucket.append(case.id)
+            message = clean_text(finding.message)
+            if message not in item["messages"] and len(item["messages"]) < MESSAGES_PER_ENTRY:
+                item["messages"].append(message)
+            if item["example"] is None or (must and item["example"] not in item["failed_cases"]):
+                item["example"] = case.id
+    order = {rule: i for i, rule in enumerate(catalogue)}
+    models = {m: i for i, m in enumerate([ANY_MODEL, *run.models])}
+    return sorted(
+        entries.values(),
+        key=lambda e: (order.get(e["rule"], len(order)), e["rule"], models.get(e["model"], 99)),
+    )
+
+
+def _rule_summaries(
+    matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
+) -> list[dict[str, Any]]:
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for item in matrix:
+        by_rule.setdefault(item["rule"], []).append(item)
+    out = []
+    for rule_id, items in by_rule.items():
+        known = catalogue.get(rule_id)
+        out.append(
+            {
+                "id": rule_id,
+                "level": items[0]["level"],
+                "family": rule_id.split(".", 1)[0],
+                "description": known.description if known else "",
+                "source": known.source if known else "",
+                "status": max((i["status"] for i in items), key=STATUS_RANK.__getitem__),
+                "models": {i["model"]: i["status"] for i in items},
+                "cases": sum(i["cases"] for i in items),
+                "failed_cases": sum(len(i["failed_cases"]) for i in items),
+                "warned_cases": sum(len(i["warned_cases"]) for i in items),
+            }
+        )
+    return out
+
+
+def _model_summaries(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
+    models = (
+        [ANY_MODEL, *run.models]
+        if any(r.case.model == ANY_MODEL for r in run.results)
+        else list(run.models)
+    )
+    for result in run.results:
+        if result.case.model not in models:
+            models.append(result.case.model)
+    out: dict[str, Any] = {}
+    for model in models:
+        results = [r for r in run.results if r.case.model == model]
+        statuses = Counter(i["status"] for i in matrix if i["model"] == model)
+        out[model] = {
+            "cases": len(results),
+            "outcomes": {o.value: sum(r.outcome is o for r in results) for o in Outcome},
+            "rules": {s: statuses.get(s, 0) for s in STATUS_RANK},
+            "images": sum(1 for r in results for i in r.images if i.source != "partial"),
+            "elapsed": round(sum(r.elapsed for r in results), 3),
+        }
+    return out
+
+
+def _coverage(
+    run: RunResult, matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
+) -> dict[str, Any]:
+    exercised: dict[str, set[str]] = {}
+    for item in matrix:
+        if item["status"] in ("pass", "fail", "warn"):
+            exercised.setdefault(item["model"], set()).add(item["rule"])
+    per_model: dict[str, Any] = {}
+    anywhere = exercised.get(ANY_MODEL, set())
+    for model in run.models:
+        applicable = [r.id for r in catalogue.values() if model in r.models]
+        done = exercised.get(model, set()) | anywhere
+        per_model[model] = {
+            "applicable": len(applicable),
+            "exercised": sum(1 for r in applicable if r in done),
+            "not_exercised": [r for r in applicable if r not in done],
+        }
+    by_origin: dict[str, dict[str, int]] = {}
+    cut: list[dict[str, Any]] = []
+    for result in run.results:
+        counts = by_origin.setdefault(result.case.origin or "plan", {"sent": 0, "skipped": 0})
+        if result.outcome is Outcome.SKIPPED:
+            counts["skipped"] += 1
+            cut.append(
+                {
+                    "id": result.case.id,
+                    "model": result.case.model,
+                    "rule": result.case.rule,
+                    "origin": result.case.origin,
+                    "reason": clean_text(result.note),
+                }
+            )
+        else:
+            counts["sent"] += 1
+    plan = run.plan or {}
+    return {
+        "per_model": per_model,
+        "by_origin": by_origin,
+        "pairwise": plan.get("pairwise"),
+        "budget_cut": plan.get("cut", plan.get("budget_cut")),
+        "not_sent": cut,
+    }
+
+
+def _budget(run: RunResult) -> dict[str, Any]:
+    budget, plan = run.budget or {}, run.plan or {}
+    spent_images = sum(1 for r in run.results for i in r.images if i.source != "partial")
+    return {
+        "requested": {
+            "max_cost": budget.get("max_cost"),
+            "max_images": budget.get("max_images"),
+        },
+        "spent": {
+            "images": budget.get("images", spent_images),
+            "cost": budget.get("cost"),
+            "cost_unknown_images": budget.get("cost_unknown_images", 0),
+        },
+        "estimate": {
+            "images": plan.get("images", plan.get("estimated_images")),
+            "cost": plan.get("cost", plan.get("estimated_cost")),
+        },
+        "details": _jsonable(budget),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as plain JSON (the plan and budget dicts are the runner's; be tolerant)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _verdict(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [i for i in matrix if i["status"] == "fail"]
+    warned = [i for i in matrix if i["status"] == "warn"]
+    sent = [r for r in run.results if r.outcome is not Outcome.SKIPPED]
+    models = len({r.case.model for r in sent if r.case.model != ANY_MODEL})
+    names = ", ".join(f"{i['rule']} on {i['model']}" for i in failed[:3])
+    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+    if run.incomplete:
+        status = "incomplete"
+        headline = (
+            f"INCOMPLETE: the run stopped early after {len(sent)} of {len(run.results)} cases"
+            + (f"; {len(failed)} MUST rule x model failed so far ({names}{more})" if failed else "")
+        )
+    elif failed:
+        status = "fail"
+        headline = (
+            f"FAIL: {len(failed)} MUST rule x model broken ({names}{more}) "
+            f"in {len(run.must_failures)} of {len(sent)} cases"
+        )
+    elif run.fail_on == "should" and warned:
+        status = "fail"
+        headline = (
+            f"FAIL (--fail-on should): {len(warned)} SHOULD rule x model warned "
+            f"in {len(run.warnings)} of {len(sent)} cases"
+        )
+    else:
+        status = "pass"
+        headline = f"PASS: no MUST rule failed in {len(sent)} cases on {models} models" + (
+            f" ({len(warned)} SHOULD rule x model warned)" if warned else ""
+        )
+    return {
+        "status": status,
+        "passed": run.passed,
+        "exit_code": run.exit_code,
+        "fail_on": run.fail_on,
+        "incomplete": run.incomplete,
+        "headline": headline,
+        "failed": [f"{i['rule']} @ {i['model']}" for i in failed],
+        "warned": [f"{i['rule']} @ {i['model']}" for i in warned],
+    }
+
+
+def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
+    """The report.json document of a run (see ``schemas/report.schema.json``)."""
+    catalogue = _catalogue(run.profile)
+    path = "/images/generations"
+    try:
+        from .profiles import load_profile
+
+        path = load_profile(run.profile).path
+    except Exception:  # a replayed profile file may be gone; the URL is in each exchange anyway
+        pass
+    matrix = build_matrix(run, catalogue)
+    outcomes = Counter(r.outcome.value for r in run.results)
+    finished = run.finished or run.started
+    return {
+        "format": FORMAT,
+        "tool": {"name": "imgconf", "version": run.tool_version},
+        "target": strip_url(run.target),
+        "profile": run.profile,
+        "models": list(run.models),
+        "seed": run.seed,
+        "mode": "replay" if replay else "run",
+        "replay": replay.to_dict() if replay else None,
+        "verdict": _verdict(run, matrix),
+        "timing": {
+            "started": _iso(run.started),
+            "finished": _iso(finished),
+            "duration": round(max(0.0, finished - run.started), 3),
+            "requests": round(sum(r.elapsed for r in run.results), 3),
+        },
+        "budget": _budget(run),
+        "plan": _jsonable(run.plan or {}),
+        "summary": {
+            "cases": len(run.results),
+            "outcomes": {o.value: outcomes.get(o.value, 0) for o in Outcome},
+            "matrix": {s: sum(1 for i in matrix if i["status"] == s) for s in STATUS_RANK},
+        },
+        "rules": _rule_summaries(matrix, catalogue),
+        "model_summary": _model_summaries(run, matrix),
+        "coverage": _coverage(run, matrix, catalogue),
+        "matrix": matrix,
+        "cases": [_case_entry(run, r, path) for r in run.results],
+    }

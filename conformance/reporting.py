@@ -1,0 +1,82 @@
+"""Write a run's four reports: report.json, junit.xml, report.md and report.html.
+
+report.json is built first and every other format is rendered from it (the HTML also takes the
+thumbnails the run kept), so their counts cannot disagree. Each file is written to a temporary
+file in the same directory and moved into place with :func:`os.replace`: a reader (a CI step,
+a browser reloading the page) never sees half a report, even when the run is interrupted.
+
+What the runner should put in ``RunResult.plan`` for the coverage section (all optional):
+``pairwise`` (pairwise coverage reached, any JSON), ``cut`` (what the budget cut, any JSON),
+``images`` and ``cost`` (the plan's estimate); in ``RunResult.budget``: ``max_cost``,
+``max_images``, ``images``, ``cost``, ``cost_unknown_images``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .report_html import Thumbnail, render_html
+from .report_json import ReplayInfo, build_report
+from .report_junit import render_junit
+from .report_markdown import render_markdown
+from .results import RunResult
+
+__all__ = ["REPORT_FILES", "thumbnails_of", "write_atomic", "write_reports"]
+
+REPORT_FILES = {
+    "json": "report.json",
+    "junit": "junit.xml",
+    "markdown": "report.md",
+    "html": "report.html",
+}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the file is either the old one or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def thumbnails_of(run: RunResult) -> list[Thumbnail]:
+    """The thumbnails the run kept, in case order (partial stream images left out)."""
+    return [
+        (result.case.id, image.index, image.thumbnail)
+        for result in run.results
+        for image in result.images
+        if image.thumbnail and image.source != "partial"
+    ]
+
+
+def render_all(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, bytes]:
+    """Every report's bytes, by format name."""
+    report: dict[str, Any] = build_report(run, replay=replay)
+    return {
+        "json": json.dumps(report, indent=1, ensure_ascii=False).encode(),
+        "junit": render_junit(report),
+        "markdown": render_markdown(report).encode(),
+        "html": render_html(report, thumbnails_of(run)).encode(),
+    }
+
+
+def write_reports(
+    run: RunResult, directory: Path, *, replay: ReplayInfo | None = None
+) -> dict[str, Path]:
+    """Write the four reports into ``directory`` (created if needed); their paths by format."""
+    directory = Path(directory)
+    written: dict[str, Path] = {}
+    for name, data in render_all(run, replay=replay).items():
+        path = directory / REPORT_FILES[name]
+        write_atomic(path, data)
+        written[name] = path
+    return written
