@@ -1,0 +1,811 @@
+"""The test plan: the fewest requests that still cover the contract, within a budget.
+
+Valid requests to a real endpoint cost money; invalid ones cost nothing on a conformant server.
+So, per model of the profile, :func:`build_plan` makes:
+
+1. **Negative cases** (free on a conformant server): every request rule the model is held to,
+   broken alone on a cheap valid body (``must-reject``, ``should-reject``; each body is checked
+   with :func:`request_violations` to break that rule and no other), and the grey-area
+   ``probe`` cases (unsupported parameters; once for the whole plan: bodies that are not JSON or
+   not objects, an unknown model, a missing or wrong key, the default model, a trailing slash).
+2. **Boundary cases**: ``n`` at 1 and at the model's maximum, a one-character prompt, a prompt
+   of exactly the model's limit in mixed scripts (multi-byte, emoji, combining, right-to-left).
+3. **Pairwise cases**: a covering array (``covertable``) over the interacting fields (size,
+   quality, output_format, background, n, output_compression, stream, partial_images,
+   moderation; response_format and style for dall-e), each with its values and a *default*
+   (sent as ``null`` the first time, left out after). Constraints are derived from the oracle:
+   a pair of values is forbidden when a body with just those two breaks a rule, so no case
+   breaks the contract. ``n`` takes 1 and 2 here (2 stands for every n > 1; the maximum is a
+   boundary case), which keeps the array's images few.
+4. **Each-choice cases**: any value of any field the cases above left out (custom sizes,
+   ``user``), on the cheap body.
+5. **Explore cases** (``--explore N``): N more per model from a seeded sampler over the same
+   value spaces (:func:`conformance.strategies.explore_bodies`), labelled by the oracle.
+
+Cases whose point is not size or quality use the model's cheapest priced combination.
+
+**Budget.** A plan's spend (``Plan.images``/``Plan.cost``) is what a *conformant* server would
+generate: cases expected to be rejected count 0 (each Case still carries what it would cost if a
+broken server accepted it; the runner counts that live). Over ``--max-images``/``--max-cost``
+the plan is cut in this order, each group from its end: (1) negative cases - they spend nothing,
+so the budget never needs to cut them; (2) explore; (3) probes that may generate images; (4)
+pairwise, last rows first (a greedy covering array adds the fewest new pairs at its end); (5)
+each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not covered.
+Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images`` limits them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from itertools import combinations
+from typing import Any
+
+from .cases import ANY_MODEL, Case
+from .contract import ModelSpec, Rule, load_contract
+from .errors import SetupError
+from .profiles import Profile
+from .strategies import (
+    DEFAULT_PROMPT,
+    Variant,
+    explore_bodies,
+    features_used,
+    invalid_variants,
+    param_values,
+    prompt_of_length,
+    unsupported_param_variants,
+)
+from .validation import request_violations, resolve_model
+
+__all__ = ["CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
+
+#: Groups the budget cuts, first to last (negative cases count 0, so they are never needed).
+CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary")
+#: Fields of the pairwise array (the rest, a free ``user`` string, is each-choice only).
+_NOT_PAIRWISE = ("user",)
+
+
+class _Default:
+    """A pairwise value: the field's default, sent as null or left out."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+DEFAULT = _Default()
+
+
+def spends(case: Case) -> bool:
+    """True when a conformant server generates the case's images (it may accept the case)."""
+    return case.expect in ("accept", "either")
+
+
+@dataclass
+class Plan:
+    """The cases to send, in a deterministic order for a seed, and what the budget cut."""
+
+    profile: Profile
+    models: tuple[str, ...]
+    seed: int
+    cases: list[Case]
+    cut: list[Case]
+    max_cost: float | None
+    max_images: int | None
+    coverage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        """Images a conformant server generates for the plan."""
+        return sum(c.images for c in self.cases if spends(c))
+
+    @property
+    def cost(self) -> float:
+        """USD of those images whose price is known."""
+        return round(sum(c.cost or 0.0 for c in self.cases if spends(c)), 6)
+
+    @property
+    def cost_unknown_images(self) -> int:
+        """Images (of :attr:`images`) whose price the profile does not know."""
+        return sum(c.images for c in self.cases if spends(c) and c.cost is None)
+
+    @property
+    def worst_images(self) -> int:
+        """Images if the server accepted every request, invalid ones included."""
+        return sum(c.images for c in self.cases)
+
+    @property
+    def worst_cost(self) -> float:
+        return round(sum(c.cost or 0.0 for c in self.cases), 6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.name,
+            "models": list(self.models),
+            "seed": self.seed,
+            "max_cost": self.max_cost,
+            "max_images": self.max_images,
+            "requests": len(self.cases),
+            "images": self.images,
+            "cost": self.cost,
+            "cost_unknown_images": self.cost_unknown_images,
+            "worst_case": {"images": self.worst_images, "cost": self.worst_cost},
+            "cut_order": list(CUT_ORDER),
+            "coverage": self.coverage,
+            "cases": [c.to_dict() for c in self.cases],
+            "cut": [c.to_dict() for c in self.cut],
+        }
+
+
+# --- building blocks ---------------------------------------------------------------------------
+
+
+def _images_if_accepted(body: Any) -> int:
+    """How many images a server that accepted the body would make (what the budget counts)."""
+    n = body.get("n") if isinstance(body, Mapping) else None
+    if isinstance(n, bool) or n is None:
+        return 1
+    if isinstance(n, int | float):
+        return max(1, int(-(-n // 1))) if n < 10**6 else 10**6
+    if isinstance(n, str) and n.strip().isdigit():
+        return max(1, min(int(n), 10**6))
+    return 1
+
+
+def _cheapest(spec: ModelSpec, profile: Profile) -> tuple[str, str]:
+    """The (quality, size) of the model's cheapest image, or the smallest listed size and the
+    first named quality when the price is unknown."""
+    table = profile.prices.get(spec.name)
+    if table:
+        best = min(
+            ((usd, q, s) for q, sizes in table.items() for s, usd in sizes.items()),
+            key=lambda t: t[0],
+        )
+        return best[1], best[2]
+    named = [q for q in spec.qualities if q != "auto"] or list(spec.qualities)
+    sizes = [s for s in spec.sizes if "x" in s] or list(spec.sizes)
+    smallest = min(sizes, key=lambda s: _pixels(s) or 0)
+    return named[0], smallest
+
+
+def _pixels(size: str) -> int | None:
+    width, _, height = size.partition("x")
+    return int(width) * int(height) if width.isdigit() and height.isdigit() else None
+
+
+def _describe(body: Any) -> str:
+    """A short title: the fields that differ from a bare request, the prompt by its length."""
+    if not isinstance(body, Mapping):
+        return "body"
+    parts = []
+    prompt = body.get("prompt")
+    if prompt != DEFAULT_PROMPT and isinstance(prompt, str):
+        parts.append(f"prompt {len(prompt)} chars")
+    for key, value in body.items():
+        if key in ("model", "prompt"):
+            continue
+        parts.append(f"{key}={_text(value)}")
+    return ", ".join(parts) or "defaults"
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value)
+
+
+class _ModelPlanner:
+    """Builds the cases of one model."""
+
+    def __init__(self, spec: ModelSpec, profile: Profile, rules: Mapping[str, Rule], seed: int):
+        self.spec = spec
+        self.profile = profile
+        self.rules = rules
+        self.seed = seed
+        self.contract = load_contract()
+        quality, size = _cheapest(spec, profile)
+        self.base: dict[str, Any] = {
+            "model": spec.name,
+            "prompt": DEFAULT_PROMPT,
+            "size": size,
+            "quality": quality,
+        }
+        self.unsupported = tuple(sorted(profile.unsupported))
+        self.mutations: list[Variant] = []
+
+    # cases
+
+    def case(self, body: Any, *, kind: str, rule: str, expect: str, origin: str, title: str,
+             ident: str, **extra: Any) -> Case:  # fmt: skip
+        images = _images_if_accepted(body)
+        model = body.get("model") if isinstance(body, Mapping) else None
+        priced = model if model in self.profile.models else self.spec.name
+        price = None
+        if isinstance(body, Mapping):
+            quality, size = body.get("quality"), body.get("size")
+            price = self.profile.price(
+                priced,
+                quality if isinstance(quality, str) else None,
+                size if isinstance(size, str) else None,
+            )
+        tags = list(extra.pop("tags", ()))
+        if kind == "valid":
+            used = features_used(body, self.spec, self.unsupported)
+            if used:
+                expect = "reject"
+                tags.extend(f"unsupported:{f}" for f in used)
+        return Case(
+            id=ident,
+            model=extra.pop("model", self.spec.name),
+            kind=kind,  # type: ignore[arg-type]
+            rule=rule,
+            level=self.rules[rule].level,
+            expect=expect,  # type: ignore[arg-type]
+            body=body,
+            origin=origin,
+            images=images,
+            cost=None if price is None else round(price * images, 6),
+            title=title,
+            tags=tuple(tags),
+            **extra,
+        )
+
+    def applicable(self, rule: Rule) -> bool:
+        return rule.per_model and self.spec.name in rule.models
+
+    def negative(self) -> list[Case]:
+        wanted = [
+            r.id
+            for r in self.rules.values()
+            if r.kind == "reject" and r.id.startswith("request.") and self.applicable(r)
+        ]
+        out: list[Case] = []
+        kept: dict[str, int] = {}
+        for variant in invalid_variants(self.spec, self.base, wanted, self.contract):
+            broken = [v.rule for v in request_violations(variant.body, self.contract)]
+            if broken != [variant.rule]:
+                continue
+            kept[variant.rule] = kept.get(variant.rule, 0) + 1
+            self.mutations.append(variant)
+            level = self.rules[variant.rule].level
+            out.append(
+                self.case(
+                    variant.body,
+                    kind="invalid",
+                    rule=variant.rule,
+                    expect="reject",
+                    origin="must-reject" if level == "MUST" else "should-reject",
+                    title=variant.title,
+                    ident=f"{self.spec.name}/invalid/{variant.rule}/{variant.title}",
+                )
+            )
+        missing = [r for r in wanted if r not in kept]
+        if missing:
+            raise RuntimeError(f"no request breaks {missing} alone for {self.spec.name}")
+        rule = self.rules.get("request.unsupported_param")
+        if rule is not None and self.spec.name in rule.models:
+            for variant in unsupported_param_variants(self.spec, self.base, self.contract):
+                broken = [v.rule for v in request_violations(variant.body, self.contract)]
+                if broken != [variant.rule]:
+                    continue
+                out.append(
+                    self.case(
+                        variant.body,
+                        kind="probe",
+                        rule=variant.rule,
+                        expect="either",
+                        origin="probe",
+                        title=variant.title,
+                        ident=f"{self.spec.name}/probe/{variant.rule}/{variant.title}",
+                    )
+                )
+        return out
+
+    def valid(self, body: dict[str, Any], origin: str, index: int) -> Case:
+        broken = request_violations(body, self.contract)
+        if broken:
+            raise RuntimeError(f"{self.spec.name}: a valid {origin} case breaks {broken[0].rule}")
+        return self.case(
+            body,
+            kind="valid",
+            rule="request.valid.accepted",
+            expect="accept",
+            origin=origin,
+            title=_describe(body),
+            ident=f"{self.spec.name}/valid/{origin}/{index:02d}",
+        )
+
+    def boundary(self) -> list[Case]:
+        limit = self.spec.prompt_max_chars
+        bodies = [
+            {**self.base, "prompt": prompt_of_length(1), "n": 1},
+            {**self.base, "prompt": prompt_of_length(limit)},
+        ]
+        if self.spec.n_max > 1:
+            bodies.append({**self.base, "n": self.spec.n_max})
+        return [self.valid(b, "boundary", i) for i, b in enumerate(bodies, 1)]
+
+    def pairwise(self) -> list[Case]:
+        factors = pairwise_factors(self.spec)
+        rows = _covering_array(self.spec, factors, self.seed, self._weights(factors))
+        nulls_sent: set[str] = set()
+        out = []
+        for index, row in enumerate(rows, 1):
+            body: dict[str, Any] = {"model": self.spec.name, "prompt": DEFAULT_PROMPT}
+            for param, value in row.items():
+                if value is DEFAULT:
+                    if param not in nulls_sent:
+                        nulls_sent.add(param)
+                        body[param] = None
+                    continue
+                body[param] = value
+            out.append(self.valid(body, "pairwise", index))
+        return out
+
+    def _weights(self, factors: Mapping[str, Sequence[Any]]) -> dict[str, dict[int, int]]:
+        """Prefer the cheap values when the array fills a row's free fields."""
+        cheap = {**self.base, "n": 1}
+        return {
+            param: {values.index(cheap[param]): 10}
+            for param, values in factors.items()
+            if param in cheap and cheap[param] in values
+        }
+
+    def each_choice(self, sofar: Sequence[Case]) -> list[Case]:
+        covered = _values_covered(sofar)
+        bodies = [self.base] + [c.body for c in sofar if c.kind == "valid"]
+        out: list[Case] = []
+        for param, values in param_values(self.spec, self.contract).items():
+            for value in (*values, None):
+                if _key(value) in covered.get(param, set()):
+                    continue
+                for candidate in bodies:
+                    body = {**candidate, param: value}
+                    if not request_violations(body, self.contract):
+                        break
+                else:
+                    raise RuntimeError(f"{self.spec.name}: no valid body takes {param}={value!r}")
+                case = self.valid(body, "each-choice", len(out) + 1)
+                out.append(case)
+                covered.setdefault(param, set()).add(_key(value))
+        return out
+
+    def explore(self, count: int) -> list[Case]:
+        rng = random.Random(f"imgconf:{self.seed}:{self.spec.name}")
+        out = []
+        for index, (title, body) in enumerate(
+            explore_bodies(self.spec, self.mutations, rng, count), 1
+        ):
+            ident = f"{self.spec.name}/explore/{index:02d}"
+            broken = [v.rule for v in request_violations(body, self.contract)]
+            if not broken:
+                case = self.valid(body, "explore", index)
+                out.append(replace(case, id=ident, title=f"{case.title}"))
+                continue
+            musts = [r for r in broken if self.rules[r].level == "MUST"]
+            rule = (musts or broken)[0]
+            kind, expect = (
+                ("probe", "either")
+                if rule == "request.unsupported_param"
+                else (
+                    "invalid",
+                    "reject",
+                )
+            )
+            tags = ("several-rules:" + ",".join(broken),) if len(broken) > 1 else ()
+            out.append(
+                self.case(
+                    body,
+                    kind=kind,
+                    rule=rule,
+                    expect=expect,
+                    origin="explore",
+                    title=title,
+                    ident=ident,
+                    tags=tags,
+                )
+            )
+        return out
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    """A hashable key that keeps True apart from 1 and False from 0."""
+    return (type(value).__name__, value)
+
+
+def _values_covered(cases: Sequence[Case]) -> dict[str, set[tuple[str, Any]]]:
+    out: dict[str, set[tuple[str, Any]]] = {}
+    for case in cases:
+        if case.kind == "valid" and isinstance(case.body, Mapping):
+            for param, value in case.body.items():
+                if isinstance(value, list | dict):
+                    continue
+                out.setdefault(param, set()).add(_key(value))
+    return out
+
+
+def pairwise_factors(spec: ModelSpec) -> dict[str, tuple[Any, ...]]:
+    """The fields of the covering array and their values (``DEFAULT`` first)."""
+    values = param_values(spec)
+    out: dict[str, tuple[Any, ...]] = {}
+    for param, choices in values.items():
+        if param in _NOT_PAIRWISE:
+            continue
+        if param == "n":
+            choices = tuple(n for n in choices if n <= 2)
+        elif param == "size" and spec.custom_sizes is not None:
+            choices = (*spec.sizes, *[s for s in choices if s not in spec.sizes][:1])
+        out[param] = (DEFAULT, *choices)
+    return out
+
+
+def forbidden_pairs(
+    spec: ModelSpec, factors: Mapping[str, Sequence[Any]]
+) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
+    """Pairs of values (by index) that no valid request holds together, asked of the oracle.
+
+    A pair is allowed when a body with just those two fields is valid, or becomes valid once a
+    third field takes one of its values (``output_compression=0`` with ``quality=low`` needs a
+    lossy ``output_format``). Forbidding the rest as pairs is enough for this contract, whose
+    cross-field rules tie two fields; every row is checked again when it becomes a case.
+    """
+    contract = load_contract()
+    prefix = {"model": spec.name, "prompt": DEFAULT_PROMPT}
+
+    def valid(assignment: Mapping[str, Any]) -> bool:
+        body = {**prefix, **{k: v for k, v in assignment.items() if v is not DEFAULT}}
+        return not request_violations(body, contract)
+
+    out: dict[tuple[str, str], frozenset[tuple[int, int]]] = {}
+    for a, b in combinations(factors, 2):
+        bad = set()
+        for i, va in enumerate(factors[a]):
+            for j, vb in enumerate(factors[b]):
+                pair = {a: va, b: vb}
+                if valid(pair):
+                    continue
+                if not any(
+                    valid({**pair, c: vc}) for c in factors if c not in pair for vc in factors[c]
+                ):
+                    bad.add((i, j))
+        if bad:
+            out[(a, b)] = frozenset(bad)
+    return out
+
+
+def _covering_array(
+    spec: ModelSpec,
+    factors: Mapping[str, Sequence[Any]],
+    seed: int,
+    weights: Mapping[str, Mapping[int, int]],
+) -> list[dict[str, Any]]:
+    forbidden = forbidden_pairs(spec, factors)
+    key = (
+        tuple((p, tuple(map(_key, vs))) for p, vs in factors.items()),
+        tuple(sorted((k, tuple(sorted(v))) for k, v in forbidden.items())),
+        seed,
+        tuple(sorted((p, tuple(sorted(w.items()))) for p, w in weights.items())),
+    )
+    rows = _cached_array(key, tuple(factors), tuple(len(v) for v in factors.values()))
+    return [{p: factors[p][i] for p, i in zip(factors, row, strict=True)} for row in rows]
+
+
+@cache
+def _cached_array(key: tuple, names: tuple[str, ...], sizes: tuple[int, ...]) -> tuple:
+    """Covering arrays by index, cached: models that share a value space share the array."""
+    from covertable import make, sorters
+
+    _, forbidden, seed, weights = key
+    constraints = [
+        {
+            "operator": "fn",
+            "requires": [a, b],
+            "evaluate": lambda row, a=a, b=b, bad=frozenset(bad): (row[a], row[b]) not in bad,
+        }
+        for (a, b), bad in forbidden
+    ]
+    factors = {name: list(range(size)) for name, size in zip(names, sizes, strict=True)}
+    rows = make(
+        factors,
+        strength=2,
+        sorter=sorters.hash,
+        salt=str(seed),
+        constraints=constraints,
+        weights={p: dict(w) for p, w in weights},
+    )
+    return tuple(tuple(row[name] for name in names) for row in rows)
+
+
+# --- model-independent cases --------------------------------------------------------------------
+
+
+def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPlanner) -> list[Case]:
+    """Cases of rules that do not depend on the model, sent once."""
+    out: list[Case] = []
+
+    def live(rule_id: str) -> bool:
+        rule = rules.get(rule_id)
+        return rule is not None and bool(rule.models)
+
+    def add(rule_id: str, title: str, body: Any, expect: str, **extra: Any) -> None:
+        if not live(rule_id):
+            return
+        case = anchor.case(
+            body,
+            kind="probe",
+            rule=rule_id,
+            expect=expect,
+            origin="probe",
+            title=title,
+            ident=f"{ANY_MODEL}/probe/{rule_id}/{title}",
+            model=ANY_MODEL,
+            **extra,
+        )
+        if not isinstance(body, Mapping) or "model" not in body:
+            priced = resolve_model(body) if isinstance(body, Mapping) else None
+            known = [profile.price(m, None, None) for m in profile.models]
+            if priced in profile.models:
+                price = profile.price(priced, None, None)
+            else:
+                price = max((p for p in known if p is not None), default=None)
+            case = replace(case, cost=price)
+        out.append(case)
+
+    cheap = anchor.base
+    add("request.body.not_json", "truncated JSON", None, "reject", raw=b'{"prompt": "A red ')
+    add("request.body.not_json", "form encoded", None, "reject", raw=b"prompt=A+red+circle")
+    for title, body in (("array", [cheap]), ("string", DEFAULT_PROMPT), ("number", 42)):
+        add("request.body.not_object", title, body, "reject")
+    contract = load_contract()
+    unknown = "imgconf-no-such-model"
+    while unknown in contract.models:
+        unknown += "-x"
+    add("request.model.unknown", f"model={unknown}", {**cheap, "model": unknown}, "reject")
+    add("request.model.unknown", "model=42", {**cheap, "model": 42}, "reject")
+    add("auth.missing", "no Authorization header", cheap, "reject", auth="missing")
+    add("auth.wrong", "wrong key", cheap, "reject", auth="wrong")
+    default_model = resolve_model({"prompt": DEFAULT_PROMPT})
+    if default_model in profile.models:
+        add("request.model.default", "model omitted", {"prompt": DEFAULT_PROMPT}, "accept")
+    if not profile.path.endswith("/"):
+        add("transport.trailing_slash", "path with a trailing slash", cheap, "accept",
+            path_suffix="/")  # fmt: skip
+    return out
+
+
+# --- coverage ------------------------------------------------------------------------------------
+
+
+def _exercised(case: Case, spec: ModelSpec | None) -> set[str]:
+    """The rules a case gives the checks a chance to judge."""
+    out = {case.rule}
+    out.update(("transport.no_5xx", "transport.well_formed", "transport.connection"))
+    out.add("transport.timeout")
+    if case.expect in ("reject", "either"):
+        out.update(("error.envelope", "error.status_400", "error.fields", "error.param"))
+    if case.kind != "valid" or case.expect != "accept" or spec is None:
+        return out
+    body = case.body
+    out.update(("response.usage.schema", "response.usage.present", "response.usage.total"))
+    out.update(("image.decodes", "image.format", "response.echo", "response.revised_prompt"))
+    if body.get("stream") is True:
+        out.update(("stream.content_type", "stream.event.schema", "stream.completed"))
+        out.add("stream.partial.count")
+    else:
+        out.update(("response.content_type", "response.schema", "response.data.count"))
+        if spec.is_gpt or body.get("response_format") == "b64_json":
+            out.add("response.b64_json")
+        else:
+            out.update(("response.url", "response.url.fetch"))
+    if body.get("size") not in (None, "auto"):
+        out.add("image.size")
+    if body.get("background") == "transparent":
+        out.add("image.alpha")
+    return out
+
+
+def _pairs_of(
+    cases: Sequence[Case], factors: Mapping[str, Sequence[Any]]
+) -> set[tuple[str, int, str, int]]:
+    out = set()
+    for case in cases:
+        if case.kind != "valid" or not isinstance(case.body, Mapping):
+            continue
+        indices = {}
+        for param, values in factors.items():
+            value = case.body.get(param)
+            keys = [_key(v) for v in values]
+            indices[param] = (
+                0 if value is None else keys.index(_key(value)) if _key(value) in keys else None
+            )
+        for a, b in combinations(factors, 2):
+            if indices[a] is not None and indices[b] is not None:
+                out.add((a, indices[a], b, indices[b]))
+    return out
+
+
+def _coverage(
+    profile: Profile,
+    rules: Mapping[str, Rule],
+    planners: Mapping[str, _ModelPlanner],
+    cases: Sequence[Case],
+    cut: Sequence[Case],
+) -> dict[str, Any]:
+    contract = load_contract()
+    per_model: dict[str, Any] = {}
+    for name, planner in planners.items():
+        spec = planner.spec
+        mine = [c for c in cases if c.model == name]
+        exercised = set().union(*(_exercised(c, spec) for c in mine)) if mine else set()
+        must = [r.id for r in rules.values() if r.is_must and r.per_model and name in r.models]
+        required = {p: [*vs, None] for p, vs in param_values(spec, contract).items()}
+        covered = _values_covered(mine)
+        missing_values = [
+            f"{p}={_text(v)}"
+            for p, vs in required.items()
+            for v in vs
+            if _key(v) not in covered.get(p, set())
+        ]
+        factors = pairwise_factors(spec)
+        forbidden = forbidden_pairs(spec, factors)
+        total_pairs = {
+            (a, i, b, j)
+            for a, b in combinations(factors, 2)
+            for i in range(len(factors[a]))
+            for j in range(len(factors[b]))
+            if (i, j) not in forbidden.get((a, b), frozenset())
+        }
+        pairs = _pairs_of(mine, factors) & total_pairs
+        spent = [c for c in mine if spends(c)]
+        per_model[name] = {
+            "requests": len(mine),
+            "images": sum(c.images for c in spent),
+            "cost": round(sum(c.cost or 0.0 for c in spent), 6),
+            "cost_unknown_images": sum(c.images for c in spent if c.cost is None),
+            "by_kind": {
+                k: sum(1 for c in mine if c.kind == k) for k in ("valid", "invalid", "probe")
+            },
+            "must_rules": {
+                "exercised": sum(1 for r in must if r in exercised),
+                "applicable": len(must),
+                "missing": [r for r in must if r not in exercised],
+            },
+            "values": {
+                "covered": sum(len(vs) for vs in required.values()) - len(missing_values),
+                "total": sum(len(vs) for vs in required.values()),
+                "missing": missing_values,
+            },
+            "pairs": {"covered": len(pairs), "total": len(total_pairs)},
+        }
+    shared = [c for c in cases if c.model == ANY_MODEL]
+    independent = [r.id for r in rules.values() if r.is_must and not r.per_model and r.models]
+    done = {c.rule for c in shared}
+    return {
+        "models": per_model,
+        "model_independent": {
+            "requests": len(shared),
+            "must_rules": {
+                "exercised": sum(1 for r in independent if r in done),
+                "applicable": len(independent),
+                "missing": [r for r in independent if r not in done],
+            },
+        },
+        "cut": {
+            "cases": len(cut),
+            "images": sum(c.images for c in cut if spends(c)),
+            "cost": round(sum(c.cost or 0.0 for c in cut if spends(c)), 6),
+            "by_origin": {
+                o: sum(1 for c in cut if c.origin == o)
+                for o in dict.fromkeys(c.origin for c in cut)
+            },
+        },
+        "cut_order": list(CUT_ORDER),
+        "unsupported": sorted(profile.unsupported),
+    }
+
+
+# --- budget ------------------------------------------------------------------------------------
+
+
+def _group(case: Case) -> str:
+    if not spends(case):
+        return "negative"
+    if case.origin == "explore":
+        return "explore"
+    if case.kind == "probe":
+        return "probe"
+    return case.origin
+
+
+def _cut(
+    cases: list[Case], max_cost: float | None, max_images: int | None
+) -> tuple[list[Case], list[Case]]:
+    """Drop cases in :data:`CUT_ORDER` (each group from its end) until the plan fits."""
+    images = sum(c.images for c in cases if spends(c))
+    cost = sum(c.cost or 0.0 for c in cases if spends(c))
+
+    def over() -> tuple[bool, bool]:
+        return (
+            max_images is not None and images > max_images,
+            max_cost is not None and cost > max_cost + 1e-9,
+        )
+
+    dropped: set[int] = set()
+    cut: list[Case] = []
+    for group in CUT_ORDER[1:]:
+        members = [i for i, c in enumerate(cases) if _group(c) == group]
+        for index in reversed(members):
+            too_many, too_dear = over()
+            if not (too_many or too_dear):
+                break
+            case = cases[index]
+            if (too_many and case.images) or (too_dear and case.cost):
+                dropped.add(index)
+                cut.append(case)
+                images -= case.images
+                cost -= case.cost or 0.0
+    kept = [c for i, c in enumerate(cases) if i not in dropped]
+    return kept, cut
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def build_plan(
+    profile: Profile,
+    *,
+    models: Sequence[str] | None = None,
+    seed: int = 0,
+    max_cost: float | None = None,
+    max_images: int | None = None,
+    explore: int = 0,
+) -> Plan:
+    """The deterministic plan for a profile, its models (all by default) and a seed."""
+    chosen = tuple(models) if models else profile.models
+    unknown = [m for m in chosen if m not in profile.models]
+    if unknown:
+        raise SetupError(
+            f"--models: {unknown[0]!r} is not a model of profile {profile.name} "
+            f"({', '.join(profile.models)})"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise SetupError("--models: a model is named twice")
+    if max_cost is not None and max_cost < 0:
+        raise SetupError("--max-cost must be at least 0")
+    if max_images is not None and max_images < 0:
+        raise SetupError("--max-images must be at least 0")
+    if explore < 0:
+        raise SetupError("--explore must be at least 0")
+    contract = load_contract()
+    rules = profile.rules()
+    planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in chosen}
+
+    negative: list[Case] = []
+    positive: list[Case] = []
+    explored: list[Case] = []
+    for planner in planners.values():
+        negative.extend(planner.negative())
+        fixed = planner.boundary() + planner.pairwise()
+        positive.extend(fixed + planner.each_choice(fixed))
+    negative.extend(_global_cases(profile, rules, planners[chosen[0]]))
+    if explore:
+        for planner in planners.values():
+            explored.extend(planner.explore(explore))
+    cases = negative + positive + explored
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise RuntimeError(f"two cases share the id {duplicate}")
+    kept, cut = _cut(cases, max_cost, max_images)
+    plan = Plan(
+        profile=profile,
+        models=chosen,
+        seed=seed,
+        cases=kept,
+        cut=cut,
+        max_cost=max_cost,
+        max_images=max_images,
+    )
+    plan.coverage = _coverage(profile, rules, planners, kept, cut)
+    return plan
