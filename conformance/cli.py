@@ -90,14 +90,15 @@ def profiles_command() -> None:
 
 @main.command("spec-diff")
 @click.argument("openapi_file", type=click.Path(dir_okay=False, path_type=Path))
-def spec_diff_command(openapi_file: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     """Compare an OpenAI OpenAPI file with imgconf's contract (models, enums, bounds, fields).
 
     Exit 0 when they agree, 1 when they differ, 2 when the file cannot be read.
     """
     from .specdiff import spec_diff_cli
 
-    _call(spec_diff_cli, openapi_file=openapi_file)
+    _call(spec_diff_cli, openapi_file=openapi_file, as_json=as_json)
 
 
 # --- running --------------------------------------------------------------------------------
@@ -231,6 +232,38 @@ def serve_command(
         lenient=lenient,
         quirks=quirks,
         url_ttl=url_ttl,
+    )
+
+
+@main.command("plan")
+@click.option("--models", default=None, help="Comma-separated models (default: the profile's).")
+@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the plan.")
+@click.option("--max-cost", type=float, default=None, help="Budget in USD (known prices).")
+@click.option("--max-images", type=int, default=None, help="Budget in generated images.")
+@click.option("--explore", type=int, default=0, show_default=True, help="Extra cases per model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_command(
+    models: str | None,
+    profile: str,
+    seed: int,
+    max_cost: float | None,
+    max_images: int | None,
+    explore: int,
+    as_json: bool,
+) -> None:
+    """Show the cases a run would send, the images and cost, and what the budget cuts."""
+    from .planning import plan_cli
+
+    _call(
+        plan_cli,
+        profile=profile,
+        models=_models_option(models),
+        seed=seed,
+        max_cost=max_cost,
+        max_images=max_images,
+        explore=explore,
+        as_json=as_json,
     )
 
 

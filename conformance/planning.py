@@ -27,7 +27,7 @@ Cases whose point is not size or quality use the model's cheapest priced combina
 **Budget.** A plan's spend (``Plan.images``/``Plan.cost``) is what a *conformant* server would
 generate: cases expected to be rejected count 0 (each Case still carries what it would cost if a
 broken server accepted it; the runner counts that live). Over ``--max-images``/``--max-cost``
-the plan is cut in this order, each group from its end: (1) negative cases - they spend nothing,
+the plan is cut in this order, each group from its end (the models in turn): (1) negative cases - they spend nothing,
 so the budget never needs to cut them; (2) explore; (3) probes that may generate images; (4)
 pairwise, last rows first (a greedy covering array adds the fewest new pairs at its end); (5)
 each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not covered.
@@ -433,7 +433,8 @@ def pairwise_factors(spec: ModelSpec) -> dict[str, tuple[Any, ...]]:
         if param in _NOT_PAIRWISE:
             continue
         if param == "n":
-            choices = tuple(n for n in choices if n <= 2)
+            low = min(choices)
+            choices = tuple(n for n in (low, low + 1) if n <= spec.n_max)
         elif param == "size" and spec.custom_sizes is not None:
             choices = (*spec.sizes, *[s for s in choices if s not in spec.sizes][:1])
         out[param] = (DEFAULT, *choices)
@@ -735,7 +736,14 @@ def _cut(
     cut: list[Case] = []
     for group in CUT_ORDER[1:]:
         members = [i for i, c in enumerate(cases) if _group(c) == group]
+        # From each model's end, taking the models in turn: no model loses all its cases first.
+        rank: dict[str, int] = {}
+        order = []
         for index in reversed(members):
+            model = cases[index].model
+            rank[model] = rank.get(model, 0) + 1
+            order.append((rank[model], index))
+        for _, index in sorted(order, key=lambda t: (t[0], -t[1])):
             too_many, too_dear = over()
             if not (too_many or too_dear):
                 break
@@ -809,3 +817,135 @@ def build_plan(
     )
     plan.coverage = _coverage(profile, rules, planners, kept, cut)
     return plan
+
+
+# --- imgconf plan ------------------------------------------------------------------------------
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+
+
+def _clip(text: str, width: int = 110) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _spend_line(images: int, cost: float, unknown: int) -> str:
+    line = f"{images} images, {_usd(cost)}"
+    if unknown:
+        line += f" + {unknown} images of unknown price"
+    return line
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as text: cases by model and kind, images, estimated cost, and the cut."""
+    lines: list[str] = []
+    profile = plan.profile
+    lines.append(
+        f"Plan for profile {profile.name}, seed {plan.seed}: {len(plan.cases)} requests; "
+        f"if the server behaves: {_spend_line(plan.images, plan.cost, plan.cost_unknown_images)}"
+        f" (prices: {profile.prices_source or 'the profile'})."
+    )
+    unknown_models = [m for m in plan.models if not profile.price_known(m)]
+    if unknown_models:
+        lines.append(
+            f"No price for {', '.join(unknown_models)}: their images are counted, not costed; "
+            "--max-cost cannot bound them (use --max-images)."
+        )
+    lines.append(
+        f"Worst case (a server that accepts every request, invalid ones too): "
+        f"{plan.worst_images} images, {_usd(plan.worst_cost)}."
+    )
+    for model in (*plan.models, ANY_MODEL):
+        mine = [c for c in plan.cases if c.model == model]
+        if not mine:
+            continue
+        if model == ANY_MODEL:
+            shared = plan.coverage["model_independent"]["must_rules"]
+            lines.append(
+                f"\n{ANY_MODEL} (model-independent): {len(mine)} requests; "
+                f"MUST rules {shared['exercised']}/{shared['applicable']}"
+            )
+        else:
+            cov = plan.coverage["models"][model]
+            lines.append(
+                f"\n{model}: {cov['requests']} requests, "
+                f"{_spend_line(cov['images'], cov['cost'], cov['cost_unknown_images'])}; "
+                f"MUST rules {cov['must_rules']['exercised']}/{cov['must_rules']['applicable']}, "
+                f"values {cov['values']['covered']}/{cov['values']['total']}, "
+                f"pairs {cov['pairs']['covered']}/{cov['pairs']['total']}"
+            )
+        for kind in ("valid", "invalid", "probe"):
+            group = [c for c in mine if c.kind == kind]
+            if not group:
+                continue
+            origins = ", ".join(
+                f"{o} {sum(1 for c in group if c.origin == o)}"
+                for o in dict.fromkeys(c.origin for c in group)
+            )
+            lines.append(f"  {kind} ({len(group)}: {origins})")
+            if kind == "valid":
+                for case in group:
+                    mark = "" if case.expect == "accept" else f" [expect {case.expect}]"
+                    lines.append(_clip(f"    {case.origin}: {case.title}{mark}"))
+            else:
+                for rule in dict.fromkeys(c.rule for c in group):
+                    titles = "; ".join(c.title for c in group if c.rule == rule)
+                    lines.append(_clip(f"    {rule}: {titles}"))
+    lines.append("")
+    order = " > ".join(CUT_ORDER)
+    if plan.max_cost is None and plan.max_images is None:
+        lines.append(f"Budget: none given (--max-cost, --max-images). Cut order: {order}.")
+    else:
+        limits = []
+        if plan.max_cost is not None:
+            limits.append(f"max cost {_usd(plan.max_cost)}")
+        if plan.max_images is not None:
+            limits.append(f"max images {plan.max_images}")
+        lines.append(
+            f"Budget: {', '.join(limits)}. Cut order: {order} "
+            "(negative cases spend nothing on a conformant server and are never cut)."
+        )
+    if plan.cut:
+        cut = plan.coverage["cut"]
+        lines.append(
+            f"Cut by the budget (not covered): {cut['cases']} cases, "
+            f"{cut['images']} images, {_usd(cut['cost'])}:"
+        )
+        for case in plan.cut:
+            lines.append(_clip(f"  {case.id}: {case.title}"))
+    elif plan.max_cost is not None or plan.max_images is not None:
+        lines.append("Nothing cut: the plan fits the budget.")
+    return "\n".join(lines)
+
+
+def plan_cli(
+    *,
+    profile: str,
+    models: Sequence[str] | None,
+    seed: int,
+    max_cost: float | None,
+    max_images: int | None,
+    explore: int,
+    as_json: bool,
+) -> int:
+    """``imgconf plan``: print the plan (text or JSON). Exit 0; bad input raises SetupError."""
+    import json
+
+    import click
+
+    from .profiles import load_profile
+
+    plan = build_plan(
+        load_profile(profile),
+        models=models,
+        seed=seed,
+        max_cost=max_cost,
+        max_images=max_images,
+        explore=explore,
+    )
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_plan(plan))
+    return 0
