@@ -1,0 +1,365 @@
+"""The plan: every case means what it says, coverage is complete (rules, values, pairs checked
+without covertable), it is deterministic for a seed, and the budget cuts in its stated order."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conformance.cases import ANY_MODEL
+from conformance.cli import main_entry
+from conformance.contract import load_contract
+from conformance.errors import SetupError
+from conformance.planning import (
+    CUT_ORDER,
+    DEFAULT,
+    Plan,
+    build_plan,
+    pairwise_factors,
+    spends,
+)
+from conformance.profiles import load_profile
+from conformance.validation import parse_body, request_violations
+
+CONTRACT = load_contract()
+OPENAI = load_profile("openai")
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return build_plan(OPENAI)
+
+
+def broken(body: object) -> list[str]:
+    return [v.rule for v in request_violations(body)]
+
+
+def valid_bodies(plan: Plan, model: str) -> list[dict]:
+    return [c.body for c in plan.cases if c.model == model and c.kind == "valid"]
+
+
+def test_valid_cases_break_nothing_fit_the_schema_and_are_priced(plan: Plan) -> None:
+    validator = CONTRACT.validator("request")
+    valid = [c for c in plan.cases if c.kind == "valid"]
+    assert len(valid) > 100
+    for case in valid:
+        assert broken(case.body) == [], case.id
+        assert validator.is_valid(case.body), case.id
+        assert (case.rule, case.expect, case.level) == ("request.valid.accepted", "accept", "MUST")
+        n = case.body.get("n") or 1
+        assert case.images == n
+        price = OPENAI.price(case.model, case.body.get("quality"), case.body.get("size"))
+        assert case.cost == (None if price is None else pytest.approx(price * n))
+
+
+def test_invalid_cases_break_exactly_their_rule_at_the_profile_level(plan: Plan) -> None:
+    rules = OPENAI.rules()
+    invalid = [c for c in plan.cases if c.kind == "invalid"]
+    for case in invalid:
+        assert broken(case.body) == [case.rule], case.id
+        assert case.expect == "reject"
+        assert case.level == rules[case.rule].level
+        assert case.model in rules[case.rule].models
+        assert case.origin == ("must-reject" if case.level == "MUST" else "should-reject")
+    levels = {c.rule: c.level for c in invalid}
+    for should in (
+        "request.unknown_field",
+        "request.prompt.empty",
+        "request.quality.model",
+        "request.output_compression.png",
+    ):
+        assert levels[should] == "SHOULD"
+
+
+def test_every_must_reject_rule_is_broken_for_every_model_it_applies_to(plan: Plan) -> None:
+    for rule in OPENAI.rules().values():
+        if rule.kind != "reject" or not rule.id.startswith("request."):
+            continue
+        if not rule.per_model:
+            assert any(c.rule == rule.id and c.model == ANY_MODEL for c in plan.cases), rule.id
+            continue
+        for model in rule.models:
+            assert any(
+                c.rule == rule.id and c.model == model and c.kind == "invalid" for c in plan.cases
+            ), (rule.id, model)
+    for model in OPENAI.models:
+        assert plan.coverage["models"][model]["must_rules"]["missing"] == []
+
+
+def test_probes(plan: Plan) -> None:
+    probes = {}
+    for case in plan.cases:
+        if case.kind == "probe":
+            probes.setdefault(case.rule, []).append(case)
+    for case in probes["request.unsupported_param"]:
+        assert broken(case.body) == ["request.unsupported_param"]
+        assert (case.expect, case.level) == ("either", "SHOULD")
+    assert {c.model for c in probes["request.unsupported_param"]} == set(OPENAI.models)
+    for case in probes["request.body.not_json"]:
+        assert case.model == ANY_MODEL and case.raw is not None
+        assert parse_body(case.content())[1] is not None
+    for case in probes["request.body.not_object"]:
+        assert not isinstance(json.loads(case.content()), dict)
+    for case in probes["request.model.unknown"]:
+        assert broken(case.body) == ["request.model.unknown"]
+    assert [c.auth for c in probes["auth.missing"]] == ["missing"]
+    assert [c.auth for c in probes["auth.wrong"]] == ["wrong"]
+    for rule in ("auth.missing", "auth.wrong", "request.body.not_json", "request.model.unknown"):
+        assert all(c.expect == "reject" and c.level == "MUST" for c in probes[rule])
+    (default,) = probes["request.model.default"]
+    assert "model" not in default.body and default.expect == "accept"
+    (slash,) = probes["transport.trailing_slash"]
+    assert slash.path_suffix == "/" and slash.expect == "accept" and slash.level == "SHOULD"
+
+
+def test_every_value_of_every_field_per_model(plan: Plan) -> None:
+    """Values read here from the schema itself, not from the planner's value spaces."""
+    request = CONTRACT.schemas["request"]
+    for model in OPENAI.models:
+        spec = CONTRACT.models[model]
+        bodies = valid_bodies(plan, model)
+        seen: dict[str, list] = {}
+        for body in bodies:
+            for key, value in body.items():
+                seen.setdefault(key, []).append(value)
+        for param in spec.params:
+            assert None in seen.get(param, []), (model, param, "null")
+        for param, values in spec.enums.items():
+            for value in values:
+                assert value in seen[param], (model, param, value)
+        assert {1, spec.n_max} <= set(seen["n"])
+        if spec.is_gpt:
+            for param in ("output_compression", "partial_images"):
+                bounds = request["properties"][param]["anyOf"][1]
+                for value in range(bounds["minimum"], bounds["maximum"] + 1):
+                    if param == "partial_images" or value in (bounds["minimum"], bounds["maximum"]):
+                        assert value in seen[param], (model, param, value)
+            assert True in seen["stream"] and False in seen["stream"]
+        if spec.custom_sizes is not None:
+            custom = [s for s in seen["size"] if s not in spec.sizes and s is not None]
+            assert len(set(custom)) >= 2
+            for size in custom:
+                assert spec.custom_sizes.is_safe(*map(int, size.split("x")))
+        prompts = [b["prompt"] for b in bodies]
+        at_limit = [p for p in prompts if len(p) == spec.prompt_max_chars]
+        assert at_limit and any(len(p.encode()) > len(p) for p in at_limit)
+        over = [
+            c.body["prompt"]
+            for c in plan.cases
+            if c.model == model and c.rule == "request.prompt.max_length"
+        ]
+        assert {len(p) for p in over} == {spec.prompt_max_chars + 1}
+        assert plan.coverage["models"][model]["values"]["missing"] == []
+
+
+def test_n_boundaries(plan: Plan) -> None:
+    def invalid_ns(model: str) -> set:
+        return {
+            c.body["n"]
+            for c in plan.cases
+            if c.model == model and c.kind == "invalid" and c.rule.startswith("request.n.")
+        }
+
+    assert {0, 11} <= invalid_ns("gpt-image-1")
+    assert {0, 2, 11} <= invalid_ns("dall-e-3")
+    assert 10 in {b.get("n") for b in valid_bodies(plan, "dall-e-2")}
+
+
+def _feasible_pairs(model: str) -> set[tuple]:
+    """Every pair of pairwise values that some valid request holds, by brute force."""
+    spec = CONTRACT.models[model]
+    factors = pairwise_factors(spec)
+    names = list(factors)
+    pairs = set()
+    for row in itertools.product(*(range(len(factors[p])) for p in names)):
+        body = {"model": model, "prompt": "x"}
+        for param, index in zip(names, row, strict=True):
+            if index:  # 0 is the default: left out
+                body[param] = factors[param][index]
+        if not request_violations(body):
+            pairs.update(itertools.combinations(zip(names, row, strict=True), 2))
+    return pairs
+
+
+def _plan_pairs(plan: Plan, model: str) -> set[tuple]:
+    factors = pairwise_factors(CONTRACT.models[model])
+    out = set()
+    for body in valid_bodies(plan, model):
+        cells = []
+        for param, values in factors.items():
+            value = body.get(param)
+            if value is None:
+                cells.append((param, 0))
+                continue
+            matches = [
+                i
+                for i, v in enumerate(values)
+                if v is not DEFAULT and v == value and type(v) is type(value)
+            ]
+            if matches:
+                cells.append((param, matches[0]))
+        out.update(itertools.combinations(cells, 2))
+    return out
+
+
+@pytest.mark.parametrize("model", ["dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-2"])
+def test_all_feasible_pairs_are_covered(plan: Plan, model: str) -> None:
+    feasible = _feasible_pairs(model)
+    assert feasible
+    assert feasible - _plan_pairs(plan, model) == set()
+    # The array is near its lower bound (the two largest fields' product), far below all
+    # combinations.
+    pairwise = [c for c in plan.cases if c.model == model and c.origin == "pairwise"]
+    sizes = sorted(len(v) for v in pairwise_factors(CONTRACT.models[model]).values())
+    assert len(pairwise) <= 1.6 * sizes[-1] * sizes[-2]
+    assert len(pairwise) * 5 < len(list(itertools.product(*map(range, sizes))))
+
+
+def test_streaming_cases_for_gpt_models(plan: Plan) -> None:
+    for model in OPENAI.models:
+        if not CONTRACT.models[model].is_gpt:
+            continue
+        streams = [b for b in valid_bodies(plan, model) if b.get("stream") is True]
+        assert {b.get("partial_images") for b in streams} >= {0, 1, 2, 3}
+
+
+def test_cases_are_small_unless_size_or_quality_is_the_point(plan: Plan) -> None:
+    for case in plan.cases:
+        if case.kind == "invalid" and case.model != ANY_MODEL:
+            assert case.body.get("quality") in ("low", "standard") or "quality" in case.title
+    assert plan.coverage["models"]["gpt-image-1"]["must_rules"]["exercised"] > 20
+
+
+def test_ids_unique_and_deterministic_for_a_seed() -> None:
+    first = build_plan(OPENAI, seed=3, explore=2)
+    again = build_plan(OPENAI, seed=3, explore=2)
+    other = build_plan(OPENAI, seed=4, explore=2)
+    assert [c.id for c in first.cases] == [c.id for c in again.cases]
+    assert first.to_dict() == again.to_dict()
+    assert len({c.id for c in first.cases}) == len(first.cases)
+    assert [c.body for c in first.cases] != [c.body for c in other.cases]
+
+
+def test_fast_enough_for_every_run() -> None:
+    started = time.perf_counter()
+    build_plan(OPENAI, seed=12345)  # a seed no other test uses: no cached covering array
+    assert time.perf_counter() - started < 1.5
+
+
+def test_explore_is_labelled_by_the_oracle() -> None:
+    plan = build_plan(OPENAI, models=["gpt-image-1", "dall-e-3"], seed=5, explore=12)
+    rules = OPENAI.rules()
+    explored = [c for c in plan.cases if c.origin == "explore"]
+    assert len(explored) == 24
+    assert {c.kind for c in explored} >= {"valid", "invalid"}
+    for case in explored:
+        rules_broken = broken(case.body)
+        if case.kind == "valid":
+            assert rules_broken == [] and case.expect == "accept"
+        else:
+            musts = [r for r in rules_broken if rules[r].level == "MUST"]
+            assert case.rule == (musts or rules_broken)[0]
+
+
+def test_budget_cuts_in_the_stated_order() -> None:
+    full = build_plan(OPENAI, explore=2)
+    plan = build_plan(OPENAI, explore=2, max_cost=3.0)
+    assert plan.cost <= 3.0
+    assert plan.cut
+    order = [CUT_ORDER.index(_group(c)) for c in plan.cut]
+    assert order == sorted(order)
+    assert "negative" not in {_group(c) for c in plan.cut}
+    assert all(spends(c) for c in plan.cut)
+    # Nothing lost or invented: kept + cut is the full plan.
+    assert sorted(c.id for c in plan.cases + plan.cut) == sorted(c.id for c in full.cases)
+    assert plan.coverage["cut"]["cases"] == len(plan.cut)
+    assert plan.images + sum(c.images for c in plan.cut) == full.images
+    # Unknown prices cannot be bounded by cost: those cases stay.
+    assert all(c.cost is not None for c in plan.cut)
+    assert plan.cost_unknown_images == full.cost_unknown_images
+    # Explore goes first.
+    assert plan.cut[0].origin == "explore"
+
+
+def test_budget_in_images_and_the_free_negative_cases() -> None:
+    plan = build_plan(OPENAI, max_images=0)
+    assert plan.images == 0
+    assert all(not spends(c) for c in plan.cases)
+    negatives = [c for c in build_plan(OPENAI).cases if not spends(c)]
+    assert len(plan.cases) == len(negatives)
+    assert plan.worst_images > 0
+    small = build_plan(OPENAI, max_images=40)
+    assert small.images <= 40
+    kinds = {c.origin for c in small.cases if spends(c)}
+    assert "boundary" in kinds  # boundaries are the last to go
+
+
+def _group(case) -> str:
+    from conformance.planning import _group as group
+
+    return group(case)
+
+
+def test_unsupported_features_expect_a_clean_rejection(tmp_path: Path) -> None:
+    data = yaml.safe_load(OPENAI.file.read_text())
+    data.update(name="no-extras", unsupported=["stream", "size=custom", "n>1"])
+    path = tmp_path / "no-extras.yaml"
+    path.write_text(yaml.safe_dump(data))
+    plan = build_plan(load_profile(str(path)), models=["gpt-image-2"])
+    refused = [c for c in plan.cases if c.kind == "valid" and c.expect == "reject"]
+    assert refused
+    for case in refused:
+        body = case.body
+        uses = {
+            "stream": body.get("stream") is True,
+            "size=custom": body.get("size") not in (*CONTRACT.models["gpt-image-2"].sizes, None),
+            "n>1": (body.get("n") or 1) > 1,
+        }
+        assert {f"unsupported:{f}" for f, used in uses.items() if used} == set(case.tags)
+    accepted = [c for c in plan.cases if c.kind == "valid" and c.expect == "accept"]
+    assert accepted and all(not c.tags for c in accepted)
+
+
+def test_vendor_profile_keeps_its_slash_and_models() -> None:
+    vendor = load_profile("applerouter")
+    plan = build_plan(vendor)
+    assert {c.model for c in plan.cases} == {*vendor.models, ANY_MODEL}
+    assert not any(c.rule == "transport.trailing_slash" for c in plan.cases)
+
+
+def test_setup_errors() -> None:
+    with pytest.raises(SetupError, match="not a model of profile applerouter"):
+        build_plan(load_profile("applerouter"), models=["gpt-image-2"])
+    with pytest.raises(SetupError):
+        build_plan(OPENAI, max_cost=-1)
+
+
+def test_plan_command_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_entry(["plan", "--models", "gpt-image-1,gpt-image-2", "--max-cost", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-image-1:" in out and "gpt-image-2:" in out
+    assert "images" in out and "$" in out
+    assert "No price for gpt-image-2" in out
+    assert "Cut by the budget" in out
+    assert " > ".join(CUT_ORDER) in out
+    assert "request.n.max: n=11" in out
+
+
+def test_plan_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_entry(["plan", "--models", "dall-e-3", "--json", "--seed", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["models"] == ["dall-e-3"] and data["seed"] == 2
+    assert data["requests"] == len(data["cases"])
+    assert data["coverage"]["models"]["dall-e-3"]["pairs"]["covered"] > 0
+
+
+def test_plan_command_bad_model_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_entry(["plan", "--models", "dall-e-9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dall-e-9" in err
+    assert main_entry(["plan", "--seed", "x"]) == 2
