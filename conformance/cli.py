@@ -267,6 +267,59 @@ def plan_command(
     )
 
 
+# --- recordings and regressions ------------------------------------------------------------
+
+
+@main.command("replay")
+@click.argument("file", metavar="FILE.har", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where report.json, junit.xml, report.md and report.html go.",
+)
+@click.option(
+    "--profile", default=None, help="Judge under this profile (default: the recording's)."
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["must", "should"]),
+    default="must",
+    show_default=True,
+    help="Fail on MUST failures only, or on SHOULD warnings too.",
+)
+def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: str) -> None:
+    """Judge a recording (imgconf run --record) again with today's rules, calling no one.
+
+    Exit 0 when no MUST rule failed, 1 when one did, 2 when the file cannot be read.
+    """
+    from .replay import replay_cli
+
+    _call(replay_cli, file=file, report_dir=report_dir, profile=profile, fail_on=fail_on)
+
+
+@main.command("diff")
+@click.argument("old", metavar="OLD.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", metavar="NEW.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--fail-on",
+    type=click.Choice(["must", "should"]),
+    default="must",
+    show_default=True,
+    help="Exit 1 on a new MUST failure only, or on a new SHOULD warning too.",
+)
+def diff_command(old: Path, new: Path, fail_on: str) -> None:
+    """Compare two report.json files: new failures, fixed ones, changed warnings.
+
+    Exit 1 on a new MUST failure (or a new warning with --fail-on should), else 0; 2 when a
+    file cannot be read.
+    """
+    from .regressions import diff_cli
+
+    _call(diff_cli, old=old, new=new, fail_on=fail_on)
+
+
 def main_entry(argv: Sequence[str] | None = None) -> int:
     """Entry point that turns click's usage errors into one line and exit 2."""
     try:

@@ -25,7 +25,7 @@ from .report_junit import render_junit
 from .report_markdown import render_markdown
 from .results import RunResult
 
-__all__ = ["REPORT_FILES", "thumbnails_of", "write_atomic", "write_reports"]
+__all__ = ["FILE_MODE", "REPORT_FILES", "thumbnails_of", "write_atomic", "write_reports"]
 
 REPORT_FILES = {
     "json": "report.json",
@@ -35,6 +35,16 @@ REPORT_FILES = {
 }
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Reports are shared files: the mode an ordinary ``open()`` would give (mkstemp's is 0600).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that the file is either the old one or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +52,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            os.fchmod(handle.fileno(), FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,163 @@
+"""Comparing two report.json documents: what broke since the baseline, what got fixed.
+
+The unit of comparison is the rule x model of the reports' matrix, not the case: case ids
+depend on the plan and its seed, while "``image.size`` holds on ``dall-e-3``" means the same in
+every release. A rule x model failing now and not before is a new failure; failing before and
+holding now is fixed; a warning that appears or goes is a changed warning; one that failed
+before and was not exercised now (a smaller budget, fewer models) is said so, never counted
+as fixed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SetupError
+
+__all__ = ["Change", "RegressionDiff", "compare", "diff_cli", "format_diff"]
+
+_JUDGED = ("pass", "warn", "fail")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One rule x model whose status differs between the two reports."""
+
+    rule: str
+    model: str
+    level: str
+    #: Status in the baseline (None: not in it at all).
+    old: str | None
+    #: Status now (None: not in the new report at all).
+    new: str | None
+    #: A message of the new (or, for a fix, the old) report, and the cases behind it.
+    message: str = ""
+    cases: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule} @ {self.model}"
+
+
+@dataclass
+class RegressionDiff:
+    """New failures, fixed ones, changed warnings, and failures the new run did not re-check."""
+
+    new_failures: list[Change] = field(default_factory=list)
+    fixed: list[Change] = field(default_factory=list)
+    changed_warnings: list[Change] = field(default_factory=list)
+    not_rechecked: list[Change] = field(default_factory=list)
+    compared: int = 0
+
+    @property
+    def has_new_must_failure(self) -> bool:
+        return any(c.level == "MUST" for c in self.new_failures)
+
+    @property
+    def has_new_warning(self) -> bool:
+        return any(c.new == "warn" for c in self.changed_warnings)
+
+    def exit_code(self, fail_on: str = "must") -> int:
+        """1 on a new MUST failure (or, with ``fail_on="should"``, a new warning), else 0."""
+        if self.has_new_must_failure or (fail_on == "should" and self.has_new_warning):
+            return 1
+        return 0
+
+
+def _matrix(report: Any, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    if not isinstance(report, dict) or not isinstance(report.get("matrix"), list):
+        raise SetupError(f"{name}: not an imgconf report.json (no matrix)")
+    out = {}
+    for item in report["matrix"]:
+        try:
+            out[(str(item["rule"]), str(item["model"]))] = item
+        except (KeyError, TypeError):
+            raise SetupError(
+                f"{name}: not an imgconf report.json (a malformed matrix entry)"
+            ) from None
+    return out
+
+
+def _change(key: tuple[str, str], old: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
+    source = new if new is not None and new.get("messages") else old or new or {}
+    cases = (new or {}).get("failed_cases") or (new or {}).get("warned_cases") or []
+    return Change(
+        rule=key[0],
+        model=key[1],
+        level=str((new or old or {}).get("level", "MUST")),
+        old=old["status"] if old else None,
+        new=new["status"] if new else None,
+        message=(source.get("messages") or [""])[0],
+        cases=tuple(cases),
+    )
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> RegressionDiff:
+    """The difference between a baseline report.json and a new one."""
+    before, after = _matrix(old, "baseline"), _matrix(new, "new report")
+    diff = RegressionDiff()
+    for key in [*after, *(k for k in before if k not in after)]:
+        was, now = before.get(key), after.get(key)
+        old_status = was["status"] if was else None
+        new_status = now["status"] if now else None
+        if old_status in _JUDGED and new_status in _JUDGED:
+            diff.compared += 1
+        if new_status == "fail" and old_status != "fail":
+            diff.new_failures.append(_change(key, was, now))
+        elif old_status == "fail" and new_status in ("pass", "warn"):
+            diff.fixed.append(_change(key, was, now))
+        elif old_status in ("fail", "warn") and new_status not in _JUDGED:
+            diff.not_rechecked.append(_change(key, was, now))
+        elif (new_status == "warn") != (old_status == "warn") and new_status in _JUDGED:
+            diff.changed_warnings.append(_change(key, was, now))
+    return diff
+
+
+def format_diff(diff: RegressionDiff) -> str:
+    """The diff as lines a person reads in a CI log."""
+    if not (diff.new_failures or diff.fixed or diff.changed_warnings or diff.not_rechecked):
+        return (
+            f"imgconf diff: no change against the baseline "
+            f"({diff.compared} rule x model judged in both)"
+        )
+    lines = [
+        f"imgconf diff: {len(diff.new_failures)} new failures, {len(diff.fixed)} fixed, "
+        f"{len(diff.changed_warnings)} changed warnings, {len(diff.not_rechecked)} not re-checked "
+        f"({diff.compared} rule x model judged in both)"
+    ]
+
+    def line(label: str, change: Change) -> str:
+        was = change.old or "absent"
+        text = (
+            f"  {label:14} {change.level:6} {change.key} (was {was}, now {change.new or 'absent'})"
+        )
+        if change.message:
+            text += f": {change.message[:160]}"
+        return text
+
+    lines += [line("NEW FAILURE", c) for c in diff.new_failures]
+    lines += [line("FIXED", c) for c in diff.fixed]
+    lines += [
+        line("NEW WARNING" if c.new == "warn" else "WARNING GONE", c) for c in diff.changed_warnings
+    ]
+    lines += [line("NOT RECHECKED", c) for c in diff.not_rechecked]
+    return "\n".join(lines)
+
+
+def _load(path: Path, name: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SetupError(f"{name}: no such file {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SetupError(f"{name}: cannot read {path} as JSON ({exc.__class__.__name__})") from None
+
+
+def diff_cli(old: Path, new: Path, fail_on: str = "must", say: Any = print) -> int:
+    """The ``imgconf diff`` job: print the diff; exit 1 on a new MUST failure."""
+    diff = compare(_load(old, "OLD"), _load(new, "NEW"))
+    say(format_diff(diff))
+    return diff.exit_code(fail_on)

@@ -1,0 +1,148 @@
+"""``imgconf replay FILE.har``: judge a recording again with today's rules, calling no one.
+
+Each recorded case is judged by the same :func:`~conformance.checks.judge` as a live run, under
+the profile the recording names (or ``--profile``), and the four reports are written. A replay
+answers "would this recorded server pass today's imgconf?" and lets a rule change be tried on
+real answers without paying for them again.
+
+A recording made without images cannot prove anything about the images: for those cases the
+image checks (and URL fetches) are left out, the case is judged on the rest, and the report and
+the command's output say which rules were not judged again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cases import Case
+from .contract import load_contract
+from .errors import SetupError
+from .har import read_har
+from .profiles import Profile, load_profile
+from .report_json import ReplayInfo
+from .results import CaseResult, Exchange, Outcome, RunResult
+
+__all__ = ["replay", "replay_cli", "unjudgeable_rules"]
+
+
+def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
+    """The rules a case without its image bytes cannot be judged on."""
+    rules = profile.rules()
+    kinds = [r.id for r in load_contract().rules.values() if r.kind == "image"]
+    out = [r for r in kinds if case.model in rules[r].models or case.model not in profile.models]
+    if had_fetches:
+        out.append("response.url.fetch")
+    return out
+
+
+def _without(result: CaseResult, rules: list[str]) -> CaseResult:
+    """The result with the given rules neither checked nor found broken, outcome recomputed."""
+    result.findings = [f for f in result.findings if f.rule not in rules]
+    result.checked = [r for r in result.checked if r not in rules]
+    result.images = []
+    if result.outcome is Outcome.INCONCLUSIVE:
+        return result
+    if any(f.level == "MUST" for f in result.findings):
+        result.outcome = Outcome.FAIL
+    elif result.findings:
+        result.outcome = Outcome.WARN
+    else:
+        result.outcome = Outcome.PASS
+    result.note = (result.note + "; " if result.note else "") + (
+        "images elided from the recording: not judged on " + ", ".join(rules)
+    )
+    return result
+
+
+def _relevel(case: Case, profile: Profile) -> Case:
+    """The case with its rule's level as this profile holds it today."""
+    rule = profile.rules().get(case.rule)
+    if rule is None or rule.level == case.level:
+        return case
+    return dataclasses.replace(case, level=rule.level)
+
+
+def replay(
+    path: Path,
+    *,
+    profile: str | None = None,
+    fail_on: str = "must",
+    thumbnails: int = 48,
+) -> tuple[RunResult, ReplayInfo]:
+    """Judge every recorded exchange again; the run it makes and what could not be redone."""
+    from .checks import judge
+
+    meta, pairs = read_har(path)
+    prof = load_profile(profile or str(meta.get("profile") or "openai"))
+    elided = set(meta.get("elided") or ())
+    results: list[CaseResult] = []
+    not_rejudged: Counter[str] = Counter()
+    started = time.time()
+    for case, exchange in pairs:
+        case = _relevel(case, prof)
+        result = judge(case, exchange, prof, thumbnails=thumbnails > 0 and case.expect != "reject")
+        if any(i.thumbnail for i in result.images):
+            thumbnails -= 1
+        if case.id in elided:
+            rules = unjudgeable_rules(prof, case, _had_fetches(exchange, case))
+            not_rejudged.update(rules)
+            result = _without(result, rules)
+        results.append(result)
+    recorded_models = [str(m) for m in meta.get("models") or ()]
+    run = RunResult(
+        tool_version=__version__,
+        target=str(meta.get("target") or ""),
+        profile=prof.name,
+        models=recorded_models or sorted({c.model for c, _ in pairs if c.model in prof.models}),
+        seed=int(meta.get("seed") or 0),
+        started=started,
+        finished=time.time(),
+        results=results,
+        plan={"recording": str(path), "cases": len(pairs)},
+        fail_on=fail_on,
+    )
+    recorded = {k: v for k, v in meta.items() if k != "elided"}
+    return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
+
+
+def _had_fetches(exchange: Exchange, case: Case) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    return bool(exchange.fetches) or body.get("response_format") == "url"
+
+
+def replay_cli(
+    file: Path, report_dir: Path, profile: str | None, fail_on: str, say: Any = print
+) -> int:
+    """The ``imgconf replay`` job: exit 0 when no MUST rule fails, 1 when one does."""
+    from .reporting import write_reports
+
+    if fail_on not in ("must", "should"):
+        raise SetupError("--fail-on must be 'must' or 'should'")
+    run, info = replay(file, profile=profile, fail_on=fail_on)
+    paths = write_reports(run, report_dir, replay=info)
+    counts = Counter(r.outcome.value for r in run.results)
+    say(
+        f"imgconf replay: {len(run.results)} recorded cases judged again under profile "
+        f"{run.profile}: " + ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
+    )
+    if info.not_rejudged:
+        say(
+            "imgconf replay: images were elided from the recording; not judged again: "
+            + ", ".join(f"{rule} ({n} cases)" for rule, n in sorted(info.not_rejudged.items()))
+        )
+    failed = Counter(
+        f"{f.rule} @ {r.case.model}"
+        for r in run.must_failures
+        for f in r.findings
+        if f.level == "MUST"
+    )
+    for name, times in failed.most_common(10):
+        say(f"  FAIL {name} ({times} case{'s' if times > 1 else ''})")
+    verdict = "PASS" if run.exit_code == 0 else "FAIL"
+    say(f"imgconf replay: {verdict}; reports in {Path(paths['json']).parent}/")
+    return run.exit_code
