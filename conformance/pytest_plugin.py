@@ -1,11 +1,56 @@
 """pytest plugin: run imgconf's contract inside a gateway's own test session.
 
 Registered through the ``pytest11`` entry point and inert unless ``--imgconf-base-url`` is given.
+Then the plan that ``imgconf run`` would send becomes test items, one per rule x model, named
+``imgconf[<model>::<rule id>]``: a MUST rule broken by any answer fails its item, a SHOULD rule
+broken gives a :class:`ImgconfShouldWarning` (the item passes), a rule nothing exercised is
+skipped with the reason.
+
+The cases are sent and judged by the same runner, transport and judge as ``imgconf run``. A
+model's cases are sent together, the first time one of its items runs, and their results are
+kept in a directory shared by the whole session: under ``pytest-xdist`` whichever worker gets
+to a model first sends its cases and the others read the results, so no case is sent twice.
+The budget is a ledger in the same directory, reserved case by case under a file lock by every
+worker, so ``--imgconf-max-images``/``--imgconf-max-cost`` hold for the session as a whole; the
+plan is also cut to the budget up front, exactly as ``imgconf run`` cuts it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+__all__ = ["ImgconfItem", "ImgconfShouldWarning"]
+
+#: Rule kinds judged on answers (not exercised by a case of their own): each model gets an
+#: item for every one of them that applies to it.
+_ANSWER_KINDS = frozenset({"answer", "image", "stream", "error", "transport"})
+#: For cases that do not depend on a model (a non-JSON body, a missing key) only these apply.
+_MODELLESS_KINDS = frozenset({"error", "transport"})
+_SHARED_KEY = "imgconf_shared_dir"
+
+
+class ImgconfShouldWarning(UserWarning):
+    """A SHOULD rule of the contract was broken: a warning, never a failure.
+
+    ``-W error::conformance.pytest_plugin.ImgconfShouldWarning`` turns them into failures (the
+    plugin's ``--fail-on should``).
+    """
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -13,5 +58,481 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--imgconf-base-url",
         default=None,
-        help="Base URL of the endpoint under test (as the OpenAI SDK takes it, ending in /v1).",
+        metavar="URL",
+        help="Base URL of the endpoint under test (as the OpenAI SDK takes it, ending in /v1). "
+        "Without it the plugin does nothing.",
     )
+    group.addoption(
+        "--imgconf-api-key",
+        default=None,
+        metavar="KEY",
+        help="The target's key (default: $OPENAI_API_KEY). Never shown in any output.",
+    )
+    group.addoption(
+        "--imgconf-models",
+        action="append",
+        default=None,
+        metavar="M1,M2",
+        help="Only these models of the profile (comma-separated or repeated).",
+    )
+    group.addoption(
+        "--imgconf-profile", default="openai", metavar="NAME|FILE", help="Profile (default openai)."
+    )
+    group.addoption(
+        "--imgconf-max-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Generate at most N images in the whole session (all xdist workers together).",
+    )
+    group.addoption(
+        "--imgconf-max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="Spend at most this in the whole session (all xdist workers together).",
+    )
+    group.addoption("--imgconf-seed", type=int, default=0, metavar="N", help="The plan's seed.")
+    group.addoption(
+        "--imgconf-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="Seconds one request may take (default 120).",
+    )
+    group.addoption(
+        "--imgconf-concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="Requests in flight at once per worker (default 8).",
+    )
+    group.addoption(
+        "--imgconf-report-dir",
+        default=None,
+        metavar="DIR",
+        help="Also write imgconf's reports (report.json, junit.xml, report.md, report.html).",
+    )
+
+
+# --- settings and set-up -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's options, checked once."""
+
+    base_url: str
+    api_key: str
+    profile: str
+    models: tuple[str, ...] | None
+    max_images: int | None
+    max_cost: float | None
+    seed: int
+    timeout: float
+    concurrency: int
+    report_dir: Path | None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings | None:
+        base_url = config.getoption("imgconf_base_url")
+        if not base_url:
+            return None
+        from .transport import is_loopback
+
+        key = config.getoption("imgconf_api_key") or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise pytest.UsageError(
+                "imgconf: no API key: pass --imgconf-api-key or set OPENAI_API_KEY"
+            )
+        models = tuple(
+            m.strip()
+            for value in config.getoption("imgconf_models") or ()
+            for m in value.split(",")
+        )
+        max_images = config.getoption("imgconf_max_images")
+        max_cost = config.getoption("imgconf_max_cost")
+        if not is_loopback(base_url) and max_images is None and max_cost is None:
+            raise pytest.UsageError(
+                "imgconf: the target is not on loopback: give a budget with "
+                "--imgconf-max-cost USD or --imgconf-max-images N"
+            )
+        report_dir = config.getoption("imgconf_report_dir")
+        return cls(
+            base_url=base_url,
+            api_key=key,
+            profile=config.getoption("imgconf_profile"),
+            models=tuple(m for m in models if m) or None,
+            max_images=max_images,
+            max_cost=max_cost,
+            seed=config.getoption("imgconf_seed"),
+            timeout=config.getoption("imgconf_timeout"),
+            concurrency=config.getoption("imgconf_concurrency"),
+            report_dir=Path(report_dir) if report_dir else None,
+        )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = Settings.from_config(config)
+    if settings is None:
+        return
+    from .errors import SetupError
+    from .profiles import load_profile
+    from .transport import probe_target
+
+    try:
+        profile = load_profile(settings.profile)
+        for model in settings.models or ():
+            if model not in profile.models:
+                raise SetupError(
+                    f"--imgconf-models: {model!r} is not a model of profile {profile.name}"
+                )
+        if not _is_worker(config):
+            asyncio.run(probe_target(settings.base_url, timeout=min(settings.timeout, 10.0)))
+    except SetupError as exc:
+        raise pytest.UsageError(f"imgconf: {exc}") from None
+    if _is_worker(config):
+        shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
+    else:
+        shared = Path(tempfile.mkdtemp(prefix="imgconf-pytest-"))
+    config.stash[_STATE] = State(settings, profile, shared)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None and not _is_worker(config):
+        shutil.rmtree(state.shared, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker shares the controller's results directory and ledger."""
+    state = node.config.stash.get(_STATE, None)
+    if state is not None:
+        node.workerinput[_SHARED_KEY] = str(state.shared)
+
+
+# --- the shared state: plan, ledger, results ----------------------------------------------
+
+
+@dataclass
+class State:
+    """What one pytest process knows: the settings, the plan, and where results are shared."""
+
+    settings: Settings
+    profile: Any
+    shared: Path
+    plan: Any = None
+    #: model -> rule ids, in plan order: the items of the session.
+    items: dict[str, list[str]] = field(default_factory=dict)
+    #: model -> its case results, once sent (here or by another worker).
+    results: dict[str, list[Any]] = field(default_factory=dict)
+
+    def build_plan(self) -> Any:
+        if self.plan is None:
+            from .planning import build_plan
+
+            self.plan = build_plan(
+                self.profile,
+                models=list(self.settings.models) if self.settings.models else None,
+                seed=self.settings.seed,
+                max_cost=self.settings.max_cost,
+                max_images=self.settings.max_images,
+            )
+            self.items = plan_items(self.plan, self.profile)
+        return self.plan
+
+    def model_cases(self, model: str) -> tuple[list[Any], list[Any]]:
+        plan = self.build_plan()
+        return (
+            [c for c in plan.cases if c.model == model],
+            [c for c in plan.cut if c.model == model],
+        )
+
+    def results_for(self, model: str) -> list[Any]:
+        """The model's case results: read from the shared directory, or sent now (once)."""
+        if model in self.results:
+            return self.results[model]
+        path = self.shared / f"results-{_safe(model)}.pickle"
+        with _locked(self.shared / f"results-{_safe(model)}.lock"):
+            if path.exists():
+                results = pickle.loads(path.read_bytes())
+            else:
+                results = self._send(model)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(pickle.dumps(results))
+                tmp.replace(path)
+        self.results[model] = results
+        return results
+
+    def _send(self, model: str) -> list[Any]:
+        from .results import CaseResult, Outcome
+        from .running import Runner
+        from .transport import Transport, TransportConfig
+
+        cases, cut = self.model_cases(model)
+        settings = self.settings
+        config = TransportConfig(
+            base_url=settings.base_url,
+            path=self.profile.path,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+        )
+        budget = SharedBudget(
+            self.shared / "budget.json", max_images=settings.max_images, max_cost=settings.max_cost
+        )
+
+        async def send() -> list[Any]:
+            async with Transport(config) as transport:
+                runner = Runner(
+                    transport,
+                    self.profile,
+                    concurrency=settings.concurrency,
+                    budget=budget,
+                    max_thumbnails=0,
+                )
+                return await runner.run(cases)
+
+        results = asyncio.run(send())
+        note = "cut by the budget (not covered)"
+        return results + [CaseResult(case=c, outcome=Outcome.SKIPPED, note=note) for c in cut]
+
+
+_STATE = pytest.StashKey[State]()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock shared by every process of the session (xdist workers included)."""
+    with path.open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SharedBudget:
+    """The runner's budget, kept in a file so that every worker draws on the same total.
+
+    Each case's images and cost are reserved before it is sent, under the lock, exactly like
+    :class:`conformance.running.Budget` does within one process.
+    """
+
+    def __init__(self, path: Path, *, max_images: int | None, max_cost: float | None) -> None:
+        self.path = path
+        self.max_images = max_images
+        self.max_cost = max_cost
+
+    def spent(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"images": 0, "cost": 0.0, "cost_unknown_images": 0}
+        return json.loads(self.path.read_text())
+
+    def reserve(self, case: Any) -> bool:
+        from .running import Budget
+
+        with _locked(self.path.with_suffix(".lock")):
+            budget = Budget(max_images=self.max_images, max_cost=self.max_cost, **self.spent())
+            if not budget.reserve(case):
+                return False
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "images": budget.images,
+                        "cost": budget.cost,
+                        "cost_unknown_images": budget.cost_unknown_images,
+                    }
+                )
+            )
+            tmp.replace(self.path)
+            return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_cost": self.max_cost, "max_images": self.max_images, **self.spent()}
+
+
+def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
+    """The rule x model items of a plan: what each model's cases exercise, then every answer
+    rule that applies to the model (judged on whatever its cases get back)."""
+    from .cases import ANY_MODEL
+
+    rules = profile.rules()
+    items: dict[str, dict[str, None]] = {}
+    for case in [*plan.cases, *plan.cut]:
+        items.setdefault(case.model, {})[case.rule] = None
+    for model, ids in items.items():
+        kinds = _MODELLESS_KINDS if model == ANY_MODEL else _ANSWER_KINDS
+        for rule in rules.values():
+            if rule.kind in kinds and (model == ANY_MODEL or model in rule.models):
+                ids.setdefault(rule.id, None)
+    return {model: list(ids) for model, ids in items.items()}
+
+
+# --- items -------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Add the contract's items (before ``-k``/``-m`` select among them)."""
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    state.build_plan()
+    collector = ImgconfCollector.from_parent(session, name="imgconf", nodeid="imgconf")
+    items.extend(collector.collect())
+
+
+class ImgconfCollector(pytest.Collector):
+    """The contract's items, one per rule x model of the plan."""
+
+    def collect(self) -> list[pytest.Item]:
+        state = self.config.stash[_STATE]
+        return [
+            ImgconfItem.from_parent(self, name=f"imgconf[{model}::{rule}]", model=model, rule=rule)
+            for model, rules in state.items.items()
+            for rule in rules
+        ]
+
+
+@dataclass
+class Verdict:
+    """An item's verdict, from its model's case results."""
+
+    must: list[str] = field(default_factory=list)
+    should: list[str] = field(default_factory=list)
+    checked: int = 0
+    skip_notes: list[str] = field(default_factory=list)
+
+
+class ImgconfItem(pytest.Item):
+    """One rule of the contract on one model."""
+
+    def __init__(self, *, model: str, rule: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.rule = rule
+        self.user_properties.extend([("imgconf_model", model), ("imgconf_rule", rule)])
+
+    def runtest(self) -> None:
+        state = self.config.stash[_STATE]
+        verdict = judge_item(self.rule, state.results_for(self.model), set(state.items[self.model]))
+        if verdict.must:
+            raise ImgconfFailure(self.rule, self.model, verdict.must)
+        for message in verdict.should:
+            warnings.warn(
+                ImgconfShouldWarning(f"{self.rule} on {self.model}: {message}"), stacklevel=1
+            )
+        if not verdict.checked and not verdict.should:
+            reasons = "; ".join(dict.fromkeys(verdict.skip_notes)) or (
+                "no answer of this model reached this check"
+            )
+            pytest.skip(f"{self.rule} on {self.model} not exercised: {reasons}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ImgconfFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, self.name
+
+
+class ImgconfFailure(Exception):
+    """A MUST rule broken on a model: the item's failure, with one line per broken answer."""
+
+    def __init__(self, rule: str, model: str, messages: Sequence[str]) -> None:
+        shown = list(messages[:10])
+        more = f"\n  ... and {len(messages) - 10} more" if len(messages) > 10 else ""
+        super().__init__(
+            f"{rule} on {model}: {len(messages)} MUST finding(s):\n  " + "\n  ".join(shown) + more
+        )
+
+
+def judge_item(rule: str, results: Sequence[Any], item_rules: set[str]) -> Verdict:
+    """Gather what a model's results say about one rule.
+
+    A finding belongs to its rule's item; a finding whose rule has no item of this model (a
+    rule the plan did not foresee for it) belongs to the rule its case exercises, so nothing
+    is lost. Skipped and inconclusive cases of the rule give the reason when nothing was judged.
+    """
+    from .results import Outcome
+
+    verdict = Verdict()
+    for result in results:
+        case = result.case
+        if rule in result.checked or (
+            case.rule == rule
+            and result.outcome is not Outcome.SKIPPED
+            and result.outcome is not Outcome.INCONCLUSIVE
+        ):
+            verdict.checked += 1
+        if case.rule == rule and result.outcome in (Outcome.SKIPPED, Outcome.INCONCLUSIVE):
+            verdict.skip_notes.append(f"{case.id}: {result.note or result.outcome.value}")
+        for finding in result.findings:
+            owner = finding.rule if finding.rule in item_rules else case.rule
+            if owner != rule:
+                continue
+            label = finding.rule if finding.rule != rule else ""
+            line = (
+                f"[{case.id}] {case.title or case.kind}: "
+                f"{'(' + label + ') ' if label else ''}{finding.message} (HTTP {result.status})"
+            )
+            (verdict.must if finding.level == "MUST" else verdict.should).append(line)
+    return verdict
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write imgconf's reports from every model's results (on the controller under xdist)."""
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    if state is None or _is_worker(config) or state.settings.report_dir is None:
+        return
+    from . import __version__
+    from .reporting import write_reports
+    from .results import RunResult
+    from .transport import redact_url
+
+    plan = state.build_plan()
+    results: list[Any] = []
+    for model in dict.fromkeys(c.model for c in [*plan.cases, *plan.cut]):
+        path = state.shared / f"results-{_safe(model)}.pickle"
+        if model in state.results:
+            results.extend(state.results[model])
+        elif path.exists():
+            results.extend(pickle.loads(path.read_bytes()))
+    if not results:
+        return
+    budget = SharedBudget(
+        state.shared / "budget.json",
+        max_images=state.settings.max_images,
+        max_cost=state.settings.max_cost,
+    )
+    run = RunResult(
+        tool_version=__version__,
+        target=redact_url(state.settings.base_url),
+        profile=state.profile.name,
+        models=list(plan.models),
+        seed=state.settings.seed,
+        started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
+        finished=time.time(),
+        results=results,
+        budget=budget.as_dict(),
+        plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
+        incomplete=len(results) < len(plan.cases) + len(plan.cut),
+    )
+    write_reports(run, state.settings.report_dir)
