@@ -69,7 +69,8 @@ padding:12px 14px;margin:12px 0}
 .card ul{margin:4px 0 8px;padding-left:20px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 .two>div{min-width:0}
-.label{font-size:11px;text-transform:uppercase;color:var(--muted);margin-top:6px}
+.label{font-size:12px;color:var(--muted);margin-top:8px}
+.fix ol{margin:4px 0;padding-left:22px}.fix li{margin:2px 0}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px}
 figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:6px;font-size:12px}
 figure.bad{border:2px solid var(--fail)}
@@ -169,7 +170,13 @@ def _matrix(report: dict[str, Any]) -> str:
     head = "".join(f"<th>{e(_model_label(m))}</th>" for m in models)
     rows = []
     family = None
+    families: dict[str, int] = {}
     for rule in report["rules"]:
+        families.setdefault(rule["family"], len(families))
+    ordered = sorted(
+        report["rules"], key=lambda r: families[r["family"]]
+    )  # stable: catalogue order
+    for rule in ordered:
         if rule["family"] != family:
             family = rule["family"]
             rows.append(f'<tr class="family"><td colspan="{len(models) + 1}">{e(family)}</td></tr>')
@@ -212,47 +219,90 @@ def _json_block(value: Any) -> str:
     return f"<pre>{e(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
 
 
-def _card(item: dict[str, Any], rules: Mapping[str, Any], cases: Mapping[str, Any]) -> str:
-    rule = rules.get(item["rule"], {})
-    klass = {"fail": "", "warn": "warn", "inconclusive": "inconclusive"}.get(item["status"], "")
-    ids = item["failed_cases"] or item["warned_cases"]
+def _grouped(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Matrix entries grouped by rule (one card per rule, listing its models), in order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        groups.setdefault(item["rule"], []).append(item)
+    return list(groups.values())
+
+
+def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[str, Any]) -> str:
+    """One rule's card: what it says and where from, where it broke, an example and a reproducer."""
+    first = items[0]
+    rule = rules.get(first["rule"], {})
+    status = first["status"]
+    klass = {"fail": "", "warn": "warn", "inconclusive": "inconclusive"}.get(status, "")
+    models = [_model_label(i["model"]) for i in items]
+    ids = [c for i in items for c in (i["failed_cases"] or i["warned_cases"])]
+    messages: list[str] = []
+    for item in items:
+        messages += [m for m in item["messages"] if m not in messages]
+    anchors = "".join(f'<span id="{_anchor(first["rule"], i["model"])}"></span>' for i in items)
+    where = (
+        "on " + ", ".join(models)
+        if len(models) < 4
+        else f"on {len(models)} models: " + ", ".join(models)
+    )
     parts = [
-        f'<div class="card {klass}" id="{_anchor(item["rule"], item["model"])}">',
-        f"<h3>{e(STATUS_TEXT[item['status']])} · <code>{e(item['rule'])}</code> on "
-        f'<code>{e(_model_label(item["model"]))}</code> <span class="lvl">{e(item["level"])}</span></h3>',
+        f'<div class="card {klass}">{anchors}',
+        f"<h3>{e(STATUS_TEXT[status])} · <code>{e(first['rule'])}</code> "
+        f'<span class="lvl">{e(first["level"])}</span> {e(where)}</h3>',
         f"<div>{e(rule.get('description', ''))}</div>",
         f'<div class="meta">Source: {e(rule.get("source", "")) or "—"}</div>',
-        "<ul>" + "".join(f"<li>{e(m)}</li>" for m in item["messages"]) + "</ul>",
+        "<ul>" + "".join(f"<li>{e(m)}</li>" for m in messages[:8]) + "</ul>",
     ]
+    if len(messages) > 8:
+        parts.append(f'<div class="meta">…and {len(messages) - 8} more messages</div>')
     if len(ids) > 1:
         shown = ", ".join(ids[:12]) + (" …" if len(ids) > 12 else "")
         parts.append(f'<div class="meta">{len(ids)} cases: {e(shown)}</div>')
-    example = cases.get(item["example"] or "")
+    example = cases.get(first["example"] or "")
     if example:
         response = example.get("response") or {}
-        status = example["status"] if example["status"] is not None else "no answer"
+        answered = example["status"] if example["status"] is not None else "no answer"
         if response.get("error"):
-            status = f"{status} ({response['error']})"
+            answered = f"{answered} ({response['error']})"
         request = example["request"].get("body", example["request"].get("raw"))
         parts += [
-            f'<div class="label">example case <code>{e(example["id"])}</code> · '
-            f"{e(example['title'] or example['kind'])} · expected {e(example['expect'])}</div>",
+            f'<div class="label">Example: case <code>{e(example["id"])}</code> on '
+            f"<code>{e(_model_label(example['model']))}</code> · {e(example['title'] or example['kind'])}"
+            f" · expected: {e(example['expect'])}</div>",
             '<div class="two"><div>',
-            f'<div class="label">request (POST {e(example["url"])}; long strings elided)</div>',
+            f'<div class="label">Request: POST <code>{e(example["url"])}</code> (long strings elided)</div>',
             _json_block(request) if not isinstance(request, str) else f"<pre>{e(request)}</pre>",
             "</div><div>",
-            f'<div class="label">answer: {e(status)} {e(response.get("content_type") or "")}'
+            f'<div class="label">Answer: <b>{e(answered)}</b> {e(response.get("content_type") or "")}'
             f" · {e(response.get('bytes', 0))} bytes</div>",
             f"<pre>{e(response.get('excerpt') or '(empty)')}</pre>",
             "</div></div>",
         ]
         if example.get("reproducer"):
             parts += [
-                '<div class="label">reproduce (set OPENAI_API_KEY first)</div>',
+                '<div class="label">Reproduce (with OPENAI_API_KEY set):</div>',
                 f"<pre>{e(example['reproducer'])}</pre>",
             ]
     parts.append("</div>")
     return "".join(parts)
+
+
+def _fix_list(report: dict[str, Any]) -> str:
+    """The broken MUST rules in one short list at the top, each linked to its card."""
+    failed = [i for i in report["matrix"] if i["status"] == "fail"]
+    if not failed:
+        return ""
+    rules = {r["id"]: r for r in report["rules"]}
+    items = []
+    for group in _grouped(failed):
+        first = group[0]
+        models = ", ".join(_model_label(i["model"]) for i in group)
+        cases = sum(len(i["failed_cases"]) for i in group)
+        items.append(
+            f'<li><a href="#{_anchor(first["rule"], first["model"])}"><code>{e(first["rule"])}</code></a>'
+            f" — {e(rules.get(first['rule'], {}).get('description', ''))} "
+            f'<span class="muted">({cases} cases; {e(models)})</span></li>'
+        )
+    return f'<section class="fix"><h2>What to fix</h2><ol>{"".join(items)}</ol></section>'
 
 
 def _findings(report: dict[str, Any]) -> str:
@@ -261,23 +311,24 @@ def _findings(report: dict[str, Any]) -> str:
     failed = [i for i in report["matrix"] if i["status"] == "fail"]
     warned = [i for i in report["matrix"] if i["status"] == "warn"]
     unsure = [i for i in report["matrix"] if i["status"] == "inconclusive"]
-    out = [f"<h2>Failures ({len(failed)} MUST rule × model)</h2>"]
+    out = [f"<h2>Failures: {len(_grouped(failed))} MUST rules ({len(failed)} rule × model)</h2>"]
     if failed:
-        out += [_card(i, rules, cases) for i in failed]
+        out += [_card(group, rules, cases) for group in _grouped(failed)]
     else:
         out.append('<p class="muted">No MUST rule failed.</p>')
     if warned:
         out.append(
-            f"<details><summary>Warnings: {len(warned)} SHOULD rule × model "
-            "(not failures; grey areas where OpenAI's behaviour is the default)</summary>"
-            + "".join(_card(i, rules, cases) for i in warned)
+            f"<details><summary>Warnings: {len(_grouped(warned))} SHOULD rules "
+            f"({len(warned)} rule × model; not failures: grey areas where OpenAI's behaviour "
+            "is the default)</summary>"
+            + "".join(_card(group, rules, cases) for group in _grouped(warned))
             + "</details>"
         )
     if unsure:
         out.append(
             f"<details><summary>Inconclusive: {len(unsure)} rule × model "
             "(429/503 after retries)</summary>"
-            + "".join(_card(i, rules, cases) for i in unsure)
+            + "".join(_card(group, rules, cases) for group in _grouped(unsure))
             + "</details>"
         )
     return "".join(out)
@@ -434,7 +485,7 @@ def render_html(report: dict[str, Any], thumbnails: Sequence[Thumbnail] = ()) ->
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
-        f"{_banner(report)}{_facts(report)}<main>"
+        f"{_banner(report)}{_facts(report)}<main>{_fix_list(report)}"
         f"<h2>Rules × models</h2>{_matrix(report)}"
         f"{_findings(report)}{_gallery(report, thumbnails)}{_coverage(report)}"
         f"<h2>Cases</h2>{_case_table(report)}"

@@ -388,19 +388,19 @@ def _verdict(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
     warned = [i for i in matrix if i["status"] == "warn"]
     sent = [r for r in run.results if r.outcome is not Outcome.SKIPPED]
     models = len({r.case.model for r in sent if r.case.model != ANY_MODEL})
-    names = ", ".join(f"{i['rule']} on {i['model']}" for i in failed[:3])
-    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+    broken = list(dict.fromkeys(i["rule"] for i in failed))
+    names = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
     if run.incomplete:
         status = "incomplete"
         headline = (
             f"INCOMPLETE: the run stopped early after {len(sent)} of {len(run.results)} cases"
-            + (f"; {len(failed)} MUST rule x model failed so far ({names}{more})" if failed else "")
+            + (f"; {len(broken)} MUST rules failed so far ({names})" if failed else "")
         )
     elif failed:
         status = "fail"
         headline = (
-            f"FAIL: {len(failed)} MUST rule x model broken ({names}{more}) "
-            f"in {len(run.must_failures)} of {len(sent)} cases"
+            f"FAIL: {len(broken)} MUST rule{'s' if len(broken) > 1 else ''} broken ({names}) "
+            f"on {len(failed)} rule x model, in {len(run.must_failures)} of {len(sent)} cases"
         )
     elif run.fail_on == "should" and warned:
         status = "fail"

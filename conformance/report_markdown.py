@@ -107,8 +107,9 @@ def _item_block(item: dict[str, Any], report: dict[str, Any], cases: dict[str, A
     rules = {r["id"]: r for r in report["rules"]}
     rule = rules.get(item["rule"], {})
     lines = [
-        f"#### {ICON[item['status']]} `{item['rule']}` on `{_model_label(item['model'])}` "
-        f"({item['level']})",
+        f"#### {ICON[item['status']]} `{item['rule']}` on "
+        + ", ".join(_code(_model_label(m)) for m in item["models"])
+        + f" ({item['level']})",
         "",
     ]
     if rule.get("description"):
@@ -141,6 +142,21 @@ def _item_block(item: dict[str, Any], report: dict[str, Any], cases: dict[str, A
     return "\n".join(lines) + "\n"
 
 
+def _by_rule(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Matrix entries merged per rule: one block lists every model the rule broke on."""
+    merged: dict[str, dict[str, Any]] = {}
+    for item in items:
+        into = merged.setdefault(
+            item["rule"],
+            {**item, "models": [], "messages": [], "failed_cases": [], "warned_cases": []},
+        )
+        into["models"].append(item["model"])
+        into["messages"] += [m for m in item["messages"] if m not in into["messages"]][:5]
+        into["failed_cases"] += item["failed_cases"]
+        into["warned_cases"] += item["warned_cases"]
+    return list(merged.values())
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The Markdown summary of a report.json document."""
     verdict = report["verdict"]
@@ -165,11 +181,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         rules = ", ".join(f"`{r}`" for r in report["replay"]["not_rejudged"])
         head += [f"> Images were elided from the recording: not judged again: {rules}.", ""]
     parts = ["\n".join(head), "\n".join(_family_table(report)) + "\n"]
-    failed = [i for i in report["matrix"] if i["status"] == "fail"]
-    warned = [i for i in report["matrix"] if i["status"] == "warn"]
+    failed = _by_rule([i for i in report["matrix"] if i["status"] == "fail"])
+    warned = _by_rule([i for i in report["matrix"] if i["status"] == "warn"])
     size = sum(len(p) for p in parts)
     if failed:
-        parts.append(f"### Failures ({len(failed)} MUST rule x model)\n")
+        parts.append(f"### Failures ({len(failed)} MUST rules)\n")
         for index, item in enumerate(failed):
             block = _item_block(item, report, cases)
             if size + len(block) > MAX_CHARS * 0.75:
@@ -189,7 +205,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             inner.append(block)
             size += len(block)
         parts.append(
-            f"<details><summary>⚠️ {len(warned)} SHOULD warnings (rule x model)</summary>\n\n"
+            f"<details><summary>⚠️ {len(warned)} SHOULD rules warned</summary>\n\n"
             + "\n".join(inner)
             + "\n</details>\n"
         )
