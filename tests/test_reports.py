@@ -417,3 +417,20 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
         write_reports(failing_run(), tmp_path)
     assert paths["markdown"].read_bytes() == before["markdown"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    """The page opens in a real browser: the verdict banner is drawn in its colour at the top."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    render_report = pytest.importorskip("render_report")
+    if render_report.find_browser() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    page = write_reports(failing_run(), tmp_path)["html"]
+    png = tmp_path / "report.png"
+    render_report.render(page, png, width=1000, height=800)
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.size == (1000, 800)
+        red, green, blue = image.convert("RGB").getpixel((10, 10))
+    assert red > 150 and green < 80 and blue < 80  # the FAIL banner, #cf222e
