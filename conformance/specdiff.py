@@ -609,8 +609,8 @@ class _Prose:
         for phrase, number in re.findall(pattern, text):
             for name in _models_named(phrase, self.contract):
                 overrides[name] = int(number)
-        if not overrides:
-            limited = [m.name for m in self.contract.models.values() if m.n_max != n_max]
+        limited = [m.name for m in self.contract.models.values() if m.n_max != n_max]
+        if not overrides and limited:
             self.missing(
                 "n", "'For `<model>`, only `n=N` is supported'", f"limited: {_words(limited)}"
             )
