@@ -33,8 +33,16 @@ __all__ = ["replay", "replay_cli", "unjudgeable_rules"]
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
     """The rules a case without its image bytes cannot be judged on."""
     rules = profile.rules()
-    kinds = [r.id for r in load_contract().rules.values() if r.kind == "image"]
-    out = [r for r in kinds if case.model in rules[r].models or case.model not in profile.models]
+    body = case.body if isinstance(case.body, dict) else {}
+    transparent = body.get("background") == "transparent"
+    out = [
+        r.id
+        for r in load_contract().rules.values()
+        if r.kind == "image"
+        and (case.model in rules[r.id].models or case.model not in profile.models)
+        # alpha is judged only where a transparent background was asked
+        and (r.id != "image.alpha" or transparent)
+    ]
     if had_fetches:
         out.append("response.url.fetch")
     return out
