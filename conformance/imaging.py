@@ -179,6 +179,15 @@ class ImageCache:
         self.hits = 0
         self.misses = 0
 
+    def peek(self, spec: ImageSpec) -> Picture | None:
+        """The cached picture, or None (never draws)."""
+        with self._lock:
+            picture = self._items.get(spec)
+            if picture is not None:
+                self._items.move_to_end(spec)
+                self.hits += 1
+            return picture
+
     def get(self, spec: ImageSpec) -> Picture:
         with self._lock:
             picture = self._items.get(spec)

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .contract import Contract, ModelSpec, load_contract
-from .imaging import SHAPES, ImageCache, Picture, spec_for_prompt
+from .imaging import SHAPES, ImageCache, ImageSpec, Picture, spec_for_prompt
 from .quirks import QUIRKS, ActiveQuirks
 from .validation import (
     GPT_ONLY_FIELDS,
@@ -87,6 +87,8 @@ _ERROR_CODES = {
     "request.unsupported_param": "unsupported_parameter",
     "request.model.unknown": "model_not_found",
 }
+#: What the ``corrupt-image`` quirk sends instead of an image.
+CORRUPT_IMAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 _DROP_MESSAGE = "ASGI callable returned without completing response."
 
 
@@ -335,9 +337,7 @@ class ReferenceServer:
 
     # --- drawing ----------------------------------------------------------------------------
 
-    def _picture(self, gen: Generation, index: int, detail: int = 0) -> Picture:
-        if "corrupt-image" in self.quirks:
-            return Picture(b"<html><body><h1>502 Bad Gateway</h1></body></html>", gen.output_format)
+    def _image_spec(self, gen: Generation, index: int, detail: int) -> ImageSpec:
         width, height = gen.width, gen.height
         if "wrong-size" in self.quirks:
             width, height = max(width // 2, 1), max(height // 2, 1)
@@ -345,7 +345,7 @@ class ReferenceServer:
         transparent = gen.background == "transparent" and fmt != "jpeg"
         if "lost-alpha" in self.quirks:
             transparent = False
-        spec = spec_for_prompt(
+        return spec_for_prompt(
             gen.prompt,
             width,
             height,
@@ -355,10 +355,17 @@ class ReferenceServer:
             compression=gen.compression,
             detail=detail,
         )
-        return self.images.get(spec)
 
-    async def _pictures(self, gen: Generation, count: int) -> list[Picture]:
-        return await anyio.to_thread.run_sync(lambda: [self._picture(gen, i) for i in range(count)])
+    async def _pictures(self, gen: Generation, indexes: range, detail: int = 0) -> list[Picture]:
+        """The pictures of items ``indexes``; drawing (when not cached) runs in a worker thread
+        so that the event loop keeps serving other requests meanwhile."""
+        if "corrupt-image" in self.quirks:
+            return [Picture(CORRUPT_IMAGE, gen.output_format) for _ in indexes]
+        specs = [self._image_spec(gen, index, detail) for index in indexes]
+        cached = [self.images.peek(spec) for spec in specs]
+        if all(picture is not None for picture in cached):
+            return cached  # type: ignore[return-value]
+        return await anyio.to_thread.run_sync(lambda: [self.images.get(spec) for spec in specs])
 
     # --- answers ----------------------------------------------------------------------------
 
@@ -380,7 +387,7 @@ class ReferenceServer:
 
     async def _answer(self, request: Request, gen: Generation) -> Response:
         count = max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
-        pictures = await self._pictures(gen, count)
+        pictures = await self._pictures(gen, range(count))
         as_url = gen.response_format == "url"
         if "b64-instead-of-url" in self.quirks:
             as_url = False
@@ -436,14 +443,14 @@ class ReferenceServer:
         for index in range(count):
             for k in range(partials):
                 # The first partial is the coarsest: detail counts down towards the final image.
-                picture = await anyio.to_thread.run_sync(self._picture, gen, index, partials - k)
+                (picture,) = await self._pictures(gen, range(index, index + 1), partials - k)
                 yield self._event(
                     "image_generation.partial_image",
                     {"b64_json": picture.b64, **common, "partial_image_index": k},
                 )
             if "broken-stream" in self.quirks:
                 return
-            picture = await anyio.to_thread.run_sync(self._picture, gen, index, 0)
+            (picture,) = await self._pictures(gen, range(index, index + 1))
             yield self._event(
                 "image_generation.completed",
                 {"b64_json": picture.b64, **common, "usage": self._usage(gen, 1)},

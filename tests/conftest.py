@@ -1,0 +1,59 @@
+"""Shared fixtures: the reference server in-process (ASGI) and for real (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from conformance.embedded import RunningServer, start_reference_server
+from conformance.quirks import parse_quirks
+from conformance.reference_server import ServerConfig, create_app
+
+TEST_KEY = "sk-test-reference-0123456789"
+
+#: Makes an in-process client of the reference server: ``reference_client(lenient=..., quirks=...)``.
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(scope="session")
+def reference_api_key() -> str:
+    """The key the clients of ``reference_client`` send."""
+    return TEST_KEY
+
+
+@pytest.fixture(scope="session")
+def reference_client() -> Iterator[ClientFactory]:
+    """A factory of ASGI test clients (no sockets), one per configuration, kept for the session.
+
+    Clients send the right key unless a test passes its own headers.
+    """
+    clients: dict[tuple, TestClient] = {}
+
+    def make(
+        lenient: bool = False, quirks: tuple[str, ...] = (), url_ttl: float = 3600.0
+    ) -> TestClient:
+        key = (lenient, tuple(quirks), url_ttl)
+        if key not in clients:
+            config = ServerConfig(
+                api_key=TEST_KEY, lenient=lenient, quirks=parse_quirks(quirks), url_ttl=url_ttl
+            )
+            client = TestClient(
+                create_app(config),
+                base_url="http://127.0.0.1:8000",
+                headers={"Authorization": f"Bearer {TEST_KEY}"},
+            )
+            clients[key] = client.__enter__()
+        return clients[key]
+
+    yield make
+    for client in clients.values():
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def reference_server() -> Iterator[RunningServer]:
+    """One real reference server (strict, child process) on a free loopback port."""
+    with start_reference_server() as server:
+        yield server
