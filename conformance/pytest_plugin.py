@@ -40,7 +40,7 @@ __all__ = ["ImgconfItem", "ImgconfShouldWarning"]
 #: Rule kinds judged on answers (not exercised by a case of their own): each model gets an
 #: item for every one of them that applies to it.
 _ANSWER_KINDS = frozenset({"answer", "image", "stream", "error", "transport"})
-#: For cases that do not depend on a model (a non-JSON body, a missing key) only these apply.
+#: For models whose cases all expect a rejection, only these apply.
 _MODELLESS_KINDS = frozenset({"error", "transport"})
 _SHARED_KEY = "imgconf_shared_dir"
 
@@ -363,15 +363,23 @@ class SharedBudget:
 
 def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
     """The rule x model items of a plan: what each model's cases exercise, then every answer
-    rule that applies to the model (judged on whatever its cases get back)."""
+    rule that applies to the model (judged on whatever its cases get back).
+
+    Cases that do not depend on a model (``*``: a non-JSON body, a missing key, the model left
+    out) get the error and transport rules, and the answer rules too when one of them expects
+    an answer, so that whatever an answer breaks fails an item named by the broken rule.
+    """
     from .cases import ANY_MODEL
 
     rules = profile.rules()
     items: dict[str, dict[str, None]] = {}
+    answered: set[str] = set()
     for case in [*plan.cases, *plan.cut]:
         items.setdefault(case.model, {})[case.rule] = None
+        if case.expect != "reject":
+            answered.add(case.model)
     for model, ids in items.items():
-        kinds = _MODELLESS_KINDS if model == ANY_MODEL else _ANSWER_KINDS
+        kinds = _ANSWER_KINDS if model in answered else _MODELLESS_KINDS
         for rule in rules.values():
             if rule.kind in kinds and (model == ANY_MODEL or model in rule.models):
                 ids.setdefault(rule.id, None)
