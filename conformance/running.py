@@ -159,7 +159,7 @@ class Runner:
         self.recorder = recorder
         self.progress = progress
         self.thumbnails_left = max_thumbnails
-        self.failure_streak = failure_streak or max(3, self.concurrency)
+        self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
         self._streak = 0
         self._stop = asyncio.Event()
@@ -177,12 +177,14 @@ class Runner:
             asyncio.create_task(self._worker(queue, results)) for _ in range(self.concurrency)
         ]
         stopper = asyncio.create_task(self._stop.wait())
+        finished = asyncio.gather(*workers)
         try:
-            await asyncio.wait([stopper, asyncio.gather(*workers)], return_when="FIRST_COMPLETED")
+            await asyncio.wait([stopper, finished], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (*workers, stopper):
+            # Stopping cancels the requests in flight: their cases are reported as not judged.
+            for task in (*workers, stopper, finished):
                 task.cancel()
-            await asyncio.gather(*workers, stopper, return_exceptions=True)
+            await asyncio.gather(*workers, stopper, finished, return_exceptions=True)
         note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
         return [
             result or CaseResult(case=case, outcome=Outcome.SKIPPED, note=note)

@@ -52,6 +52,8 @@ MIB = 1024 * 1024
 #: Statuses retried (honouring Retry-After) before a case is called inconclusive.
 RETRY_STATUSES = (429, 503)
 _REDIRECTS = (301, 302, 303, 307, 308)
+#: What is kept of a body cut at the cap.
+_HEAD = 64 * 1024
 _B64_RUN = re.compile(rb'"(b64_json|partial_image_b64)"\s*:\s*"[A-Za-z0-9+/=\\]{64,}"')
 _LONG_STRING = re.compile(rb'"([^"\\]|\\.){2000,}"')
 
@@ -310,7 +312,12 @@ class Transport:
         except _BodyTooLarge:
             exchange.error = "too_large"
             exchange.truncated = True
-        except (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError):
+        except httpx.RemoteProtocolError as exc:
+            # A peer that hangs up (before or during the answer) dropped the connection;
+            # anything else it sent was not HTTP.
+            dropped = any(word in str(exc).lower() for word in ("disconnect", "closed"))
+            exchange.error = "connection" if dropped else "protocol"
+        except (httpx.LocalProtocolError, httpx.DecodingError):
             exchange.error = "protocol"
         except httpx.TimeoutException:
             exchange.error = "timeout"
@@ -372,10 +379,14 @@ class Transport:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > cap:
-                    keep = cap - (size - len(chunk))
-                    chunks.append(chunk[:keep])
                     # Keep only a head of the cut body: enough to show what it was.
-                    exchange.response_body = b"".join(chunks)[: 64 * 1024]
+                    head = bytearray()
+                    for part in (*chunks, chunk):
+                        head += part[: _HEAD - len(head)]
+                        if len(head) >= _HEAD:
+                            break
+                    chunks.clear()
+                    exchange.response_body = bytes(head[: min(_HEAD, cap)])
                     raise _BodyTooLarge
                 chunks.append(chunk)
         finally:

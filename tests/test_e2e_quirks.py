@@ -1,0 +1,93 @@
+"""End to end against the reference server: a conformant one passes, every quirk fails.
+
+``imgconf run`` is called in-process (``main_entry``) with the report written to a temporary
+directory; the verdict is read back from report.json, the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance.cli import main_entry
+from conformance.embedded import start_reference_server
+from conformance.profiles import load_profile
+from conformance.quirks import QUIRKS, Quirk
+
+OPENAI_RULES = load_profile("openai").rules()
+#: Quirks that show only in answers carrying GPT-only features (usage, output_format, streams).
+GPT_KINDS = ("answer", "image", "stream")
+
+
+def run(base_url: str, key: str, report_dir: Path, *extra: str) -> tuple[int, dict]:
+    status = main_entry(
+        ["run", "--base-url", base_url, "--api-key", key, "--report-dir", str(report_dir), *extra]
+    )
+    return status, json.loads((report_dir / "report.json").read_text())
+
+
+def failed_rules(report: dict) -> set[str]:
+    return {entry.split(" @ ")[0] for entry in report["verdict"]["failed"]}
+
+
+@pytest.mark.parametrize("lenient", [False, True], ids=["strict", "lenient"])
+def test_the_reference_server_passes_the_full_plan(lenient, tmp_path):
+    with start_reference_server(lenient=lenient) as server:
+        status, report = run(server.base_url, server.api_key, tmp_path)
+    assert status == 0, report["verdict"]
+    assert report["verdict"]["status"] == "pass" and not report["verdict"]["failed"]
+    outcomes = {case["outcome"] for case in report["cases"]}
+    assert outcomes <= {"pass", "warn"}, outcomes
+
+
+def test_the_applerouter_profile_holds_dalle_answers_to_its_usage_claim(tmp_path):
+    # The vendor documents `usage` as required in every answer: a MUST under its profile. The
+    # reference server answers like OpenAI (no usage for dall-e), which that profile fails.
+    with start_reference_server() as server:
+        status, report = run(server.base_url, server.api_key, tmp_path, "--profile", "applerouter")
+    assert status == 1
+    assert failed_rules(report) == {"response.usage.present"}
+    failing_models = {e.split(" @ ")[1] for e in report["verdict"]["failed"]}
+    assert {"dall-e-2", "dall-e-3"} <= failing_models and "gpt-image-1" not in failing_models
+
+
+def test_a_bare_run_tests_the_embedded_server_and_writes_four_reports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main_entry(["run", "--models", "dall-e-2,gpt-image-1"]) == 0
+    for name in ("report.json", "junit.xml", "report.md", "report.html"):
+        assert (tmp_path / "reports" / name).stat().st_size > 0
+
+
+def quirk_models(quirk: Quirk) -> list[str]:
+    """The fewest models on which the quirk shows: one per broken rule."""
+    prefer = "gpt-image-1" if quirk.kind in GPT_KINDS else "dall-e-2"
+    models: list[str] = []
+    for rule in quirk.breaks:
+        applies = OPENAI_RULES[rule].models
+        pick = prefer if prefer in applies else applies[0]
+        if pick not in models:
+            models.append(pick)
+    return models
+
+
+@pytest.mark.parametrize("name", sorted(QUIRKS))
+def test_every_quirk_fails_the_run_and_names_its_rule(name, tmp_path):
+    quirk = QUIRKS[name]
+    # The slow quirk is judged against a short timeout: it must time out, not wait 10 minutes.
+    timeout = "1" if quirk.parameter else "5"
+    with start_reference_server(quirks=(name,)) as server:
+        status, report = run(
+            server.base_url,
+            server.api_key,
+            tmp_path,
+            "--models",
+            ",".join(quirk_models(quirk)),
+            "--timeout",
+            timeout,
+        )
+    assert status == 1
+    missing = set(quirk.breaks) - failed_rules(report)
+    assert not missing, f"{name}: the report does not name {sorted(missing)}"
