@@ -86,7 +86,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(config_dict: dict, *, in_thread: bool):
+def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "critical"):
     import uvicorn
 
     from .reference_server import ServerConfig, create_app, hide_dropped_connection_logs
@@ -99,8 +99,8 @@ def _uvicorn_server(config_dict: dict, *, in_thread: bool):
     )
     uv_config = uvicorn.Config(
         create_app(config),
-        log_level="warning",
-        access_log=False,
+        log_level=log_level,
+        access_log=log_level in ("debug", "info"),
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_STOP,
         log_config=None if in_thread else uvicorn.config.LOGGING_CONFIG,
@@ -241,7 +241,7 @@ def serve_forever(
     shown = key if not api_key else f"{key[:3]}...{key[-2:]}" if len(key) > 8 else "***"
     sock = _bind(host, port)
     config = {"api_key": key, "lenient": lenient, "quirks": list(active.spec()), "url_ttl": url_ttl}
-    server = _uvicorn_server(config, in_thread=False)
+    server = _uvicorn_server(config, in_thread=False, log_level="info")
     mode = "lenient" if lenient else "strict"
     extra = f", quirks: {', '.join(active.spec())}" if active else ""
     print(
