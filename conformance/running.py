@@ -498,8 +498,7 @@ def _finish(
         new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
         diff = compare(old, new)
         say(format_diff(diff))
-        if diff.has_new_must_failure:
-            status = 1
+        status = max(status, diff.exit_code(settings.fail_on))
     verdict = "PASS" if status == 0 else ("INCOMPLETE" if run.incomplete else "FAIL")
     say(f"imgconf: {verdict}; reports in {settings.report_dir}/")
     return status

@@ -167,3 +167,34 @@ def test_thumbnails_are_bounded_per_run():
     kept = [i for r in results for i in r.images if i.thumbnail]
     assert len(kept) == 3
     assert kept[0].thumbnail.startswith(b"\x89PNG")
+
+
+# --- the command's set-up errors: one line, exit 2, nothing sent ------------------------------
+
+
+def test_a_remote_target_without_a_budget_is_refused_with_the_plan_cost(tmp_path, capsys):
+    from conformance.cli import main_entry
+
+    argv = ["run", "--base-url", "https://api.example.com/v1", "--api-key", "sk-remote-123456"]
+    assert main_entry([*argv, "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "not on loopback" in err[0] and "--max-cost" in err[0] and "$" in err[0]
+    assert "sk-remote-123456" not in err[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_flags_are_one_line_errors(tmp_path, capsys):
+    from conformance.cli import main_entry
+
+    for extra in (
+        ["--concurrency", "0"],
+        ["--timeout", "0"],
+        ["--profile", "no-such-profile"],
+        ["--models", "dall-e-9"],
+        ["--base-url", "ftp://127.0.0.1/v1"],
+        ["--fail-on", "never"],
+    ):
+        assert main_entry(["run", "--report-dir", str(tmp_path), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("imgconf: error:"), (extra, err)
