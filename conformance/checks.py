@@ -78,6 +78,10 @@ _TRANSPORT_ERRORS = {
 }
 _ECHO_FIELDS = ("background", "output_format", "size", "quality")
 _STREAM_EVENT_CAP = 64 * 1024 * 1024
+#: Items and events judged one by one; a hostile answer with a million of them is judged on
+#: its count alone beyond these, in bounded time.
+MAX_ITEMS = 16
+MAX_EVENTS = 256
 
 
 # --- profile rules, cached ---------------------------------------------------------------
@@ -410,6 +414,11 @@ def _split_schema_errors(v: _Verdict, answer: Any) -> dict[str, list[Any]]:
     contract = load_contract()
     echo = v.applies("response.echo")
     owners: dict[str, list[Any]] = {}
+    if isinstance(answer, dict) and isinstance(answer.get("data"), list):
+        data = answer["data"]
+        if len(data) > MAX_ITEMS:
+            # The count rule already fails such an answer; a sample keeps validation bounded.
+            answer = {**answer, "data": data[:MAX_ITEMS]}
     for error in contract.validator("response").iter_errors(answer):
         top = error.absolute_path[0] if error.absolute_path else None
         if top == "usage":
@@ -501,7 +510,7 @@ def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbna
         len(data) == asked.n,
         f"data holds {len(data)} items, n={asked.n} was asked",
     )
-    check_items(v, exchange, asked, data, thumbnails=thumbnails)
+    check_items(v, exchange, asked, data[: max(asked.n, MAX_ITEMS)], thumbnails=thumbnails)
     check_revised_prompt(v, answer)
     check_usage(v, answer, owners.get("response.usage.schema"))
     check_echo(v, asked, answer, owners.get("response.echo", []))
@@ -643,7 +652,14 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
     bad: list[str] = []
     partials = completed = 0
     last_type = None
-    for number, raw in enumerate(events):
+    # Beyond MAX_EVENTS, events are only counted by type (a legal stream has at most 40).
+    for raw in events[MAX_EVENTS:]:
+        if "image_generation.partial_image" in raw:
+            partials, last_type = partials + 1, "image_generation.partial_image"
+        elif "image_generation.completed" in raw:
+            completed, last_type = completed + 1, "image_generation.completed"
+    tail_type = last_type
+    for number, raw in enumerate(events[:MAX_EVENTS]):
         if raw.strip() == "[DONE]":
             continue
         event, ok = _json(raw.encode())
@@ -663,6 +679,7 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
             check_image(v, asked, data, completed, "stream", thumbnails=thumbnails)
             completed += 1
             check_usage_total(v, event.get("usage"))
+    last_type = tail_type or last_type
     v.check("stream.event.schema", not bad, "; ".join(bad[:3]))
     allowed = asked.partial_images * asked.n
     v.check(

@@ -555,3 +555,17 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for():
     busy = httpx.Response(429, json={"error": {"message": "busy"}}, headers={"retry-after": "3600"})
     result = run(make_case(gpt_body()), [busy, busy, busy])
     assert result.outcome is Outcome.INCONCLUSIVE and result.exchange.retries == 0
+
+
+def test_a_flood_of_items_or_events_is_judged_in_bounded_time():
+    import time
+
+    flood = gpt_answer(data=[{"b64_json": "AAAA"}] * 50_000)
+    started = time.perf_counter()
+    result = run(make_case(gpt_body()), ok_json(flood))
+    assert "response.data.count" in rules_of(result, "MUST")
+    assert len(result.images) <= 16
+    events = [stream_event("partial_image", b64_json="AAAA")] * 2000 + [stream_event()]
+    result = run(make_case(gpt_body(stream=True, partial_images=1)), sse(*events))
+    assert "stream.partial.count" in rules_of(result, "MUST")
+    assert time.perf_counter() - started < 5
