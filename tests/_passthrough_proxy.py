@@ -104,6 +104,7 @@ def create_proxy(
         Route("/v1/images/generations", generations, methods=["POST"]),
         Route("/v1/images/generations/", generations, methods=["POST"]),
     ]
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield

@@ -56,9 +56,19 @@ def test_the_table_lists_every_peer() -> None:
 def test_peer_run_matches_the_compatibility_table(peer: str, tmp_path: Path) -> None:
     summary_file = tmp_path / "summary.json"
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--peer", peer, "--report-root", str(tmp_path),
-         "--summary-json", str(summary_file)],
-        capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--peer",
+            peer,
+            "--report-root",
+            str(tmp_path),
+            "--summary-json",
+            str(summary_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     (run,) = json.loads(summary_file.read_text())
