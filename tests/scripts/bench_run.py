@@ -5,7 +5,7 @@ server (in its own process, so client CPU is measured apart), then sends the sam
 a plain httpx loop that reads the answers and judges nothing. Prints cases per second, wall
 time, client CPU per request (``time.process_time``) and the overhead ratio of judging.
 
-    python scripts/bench_run.py [--rounds 3] [--concurrency 8] [--profile openai]
+    python tests/scripts/bench_run.py [--rounds 3] [--concurrency 8] [--profile openai]
 """
 
 from __future__ import annotations
