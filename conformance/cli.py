@@ -41,6 +41,65 @@ def _call(target: Callable[..., int], **kwargs: Any) -> NoReturn:
     sys.exit(status)
 
 
+# Options that several commands share, defined once so that they read the same everywhere.
+profile_option = click.option(
+    "--profile",
+    default="openai",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="A built-in profile (see `imgconf profiles`) or a profile file.",
+)
+models_option = click.option(
+    "--models",
+    default=None,
+    metavar="M1,M2",
+    callback=lambda _ctx, _param, value: _models_option(value),
+    help="Only these models of the profile (default: all of them).",
+)
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="The plan's seed."
+)
+max_cost_option = click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="Spend at most this, at the profile's prices.",
+)
+max_images_option = click.option(
+    "--max-images",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Generate at most N images.",
+)
+explore_option = click.option(
+    "--explore",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Draw N more cases per model from the strategies (within the budget).",
+)
+report_dir_option = click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where report.json, junit.xml, report.md and report.html go.",
+)
+
+
+def fail_on_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--fail-on",
+        type=click.Choice(["must", "should"]),
+        default="must",
+        show_default=True,
+        help=help_text,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", "-V", prog_name="imgconf")
 def main() -> None:
@@ -54,7 +113,7 @@ def main() -> None:
 
 
 @main.command("rules")
-@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
+@profile_option
 @click.option("--model", "model", default=None, help="Only the rules that apply to this model.")
 @click.option("--level", type=click.Choice(["MUST", "SHOULD"]), default=None)
 def rules_command(profile: str, model: str | None, level: str | None) -> None:
@@ -117,38 +176,27 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     metavar="KEY",
     help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
 )
-@click.option("--models", default=None, metavar="M1,M2", help="Only these models of the profile.")
-@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
-@click.option(
-    "--report-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports"),
-    show_default=True,
-    help="Where report.json, junit.xml, report.md and report.html go.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="The plan's seed.")
+@models_option
+@profile_option
+@report_dir_option
+@seed_option
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=120.0,
     show_default=True,
     help="Seconds one request may take, connection to last byte.",
 )
 @click.option(
-    "--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once."
-)
-@click.option("--max-cost", type=float, default=None, metavar="USD", help="Spend at most this.")
-@click.option(
-    "--max-images", type=int, default=None, metavar="N", help="Generate at most N images."
-)
-@click.option(
-    "--explore",
-    type=int,
-    default=0,
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
     show_default=True,
-    metavar="N",
-    help="Draw N more cases per model from the strategies (within the budget).",
+    help="Requests in flight at once.",
 )
+@max_cost_option
+@max_images_option
+@explore_option
 @click.option(
     "--record",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -163,13 +211,7 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     metavar="OLD.json",
     help="Compare with an earlier report.json; exit 1 on a new MUST failure.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["must", "should"]),
-    default="must",
-    show_default=True,
-    help="Fail the run on MUST failures only, or on SHOULD warnings too.",
-)
+@fail_on_option("Fail the run on MUST failures only, or on SHOULD warnings too.")
 def run_command(**options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.
 
@@ -178,7 +220,6 @@ def run_command(**options: Any) -> None:
     """
     from .running import run_cli
 
-    options["models"] = _models_option(options["models"])
     _call(run_cli, **options)
 
 
@@ -236,15 +277,15 @@ def serve_command(
 
 
 @main.command("plan")
-@click.option("--models", default=None, help="Comma-separated models (default: the profile's).")
-@click.option("--profile", default="openai", show_default=True, help="Profile name or file.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the plan.")
-@click.option("--max-cost", type=float, default=None, help="Budget in USD (known prices).")
-@click.option("--max-images", type=int, default=None, help="Budget in generated images.")
-@click.option("--explore", type=int, default=0, show_default=True, help="Extra cases per model.")
+@models_option
+@profile_option
+@seed_option
+@max_cost_option
+@max_images_option
+@explore_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(
-    models: str | None,
+    models: tuple[str, ...] | None,
     profile: str,
     seed: int,
     max_cost: float | None,
@@ -258,7 +299,7 @@ def plan_command(
     _call(
         plan_cli,
         profile=profile,
-        models=_models_option(models),
+        models=models,
         seed=seed,
         max_cost=max_cost,
         max_images=max_images,
@@ -272,23 +313,14 @@ def plan_command(
 
 @main.command("replay")
 @click.argument("file", metavar="FILE.har", type=click.Path(dir_okay=False, path_type=Path))
+@report_dir_option
 @click.option(
-    "--report-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports"),
-    show_default=True,
-    help="Where report.json, junit.xml, report.md and report.html go.",
+    "--profile",
+    default=None,
+    metavar="NAME|FILE",
+    help="Judge under this profile (default: the recording's).",
 )
-@click.option(
-    "--profile", default=None, help="Judge under this profile (default: the recording's)."
-)
-@click.option(
-    "--fail-on",
-    type=click.Choice(["must", "should"]),
-    default="must",
-    show_default=True,
-    help="Fail on MUST failures only, or on SHOULD warnings too.",
-)
+@fail_on_option("Fail on MUST failures only, or on SHOULD warnings too.")
 def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: str) -> None:
     """Judge a recording (imgconf run --record) again with today's rules, calling no one.
 
@@ -302,13 +334,7 @@ def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: s
 @main.command("diff")
 @click.argument("old", metavar="OLD.json", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", metavar="NEW.json", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--fail-on",
-    type=click.Choice(["must", "should"]),
-    default="must",
-    show_default=True,
-    help="Exit 1 on a new MUST failure only, or on a new SHOULD warning too.",
-)
+@fail_on_option("Exit 1 on a new MUST failure only, or on a new SHOULD warning too.")
 def diff_command(old: Path, new: Path, fail_on: str) -> None:
     """Compare two report.json files: new failures, fixed ones, changed warnings.
 
