@@ -25,12 +25,15 @@ So, per model of the profile, :func:`build_plan` makes:
 Cases whose point is not size or quality use the model's cheapest priced combination.
 
 **Budget.** A plan's spend (``Plan.images``/``Plan.cost``) is what a *conformant* server would
-generate: cases expected to be rejected count 0 (each Case still carries what it would cost if a
-broken server accepted it; the runner counts that live). Over ``--max-images``/``--max-cost``
-the plan is cut in this order, each group from its end (the models in turn): (1) negative cases - they spend nothing,
-so the budget never needs to cut them; (2) explore; (3) probes that may generate images; (4)
-pairwise, last rows first (a greedy covering array adds the fewest new pairs at its end); (5)
-each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not covered.
+generate: cases expected to be rejected count 0. Each Case still carries what it would cost if a
+broken server accepted it: the runner reserves that before sending and gives it back when the
+answer is a refusal, so a conformant server gets every negative case whose worst case fits in
+what the cases answered before it left. Over ``--max-images``/``--max-cost`` the plan is cut in
+this order, each group from its end (the models in turn): (1) negative cases - they spend
+nothing, so the budget never needs to cut them; (2) explore; (3) probes that may generate
+images; (4) pairwise, last rows first (a greedy covering array adds the fewest new pairs at its
+end); (5) each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not
+covered.
 Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images`` limits them.
 """
 

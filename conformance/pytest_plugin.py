@@ -11,8 +11,11 @@ model's cases are sent together, the first time one of its items runs, and their
 kept in a directory shared by the whole session: under ``pytest-xdist`` whichever worker gets
 to a model first sends its cases and the others read the results, so no case is sent twice.
 The budget is a ledger in the same directory, reserved case by case under a file lock by every
-worker, so ``--imgconf-max-images``/``--imgconf-max-cost`` hold for the session as a whole; the
-plan is also cut to the budget up front, exactly as ``imgconf run`` cuts it.
+worker and settled once answered (a refused request gives its reservation back), so
+``--imgconf-max-images``/``--imgconf-max-cost`` hold for the session as a whole; the plan is
+also cut to the budget up front, exactly as ``imgconf run`` cuts it. Workers send different
+models at once, so under xdist an invalid case whose worst case needs more than another
+worker's answered cases have left is skipped, where one process would have sent it first.
 """
 
 from __future__ import annotations
@@ -271,7 +274,7 @@ class State:
 
     def _send(self, model: str) -> list[Any]:
         from .results import CaseResult, Outcome
-        from .running import Runner
+        from .running import Runner, cut_note
         from .transport import Transport, TransportConfig
 
         cases, cut = self.model_cases(model)
@@ -298,8 +301,9 @@ class State:
                 return await runner.run(cases)
 
         results = asyncio.run(send())
-        note = "cut by the budget (not covered)"
-        return results + [CaseResult(case=c, outcome=Outcome.SKIPPED, note=note) for c in cut]
+        return results + [
+            CaseResult(case=c, outcome=Outcome.SKIPPED, note=cut_note(c)) for c in cut
+        ]
 
 
 _STATE = pytest.StashKey[State]()
@@ -323,8 +327,11 @@ def _locked(path: Path) -> Iterator[None]:
 class SharedBudget:
     """The runner's budget, kept in a file so that every worker draws on the same total.
 
-    Each case's images and cost are reserved before it is sent, under the lock, exactly like
-    :class:`conformance.running.Budget` does within one process.
+    Each case's images and cost are reserved before it is sent, under the lock, and settled
+    once answered (a refused request gives its reservation back), exactly like
+    :class:`conformance.running.Budget` does within one process. Reservations in flight are
+    counted per process, so a case that does not fit can wait for another worker's to settle;
+    those of a process that has died are not waited for.
     """
 
     def __init__(self, path: Path, *, max_images: int | None, max_cost: float | None) -> None:
@@ -332,33 +339,79 @@ class SharedBudget:
         self.max_images = max_images
         self.max_cost = max_cost
 
-    def spent(self) -> dict[str, Any]:
+    def _ledger(self) -> dict[str, Any]:
         if not self.path.exists():
-            return {"images": 0, "cost": 0.0, "cost_unknown_images": 0}
-        return json.loads(self.path.read_text())
+            return {"images": 0, "cost": 0.0, "cost_unknown_images": 0, "in_flight": {}}
+        ledger = json.loads(self.path.read_text())
+        ledger.setdefault("in_flight", {})
+        return ledger
 
-    def reserve(self, case: Any) -> bool:
+    def _write(self, ledger: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ledger))
+        tmp.replace(self.path)
+
+    def _budget(self, ledger: dict[str, Any]) -> Any:
         from .running import Budget
 
+        return Budget(
+            max_images=self.max_images,
+            max_cost=self.max_cost,
+            images=ledger["images"],
+            cost=ledger["cost"],
+            cost_unknown_images=ledger["cost_unknown_images"],
+        )
+
+    def _update(self, ledger: dict[str, Any], budget: Any, in_flight_change: int) -> None:
+        pid = str(os.getpid())
+        count = ledger["in_flight"].get(pid, 0) + in_flight_change
+        if count > 0:
+            ledger["in_flight"][pid] = count
+        else:
+            ledger["in_flight"].pop(pid, None)
+        ledger.update(
+            images=budget.images, cost=budget.cost, cost_unknown_images=budget.cost_unknown_images
+        )
+        self._write(ledger)
+
+    def spent(self) -> dict[str, Any]:
+        ledger = self._ledger()
+        return {k: ledger[k] for k in ("images", "cost", "cost_unknown_images")}
+
+    def reserve(self, case: Any) -> bool:
         with _locked(self.path.with_suffix(".lock")):
-            budget = Budget(max_images=self.max_images, max_cost=self.max_cost, **self.spent())
+            ledger = self._ledger()
+            budget = self._budget(ledger)
             if not budget.reserve(case):
                 return False
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "images": budget.images,
-                        "cost": budget.cost,
-                        "cost_unknown_images": budget.cost_unknown_images,
-                    }
-                )
-            )
-            tmp.replace(self.path)
+            self._update(ledger, budget, +1)
             return True
+
+    def settle(self, case: Any, *, generated: bool) -> None:
+        with _locked(self.path.with_suffix(".lock")):
+            ledger = self._ledger()
+            budget = self._budget(ledger)
+            budget.settle(case, generated=generated)
+            self._update(ledger, budget, -1)
+
+    def pending(self) -> int:
+        """Reservations in flight in every live process of the session."""
+        with _locked(self.path.with_suffix(".lock")):
+            in_flight = self._ledger()["in_flight"]
+        return sum(count for pid, count in in_flight.items() if _alive(int(pid)))
 
     def as_dict(self) -> dict[str, Any]:
         return {"max_cost": self.max_cost, "max_images": self.max_images, **self.spent()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:

@@ -4,7 +4,13 @@ The runner owns the order of things and the limits that keep a run safe against 
 
 - **Budget**: each case's images (and cost) are reserved *before* it is sent — invalid cases
   too, since a broken server may wrongly accept them — and workers take cases one at a time, so
-  concurrency can never overshoot ``--max-images``/``--max-cost``.
+  concurrency can never overshoot ``--max-images``/``--max-cost``. Once answered, a reservation
+  is settled to what the server may really have generated: a non-2xx answer, or a failure with
+  no answer at all, gives it back (a timeout excepted: the server may still be generating); a
+  2xx keeps it (as asked: a server that answers more items than asked is a finding of the
+  checks, not a cost). A case that does not fit while other
+  reservations are still in flight waits for them to settle before it is given up, and cases
+  are admitted in plan order, so what a run skips depends on the answers, not on scheduling.
 - **Bounded time**: the transport bounds every request; when the target stops answering (as
   many transport failures in a row as there are workers, with no HTTP answer in between) the
   run stops sending instead of timing out case after case, and reports what it saw.
@@ -35,10 +41,13 @@ from .profiles import Profile, load_profile
 from .results import CaseResult, Exchange, Outcome, RunResult
 from .transport import Transport, TransportConfig, excerpt, is_loopback, probe_target, redact_url
 
-__all__ = ["Budget", "Runner", "run_cli"]
+__all__ = ["Budget", "BudgetLedger", "Runner", "may_have_generated", "run_cli"]
 
 #: Thumbnails kept per run for the report's gallery.
 MAX_THUMBNAILS = 64
+#: How often a case waiting for the budget looks again when no settlement of this process
+#: wakes it (reservations in flight in other processes settle unseen).
+_BUDGET_POLL = 0.05
 _TRANSPORT_FAILURES = frozenset({"timeout", "connection", "protocol", "too_large"})
 
 
@@ -46,6 +55,32 @@ class Recorder(Protocol):
     def add(self, case: Case, exchange: Exchange) -> None: ...
 
     def close(self, meta: dict[str, Any]) -> None: ...
+
+
+class BudgetLedger(Protocol):
+    """What the runner needs of a budget (one process: :class:`Budget`; a pytest session under
+    xdist: the plugin's file-locked ledger)."""
+
+    def reserve(self, case: Case) -> bool: ...
+
+    def settle(self, case: Case, *, generated: bool) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def may_have_generated(exchange: Exchange) -> bool:
+    """Whether the target may have generated the images of the request behind ``exchange``.
+
+    A 2xx did (even if its body then broke); any other status refused the request. Without an
+    answer, a connection that failed or was dropped, or bytes that were not HTTP, mean the
+    request was not served. A timeout is the exception: the target may still be generating
+    what it never got to send, and a real vendor bills it, so it keeps its reservation.
+    """
+    if exchange.status is not None:
+        return 200 <= exchange.status < 300
+    return exchange.error == "timeout"
 
 
 @dataclass
@@ -57,23 +92,45 @@ class Budget:
     images: int = 0
     cost: float = 0.0
     cost_unknown_images: int = 0
+    #: Reservations taken and not yet settled.
+    in_flight: int = 0
 
-    def reserve(self, case: Case) -> bool:
-        """Reserve what the case costs if the server accepts it; False when it does not fit."""
+    def fits(self, case: Case) -> bool:
+        """Whether the case's images and cost fit what is left."""
         if self.max_images is not None and self.images + case.images > self.max_images:
             return False
-        if (
+        return not (
             self.max_cost is not None
             and case.cost is not None
             and self.cost + case.cost > self.max_cost + 1e-9
-        ):
+        )
+
+    def reserve(self, case: Case) -> bool:
+        """Reserve what the case costs if the server accepts it; False when it does not fit."""
+        if not self.fits(case):
             return False
         self.images += case.images
         if case.cost is None:
             self.cost_unknown_images += case.images
         else:
             self.cost += case.cost
+        self.in_flight += 1
         return True
+
+    def settle(self, case: Case, *, generated: bool) -> None:
+        """End a reservation: kept when the server may have generated, refunded otherwise."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if generated:
+            return
+        self.images = max(0, self.images - case.images)
+        if case.cost is None:
+            self.cost_unknown_images = max(0, self.cost_unknown_images - case.images)
+        else:
+            self.cost = max(0.0, round(self.cost - case.cost, 9))
+
+    def pending(self) -> int:
+        """Reservations in flight: what may still be refunded."""
+        return self.in_flight
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +140,11 @@ class Budget:
             "cost": round(self.cost, 6),
             "cost_unknown_images": self.cost_unknown_images,
         }
+
+
+def cut_note(case: Case) -> str:
+    """Why a case the plan cut was not sent, naming its group (reports count cases by note)."""
+    return f"cut by the budget: {case.origin} (not covered)"
 
 
 def trim(exchange: Exchange) -> None:
@@ -146,7 +208,7 @@ class Runner:
         profile: Profile,
         *,
         concurrency: int = 8,
-        budget: Budget | None = None,
+        budget: BudgetLedger | None = None,
         recorder: Recorder | None = None,
         progress: Callable[[CaseResult], None] | None = None,
         max_thumbnails: int = MAX_THUMBNAILS,
@@ -163,6 +225,9 @@ class Runner:
         self.stop_reason: str | None = None
         self._streak = 0
         self._stop = asyncio.Event()
+        #: Cases are admitted to the budget one at a time, in plan order.
+        self._admission = asyncio.Lock()
+        self._settled = asyncio.Event()
 
     def stop(self, reason: str) -> None:
         """Stop sending: cases not yet answered are reported as skipped."""
@@ -194,9 +259,13 @@ class Runner:
     async def _worker(
         self, queue: deque[tuple[int, Case]], results: list[CaseResult | None]
     ) -> None:
-        while queue and not self._stop.is_set():
-            index, case = queue.popleft()
-            if not self.budget.reserve(case):
+        while True:
+            async with self._admission:
+                if not queue or self._stop.is_set():
+                    return
+                index, case = queue.popleft()
+                admitted = await self._reserve(case)
+            if not admitted:
                 results[index] = CaseResult(
                     case=case,
                     outcome=Outcome.SKIPPED,
@@ -204,9 +273,31 @@ class Runner:
                 )
                 self._report(results[index])
                 continue
-            exchange = await self.transport.send_case(case)
+            exchange = None
+            try:
+                exchange = await self.transport.send_case(case)
+            finally:
+                # Stopped mid-request, the request may have reached the server: keep it.
+                generated = exchange is None or may_have_generated(exchange)
+                self.budget.settle(case, generated=generated)
+                self._settled.set()
             results[index] = self._judge(case, exchange)
             self._report(results[index])
+
+    async def _reserve(self, case: Case) -> bool:
+        """Reserve the case's budget, waiting while reservations in flight may be refunded.
+
+        Only when nothing is in flight any more (so nothing can come back) and the case still
+        does not fit is it given up.
+        """
+        while not self.budget.reserve(case):
+            if not self.budget.pending():
+                return False
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_BUDGET_POLL):
+                    await self._settled.wait()
+        return True
 
     def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
         wanted = self.thumbnails_left > 0 and case.expect != "reject"
@@ -424,10 +515,7 @@ def _run(
                     "seed": settings.seed,
                 }
             )
-    cut = [
-        CaseResult(case=case, outcome=Outcome.SKIPPED, note="cut by the budget (not covered)")
-        for case in plan.cut
-    ]
+    cut = [CaseResult(case=case, outcome=Outcome.SKIPPED, note=cut_note(case)) for case in plan.cut]
     run.results = results + cut
     run.finished = time.time()
     run.budget = budget.as_dict()

@@ -1,0 +1,250 @@
+"""The budget: reserved before sending, settled to what the server may have generated.
+
+A refused request gives its reservation back, so a tight cap still sends every negative case;
+a server that wrongly accepts them keeps its reservations, so the cap holds even then, at any
+concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+from _passthrough_proxy import run_proxy
+
+from conformance.cases import Case
+from conformance.cli import main_entry
+from conformance.embedded import start_reference_server
+from conformance.planning import build_plan, spends
+from conformance.profiles import load_profile
+from conformance.pytest_plugin import SharedBudget
+from conformance.results import Exchange, Outcome
+from conformance.running import Budget, Runner, may_have_generated
+from conformance.transport import Transport, TransportConfig
+
+BASE = "http://target.test/v1"
+ENDPOINT = BASE + "/images/generations"
+PROFILE = load_profile("openai")
+REFUSAL = {
+    "error": {"message": "n too large", "type": "invalid_request_error", "param": "n", "code": None}
+}
+
+
+def invalid(index: int, images: int = 3, cost: float | None = 0.03) -> Case:
+    return Case(
+        id=f"bad{index}",
+        model="dall-e-2",
+        kind="invalid",
+        rule="request.n.max",
+        level="MUST",
+        expect="reject",
+        body={"model": "dall-e-2", "prompt": "p", "n": 10 + images},
+        images=images,
+        cost=cost,
+    )
+
+
+def execute(plan: list[Case], handler, budget: Budget, concurrency: int = 4):
+    async def go():
+        with respx.mock() as mock:
+            route = mock.post(ENDPOINT)
+            route.side_effect = handler
+            async with Transport(TransportConfig(BASE, api_key="sk-x-123456", timeout=5)) as t:
+                results = await Runner(t, PROFILE, concurrency=concurrency, budget=budget).run(plan)
+            return results, route.call_count
+
+    return asyncio.run(go())
+
+
+def test_a_refused_request_gives_its_reservation_back():
+    async def refuse(request):
+        await asyncio.sleep(0.01)
+        return httpx.Response(400, json=REFUSAL)
+
+    budget = Budget(max_images=3, max_cost=0.05)
+    results, calls = execute([invalid(i) for i in range(6)], refuse, budget)
+    # Each case takes the whole budget while in flight; each refusal gives it back.
+    assert calls == 6
+    assert all(r.outcome is Outcome.PASS for r in results)
+    assert (budget.images, budget.cost, budget.in_flight) == (0, 0.0, 0)
+
+
+def test_a_wrongly_accepted_request_keeps_its_reservation_and_the_cap_holds():
+    in_flight = peak_images = 0
+
+    async def accept(request):
+        nonlocal in_flight, peak_images
+        asked = json.loads(request.content)["n"] - 10
+        in_flight += asked
+        peak_images = max(peak_images, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= asked
+        return httpx.Response(200, json={"created": 1, "data": [{"url": "x"}] * asked})
+
+    budget = Budget(max_images=7)
+    results, calls = execute([invalid(i) for i in range(6)], accept, budget, concurrency=8)
+    assert calls == 2 and budget.images == 6 and peak_images <= 7
+    assert [r.outcome for r in results[2:]] == [Outcome.SKIPPED] * 4
+    assert "does not fit" in results[2].note
+
+
+@pytest.mark.parametrize(
+    ("exchange", "kept"),
+    [
+        (Exchange("POST", "u", {}, b"", status=200), True),
+        (Exchange("POST", "u", {}, b"", status=200, error="too_large"), True),
+        (Exchange("POST", "u", {}, b"", status=400), False),
+        (Exchange("POST", "u", {}, b"", status=429), False),
+        (Exchange("POST", "u", {}, b"", status=500), False),
+        (Exchange("POST", "u", {}, b"", error="connection"), False),
+        (Exchange("POST", "u", {}, b"", error="protocol"), False),
+        # No answer in time: the server may still be generating (and billing) it.
+        (Exchange("POST", "u", {}, b"", error="timeout"), True),
+    ],
+    ids=["2xx", "2xx-cut", "400", "429", "500", "dropped", "garbage", "timeout"],
+)
+def test_what_settles_a_reservation(exchange: Exchange, kept: bool):
+    assert may_have_generated(exchange) is kept
+
+
+def test_a_dropped_connection_refunds_and_a_timeout_keeps():
+    dropped = Budget(max_images=3)
+    execute([invalid(0)], httpx.ConnectError("refused"), dropped)
+    assert dropped.images == 0
+    timed_out = Budget(max_images=3)
+    execute([invalid(0)], httpx.ReadTimeout("slow"), timed_out)
+    assert timed_out.images == 3
+
+
+def test_the_shared_ledger_refunds_and_counts_reservations_in_flight(tmp_path: Path):
+    path = tmp_path / "budget.json"
+    one = SharedBudget(path, max_images=5, max_cost=None)
+    other = SharedBudget(path, max_images=5, max_cost=None)
+    assert one.reserve(invalid(0)) and not other.reserve(invalid(1))
+    assert other.pending() == 1
+    one.settle(invalid(0), generated=False)
+    assert other.pending() == 0 and other.reserve(invalid(1))
+    other.settle(invalid(1), generated=True)
+    assert one.spent() == {"images": 3, "cost": 0.03, "cost_unknown_images": 0}
+    assert one.as_dict()["images"] == 3 and "in_flight" not in one.as_dict()
+
+
+def test_reservations_of_a_dead_process_are_not_waited_for(tmp_path: Path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    path = tmp_path / "budget.json"
+    ledger = {"images": 3, "cost": 0.0, "cost_unknown_images": 0, "in_flight": {}}
+    ledger["in_flight"][str(finished.pid)] = 1
+    path.write_text(json.dumps(ledger))
+    assert SharedBudget(path, max_images=1, max_cost=None).pending() == 0
+
+
+# --- imgconf run, end to end ------------------------------------------------------------------
+
+
+def run(base_url: str, key: str, report_dir: Path, *extra: str) -> tuple[int, dict]:
+    status = main_entry(
+        ["run", "--base-url", base_url, "--api-key", key, "--report-dir", str(report_dir), *extra]
+    )
+    return status, json.loads((report_dir / "report.json").read_text())
+
+
+def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: Path):
+    cap = 40
+    plan = build_plan(PROFILE, max_images=cap)
+    negatives = {c.id for c in plan.cases if not spends(c)}
+    assert plan.cut and len(negatives) > 200
+    with (
+        start_reference_server(mode="thread") as upstream,
+        run_proxy(upstream.base_url, upstream.api_key) as proxy,
+    ):
+        status, report = run(
+            proxy.base_url, proxy.api_key, tmp_path, "--max-images", str(cap), "--concurrency", "8"
+        )
+    assert status == 0
+    sent = {c["id"] for c in report["cases"] if c["outcome"] != "skipped"}
+    skipped = {c["id"]: c for c in report["cases"] if c["outcome"] == "skipped"}
+    assert negatives <= sent
+    # What the runner skipped is exactly what the plan cut, and the report says so by group.
+    assert set(skipped) == {c.id for c in plan.cut}
+    assert set(report["plan"]["cut"]) == set(skipped)
+    assert all(c["note"].startswith("cut by the budget") for c in skipped.values())
+    assert proxy.stats.images <= cap
+    assert report["budget"]["spent"]["images"] == plan.images <= cap
+    markdown = (tmp_path / "report.md").read_text()
+    origins = {c.origin for c in plan.cut}
+    for origin in origins:
+        count = sum(1 for c in plan.cut if c.origin == origin)
+        assert f"{count} cases: cut by the budget: {origin}" in markdown
+
+
+def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(tmp_path: Path):
+    cap = 40
+    accepting = ("accept-n-out-of-range", "accept-bad-enums", "accept-any-size", "no-auth")
+    plan = build_plan(PROFILE, max_images=cap)
+    assert plan.worst_images > 3 * cap  # accepting everything would blow the cap
+    with (
+        start_reference_server(quirks=accepting, mode="thread") as upstream,
+        run_proxy(upstream.base_url, upstream.api_key) as proxy,
+    ):
+        status, report = run(
+            proxy.base_url, proxy.api_key, tmp_path, "--max-images", str(cap), "--concurrency", "8"
+        )
+    assert status == 1
+    assert 0 < proxy.stats.images <= cap
+    assert report["budget"]["spent"]["images"] <= cap
+    skipped = [c for c in report["cases"] if c["outcome"] == "skipped"]
+    assert any("does not fit the remaining budget" in c["note"] for c in skipped)
+
+
+# --- the pytest plugin's shared ledger ---------------------------------------------------------
+
+pytest_plugins = ["pytester"]
+
+
+def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_path: Path):
+    """Two workers on one ledger, a cap far below what the invalid cases would cost if accepted:
+    the conformant server refuses them and the refunds let them through.
+
+    Under xdist the workers send different models at once, so an invalid case whose worst case
+    needs more than another worker's valid cases have left may still be skipped: which ones
+    depends on timing. Without refunds, what was sent could not add up to more than the cap.
+    """
+    cap = 12
+    models = ["dall-e-2", "gpt-image-1"]
+    plan = build_plan(PROFILE, models=models, max_images=cap)
+    negatives = {c.id: c for c in plan.cases if not spends(c)}
+    with (
+        start_reference_server(mode="thread") as upstream,
+        run_proxy(upstream.base_url, upstream.api_key) as proxy,
+    ):
+        result = pytester.runpytest_subprocess(
+            "--imgconf-base-url",
+            proxy.base_url,
+            "--imgconf-api-key",
+            proxy.api_key,
+            "--imgconf-models",
+            ",".join(models),
+            "--imgconf-max-images",
+            str(cap),
+            "--imgconf-report-dir",
+            str(tmp_path),
+            "-p",
+            "no:randomly",
+            "-n",
+            "2",
+        )
+    assert result.parseoutcomes().get("failed", 0) == 0, result.stdout.str()
+    report = json.loads((tmp_path / "report.json").read_text())
+    sent = {c["id"] for c in report["cases"] if c["outcome"] != "skipped"}
+    skipped = {c["id"] for c in report["cases"] if c["outcome"] == "skipped"}
+    assert sum(negatives[i].images for i in sent & set(negatives)) > 4 * cap
+    # Beyond what the plan cut, only invalid cases that would cost more than one image.
+    assert all(negatives[i].images > 1 for i in skipped - {c.id for c in plan.cut})
+    assert proxy.stats.images <= cap and report["budget"]["spent"]["images"] <= cap
