@@ -89,7 +89,9 @@ class Exchange:
     fetches: list[Exchange] = field(default_factory=list)
     #: Earlier attempts answered 429/503 and retried.
     retries: int = 0
-    #: Those earlier attempts: ``{"status": 429, "retry_after": seconds or None}`` each.
+    #: Those earlier attempts: ``{"status": 429, "retry_after": seconds or None}`` each; and
+    #: ``{"error": "connection", "reconnected": True, ...}`` when a kept-alive connection
+    #: dropped the request before any answer and it was sent again on a fresh one.
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

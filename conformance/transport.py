@@ -3,7 +3,10 @@
 The target is untrusted: it may hang, reset, send random bytes, an endless body or a huge one,
 echo the key back, or redirect elsewhere. Everything here is bounded: every request has an
 overall deadline (not only httpx's per-read timeouts, which a slow drip evades), every body is
-read as a stream and cut at a cap, retries are few and their waits capped. Failures become an
+read as a stream and cut at a cap, retries are few and their waits capped. A request that a
+kept-alive connection dropped before any answer is sent once more on a fresh connection: the
+drop is what the *previous* answer on that connection left behind (a server that crashed and
+reset it), not this request's verdict; a second drop is. Failures become an
 :class:`~conformance.results.Exchange` with ``error`` set, never an exception: a broken server is
 a finding for the checks, not a crash.
 
@@ -168,6 +171,28 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _ConnectionTrace:
+    """Listens to httpcore's trace of one request: did it open its own connection?
+
+    One that did not went out on a kept-alive connection, which the server may have closed or
+    reset before it read this request (after crashing on the previous one, or when idle).
+    """
+
+    def __init__(self) -> None:
+        self.connected = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.startswith("connection.connect_tcp."):
+            self.connected = True
+
+
+def _dropped_before_answer(exc: Exception) -> bool:
+    """True for the failures a stale kept-alive connection gives before any answer arrives."""
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "without sending a response" in str(exc)
+    return isinstance(exc, httpx.ReadError | httpx.WriteError)
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), None if absent."""
     value = headers.get("retry-after")
@@ -203,6 +228,8 @@ class Transport:
         self._client = client or httpx.AsyncClient(
             timeout=per_op, limits=limits, follow_redirects=False, trust_env=False
         )
+        self._per_op = per_op
+        self._fresh: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Transport:
         return self
@@ -210,7 +237,21 @@ class Transport:
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
 
+    def _fresh_client(self) -> httpx.AsyncClient:
+        """The client of retries after a kept-alive connection dropped a request: it keeps no
+        connection alive, so a retry surely gets a fresh one. Made on first need."""
+        if self._fresh is None:
+            self._fresh = httpx.AsyncClient(
+                timeout=self._per_op,
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=0),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._fresh
+
     async def aclose(self) -> None:
+        if self._fresh is not None:
+            await self._fresh.aclose()
         if self._own_client:
             await self._client.aclose()
 
@@ -252,7 +293,7 @@ class Transport:
             attempts.append({"status": exchange.status, "retry_after": asked})
             await asyncio.sleep(wait)
         exchange.retries = len(attempts)
-        exchange.attempts = attempts
+        exchange.attempts = attempts + exchange.attempts
         return exchange
 
     async def send_case(self, case: Case) -> Exchange:
@@ -306,7 +347,28 @@ class Transport:
         )
         try:
             async with asyncio.timeout(self.config.timeout):
-                await self._read(exchange, method, url, headers, content, cap, same_origin_only)
+                trace = _ConnectionTrace()
+                try:
+                    await self._read(
+                        exchange, method, url, headers, content, cap, same_origin_only, trace
+                    )
+                except httpx.TransportError as exc:
+                    if trace.connected or exchange.status is not None:
+                        raise
+                    if not _dropped_before_answer(exc):
+                        raise
+                    # A kept-alive connection dropped it before any answer: once more, fresh.
+                    exchange.attempts.append(
+                        {
+                            "error": "connection",
+                            "reconnected": True,
+                            "reason": self._redactor.text(str(exc)[:200]),
+                        }
+                    )
+                    exchange.response_headers, exchange.response_body = {}, b""
+                    await self._read(
+                        exchange, method, url, headers, content, cap, same_origin_only, None
+                    )
         except TimeoutError:
             exchange.error = "timeout"
         except _BodyTooLarge:
@@ -338,10 +400,17 @@ class Transport:
         content: bytes,
         cap: int,
         same_origin_only: bool,
+        trace: _ConnectionTrace | None,
     ) -> None:
+        """One attempt; ``trace`` None sends it through the client that opens a fresh
+        connection for every request."""
+        client = self._client if trace is not None else self._fresh_client()
+        extensions = {"trace": trace} if trace is not None else None
         for _ in range(self.config.max_redirects + 1):
-            request = self._client.build_request(method, url, headers=headers, content=content)
-            response = await self._client.send(request, stream=True)
+            request = client.build_request(
+                method, url, headers=headers, content=content, extensions=extensions
+            )
+            response = await client.send(request, stream=True)
             try:
                 exchange.status = response.status_code
                 exchange.response_headers = self._redactor.headers(response.headers)
