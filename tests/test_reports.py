@@ -421,7 +421,7 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
 
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     """The page opens in a real browser: the verdict banner is drawn in its colour at the top."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
     render_report = pytest.importorskip("render_report")
     if render_report.find_browser() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
