@@ -57,6 +57,7 @@ ANSWER_RULES = (
     "response.usage.total",
     "response.revised_prompt",
     "response.echo",
+    "response.nulls",
     "error.envelope",
     "error.status_400",
     "error.fields",
@@ -245,6 +246,90 @@ def _first(errors: list[Any]) -> str:
     error = errors[0]
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{_path(error)}: {error.message[:200]}{more}"
+
+
+# --- null in optional fields ----------------------------------------------------------------
+
+
+def _subschemas(schema: Any, root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The schema and every schema it combines (local ``$ref``, ``allOf``/``anyOf``/``oneOf``)."""
+    found: list[Mapping[str, Any]] = []
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Mapping):
+            continue
+        found.append(node)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            target: Any = root
+            for part in ref[2:].split("/"):
+                target = target.get(part) if isinstance(target, Mapping) else None
+            pending.append(target)
+        for combinator in ("allOf", "anyOf", "oneOf"):
+            pending.extend(node.get(combinator, ()))
+    return found
+
+
+def _drop_optional_nulls(
+    instance: Any, schema: Any, root: Mapping[str, Any], path: str, found: list[str]
+) -> Any:
+    """The instance with every ``null`` in a field its schema declares but does not require
+    left out, as the SDKs read it; ``found`` gets where each was (items as ``*``).
+
+    A field that any branch of the schema requires keeps its null, so that a null where a
+    value is required is still judged by the schema.
+    """
+    if isinstance(instance, dict):
+        parts = _subschemas(schema, root)
+        required = {name for part in parts for name in part.get("required", ())}
+        declared: dict[str, list[Any]] = {}
+        for part in parts:
+            for name, sub in part.get("properties", {}).items():
+                declared.setdefault(name, []).append(sub)
+        out = {}
+        for name, value in instance.items():
+            where = f"{path}/{name}" if path else name
+            if value is None and name in declared and name not in required:
+                if where not in found:
+                    found.append(where)
+                continue
+            subs = declared.get(name)
+            out[name] = (
+                _drop_optional_nulls(value, {"allOf": subs}, root, where, found) if subs else value
+            )
+        return out
+    if isinstance(instance, list):
+        items = [part["items"] for part in _subschemas(schema, root) if "items" in part]
+        if not items:
+            return instance
+        where = f"{path}/*" if path else "*"
+        return [
+            _drop_optional_nulls(item, {"allOf": items}, root, where, found) for item in instance
+        ]
+    return instance
+
+
+def without_optional_nulls(answer: Any, schema_name: str) -> tuple[Any, list[str]]:
+    """An answer (or stream event) with its null optional fields read as absent, and their
+    paths. Only the first :data:`MAX_ITEMS` items of ``data`` are looked at; the rest are kept
+    as they are (they are judged on their count alone)."""
+    root = load_contract().schemas[schema_name]
+    found: list[str] = []
+    if isinstance(answer, dict) and isinstance(answer.get("data"), list):
+        data = answer["data"]
+        if len(data) > MAX_ITEMS:
+            head = _drop_optional_nulls({**answer, "data": data[:MAX_ITEMS]}, root, root, "", found)
+            if isinstance(head.get("data"), list):
+                head["data"] = head["data"] + data[MAX_ITEMS:]
+            return head, found
+    return _drop_optional_nulls(answer, root, root, "", found), found
+
+
+def check_nulls(v: _Verdict, found: list[str]) -> None:
+    """response.nulls: optional fields are left out, not set to null (SHOULD)."""
+    shown = ", ".join(found[:6]) + (f" (+{len(found) - 6} more)" if len(found) > 6 else "")
+    v.check("response.nulls", not found, f"optional fields set to null: {shown}")
 
 
 # --- rule families ------------------------------------------------------------------------
@@ -499,6 +584,10 @@ def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbna
     answer, ok = _json(exchange.response_body)
     if not v.check("transport.well_formed", ok, "the 2xx body is not JSON"):
         return
+    # A null optional field is read as absent, as the SDKs do: a SHOULD of its own, not a
+    # schema failure. A required field that is null still fails the schema.
+    answer, nulls = without_optional_nulls(answer, "response")
+    check_nulls(v, nulls)
     owners = _split_schema_errors(v, answer)
     schema_errors = owners.get("response.schema", [])
     v.check("response.schema", not schema_errors, (schema_errors and _first(schema_errors)) or "")
@@ -650,6 +739,7 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
         v.check("transport.well_formed", False, f"the event stream is malformed: {exc}")
         return
     bad: list[str] = []
+    nulls: list[str] = []
     partials = completed = 0
     last_type = None
     # Beyond MAX_EVENTS, events are only counted by type (a legal stream has at most 40).
@@ -666,6 +756,8 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
         if not ok:
             bad.append(f"event {number} is not JSON: {raw[:60]!r}")
             continue
+        event, found = without_optional_nulls(event, "stream_event")
+        nulls.extend(f"event {number}: {where}" for where in found)
         errors = list(validator.iter_errors(event))
         if errors:
             bad.append(f"event {number}: {_first(errors)}")
@@ -681,6 +773,7 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
             check_usage_total(v, event.get("usage"))
     last_type = tail_type or last_type
     v.check("stream.event.schema", not bad, "; ".join(bad[:3]))
+    check_nulls(v, nulls)
     allowed = asked.partial_images * asked.n
     v.check(
         "stream.partial.count",

@@ -234,7 +234,7 @@ def test_bad_answers_fail_their_must_rule(answer, rule):
 @pytest.mark.parametrize(
     ("answer", "rule"),
     [
-        (gpt_answer(usage=None) | {"usage": None}, "response.usage.schema"),
+        (gpt_answer(usage="none"), "response.usage.schema"),
         ({k: v for k, v in gpt_answer().items() if k != "usage"}, "response.usage.present"),
         ({k: v for k, v in gpt_answer().items() if k != "output_format"}, "response.echo"),
         (gpt_answer() | {"size": "1536x1024"}, "response.echo"),
@@ -569,3 +569,106 @@ def test_a_flood_of_items_or_events_is_judged_in_bounded_time():
     result = run(make_case(gpt_body(stream=True, partial_images=1)), sse(*events))
     assert "stream.partial.count" in rules_of(result, "MUST")
     assert time.perf_counter() - started < 5
+
+
+# --- null in optional answer fields: a SHOULD, read as absent ---------------------------------
+
+
+def test_null_optional_fields_are_a_should_warning_not_a_must_failure():
+    nulls = {"revised_prompt": None, "url": None}
+    answer = gpt_answer(quality=None) | {
+        "data": [{"b64_json": b64(image_bytes(1024, 1024))} | nulls]
+    }
+    result = run(make_case(gpt_body(quality="low")), ok_json(answer))
+    assert not rules_of(result, "MUST"), result.findings
+    assert result.outcome is Outcome.WARN
+    (finding,) = [f for f in result.findings if f.rule == "response.nulls"]
+    assert finding.level == "SHOULD"
+    assert "data/*/revised_prompt" in finding.message and "data/*/url" in finding.message
+    assert "quality" in finding.message
+    # Read as absent: the echo of quality is missing, as if it had been left out.
+    assert "response.echo" in rules_of(result, "SHOULD")
+    clean = run(make_case(gpt_body(quality="low")), ok_json(gpt_answer()))
+    assert "response.nulls" in clean.checked and clean.outcome is Outcome.PASS
+
+
+def test_a_null_beside_the_url_of_a_dalle_answer_is_only_a_warning():
+    """LiteLLM's dall-e answers: ``b64_json: null`` beside the url, null echo fields."""
+    body = {"model": "dall-e-2", "prompt": "x", "size": "256x256"}
+    item = {"url": "http://images.test/a.png", "b64_json": None, "revised_prompt": None}
+    answer = {"created": 1, "data": [item], "background": None, "size": None, "usage": None}
+    result = run(
+        make_case(body),
+        ok_json(answer),
+        images={"http://images.test/a.png": httpx.Response(200, content=image_bytes(256, 256))},
+    )
+    assert not rules_of(result, "MUST"), result.findings
+    assert rules_of(result) == {"response.nulls"}
+    assert {"response.url.fetch", "image.size"} <= set(result.checked)
+
+
+def test_a_null_usage_is_an_absent_usage():
+    answer = gpt_answer(usage=None)
+    result = run(make_case(gpt_body(quality="low")), ok_json(answer))
+    assert not rules_of(result, "MUST"), result.findings
+    assert {"response.nulls", "response.usage.present"} <= rules_of(result, "SHOULD")
+    assert "response.usage.schema" not in result.checked
+
+
+@pytest.mark.parametrize(
+    ("override", "rule"),
+    [
+        ({"created": None}, "response.schema"),
+        ({"data": None}, "response.schema"),
+        # b64 was asked: a null one is no image at all.
+        ({"data": [{"b64_json": None}]}, "response.b64_json"),
+        # Inside usage, the token counts are required: null is not a count.
+        ({"usage": {**gpt_answer()["usage"], "input_tokens": None}}, "response.usage.schema"),
+    ],
+    ids=["created", "data", "b64_json-asked", "usage-count"],
+)
+def test_a_null_where_a_value_is_required_is_still_a_must_failure(override, rule):
+    result = run(make_case(gpt_body(quality="low")), ok_json(gpt_answer(**override)))
+    assert rule in rules_of(result, "MUST"), result.findings
+
+
+def test_stream_events_keep_their_required_nulls_and_no_other_null_is_invented():
+    body = gpt_body(stream=True, partial_images=1)
+    # Every field of the spec's events is required: a null one breaks the event's schema.
+    broken = run(make_case(body), sse(stream_event(size=None)))
+    assert "stream.event.schema" in rules_of(broken, "MUST")
+    assert "response.nulls" not in rules_of(broken)
+    # A null in a field the spec does not declare is nobody's business.
+    extra = run(make_case(body), sse(stream_event(vendor_field=None)))
+    assert extra.outcome is Outcome.PASS and "response.nulls" in extra.checked
+
+
+def test_optional_nulls_are_told_from_required_ones_through_refs_and_branches():
+    from conformance.checks import _drop_optional_nulls
+
+    schema = {
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"type": "string"}, "items": {"items": {"$ref": "#/$defs/Item"}}},
+        "oneOf": [
+            {"required": ["a"], "properties": {"a": {"type": "string"}}},
+            {"properties": {"a": {"type": "string"}, "b": {"type": "string"}}},
+        ],
+        "$defs": {"Item": {"required": ["id"], "properties": {"id": {}, "note": {}}}},
+    }
+    instance = {
+        "kind": None,
+        "a": None,
+        "b": None,
+        "undeclared": None,
+        "items": [{"id": None, "note": None}, {"id": 1, "note": None}],
+    }
+    found: list[str] = []
+    out = _drop_optional_nulls(instance, schema, schema, "", found)
+    assert out == {
+        "kind": None,
+        "a": None,
+        "undeclared": None,
+        "items": [{"id": None}, {"id": 1}],
+    }
+    assert found == ["b", "items/*/note"]
