@@ -457,9 +457,7 @@ def _start_litellm(venv: Path, logs: Path, options: argparse.Namespace) -> Start
         for process in reversed(processes):
             process.stop()
         raise
-    # One request at a time: LiteLLM resets a kept-alive connection after some of its own
-    # crashes, and which request that takes down must not depend on scheduling.
-    return Started(f"{base}/v1", processes, ready, imgconf_args=["--concurrency", "1"])
+    return Started(f"{base}/v1", processes, ready)
 
 
 PEERS: dict[str, Peer] = {
