@@ -198,3 +198,22 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
         assert main_entry(["run", "--report-dir", str(tmp_path), *extra]) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("imgconf: error:"), (extra, err)
+
+
+def test_an_unknown_host_is_a_one_line_set_up_error(tmp_path, capsys, monkeypatch):
+    """The name lookup is answered here (no query leaves the machine): the host does not exist."""
+    import socket
+
+    from conformance.cli import main_entry
+
+    def no_such_host(*_args, **_kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    argv = ["run", "--base-url", "https://no-such-host.invalid/v1", "--api-key", "sk-x"]
+    argv += ["--max-images", "1"]
+    assert main_entry([*argv, "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "nothing listening at no-such-host.invalid:443 (unknown host)" in err[0]
+    assert not any(tmp_path.iterdir())
