@@ -6,17 +6,27 @@ a plain httpx loop that reads the answers and judges nothing. Prints cases per s
 time, client CPU per request (``time.process_time``) and the overhead ratio of judging.
 
     python tests/scripts/bench_run.py [--rounds 3] [--concurrency 8] [--profile openai]
+                                      [--previous REV]
+
+With ``--previous REV`` it also times the whole ``imgconf run`` command (start-up, plan, send,
+judge, reports) of this tree and of the git revision REV (checked out in a temporary worktree),
+both against the same reference server, and prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 
 import httpx
 
@@ -72,11 +82,67 @@ def measure(
     return time.perf_counter() - wall, time.process_time() - cpu, counts
 
 
+def command_run(
+    source: Path, base_url: str, api_key: str, concurrency: int
+) -> tuple[float, float, int]:
+    """One whole ``imgconf run`` of the package in ``source``: (wall s, CPU s, exit status)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(source)!r}); from conformance.cli import run; run()"
+    )
+    with tempfile.TemporaryDirectory() as reports:
+        argv = [sys.executable, "-c", code, "run", "--base-url", base_url, "--api-key", api_key]
+        argv += ["--concurrency", str(concurrency), "--report-dir", reports]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter()
+        status = subprocess.run(argv, capture_output=True, check=False).returncode
+        wall = time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, status
+
+
+def compare_with_previous(revision: str, rounds: int, concurrency: int) -> None:
+    """Time this tree's ``imgconf run`` against the same command at ``revision``."""
+    here = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory() as tmp, start_reference_server() as server:
+        worktree = Path(tmp) / "previous"
+        subprocess.run(
+            ["git", "-C", str(here), "worktree", "add", "--detach", str(worktree), revision],
+            capture_output=True,
+            check=True,
+        )
+        try:
+            samples: dict[str, list[tuple[float, float, int]]] = {"this tree": [], revision: []}
+            for _ in range(rounds):
+                for name, source in (("this tree", here), (revision, worktree)):
+                    samples[name].append(
+                        command_run(source, server.base_url, server.api_key, concurrency)
+                    )
+        finally:
+            subprocess.run(
+                ["git", "-C", str(here), "worktree", "remove", "--force", str(worktree)],
+                capture_output=True,
+                check=False,
+            )
+    medians = {}
+    for name, rows in samples.items():
+        wall = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[1] for r in rows)
+        medians[name] = (wall, cpu)
+        statuses = sorted({r[2] for r in rows})
+        print(f"imgconf run @ {name:12} wall {wall:6.2f} s  CPU {cpu:6.2f} s  exit {statuses}")
+    (nw, nc), (pw, pc) = medians["this tree"], medians[revision]
+    print(f"this tree vs {revision}: wall x{nw / pw:.2f}, CPU x{nc / pc:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", default="openai")
+    parser.add_argument(
+        "--previous", metavar="REV", help="Also compare the whole command with git revision REV."
+    )
     args = parser.parse_args()
     profile = load_profile(args.profile)
     plan = build_plan(profile)
@@ -115,6 +181,8 @@ def main() -> None:
         f"overhead of judging: wall x{jw / pw:.2f}, client CPU x{jc / pc:.2f} "
         f"(+{1000 * (jc - pc) / len(cases):.2f} ms CPU per judged request)"
     )
+    if args.previous:
+        compare_with_previous(args.previous, args.rounds, args.concurrency)
 
 
 if __name__ == "__main__":
