@@ -19,8 +19,14 @@ So, per model of the profile, :func:`build_plan` makes:
    boundary case), which keeps the array's images few.
 4. **Each-choice cases**: any value of any field the cases above left out (custom sizes,
    ``user``), on the cheap body.
-5. **Explore cases** (``--explore N``): N more per model from a seeded sampler over the same
-   value spaces (:func:`conformance.strategies.explore_bodies`), labelled by the oracle.
+5. **Explore cases** (``--explore N``): N more per model, drawn from the Hypothesis strategies
+   :func:`~conformance.strategies.valid_requests` and
+   :func:`~conformance.strategies.invalid_requests` alternately, under the plan's seed
+   (:func:`conformance.strategies.explore_requests`); bodies the plan already has are skipped.
+   Each is labelled by the oracle (:func:`request_violations`): valid ones expect acceptance,
+   the others are held to the first MUST rule they break, else the first SHOULD one. Drawing
+   runs in a fresh interpreter (so ``imgconf plan`` and ``imgconf run`` draw the same) and ends
+   before anything is sent, so no Hypothesis loop can spend beyond the budget.
 
 Cases whose point is not size or quality use the model's cheapest priced combination.
 
@@ -39,7 +45,6 @@ Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -52,8 +57,7 @@ from .errors import SetupError
 from .profiles import Profile
 from .strategies import (
     DEFAULT_PROMPT,
-    Variant,
-    explore_bodies,
+    explore_requests,
     features_used,
     invalid_variants,
     param_values,
@@ -183,19 +187,27 @@ def _describe(body: Any) -> str:
         return "body"
     parts = []
     prompt = body.get("prompt")
-    if prompt != DEFAULT_PROMPT and isinstance(prompt, str):
+    if "prompt" not in body:
+        parts.append("prompt missing")
+    elif not isinstance(prompt, str):
+        parts.append(f"prompt={_text(prompt)}")
+    elif prompt != DEFAULT_PROMPT:
         parts.append(f"prompt {len(prompt)} chars")
     for key, value in body.items():
         if key in ("model", "prompt"):
             continue
-        parts.append(f"{key}={_text(value)}")
+        parts.append(f"{_text(key)}={_text(value)}")
     return ", ".join(parts) or "defaults"
 
 
 def _text(value: Any) -> str:
+    """A value on one line of the plan: drawn strings may hold line breaks or control codes."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    return str(value)
+    text = str(value)
+    if not text:
+        return '""'
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class _ModelPlanner:
@@ -215,7 +227,6 @@ class _ModelPlanner:
             "quality": quality,
         }
         self.unsupported = tuple(sorted(profile.unsupported))
-        self.mutations: list[Variant] = []
 
     # cases
 
@@ -270,7 +281,6 @@ class _ModelPlanner:
             if broken != [variant.rule]:
                 continue
             kept[variant.rule] = kept.get(variant.rule, 0) + 1
-            self.mutations.append(variant)
             level = self.rules[variant.rule].level
             out.append(
                 self.case(
@@ -374,37 +384,29 @@ class _ModelPlanner:
                 covered.setdefault(param, set()).add(_key(value))
         return out
 
-    def explore(self, count: int) -> list[Case]:
-        rng = random.Random(f"imgconf:{self.seed}:{self.spec.name}")
+    def explore(self, bodies: Sequence[Any]) -> list[Case]:
+        """Drawn bodies as cases, labelled by the oracle: valid ones are expected to be accepted;
+        the others are held to the first MUST rule they break, else the first SHOULD one (a field
+        the model does not take is a probe)."""
         out = []
-        for index, (title, body) in enumerate(
-            explore_bodies(self.spec, self.mutations, rng, count), 1
-        ):
+        for index, body in enumerate(bodies, 1):
             ident = f"{self.spec.name}/explore/{index:02d}"
             broken = [v.rule for v in request_violations(body, self.contract)]
             if not broken:
-                case = self.valid(body, "explore", index)
-                out.append(replace(case, id=ident, title=f"{case.title}"))
+                out.append(replace(self.valid(body, "explore", index), id=ident))
                 continue
             musts = [r for r in broken if self.rules[r].level == "MUST"]
             rule = (musts or broken)[0]
-            kind, expect = (
-                ("probe", "either")
-                if rule == "request.unsupported_param"
-                else (
-                    "invalid",
-                    "reject",
-                )
-            )
+            probe = rule == "request.unsupported_param"
             tags = ("several-rules:" + ",".join(broken),) if len(broken) > 1 else ()
             out.append(
                 self.case(
                     body,
-                    kind=kind,
+                    kind="probe" if probe else "invalid",
                     rule=rule,
-                    expect=expect,
+                    expect="either" if probe else "reject",
                     origin="explore",
-                    title=title,
+                    title=_describe(body),
                     ident=ident,
                     tags=tags,
                 )
@@ -801,8 +803,10 @@ def build_plan(
         positive.extend(fixed + planner.each_choice(fixed))
     negative.extend(_global_cases(profile, rules, planners[chosen[0]]))
     if explore:
-        for planner in planners.values():
-            explored.extend(planner.explore(explore))
+        planned = [c.body for c in negative + positive]
+        drawn = explore_requests(chosen, profile, seed=seed, count=explore, exclude=planned)
+        for name, planner in planners.items():
+            explored.extend(planner.explore(drawn[name]))
     cases = negative + positive + explored
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):

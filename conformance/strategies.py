@@ -10,25 +10,32 @@ request schema. Nothing is typed twice. Three consumers share these value spaces
   property tests that hold them to that oracle can fail.
 - The planner (:mod:`conformance.planning`) takes :func:`param_values`, the prompts, the custom
   sizes and :func:`invalid_variants` to build its fixed, deterministic plan.
-- :func:`explore_bodies` draws extra requests for ``--explore`` with a seeded
-  :class:`random.Random` over the same spaces. Hypothesis's own drawing is not used there on
-  purpose: ``strategy.example()`` is not reproducible, and driving its engine by hand needs
-  internal APIs. A plain seeded sampler is reproducible by construction and never shrinks, so
-  no request is ever sent twice in a search for a smaller example.
+- :func:`explore_requests` draws the extra requests of ``--explore`` from the two strategies
+  themselves, with Hypothesis's engine under a fixed seed (:func:`draw_examples`), so the same
+  seed gives the same bodies. Drawing happens while the plan is built and sending happens later,
+  in the runner: no Hypothesis loop ever sends a request, so none can shrink, retry or spend
+  beyond the plan's budget.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import random
-from collections.abc import Mapping, Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import zip_longest
+from pathlib import Path
 from typing import Any
 
+import hypothesis
 from hypothesis import strategies as st
 
 from .contract import OPTIONAL_FIELDS, Contract, CustomSizes, ModelSpec, load_contract
+from .errors import SetupError
 from .profiles import Profile, load_profile
 
 __all__ = [
@@ -36,8 +43,11 @@ __all__ = [
     "OMIT",
     "UNKNOWN_FIELD",
     "Variant",
+    "body_key",
     "custom_size_examples",
-    "explore_bodies",
+    "draw_examples",
+    "explore_here",
+    "explore_requests",
     "feature_used",
     "features_used",
     "invalid_custom_sizes",
@@ -253,13 +263,11 @@ def features_used(
 
 @dataclass(frozen=True)
 class Variant:
-    """One request that breaks ``rule``: a readable title, the body, and what was changed on
-    the valid base body to make it (``OMIT`` for a removed field), to carry the break over."""
+    """One request that breaks ``rule``, with a readable title."""
 
     rule: str
     title: str
     body: Any
-    changes: Mapping[str, Any] | None = None
 
 
 def _foreign_enum_values(contract: Contract, param: str) -> list[Any]:
@@ -306,7 +314,7 @@ def invalid_variants(
         for key, value in changes.items():
             if value is OMIT:
                 body.pop(key, None)
-        out.append(Variant(rule, title, body, changes))
+        out.append(Variant(rule, title, body))
 
     limit = spec.prompt_max_chars
     add("request.prompt.required", "prompt missing", prompt=OMIT)
@@ -409,7 +417,7 @@ def unsupported_param_variants(
             value = values[-1]
             body = {**base, param: value}
             title = f"{param}={_short(value)}"
-            out.append(Variant("request.unsupported_param", title, body, {param: value}))
+            out.append(Variant("request.unsupported_param", title, body))
     return out
 
 
@@ -659,66 +667,143 @@ def _broken_custom(custom: CustomSizes, rule: str, examples: Sequence[str]) -> s
     return st.one_of(st.sampled_from(list(examples)), drawn).map(lambda s: {"size": s})
 
 
-# --- deterministic exploration ---------------------------------------------------------------
+# --- exploration: drawing from the strategies, reproducibly ------------------------------------
+
+#: What the fresh interpreter of :func:`explore_requests` runs: the request on stdin, the bodies
+#: on stdout (JSON both ways).
+_EXPLORE_CHILD = """\
+import json, sys
+request = json.load(sys.stdin)
+if request["package_root"] not in sys.path:
+    sys.path.append(request["package_root"])
+from conformance.strategies import explore_here
+json.dump(explore_here(request), sys.stdout)
+"""
 
 
-def explore_bodies(
-    spec: ModelSpec, base_mutations: Sequence[Variant], rng: random.Random, count: int
-) -> list[tuple[str, Any]]:
-    """``count`` request bodies for ``spec`` drawn with ``rng`` over the plan's value spaces.
+def draw_examples(
+    strategy: st.SearchStrategy[Any], *, seed: Hashable, count: int, exclude: Iterable[str] = ()
+) -> list[Any]:
+    """``count`` distinct examples of ``strategy``, none whose :func:`body_key` is in
+    ``exclude``: the same ones for the same ``seed`` in the same interpreter state.
 
-    About half are valid (each field: a value from :func:`param_values`, a random value within
-    its range, ``null`` or left out; cross-field breaks left out), the rest take one or two of
-    the planner's invalid ``base_mutations`` on top of a valid body. The caller labels each
-    with :func:`request_violations`. Returns ``(title, body)``.
+    Hypothesis's own engine draws them, through its public API: a ``@given`` function under
+    ``@seed`` that only collects what it is given, and ``assume``-s away repeats (Hypothesis
+    often draws equal values through different choices; a repeat does not count as an example).
+    Only the generate phase runs, with no database and no health checks, so nothing is replayed,
+    shrunk or remembered between runs. ``strategy.example()`` would not do: it is random on
+    purpose. Fewer come back only when the strategy runs out of new values.
     """
-    contract = load_contract()
-    values = param_values(spec, contract)
-    out: list[tuple[str, Any]] = []
-    for _ in range(count):
-        body: dict[str, Any] = {"model": spec.name, "prompt": _explore_prompt(spec, rng)}
-        for param, choices in values.items():
-            pick = rng.random()
-            if pick < 0.3:
-                continue
-            if pick < 0.4:
-                value: Any = None
-            else:
-                value = rng.choice(choices)
-                bounds = _bounds(contract, param)
-                if bounds is not None and pick > 0.85:
-                    value = rng.randint(bounds[0], spec.n_max if param == "n" else bounds[1])
-            if _cross_fields_ok({**body, param: value}):
-                body[param] = value
-        titles = [f"{len(body['prompt'])}-char prompt"] + [
-            f"{k}={_short(v)}" for k, v in body.items() if k not in ("model", "prompt")
-        ]
-        if base_mutations and rng.random() < 0.5:
-            picks = rng.sample(list(base_mutations), k=min(len(base_mutations), rng.choice((1, 2))))
-            titles = [p.title for p in picks]
-            for variant in picks:
-                body = _apply_mutation(body, variant)
-        out.append((", ".join(titles), body))
+    if count <= 0:
+        return []
+    drawn: list[Any] = []
+    seen = set(exclude)
+
+    @hypothesis.seed(seed)
+    @hypothesis.settings(
+        max_examples=count,
+        phases=[hypothesis.Phase.generate],
+        database=None,
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        verbosity=hypothesis.Verbosity.quiet,
+        print_blob=False,
+    )
+    @hypothesis.given(strategy)
+    def collect(example: Any) -> None:
+        key = body_key(example)
+        hypothesis.assume(key not in seen)
+        seen.add(key)
+        drawn.append(example)
+
+    collect()
+    return drawn[:count]
+
+
+def explore_requests(
+    models: Sequence[str],
+    profile: Profile,
+    *,
+    seed: int,
+    count: int,
+    exclude: Iterable[Any] = (),
+) -> dict[str, list[Any]]:
+    """For each model, ``count`` bodies for ``--explore``: half (rounded up) from
+    :func:`valid_requests`, the rest from :func:`invalid_requests`, alternately, valid first;
+    all distinct and none equal to a body in ``exclude``. The invalid ones come without their
+    label: the caller asks :func:`conformance.validation.request_violations`, as for any body.
+
+    Hypothesis starts each half with its simplest example (a bare valid request; the bare request
+    with one rule broken), whatever the seed, unless ``exclude`` has it; the rest follow the seed.
+    The same seed, models, profile and ``exclude`` give the same bodies, whichever process asks:
+    they are drawn in a fresh interpreter (see :func:`explore_here`). Drawn in the asking
+    process, they would not be: Hypothesis sometimes offers constants found in the source of the
+    modules that process has imported, so ``imgconf run`` (which has imported the runner and the
+    reference server by then) would draw other bodies than ``imgconf plan`` for the same seed.
+    """
+    request = {
+        "profile": str(profile.file) if profile.file else profile.name,
+        "models": list(models),
+        "seed": seed,
+        "count": count,
+        "exclude": sorted({body_key(body) for body in exclude}),
+        "package_root": str(Path(__file__).resolve().parent.parent),
+    }
+    # Hypothesis caches its Unicode tables (a second's work) under its storage directory, by
+    # default ``.hypothesis`` in the working directory: the user's cache directory keeps them
+    # out of the user's tree. What is stored there does not change what is drawn.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "0",
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(cache / "imgconf" / "hypothesis"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", _EXPLORE_CHILD],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise SetupError(f"--explore: drawing the cases failed: {last}")
+    return json.loads(done.stdout)
+
+
+def explore_here(request: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The drawing behind :func:`explore_requests`, in this interpreter (a fresh one there).
+
+    Each model and half has a seed of its own, so one model's draws do not depend on which
+    other models are in the plan.
+    """
+    profile = load_profile(request["profile"])
+    seed, count = request["seed"], request["count"]
+    seen = set(request["exclude"])
+    out: dict[str, list[Any]] = {}
+    for model in request["models"]:
+        valid = draw_examples(
+            valid_requests(model, profile),
+            seed=f"imgconf-explore:{seed}:{model}:valid",
+            count=(count + 1) // 2,
+            exclude=seen,
+        )
+        seen.update(map(body_key, valid))
+        invalid = draw_examples(
+            invalid_requests(model, profile).map(lambda labelled: labelled[0]),
+            seed=f"imgconf-explore:{seed}:{model}:invalid",
+            count=count // 2,
+            exclude=seen,
+        )
+        seen.update(map(body_key, invalid))
+        pairs = zip_longest(valid, invalid)  # bodies are objects: None only fills the shorter
+        out[model] = [body for pair in pairs for body in pair if body is not None]
     return out
 
 
-def _apply_mutation(body: dict[str, Any], variant: Variant) -> Any:
-    """Carry the fields a variant changed (or removed) onto another body."""
-    if variant.changes is None:
-        return variant.body
-    changed = dict(body)
-    for key, value in variant.changes.items():
-        if value is OMIT:
-            changed.pop(key, None)
-        else:
-            changed[key] = value
-    return changed
-
-
-def _explore_prompt(spec: ModelSpec, rng: random.Random) -> str:
-    choice = rng.random()
-    if choice < 0.5:
-        return DEFAULT_PROMPT
-    if choice < 0.9:
-        return prompt_of_length(rng.randint(1, min(spec.prompt_max_chars, 400)))
-    return prompt_of_length(spec.prompt_max_chars)
+def body_key(body: Any) -> str:
+    """Equal for equal bodies, and tells ``true`` from ``1`` (as JSON does)."""
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, default=repr)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -236,13 +239,20 @@ def test_cases_are_small_unless_size_or_quality_is_the_point(plan: Plan) -> None
 
 
 def test_ids_unique_and_deterministic_for_a_seed() -> None:
-    first = build_plan(OPENAI, seed=3, explore=2)
-    again = build_plan(OPENAI, seed=3, explore=2)
-    other = build_plan(OPENAI, seed=4, explore=2)
+    first = build_plan(OPENAI, seed=3, explore=3)
+    again = build_plan(OPENAI, seed=3, explore=3)
+    other = build_plan(OPENAI, seed=4, explore=3)
     assert [c.id for c in first.cases] == [c.id for c in again.cases]
     assert first.to_dict() == again.to_dict()
     assert len({c.id for c in first.cases}) == len(first.cases)
     assert [c.body for c in first.cases] != [c.body for c in other.cases]
+    drawn = [[c.body for c in p.cases if c.origin == "explore"] for p in (first, again, other)]
+    assert len(drawn[0]) == 3 * len(OPENAI.models)
+    assert drawn[0] == drawn[1]
+    # Each half starts with Hypothesis's simplest example, whatever the seed; the rest differ.
+    for model in OPENAI.models:
+        mine = [[b for b in bodies if b["model"] == model] for bodies in drawn]
+        assert mine[0][2] != mine[2][2]
 
 
 def test_fast_enough_for_every_run() -> None:
@@ -256,14 +266,41 @@ def test_explore_is_labelled_by_the_oracle() -> None:
     rules = OPENAI.rules()
     explored = [c for c in plan.cases if c.origin == "explore"]
     assert len(explored) == 24
-    assert {c.kind for c in explored} >= {"valid", "invalid"}
+    assert [c.kind == "valid" for c in explored] == [True, False] * 12  # drawn alternately
+    fixed = {json.dumps(c.body, sort_keys=True) for c in plan.cases if c.origin != "explore"}
+    drawn = [json.dumps(c.body, sort_keys=True) for c in explored]
+    assert len(set(drawn)) == len(drawn) and not fixed & set(drawn)
     for case in explored:
         rules_broken = broken(case.body)
+        assert case.level == rules[case.rule].level
         if case.kind == "valid":
             assert rules_broken == [] and case.expect == "accept"
+            assert case.images == (case.body.get("n") or 1)
+            price = OPENAI.price(case.model, case.body.get("quality"), case.body.get("size"))
+            assert case.cost == (None if price is None else pytest.approx(price * case.images))
         else:
             musts = [r for r in rules_broken if rules[r].level == "MUST"]
             assert case.rule == (musts or rules_broken)[0]
+            assert case.expect == ("either" if case.kind == "probe" else "reject")
+            assert "\n" not in case.title
+
+
+def test_explore_spends_only_within_the_image_budget() -> None:
+    models = ["gpt-image-1", "dall-e-2"]
+    fixed = build_plan(OPENAI, models=models, seed=6)
+    explored = build_plan(OPENAI, models=models, seed=6, explore=10)
+    extra = explored.images - fixed.images
+    assert extra > 1
+    for budget, kept in ((fixed.images, 0), (fixed.images + extra // 2, extra // 2)):
+        plan = build_plan(OPENAI, models=models, seed=6, explore=10, max_images=budget)
+        assert plan.images <= budget
+        assert {c.origin for c in plan.cut} == {"explore"}  # only draws are cut for them
+        spent = sum(c.images for c in plan.cases if c.origin == "explore" and spends(c))
+        assert kept - max(c.images for c in plan.cut) < spent <= kept
+        # Invalid draws stay: a conformant server generates nothing for them.
+        assert [c for c in plan.cases if c.origin == "explore" and not spends(c)] == [
+            c for c in explored.cases if c.origin == "explore" and not spends(c)
+        ]
 
 
 def test_budget_cuts_in_the_stated_order() -> None:
@@ -363,3 +400,22 @@ def test_plan_command_bad_model_is_one_line_and_exit_2(capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dall-e-9" in err
     assert main_entry(["plan", "--seed", "x"]) == 2
+
+
+_PLAN_EXPLORE = ["plan", "--explore", "5", "--models", "dall-e-3", "--seed", "3"]
+
+
+def test_plan_command_with_explore_is_stable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_entry(_PLAN_EXPLORE) == 0
+    here = capsys.readouterr().out
+    assert "valid (24: boundary 2, pairwise 17, each-choice 2, explore 3)" in here
+    assert "explore 2)" in here
+    code = "import sys; from conformance.cli import main_entry; sys.exit(main_entry(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *_PLAN_EXPLORE],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "99"},
+        check=True,
+    )
+    assert done.stdout == here

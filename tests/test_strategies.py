@@ -3,7 +3,11 @@ invalid ones break exactly their labelled rule; prompts, custom sizes and featur
 
 from __future__ import annotations
 
-import random
+import json
+import os
+import shutil
+import subprocess
+import sys
 import unicodedata
 
 import pytest
@@ -11,11 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conformance.contract import load_contract
+from conformance.errors import SetupError
 from conformance.profiles import load_profile
 from conformance.strategies import (
     DEFAULT_PROMPT,
+    body_key,
     custom_size_examples,
-    explore_bodies,
+    draw_examples,
+    explore_requests,
     feature_used,
     invalid_custom_sizes,
     invalid_requests,
@@ -151,11 +158,72 @@ def test_features_a_vendor_may_not_offer() -> None:
     assert not feature_used("output_format=webp", {"output_format": "png"}, gpt2)
 
 
-def test_exploration_is_reproducible_for_a_seed() -> None:
-    spec = CONTRACT.models["gpt-image-1"]
-    first = explore_bodies(spec, [], random.Random("7"), 20)
-    again = explore_bodies(spec, [], random.Random("7"), 20)
-    other = explore_bodies(spec, [], random.Random("8"), 20)
+def test_drawing_is_reproducible_for_a_seed_and_never_repeats() -> None:
+    strategy = valid_requests("gpt-image-1")
+    first = draw_examples(strategy, seed="7", count=20)
+    again = draw_examples(strategy, seed="7", count=20)
+    other = draw_examples(strategy, seed="8", count=20)
     assert first == again
     assert first != other
-    assert all(broken(body) == [] for _, body in first)  # no mutations given: all valid
+    assert len(first) == 20
+    assert len({body_key(b) for b in first}) == 20  # Hypothesis draws repeats: none kept
+    assert all(broken(body) == [] for body in first)
+    skipped = {body_key(b) for b in first[:5]}
+    fresh = draw_examples(strategy, seed="7", count=20, exclude=skipped)
+    assert not skipped & {body_key(b) for b in fresh}
+    assert draw_examples(strategy, seed="7", count=0) == []
+
+
+def test_draws_are_capped_by_the_strategy() -> None:
+    assert sorted(draw_examples(st.sampled_from([1, 2, 3]), seed=1, count=10)) == [1, 2, 3]
+
+
+def test_explore_requests_alternate_valid_and_invalid_and_skip_planned_bodies() -> None:
+    openai = load_profile("openai")
+    models = ["dall-e-3", "gpt-image-2"]
+    drawn = explore_requests(models, openai, seed=4, count=7)
+    assert list(drawn) == models
+    for model, bodies in drawn.items():
+        assert len(bodies) == 7
+        assert [broken(b) == [] for b in bodies] == [True, False] * 3 + [True]
+        assert all(b["model"] == model for b in bodies)
+        assert len({body_key(b) for b in bodies}) == 7
+    planned = drawn["dall-e-3"][:3]
+    again = explore_requests(["dall-e-3"], openai, seed=4, count=7, exclude=planned)
+    assert not {body_key(b) for b in planned} & {body_key(b) for b in again["dall-e-3"]}
+    assert len(again["dall-e-3"]) == 7
+
+
+# What another process does: other modules loaded first (they change Hypothesis's pool of source
+# constants, which is why the drawing runs in a fresh interpreter), then the same call.
+_OTHER_PROCESS = """\
+import json, sys
+import conformance.running, conformance.reference_server, conformance.reporting
+from conformance.profiles import load_profile
+from conformance.strategies import explore_requests
+drawn = explore_requests(["gpt-image-1", "dall-e-2"], load_profile("openai"), seed=11, count=6)
+json.dump(drawn, sys.stdout)
+"""
+
+
+def test_explore_requests_are_the_same_in_another_process_and_hash_seed() -> None:
+    here = explore_requests(["gpt-image-1", "dall-e-2"], load_profile("openai"), seed=11, count=6)
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "4242"},
+        check=True,
+    )
+    assert json.loads(done.stdout) == here
+    assert explore_requests(["dall-e-2"], load_profile("openai"), seed=12, count=6) != {
+        "dall-e-2": here["dall-e-2"]
+    }
+
+
+def test_explore_requests_fail_in_one_line_when_no_interpreter_can_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "/bin/false")
+    with pytest.raises(SetupError, match=r"^--explore: drawing the cases failed: exit status 1$"):
+        explore_requests(["dall-e-2"], load_profile("openai"), seed=1, count=2)
