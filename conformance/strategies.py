@@ -34,7 +34,14 @@ from typing import Any
 import hypothesis
 from hypothesis import strategies as st
 
-from .contract import OPTIONAL_FIELDS, Contract, CustomSizes, ModelSpec, load_contract
+from .contract import (
+    OPTIONAL_FIELDS,
+    Contract,
+    ContractError,
+    CustomSizes,
+    ModelSpec,
+    load_contract,
+)
 from .errors import SetupError
 from .profiles import Profile, load_profile
 
@@ -109,12 +116,20 @@ def prompt_of_length(length: int, *, mixed: bool = True) -> str:
 
 
 def _bounds(contract: Contract, param: str) -> tuple[int, int] | None:
-    """``(minimum, maximum)`` of an integer request field, from the schema."""
+    """``(minimum, maximum)`` of an integer request field from the schema; None for the rest."""
     schema = contract.request_fields[param]
     for branch in (schema, *schema.get("anyOf", ())):
         if branch.get("type") == "integer" and "minimum" in branch and "maximum" in branch:
             return int(branch["minimum"]), int(branch["maximum"])
     return None
+
+
+def _integer_bounds(contract: Contract, param: str) -> tuple[int, int]:
+    """The bounds of a field the contract gives bounds (n, output_compression, partial_images)."""
+    bounds = _bounds(contract, param)
+    if bounds is None:
+        raise ContractError(f"the request schema gives no integer bounds for {param!r}")
+    return bounds
 
 
 def _types(contract: Contract, param: str) -> set[str]:
@@ -328,7 +343,7 @@ def invalid_variants(
     )
     add("request.prompt.empty", "prompt empty", prompt="")
 
-    n_low, n_high = _bounds(contract, "n") or (1, spec.n_max)
+    n_low, n_high = _integer_bounds(contract, "n")
     for value in ("1", 1.5, True):
         add("request.n.type", f"n={_short(value)}", n=value)
     for value in (n_low - 1, n_low - 2):
@@ -359,7 +374,7 @@ def invalid_variants(
     for value in ("true", 1):
         add("request.stream.type", f"stream={_short(value)}", stream=value)
     if spec.takes("output_compression"):
-        low, high = _bounds(contract, "output_compression") or (0, 100)
+        low, high = _integer_bounds(contract, "output_compression")
         fmt = _lossy_format(spec, base, high)
         for value in (low - 1, high + 1, (low + high) / 2 + 0.5):
             add(
@@ -377,7 +392,7 @@ def invalid_variants(
                 output_compression=high,
             )
     if spec.takes("partial_images"):
-        low, high = _bounds(contract, "partial_images") or (0, 3)
+        low, high = _integer_bounds(contract, "partial_images")
         for value in (low - 1, high + 1):
             add(
                 "request.partial_images.range",
@@ -518,7 +533,7 @@ def invalid_requests(
     contract = load_contract()
     rules = {r.id for r in prof.rules().values() if model in r.models or not r.models}
     applicable = {r.id for r in prof.rules().values() if model in r.models}
-    n_low, n_high = _bounds(contract, "n") or (1, spec.n_max)
+    n_low, n_high = _integer_bounds(contract, "n")
     global_fields = set(contract.request_fields)
 
     def breaker(rule: str, changes: st.SearchStrategy[dict]) -> st.SearchStrategy[tuple]:
@@ -590,7 +605,7 @@ def invalid_requests(
         st.one_of(st.text(max_size=5), st.integers()).map(lambda v: {"stream": v}),
     )
     if spec.takes("output_compression"):
-        low, high = _bounds(contract, "output_compression") or (0, 100)
+        low, high = _integer_bounds(contract, "output_compression")
         lossy = [f for f in spec.values("output_format") if f != "png"]
         out_of_range = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1))
         option(
@@ -610,7 +625,7 @@ def invalid_requests(
             ),
         )
     if spec.takes("partial_images"):
-        low, high = _bounds(contract, "partial_images") or (0, 3)
+        low, high = _integer_bounds(contract, "partial_images")
         option(
             "request.partial_images.range",
             st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1)).map(
