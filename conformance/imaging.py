@@ -176,8 +176,6 @@ class ImageCache:
         self._items: OrderedDict[ImageSpec, Picture] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def peek(self, spec: ImageSpec) -> Picture | None:
         """The cached picture, or None (never draws)."""
@@ -185,21 +183,17 @@ class ImageCache:
             picture = self._items.get(spec)
             if picture is not None:
                 self._items.move_to_end(spec)
-                self.hits += 1
             return picture
 
     def get(self, spec: ImageSpec) -> Picture:
-        with self._lock:
-            picture = self._items.get(spec)
-            if picture is not None:
-                self._items.move_to_end(spec)
-                self.hits += 1
-                return picture
+        """The cached picture, drawn and kept first if it is not there."""
+        picture = self.peek(spec)
+        if picture is not None:
+            return picture
         # Drawn outside the lock: two threads may draw the same picture once each, which is
         # cheaper than making every other request wait behind one encoder.
         picture = render(spec)
         with self._lock:
-            self.misses += 1
             if spec not in self._items:
                 self._items[spec] = picture
                 self._bytes += len(picture.data)
