@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "GPT_FAMILY",
     "Contract",
     "ContractError",
     "CustomSizes",
@@ -55,6 +56,9 @@ OPTIONAL_FIELDS = (
 )
 
 LEVELS = ("MUST", "SHOULD")
+#: The model family (``x-imgconf-model.family``) with the GPT image models' own fields and
+#: answers; the code names it wherever those differ from the dall-e models.
+GPT_FAMILY = "gpt-image"
 
 
 class ContractError(Exception):
@@ -136,7 +140,7 @@ class ModelSpec:
 
     @property
     def is_gpt(self) -> bool:
-        return self.family == "gpt-image"
+        return self.family == GPT_FAMILY
 
     def takes(self, param: str) -> bool:
         return param in self.params

@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .contract import Contract, ModelSpec, load_contract
+from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
 from .imaging import SHAPES, ImageCache, ImageSpec, Picture, spec_for_prompt
 from .quirks import QUIRKS, ActiveQuirks
 from .validation import (
@@ -183,7 +183,7 @@ class ReferenceServer:
         self._n_bounds = fields["n"]["anyOf"][1]
         self._partial_bounds = fields["partial_images"]["anyOf"][1]
         self._compression_bounds = fields["output_compression"]["anyOf"][1]
-        self._gpt_default_model = self.contract.family_models("gpt-image")[0]
+        self._gpt_default_model = self.contract.family_models(GPT_FAMILY)[0]
 
     # --- the generations endpoint ---------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Any
 import click
 import yaml
 
-from .contract import Contract, load_contract
+from .contract import GPT_FAMILY, Contract, load_contract
 from .errors import SetupError
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
@@ -42,7 +42,6 @@ AREAS = (
 )
 DEVIATION_KEY = "x-imgconf-deviation"
 ENDPOINT = "/images/generations"
-GPT_FAMILY = "gpt-image"
 _MISSING: Any = object()
 _MAX_DEPTH = 12
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .contract import Contract, ModelSpec, load_contract
+from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
 
 __all__ = [
     "GPT_ONLY_FIELDS",
@@ -42,7 +42,7 @@ class Violation:
 
 def _gpt_only_fields(contract: Contract) -> tuple[str, ...]:
     dalle = contract.models[contract.family_models("dall-e")[0]]
-    gpt = contract.models[contract.family_models("gpt-image")[0]]
+    gpt = contract.models[contract.family_models(GPT_FAMILY)[0]]
     return tuple(sorted(gpt.params - dalle.params))
 
 
