@@ -24,7 +24,7 @@ from typing import Any
 import click
 import yaml
 
-from .contract import GPT_FAMILY, Contract, load_contract
+from .contract import GPT_FAMILY, Contract, load_contract, parse_yaml
 from .errors import SetupError
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
@@ -134,11 +134,7 @@ def load_openapi(path: Path) -> Mapping[str, Any]:
     except OSError as exc:
         raise SetupError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        if text.lstrip().startswith("{"):
-            document = json.loads(text)
-        else:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            document = yaml.load(text, Loader=loader)
+        document = json.loads(text) if text.lstrip().startswith("{") else parse_yaml(text)
     except (ValueError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SetupError(f"{path}: not a YAML or JSON file ({first})") from None
