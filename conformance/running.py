@@ -38,8 +38,16 @@ from .cases import Case
 from .checks import judge
 from .errors import SetupError
 from .profiles import Profile, load_profile
+from .redact import strip_url
 from .results import CaseResult, Exchange, Outcome, RunResult
-from .transport import Transport, TransportConfig, excerpt, is_loopback, probe_target, redact_url
+from .transport import (
+    Transport,
+    TransportConfig,
+    excerpt,
+    is_http_url,
+    is_loopback,
+    probe_target,
+)
 
 __all__ = ["Budget", "BudgetLedger", "Runner", "may_have_generated", "run_cli"]
 
@@ -394,11 +402,9 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
                 f"--models: {model!r} is not a model of profile {profile.name} "
                 f"({', '.join(profile.models)})"
             )
-    if settings.base_url is not None and not settings.base_url.lower().startswith(
-        ("http://", "https://")
-    ):
+    if settings.base_url is not None and not is_http_url(settings.base_url):
         raise SetupError(
-            f"--base-url must be an http(s) URL (got {redact_url(settings.base_url)!r})"
+            f"--base-url must be an http(s) URL (got {strip_url(settings.base_url)!r})"
         )
     if settings.baseline is not None and not settings.baseline.is_file():
         raise SetupError(f"--baseline: no such file {settings.baseline}")
@@ -461,7 +467,7 @@ def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_imag
 def _run(
     settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
 ) -> int:
-    target = redact_url(base_url)
+    target = strip_url(base_url)
     budgeted = settings.max_cost is not None or settings.max_images is not None
     if not embedded and not is_loopback(base_url) and not budgeted:
         raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))

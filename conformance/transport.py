@@ -34,6 +34,7 @@ import httpx
 from . import __version__
 from .cases import Case
 from .errors import SetupError
+from .redact import REDACTED, strip_url
 from .results import Exchange
 
 __all__ = [
@@ -42,13 +43,13 @@ __all__ = [
     "Transport",
     "TransportConfig",
     "excerpt",
+    "is_http_url",
     "is_loopback",
     "origin_of",
     "probe_target",
     "redact_url",
 ]
 
-REDACTED = "[REDACTED]"
 #: The key sent by ``auth: wrong`` cases: plainly not a real key.
 WRONG_KEY = "sk-imgconf-wrong-key-0000000000000000"
 MIB = 1024 * 1024
@@ -110,19 +111,24 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def redact_url(url: str) -> str:
-    """The URL without user:password and without query values that look like secrets."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = re.sub(
-        r"(?i)((?:api[_-]?key|key|token|sig|signature|secret|password)=)[^&]*",
-        rf"\1{REDACTED}",
-        parts.query,
-    )
-    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
-    return rebuilt + (f"?{query}" if query else "")
+#: The one URL redaction (:func:`conformance.redact.strip_url`), under the name callers know.
+redact_url = strip_url
+
+
+def is_http_url(url: object) -> bool:
+    """Whether a URL is an http(s) URL with a host that can be requested as it is.
+
+    An answer's URL is untrusted: one with an impossible port or a broken IPv6 literal makes
+    the URL parser (or the socket layer, later) raise instead of failing the request.
+    """
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def excerpt(body: bytes, limit: int = 4096) -> bytes:
@@ -312,11 +318,10 @@ class Transport:
 
     async def fetch(self, url: str) -> Exchange:
         """GET an image URL from an answer: never with the key, only http(s), capped."""
-        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-        if scheme not in ("http", "https"):
+        if not is_http_url(url):
             return Exchange(
                 method="GET",
-                url=self._redactor.text(redact_url(url) if scheme else str(url)[:200]),
+                url=self._redactor.text(strip_url(url) if isinstance(url, str) else str(url)[:200]),
                 request_headers={},
                 request_body=b"",
                 error="scheme",
@@ -340,7 +345,7 @@ class Transport:
         clock = time.perf_counter()
         exchange = Exchange(
             method=method,
-            url=self._redactor.text(redact_url(url)),
+            url=self._redactor.text(strip_url(url)),
             request_headers=self._redactor.headers(headers),
             request_body=self._redactor.data(content),
             started=started,
@@ -387,6 +392,10 @@ class Transport:
             exchange.error = "connection"
         except httpx.InvalidURL:
             exchange.error = "scheme"
+        except ValueError:
+            # A redirect to a URL that does not parse (a port out of range, a broken IPv6
+            # literal): what the target answered is not usable HTTP.
+            exchange.error = "protocol"
         exchange.elapsed = time.perf_counter() - clock
         exchange.response_body = self._redactor.data(exchange.response_body)
         return exchange
@@ -427,7 +436,7 @@ class Transport:
                         return
                     await response.aclose()
                     url = target
-                    exchange.url = self._redactor.text(redact_url(url))
+                    exchange.url = self._redactor.text(strip_url(url))
                     continue
                 limit = cap if 200 <= response.status_code < 300 else self.config.error_cap
                 await self._drain(exchange, response, limit)
@@ -488,9 +497,9 @@ async def probe_target(base_url: str, timeout: float = 10.0) -> None:
     Only the TCP connection is tried: a server that accepts and then misbehaves is a finding
     for the run, not a reason to refuse it.
     """
-    scheme, host, port = origin_of(base_url)
-    if scheme not in ("http", "https") or not host:
-        raise SetupError(f"--base-url must be an http(s) URL (got {redact_url(base_url)!r})")
+    if not is_http_url(base_url):
+        raise SetupError(f"--base-url must be an http(s) URL (got {strip_url(base_url)!r})")
+    _scheme, host, port = origin_of(base_url)
     try:
         async with asyncio.timeout(timeout):
             _reader, writer = await asyncio.open_connection(host.strip("[]"), port)

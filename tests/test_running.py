@@ -193,6 +193,8 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
         ["--profile", "no-such-profile"],
         ["--models", "dall-e-9"],
         ["--base-url", "ftp://127.0.0.1/v1"],
+        ["--base-url", "http://127.0.0.1:99999/v1"],
+        ["--base-url", "http://[::1/v1"],
         ["--fail-on", "never"],
     ):
         assert main_entry(["run", "--report-dir", str(tmp_path), *extra]) == 2, extra

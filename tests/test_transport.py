@@ -13,6 +13,7 @@ import respx
 
 from conformance.cases import Case
 from conformance.errors import SetupError
+from conformance.redact import strip_url
 from conformance.transport import (
     REDACTED,
     Transport,
@@ -20,7 +21,6 @@ from conformance.transport import (
     excerpt,
     is_loopback,
     probe_target,
-    redact_url,
 )
 
 BASE = "http://target.test/v1"
@@ -124,6 +124,35 @@ def test_fetch_never_sends_the_key_and_refuses_other_schemes():
     assert bad.error == "scheme" and bad.status is None
 
 
+def test_an_answer_url_with_an_impossible_port_is_a_failed_fetch_not_a_crash():
+    answer = httpx.Response(200, json={"data": [{"url": "http://images.test:99999/a.png"}]})
+
+    async def go():
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(ENDPOINT).return_value = answer
+            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+                return await t.send_case(case())
+
+    exchange = asyncio.run(go())
+    assert exchange.status == 200
+    assert [f.error for f in exchange.fetches] == ["scheme"]
+    assert exchange.fetches[0].url == "http://images.test:99999/a.png"
+
+
+def test_a_malformed_image_url_is_a_failed_fetch_not_a_crash():
+    async def go():
+        async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            return [await t.fetch(u) for u in ("http://[::1/a.png", "http://images.test:-1/")]
+
+    assert [f.error for f in asyncio.run(go())] == ["scheme", "scheme"]
+
+
+def test_a_redirect_to_an_impossible_port_is_a_finding_not_a_crash():
+    moved = httpx.Response(307, headers={"location": "http://target.test:99999/v1/x"})
+    exchange = send(moved)
+    assert exchange.status == 307 and exchange.error == "protocol"
+
+
 async def _endless() -> AsyncIterator[bytes]:
     chunk = b"x" * 65536
     while True:
@@ -173,7 +202,7 @@ def test_loopback_and_url_redaction():
     assert is_loopback("http://[::1]:80/v1")
     assert not is_loopback("https://api.openai.com/v1")
     assert not is_loopback("http://10.0.0.1/v1")
-    cleaned = redact_url("https://user:pw@host.test/v1/x?sig=abc&size=1")
+    cleaned = strip_url("https://user:pw@host.test/v1/x?sig=abc&size=1")
     assert "pw" not in cleaned and "abc" not in cleaned and "size=1" in cleaned
 
 
@@ -196,5 +225,6 @@ def test_probe_accepts_a_listener_that_never_answers():
 
 
 def test_probe_rejects_a_non_http_url():
-    with pytest.raises(SetupError, match="http"):
-        asyncio.run(probe_target("ftp://127.0.0.1/v1"))
+    for url in ("ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1", "http://[::1/v1"):
+        with pytest.raises(SetupError, match="http"):
+            asyncio.run(probe_target(url))
