@@ -12,7 +12,15 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "SECRET_HEADERS", "scrub_bytes", "scrub_headers", "scrub_text", "strip_url"]
+__all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
+    "redact_credential",
+    "scrub_bytes",
+    "scrub_headers",
+    "scrub_text",
+    "strip_url",
+]
 
 REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset(
@@ -36,17 +44,20 @@ def scrub_bytes(data: bytes) -> bytes:
     return _KEY_LIKE_BYTES.sub(REDACTED.encode(), data)
 
 
+def redact_credential(value: str) -> str:
+    """The value of a credential header redacted, its scheme kept (``Bearer [REDACTED]``) so a
+    reader still sees how the credential was sent."""
+    scheme = value.split(" ", 1)[0] if " " in value else ""
+    return f"{scheme} {REDACTED}" if scheme.isalpha() else REDACTED
+
+
 def scrub_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers with credential values redacted, whatever the transport did before."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         lower = str(name).lower()
         value = str(value)
-        if lower in SECRET_HEADERS:
-            scheme = value.split(" ", 1)[0] if " " in value else ""
-            out[lower] = f"{scheme} {REDACTED}" if scheme.isalpha() else REDACTED
-        else:
-            out[lower] = scrub_text(value)
+        out[lower] = redact_credential(value) if lower in SECRET_HEADERS else scrub_text(value)
     return out
 
 

@@ -34,7 +34,7 @@ import httpx
 from . import __version__
 from .cases import Case
 from .errors import SetupError
-from .redact import REDACTED, strip_url
+from .redact import REDACTED, SECRET_HEADERS, redact_credential, strip_url
 from .results import Exchange
 
 __all__ = [
@@ -166,8 +166,8 @@ class _Redactor:
         out = {}
         for name, value in headers.items():
             lower = name.lower()
-            if lower in ("authorization", "proxy-authorization", "api-key", "x-api-key"):
-                out[lower] = "Bearer " + REDACTED if value.startswith("Bearer ") else REDACTED
+            if lower in SECRET_HEADERS:
+                out[lower] = redact_credential(value)
             else:
                 out[lower] = self.text(value)
         return out
