@@ -94,6 +94,23 @@ def ok_body(images: list[bytes]) -> bytes:
     ).encode()
 
 
+def gpt_answer(images: list[bytes], *, background: str = "opaque") -> dict:
+    """A conformant GPT image answer to a 1024x1024 low-quality PNG request."""
+    return {
+        **json.loads(ok_body(images)),
+        "background": background,
+        "output_format": "png",
+        "size": "1024x1024",
+        "quality": "low",
+        "usage": {
+            "input_tokens": 1,
+            "output_tokens": 2,
+            "total_tokens": 3,
+            "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
+        },
+    }
+
+
 def passing_result(case_id: str, model: str = "dall-e-2", size: int = 256) -> CaseResult:
     c = case(
         case_id,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _report_fixtures import case, exchange, ok_body, png
+from _report_fixtures import case, exchange, gpt_answer, png
 
 from conformance.cli import main_entry
 from conformance.har import HarError, HarRecorder, read_har
@@ -32,21 +32,7 @@ def _valid_gpt(case_id: str, size: int = 1024, transparent: bool = False):
         body["background"] = "transparent"
     the_case = case(case_id, "gpt-image-1", body=body)
     image = png(size, size, (200, 0, 0, 0), "RGBA") if transparent else png(size, size)
-    answer = json.loads(ok_body([image]))
-    answer.update(
-        {
-            "background": "transparent" if transparent else "opaque",
-            "output_format": "png",
-            "size": "1024x1024",
-            "quality": "low",
-            "usage": {
-                "input_tokens": 1,
-                "output_tokens": 2,
-                "total_tokens": 3,
-                "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
-            },
-        }
-    )
+    answer = gpt_answer([image], background="transparent" if transparent else "opaque")
     return the_case, exchange(the_case, 200, json.dumps(answer).encode())
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 
 import httpx
 import respx
-from PIL import Image
+from _report_fixtures import gpt_answer, png
 
 from conformance.cases import Case
 from conformance.profiles import load_profile
@@ -21,26 +19,7 @@ ENDPOINT = BASE + "/images/generations"
 PROFILE = load_profile("openai")
 
 
-def png(size: int = 1024) -> str:
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), (1, 2, 3)).save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
-
-
-ANSWER = {
-    "created": 1,
-    "data": [{"b64_json": png()}],
-    "background": "opaque",
-    "output_format": "png",
-    "size": "1024x1024",
-    "quality": "low",
-    "usage": {
-        "input_tokens": 1,
-        "output_tokens": 2,
-        "total_tokens": 3,
-        "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
-    },
-}
+ANSWER = gpt_answer([png(1024, 1024, (1, 2, 3))])
 
 
 def cases(count: int, images: int = 1, cost: float | None = 0.01) -> list[Case]:
