@@ -127,30 +127,23 @@ def replay_cli(
     file: Path, report_dir: Path, profile: str | None, fail_on: str, say: Any = print
 ) -> int:
     """The ``imgconf replay`` job: exit 0 when no MUST rule fails, 1 when one does."""
-    from .reporting import write_reports
+    from .reporting import failure_lines, outcome_counts, write_reports
 
     if fail_on not in ("must", "should"):
         raise SetupError("--fail-on must be 'must' or 'should'")
     run, info = replay(file, profile=profile, fail_on=fail_on)
     paths = write_reports(run, report_dir, replay=info)
-    counts = Counter(r.outcome.value for r in run.results)
     say(
         f"imgconf replay: {len(run.results)} recorded cases judged again under profile "
-        f"{run.profile}: " + ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
+        f"{run.profile}: {outcome_counts(run)}"
     )
     if info.not_rejudged:
         say(
             "imgconf replay: images were elided from the recording; not judged again: "
             + ", ".join(f"{rule} ({n} cases)" for rule, n in sorted(info.not_rejudged.items()))
         )
-    failed = Counter(
-        f"{f.rule} @ {r.case.model}"
-        for r in run.must_failures
-        for f in r.findings
-        if f.level == "MUST"
-    )
-    for name, times in failed.most_common(10):
-        say(f"  FAIL {name} ({times} case{'s' if times > 1 else ''})")
+    for line in failure_lines(run):
+        say(line)
     verdict = "PASS" if run.exit_code == 0 else "FAIL"
     say(f"imgconf replay: {verdict}; reports in {Path(paths['json']).parent}/")
     return run.exit_code

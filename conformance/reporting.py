@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,17 @@ from .report_html import Thumbnail, render_html
 from .report_json import ReplayInfo, build_report
 from .report_junit import render_junit
 from .report_markdown import render_markdown
-from .results import RunResult
+from .results import Outcome, RunResult
 
-__all__ = ["FILE_MODE", "REPORT_FILES", "thumbnails_of", "write_atomic", "write_reports"]
+__all__ = [
+    "FILE_MODE",
+    "REPORT_FILES",
+    "failure_lines",
+    "outcome_counts",
+    "thumbnails_of",
+    "write_atomic",
+    "write_reports",
+]
 
 REPORT_FILES = {
     "json": "report.json",
@@ -91,3 +100,27 @@ def write_reports(
         write_atomic(path, data)
         written[name] = path
     return written
+
+
+def outcome_counts(run: RunResult) -> str:
+    """``"3 pass, 1 fail, ..."``: every outcome, in a fixed order, for a run's console line."""
+    counts = Counter(r.outcome.value for r in run.results)
+    return ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
+
+
+def failure_lines(run: RunResult, limit: int = 10) -> list[str]:
+    """The broken MUST rule x model pairs, most cases first, as console lines: the reports
+    hold them all, the console names the few a reader acts on first."""
+    failed = Counter(
+        f"{f.rule} @ {r.case.model}"
+        for r in run.must_failures
+        for f in r.findings
+        if f.level == "MUST"
+    )
+    lines = [
+        f"  FAIL {name} ({times} case{'s' if times > 1 else ''})"
+        for name, times in failed.most_common(limit)
+    ]
+    if len(failed) > limit:
+        lines.append(f"  ... and {len(failed) - limit} more MUST rule x model failures")
+    return lines

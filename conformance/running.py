@@ -557,27 +557,14 @@ async def _execute(
 def _finish(
     run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
 ) -> int:
-    from .reporting import write_reports
+    from .reporting import failure_lines, outcome_counts, write_reports
 
     paths = write_reports(run, settings.report_dir)
-    counts = Counter(r.outcome.value for r in run.results)
-    say(
-        "imgconf: "
-        + ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
-        + f" in {run.finished - run.started:.1f} s"
-    )
+    say(f"imgconf: {outcome_counts(run)} in {run.finished - run.started:.1f} s")
     if stop_reason:
         say(f"imgconf: stopped early: {stop_reason}")
-    failed = Counter(
-        f"{f.rule} @ {r.case.model}"
-        for r in run.must_failures
-        for f in r.findings
-        if f.level == "MUST"
-    )
-    for name, times in failed.most_common(10):
-        say(f"  FAIL {name} ({times} case{'s' if times > 1 else ''})")
-    if len(failed) > 10:
-        say(f"  ... and {len(failed) - 10} more MUST rule x model failures")
+    for line in failure_lines(run):
+        say(line)
     status = run.exit_code
     if settings.baseline is not None:
         import json
