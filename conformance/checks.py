@@ -21,7 +21,7 @@ from .cases import Case
 from .contract import ModelSpec, Rule, load_contract
 from .images import decode_base64, inspect_image
 from .profiles import Profile
-from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome
+from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, judged_outcome
 from .validation import parse_size, request_violations, resolve_model
 
 __all__ = [
@@ -129,11 +129,6 @@ class _Verdict:
         if not ok:
             self.findings.append(Finding(rule_id, self.level(rule_id), message))
         return ok
-
-    def outcome(self) -> Outcome:
-        if any(f.level == "MUST" for f in self.findings):
-            return Outcome.FAIL
-        return Outcome.WARN if self.findings else Outcome.PASS
 
 
 # --- what the request asked for ---------------------------------------------------------
@@ -826,5 +821,5 @@ def judge(
     result.checked = list(v.checked)
     result.images = v.images
     if result.outcome is not Outcome.INCONCLUSIVE:
-        result.outcome = v.outcome()
+        result.outcome = judged_outcome(v.findings)
     return result

@@ -25,7 +25,7 @@ from .errors import SetupError
 from .har import read_har
 from .profiles import Profile, load_profile
 from .report_json import ReplayInfo
-from .results import CaseResult, Exchange, Outcome, RunResult
+from .results import CaseResult, Exchange, Outcome, RunResult, judged_outcome
 
 __all__ = ["replay", "replay_cli", "unjudgeable_rules"]
 
@@ -55,12 +55,7 @@ def _without(result: CaseResult, rules: list[str]) -> CaseResult:
     result.images = []
     if result.outcome is Outcome.INCONCLUSIVE:
         return result
-    if any(f.level == "MUST" for f in result.findings):
-        result.outcome = Outcome.FAIL
-    elif result.findings:
-        result.outcome = Outcome.WARN
-    else:
-        result.outcome = Outcome.PASS
+    result.outcome = judged_outcome(result.findings)
     result.note = (result.note + "; " if result.note else "") + (
         "images elided from the recording: not judged on " + ", ".join(rules)
     )

@@ -8,6 +8,7 @@ redacts it before an exchange is built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "ImageInfo",
     "Outcome",
     "RunResult",
+    "judged_outcome",
 ]
 
 
@@ -43,6 +45,16 @@ class Finding:
     rule: str
     level: str
     message: str
+
+
+def judged_outcome(findings: Sequence[Finding]) -> Outcome:
+    """The outcome of a case that was judged: FAIL on a MUST finding, WARN on others only.
+
+    One place, so a live run and a replay that leaves some rules out conclude alike.
+    """
+    if any(f.level == "MUST" for f in findings):
+        return Outcome.FAIL
+    return Outcome.WARN if findings else Outcome.PASS
 
 
 @dataclass
