@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
@@ -265,6 +265,17 @@ class _ModelPlanner:
             **extra,
         )
 
+    @cached_property
+    def factors(self) -> dict[str, tuple[Any, ...]]:
+        """The fields of the model's covering array and their values."""
+        return pairwise_factors(self.spec)
+
+    @cached_property
+    def forbidden(self) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
+        """The value pairs no valid request holds (the oracle's answer is costly: asked once,
+        for the array and for its coverage)."""
+        return forbidden_pairs(self.spec, self.factors)
+
     def applicable(self, rule: Rule) -> bool:
         return rule.per_model and self.spec.name in rule.models
 
@@ -340,8 +351,8 @@ class _ModelPlanner:
         return [self.valid(b, "boundary", i) for i, b in enumerate(bodies, 1)]
 
     def pairwise(self) -> list[Case]:
-        factors = pairwise_factors(self.spec)
-        rows = _covering_array(self.spec, factors, self.seed, self._weights(factors))
+        factors = self.factors
+        rows = _covering_array(factors, self.forbidden, self.seed, self._weights(factors))
         nulls_sent: set[str] = set()
         out = []
         for index, row in enumerate(rows, 1):
@@ -481,12 +492,11 @@ def forbidden_pairs(
 
 
 def _covering_array(
-    spec: ModelSpec,
     factors: Mapping[str, Sequence[Any]],
+    forbidden: Mapping[tuple[str, str], frozenset[tuple[int, int]]],
     seed: int,
     weights: Mapping[str, Mapping[int, int]],
 ) -> list[dict[str, Any]]:
-    forbidden = forbidden_pairs(spec, factors)
     key = (
         tuple((p, tuple(map(_key, vs))) for p, vs in factors.items()),
         tuple(sorted((k, tuple(sorted(v))) for k, v in forbidden.items())),
@@ -653,8 +663,7 @@ def _coverage(
             for v in vs
             if _key(v) not in covered.get(p, set())
         ]
-        factors = pairwise_factors(spec)
-        forbidden = forbidden_pairs(spec, factors)
+        factors, forbidden = planner.factors, planner.forbidden
         total_pairs = {
             (a, i, b, j)
             for a, b in combinations(factors, 2)
