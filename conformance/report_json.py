@@ -104,16 +104,20 @@ def _iso(timestamp: float) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
 
-def _catalogue(profile: str) -> dict[str, Rule]:
-    """The rules as the run's profile holds them; the plain contract when it cannot be loaded
-    (a replay of a recording made with a profile file that is gone)."""
+def _profile_facts(name: str) -> tuple[dict[str, Rule], str]:
+    """The rules as the run's profile holds them, and its endpoint path.
+
+    A replay of a recording made with a profile file that is gone falls back to the plain
+    contract and the default profile's path (each recorded exchange carries its URL anyway).
+    """
     from .errors import SetupError
     from .profiles import load_profile
 
     try:
-        return load_profile(profile).rules()
+        profile = load_profile(name)
     except (SetupError, OSError):
-        return dict(load_contract().rules)
+        return dict(load_contract().rules), load_profile().path
+    return profile.rules(), profile.path
 
 
 def _case_url(run: RunResult, result: CaseResult, path: str) -> str:
@@ -427,14 +431,7 @@ def _verdict(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
     """The report.json document of a run (see ``schemas/report.schema.json``)."""
-    catalogue = _catalogue(run.profile)
-    path = "/images/generations"
-    try:
-        from .profiles import load_profile
-
-        path = load_profile(run.profile).path
-    except Exception:  # a replayed profile file may be gone; the URL is in each exchange anyway
-        pass
+    catalogue, path = _profile_facts(run.profile)
     matrix = build_matrix(run, catalogue)
     outcomes = Counter(r.outcome.value for r in run.results)
     finished = run.finished or run.started
