@@ -19,6 +19,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .cases import ANY_MODEL
+from .report_json import model_label
+
 __all__ = ["GALLERY_BYTES", "GALLERY_IMAGES", "Thumbnail", "render_html"]
 
 #: The gallery shows at most this many thumbnails and bytes of them (the file stays small).
@@ -105,10 +108,6 @@ def _anchor(rule: str, model: str) -> str:
     return "f-" + _ANCHOR.sub("_", f"{rule}--{model}")
 
 
-def _model_label(model: str) -> str:
-    return "any model" if model == "*" else model
-
-
 def _banner(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
     word = {"pass": "PASS", "fail": "FAIL", "incomplete": "INCOMPLETE"}[verdict["status"]]
@@ -165,9 +164,9 @@ def _facts(report: dict[str, Any]) -> str:
 def _matrix(report: dict[str, Any]) -> str:
     cells = {(i["rule"], i["model"]): i for i in report["matrix"]}
     present = {i["model"] for i in report["matrix"]}
-    models = [m for m in ["*", *report["models"]] if m in present]
+    models = [m for m in [ANY_MODEL, *report["models"]] if m in present]
     models += sorted(present - set(models))
-    head = "".join(f"<th>{e(_model_label(m))}</th>" for m in models)
+    head = "".join(f"<th>{e(model_label(m))}</th>" for m in models)
     rows = []
     family = None
     families: dict[str, int] = {}
@@ -187,7 +186,7 @@ def _matrix(report: dict[str, Any]) -> str:
                 tds.append('<td class="c s-none">·</td>')
                 continue
             status = item["status"]
-            title = f"{rule['id']} on {_model_label(model)}: {status}, {item['cases']} cases"
+            title = f"{rule['id']} on {model_label(model)}: {status}, {item['cases']} cases"
             if item["messages"]:
                 title += " — " + item["messages"][0][:200]
             symbol = CELL_SYMBOL[status]
@@ -233,7 +232,7 @@ def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[
     rule = rules.get(first["rule"], {})
     status = first["status"]
     klass = {"fail": "", "warn": "warn", "inconclusive": "inconclusive"}.get(status, "")
-    models = [_model_label(i["model"]) for i in items]
+    models = [model_label(i["model"]) for i in items]
     ids = [c for i in items for c in (i["failed_cases"] or i["warned_cases"])]
     messages: list[str] = []
     for item in items:
@@ -266,7 +265,7 @@ def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[
         request = example["request"].get("body", example["request"].get("raw"))
         parts += [
             f'<div class="label">Example: case <code>{e(example["id"])}</code> on '
-            f"<code>{e(_model_label(example['model']))}</code> · {e(example['title'] or example['kind'])}"
+            f"<code>{e(model_label(example['model']))}</code> · {e(example['title'] or example['kind'])}"
             f" · expected: {e(example['expect'])}</div>",
             '<div class="two"><div>',
             f'<div class="label">Request: POST <code>{e(example["url"])}</code> (long strings elided)</div>',
@@ -295,7 +294,7 @@ def _fix_list(report: dict[str, Any]) -> str:
     items = []
     for group in _grouped(failed):
         first = group[0]
-        models = ", ".join(_model_label(i["model"]) for i in group)
+        models = ", ".join(model_label(i["model"]) for i in group)
         cases = sum(len(i["failed_cases"]) for i in group)
         items.append(
             f'<li><a href="#{_anchor(first["rule"], first["model"])}"><code>{e(first["rule"])}</code></a>'
@@ -400,7 +399,7 @@ def _gallery(report: dict[str, Any], thumbnails: Sequence[Thumbnail]) -> str:
         figures.append(
             f'<figure class="{"" if image["ok"] else "bad"}"><div class="img">'
             f'<img alt="{e(case_id)} image {index}" src="{uri}"></div><figcaption>'
-            f"<b>{e(_model_label(case['model']))}</b> · {e(size)} · {e(image['format'] or '?')} · "
+            f"<b>{e(model_label(case['model']))}</b> · {e(size)} · {e(image['format'] or '?')} · "
             f"{e(alpha)} · {e(image['bytes'])} B<br>{verdict}<br>"
             f'<span class="muted">{e(case_id)} {e(asked_text)}</span></figcaption></figure>'
         )
@@ -462,7 +461,7 @@ def _case_table(report: dict[str, Any]) -> str:
     for case in report["cases"][:CASE_ROWS]:
         wrong = "; ".join(f"{f['rule']}: {f['message']}" for f in case["findings"])[:300]
         rows.append(
-            f"<tr><td><code>{e(case['id'])}</code></td><td>{e(_model_label(case['model']))}</td>"
+            f"<tr><td><code>{e(case['id'])}</code></td><td>{e(model_label(case['model']))}</td>"
             f'<td><code>{e(case["rule"])}</code></td><td class="s-{e(case["outcome"])}">'
             f"{e(case['outcome'])}</td><td>{e(case['status'] if case['status'] is not None else '—')}</td>"
             f"<td>{case['elapsed']:.3f}</td><td>{e(case['title'])}</td><td>{e(wrong or case['note'])}</td></tr>"

@@ -33,6 +33,7 @@ __all__ = [
     "build_report",
     "clean_text",
     "elide",
+    "model_label",
     "response_excerpt",
 ]
 
@@ -63,6 +64,11 @@ class ReplayInfo:
             "recorded": dict(self.recorded),
             "not_rejudged": dict(self.not_rejudged),
         }
+
+
+def model_label(model: str) -> str:
+    """How a report names a model (rules that hold for any model are grouped under ``*``)."""
+    return "any model" if model == ANY_MODEL else model
 
 
 def elide(value: Any, limit: int = LONG_STRING) -> Any:

@@ -14,6 +14,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from .cases import ANY_MODEL
+
 __all__ = ["junit_counts", "render_junit"]
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -27,7 +29,7 @@ def _clean(text: str) -> str:
 
 
 def _classname(model: str) -> str:
-    return "imgconf." + (ANY_MODEL_CLASS if model == "*" else model)
+    return "imgconf." + (ANY_MODEL_CLASS if model == ANY_MODEL else model)
 
 
 def junit_kind(item: dict[str, Any], fail_on: str) -> str:

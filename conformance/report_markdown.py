@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cases import ANY_MODEL
+from .report_json import model_label
+
 __all__ = ["render_markdown"]
 
 #: Keep the whole document below GitHub's comment limit with room to spare.
 MAX_CHARS = 60_000
 ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "inconclusive": "❔", "skipped": "⏭️"}
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "incomplete": "⏸️"}
-
-
-def _model_label(model: str) -> str:
-    return "any model" if model == "*" else model
 
 
 _MARKUP = str.maketrans(
@@ -67,7 +66,7 @@ def _family_table(report: dict[str, Any]) -> list[str]:
     for item in report["matrix"]:
         if item["model"] not in models:
             models.append(item["model"])
-    ordered = [m for m in ["*", *report["models"]] if m in models]
+    ordered = [m for m in [ANY_MODEL, *report["models"]] if m in models]
     ordered += [m for m in models if m not in ordered]
     lines = [
         "| model | " + " | ".join(families) + " |",
@@ -94,7 +93,7 @@ def _family_table(report: dict[str, Any]) -> list[str]:
                 cells.append(f"✅ {len(judged)}")
             else:
                 cells.append("⏭️")
-        lines.append(f"| {_model_label(model)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model_label(model)} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "Cells count rules per model: ✅ all held, ❌ MUST rules broken / judged, "
@@ -108,7 +107,7 @@ def _item_block(item: dict[str, Any], report: dict[str, Any], cases: dict[str, A
     rule = rules.get(item["rule"], {})
     lines = [
         f"#### {ICON[item['status']]} `{item['rule']}` on "
-        + ", ".join(_code(_model_label(m)) for m in item["models"])
+        + ", ".join(_code(model_label(m)) for m in item["models"])
         + f" ({item['level']})",
         "",
     ]
