@@ -55,7 +55,8 @@ MAX_EDGE = 4096
 #: Output tokens of one 1024x1024 image by quality (OpenAI's published figures), scaled by area.
 OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
 
-#: Rules whose offending field a lenient server (or an ``accept`` quirk) drops and defaults.
+#: Rules whose offending field a lenient server (or an ``accept`` quirk) drops and defaults,
+#: besides every enum field's ``request.<field>.enum`` (added from the contract's enum fields).
 _DROP_FIELD_RULES = frozenset(
     {
         "request.unknown_field",
@@ -63,12 +64,6 @@ _DROP_FIELD_RULES = frozenset(
         "request.model.unknown",
         "request.quality.model",
         "request.output_compression.png",
-        "request.quality.enum",
-        "request.style.enum",
-        "request.response_format.enum",
-        "request.output_format.enum",
-        "request.background.enum",
-        "request.moderation.enum",
     }
 )
 #: OpenAI-style error codes by rule id (the rest are ``invalid_value``).
@@ -178,6 +173,9 @@ class ReferenceServer:
         self.images = ImageCache()
         self.urls = UrlStore()
         self._tolerated = self.quirks.tolerated_rules()
+        self._drop_rules = _DROP_FIELD_RULES | {
+            f"request.{name}.enum" for name in self.contract.enum_fields
+        }
         fields = self.contract.request_fields
         self._defaults: dict[str, Any] = {k: v.get("default") for k, v in fields.items()}
         self._n_bounds = fields["n"]["anyOf"][1]
@@ -269,7 +267,7 @@ class ReferenceServer:
         """Drop the fields whose (tolerated) violations a sloppy or lenient server ignores."""
         body = dict(body)
         for violation in violations:
-            if violation.rule in _DROP_FIELD_RULES and violation.param is not None:
+            if violation.rule in self._drop_rules and violation.param is not None:
                 body.pop(violation.param, None)
         return body
 

@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 _WXH = re.compile(r"^([1-9][0-9]{0,5})x([1-9][0-9]{0,5})$")
-#: Enum fields whose foreign values have their own MUST rule ``request.<field>.enum``.
-_ENUM_FIELDS = ("quality", "style", "response_format", "output_format", "background", "moderation")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,8 @@ def request_violations(body: Any, contract: Contract | None = None) -> list[Viol
 
     out.extend(_prompt_violations(body, spec))
     out.extend(_n_violations(body, spec, contract))
-    for name in ("size", *_ENUM_FIELDS, "output_compression", "partial_images", "stream"):
+    # Each enum field (``contract.enum_fields``) has a rule ``request.<field>.enum`` of its own.
+    for name in ("size", *contract.enum_fields, "output_compression", "partial_images", "stream"):
         value = body.get(name)
         if value is None:
             continue
@@ -174,7 +173,7 @@ def _field_violations(
 ) -> list[Violation]:
     if name == "size":
         return _size_violations(value, spec)
-    if name in _ENUM_FIELDS:
+    if name in contract.enum_fields:
         if value not in contract.enum_fields[name]:
             return [
                 Violation(
