@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
@@ -302,9 +302,15 @@ def requests(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=600, deadline=None)
 @given(requests())
+@example({"prompt": "p", "model": "gpt-image-2", "size": "1000x1000"})
 def test_schema_and_rule_code_agree(body: dict) -> None:
     schema_ok, broken = verdict(body)
-    assert schema_ok == (broken == []), (broken, [e.message for e in REQUEST.iter_errors(body)])
+    # The schema checks only a custom size's WxH shape; its numbers are rules of the code alone.
+    schema_rules = [rule for rule in broken if not rule.startswith("request.size.custom.")]
+    assert schema_ok == (schema_rules == []), (
+        broken,
+        [e.message for e in REQUEST.iter_errors(body)],
+    )
 
 
 # --- the rule catalogue ----------------------------------------------------------------------
