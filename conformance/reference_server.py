@@ -326,12 +326,12 @@ class ReferenceServer:
         )
 
     def _size(self, size: Any, spec: ModelSpec) -> tuple[int, int]:
-        concrete = [parsed for s in spec.sizes if (parsed := parse_size(s))]
-        default = spec.default_size if spec.default_size != "auto" else None
-        parsed = parse_size(size) if isinstance(size, str) and size != "auto" else None
+        """The asked ``WxH``; for ``auto`` (which parses as no size), a size too big to draw or
+        anything an ``accept`` quirk let through, the model's default, else its first ``WxH``."""
+        parsed = parse_size(size) if isinstance(size, str) else None
         if parsed is None or max(parsed) > MAX_EDGE:
-            parsed = parse_size(default) if default else None
-        return parsed or concrete[0]
+            parsed = parse_size(spec.default_size)
+        return parsed or next(wxh for s in spec.sizes if (wxh := parse_size(s)))
 
     # --- drawing ----------------------------------------------------------------------------
 
