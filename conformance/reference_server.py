@@ -36,7 +36,6 @@ from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
 from .imaging import SHAPES, ImageCache, ImageSpec, Picture, spec_for_prompt
 from .quirks import QUIRKS, ActiveQuirks
 from .validation import (
-    GPT_ONLY_FIELDS,
     Violation,
     parse_body,
     parse_size,
@@ -272,10 +271,10 @@ class ReferenceServer:
         return body
 
     def _generation(self, body: Mapping[str, Any]) -> Generation:
-        model_name = body.get("model")
-        if not isinstance(model_name, str) or model_name not in self.contract.models:
-            gpt_fields = any(body.get(f) is not None for f in GPT_ONLY_FIELDS)
-            model_name = self._gpt_default_model if gpt_fields else self._defaults["model"]
+        model_name = resolve_model(body, self.contract)
+        if model_name not in self.contract.models:
+            # GPT-only fields with the model left out (or dropped as unknown by a quirk).
+            model_name = self._gpt_default_model
         spec = self.contract.models[model_name]
         prompt = body.get("prompt")
         prompt = prompt if isinstance(prompt, str) else ("" if prompt is None else str(prompt))
