@@ -382,8 +382,12 @@ class ReferenceServer:
                 usage[key] = str(usage[key])
         return usage
 
+    def _count(self, gen: Generation) -> int:
+        """How many images an answer or stream carries (one fewer under ``wrong-count``)."""
+        return max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
+
     async def _answer(self, request: Request, gen: Generation) -> Response:
-        count = max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
+        count = self._count(gen)
         pictures = await self._pictures(gen, range(count))
         as_url = gen.response_format == "url"
         if "b64-instead-of-url" in self.quirks:
@@ -436,8 +440,7 @@ class ReferenceServer:
             "output_format": gen.output_format,
         }
         partials = gen.partial_images + (1 if "too-many-partials" in self.quirks else 0)
-        count = max(gen.n - 1, 0) if "wrong-count" in self.quirks else gen.n
-        for index in range(count):
+        for index in range(self._count(gen)):
             for k in range(partials):
                 # The first partial is the coarsest: detail counts down towards the final image.
                 (picture,) = await self._pictures(gen, range(index, index + 1), partials - k)
