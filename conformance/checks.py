@@ -660,18 +660,31 @@ class SSEParser:
         self._cap = cap
 
     def feed(self, chunk: bytes) -> Iterator[str]:
-        self._buffer += chunk
+        # Lines are cut from one buffer by position, so a chunk of many short lines is scanned
+        # once (slicing the rest off after each line would copy it once per line).
+        buffer, self._buffer = self._buffer, b""
+        search = max(0, len(buffer) - 1)  # the kept tail has no line end but a final CR
+        buffer += chunk
+        start = 0
         while True:
-            cut = self._next_line_end()
-            if cut is None:
-                if len(self._buffer) > self._cap:
-                    raise ValueError("an event line exceeds the cap")
-                return
-            end, skip = cut
-            line, self._buffer = self._buffer[:end], self._buffer[end + skip :]
+            lf = buffer.find(b"\n", search)
+            cr = buffer.find(b"\r", search, len(buffer) if lf == -1 else lf)
+            if cr != -1:
+                if cr + 1 == len(buffer):
+                    break  # a CR at the end may be half of CRLF
+                end, skip = cr, 2 if buffer[cr + 1 : cr + 2] == b"\n" else 1
+            elif lf != -1:
+                end, skip = lf, 1
+            else:
+                break
+            line, start = buffer[start:end], end + skip
+            search = start
             event = self._line(line)
             if event is not None:
                 yield event
+        self._buffer = buffer[start:]
+        if len(self._buffer) > self._cap:
+            raise ValueError("an event line exceeds the cap")
 
     def close(self) -> Iterator[str]:
         """Flush: an event without its final blank line still counts (some servers end so)."""
@@ -682,15 +695,6 @@ class SSEParser:
                 yield event
         if self._data:
             yield self._dispatch()
-
-    def _next_line_end(self) -> tuple[int, int] | None:
-        lf = self._buffer.find(b"\n")
-        cr = self._buffer.find(b"\r")
-        if cr != -1 and (lf == -1 or cr < lf):
-            if cr + 1 == len(self._buffer):
-                return None  # a CR at the end may be half of CRLF
-            return cr, 2 if self._buffer[cr + 1 : cr + 2] == b"\n" else 1
-        return (lf, 1) if lf != -1 else None
 
     def _line(self, line: bytes) -> str | None:
         if not line:
