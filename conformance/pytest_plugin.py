@@ -256,12 +256,23 @@ class State:
             [c for c in plan.cut if c.model == model],
         )
 
+    def results_path(self, model: str) -> Path:
+        """Where the model's case results are shared, once sent."""
+        return self.shared / f"results-{_safe(model)}.pickle"
+
+    def budget(self) -> SharedBudget:
+        """The session's budget ledger, shared by every worker."""
+        settings = self.settings
+        return SharedBudget(
+            self.shared / "budget.json", max_images=settings.max_images, max_cost=settings.max_cost
+        )
+
     def results_for(self, model: str) -> list[Any]:
         """The model's case results: read from the shared directory, or sent now (once)."""
         if model in self.results:
             return self.results[model]
-        path = self.shared / f"results-{_safe(model)}.pickle"
-        with _locked(self.shared / f"results-{_safe(model)}.lock"):
+        path = self.results_path(model)
+        with _locked(path.with_suffix(".lock")):
             if path.exists():
                 results = pickle.loads(path.read_bytes())
             else:
@@ -285,9 +296,7 @@ class State:
             api_key=settings.api_key,
             timeout=settings.timeout,
         )
-        budget = SharedBudget(
-            self.shared / "budget.json", max_images=settings.max_images, max_cost=settings.max_cost
-        )
+        budget = self.budget()
 
         async def send() -> list[Any]:
             async with Transport(config) as transport:
@@ -571,18 +580,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     plan = state.build_plan()
     results: list[Any] = []
     for model in dict.fromkeys(c.model for c in [*plan.cases, *plan.cut]):
-        path = state.shared / f"results-{_safe(model)}.pickle"
+        path = state.results_path(model)
         if model in state.results:
             results.extend(state.results[model])
         elif path.exists():
             results.extend(pickle.loads(path.read_bytes()))
     if not results:
         return
-    budget = SharedBudget(
-        state.shared / "budget.json",
-        max_images=state.settings.max_images,
-        max_cost=state.settings.max_cost,
-    )
     run = RunResult(
         tool_version=__version__,
         target=redact_url(state.settings.base_url),
@@ -592,7 +596,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
         finished=time.time(),
         results=results,
-        budget=budget.as_dict(),
+        budget=state.budget().as_dict(),
         plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
         incomplete=len(results) < len(plan.cases) + len(plan.cut),
     )
