@@ -463,9 +463,8 @@ def _compare_models(spec: _Side, request: Shape, contract: Contract) -> list[Dif
 
 
 def _compare_request(
-    spec: _Side, ours: _Side, endpoint: _Endpoint, contract: Contract
+    spec: _Side, ours: _Side, request: Shape, contract: Contract
 ) -> list[Difference]:
-    request = spec.shape(endpoint.request)
     out = _compare_models(spec, request, contract)
     comparer = _Comparer(spec, ours, _request_area, skip_enums=("request.model", "request.size"))
     comparer.object("request", request, ours.shape(ours.root), ours.root, 0)
@@ -809,8 +808,8 @@ def diff_spec(spec: Mapping[str, Any], contract: Contract, source: str = "<spec>
     endpoint = _find_endpoint(spec, source)
     spec_side = _Side(spec, source)
     side = {key: _Side(schema, f"schemas/{key}") for key, schema in contract.schemas.items()}
-    items = _compare_request(spec_side, side["request"], endpoint, contract)
     request = spec_side.shape(endpoint.request)
+    items = _compare_request(spec_side, side["request"], request, contract)
     items += _Prose(spec_side, request, contract).run()
     items += _compare_answer(spec_side, side["response"], endpoint)
     items += _compare_stream(spec_side, side["stream_event"], endpoint)
