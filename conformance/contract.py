@@ -215,9 +215,6 @@ class Contract:
     def family_models(self, family: str) -> tuple[str, ...]:
         return tuple(m.name for m in self.models.values() if m.family == family)
 
-    def rules_for(self, model: str) -> list[Rule]:
-        return [rule for rule in self.rules.values() if rule.applies_to(model)]
-
     def validator(self, name: str) -> Any:
         """A compiled draft 2020-12 validator for one of the schemas (cached)."""
         if name not in self._validators:

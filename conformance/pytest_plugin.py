@@ -573,9 +573,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is None or _is_worker(config) or state.settings.report_dir is None:
         return
     from . import __version__
+    from .redact import strip_url
     from .reporting import write_reports
     from .results import RunResult
-    from .transport import redact_url
 
     plan = state.build_plan()
     results: list[Any] = []
@@ -589,7 +589,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     run = RunResult(
         tool_version=__version__,
-        target=redact_url(state.settings.base_url),
+        target=strip_url(state.settings.base_url),
         profile=state.profile.name,
         models=list(plan.models),
         seed=state.settings.seed,

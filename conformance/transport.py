@@ -47,7 +47,6 @@ __all__ = [
     "is_loopback",
     "origin_of",
     "probe_target",
-    "redact_url",
 ]
 
 #: The key sent by ``auth: wrong`` cases: plainly not a real key.
@@ -109,10 +108,6 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-#: The one URL redaction (:func:`conformance.redact.strip_url`), under the name callers know.
-redact_url = strip_url
 
 
 def is_http_url(url: object) -> bool:
