@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
+async def read_request(reader: asyncio.StreamReader) -> bytes:
     """Read one request's head and its Content-Length body (enough for these servers)."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
@@ -31,26 +31,26 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
+    await read_request(reader)
     await asyncio.sleep(3600)
 
 
 async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
+    await read_request(reader)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
 
 
 async def random_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
+    await read_request(reader)
     writer.write(random.Random(7).randbytes(4096))
     await writer.drain()
     writer.close()
 
 
 async def endless_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
+    await read_request(reader)
     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n")
     chunk = b'{"created": 1, "data": [' + b" " * (1 << 20)
     with contextlib.suppress(ConnectionError):
@@ -64,7 +64,7 @@ _BIG_ITEM = b'{"b64_json": "' + b"A" * (1 << 20) + b'"},'
 
 async def huge_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A 200 MB JSON answer, close-delimited (no Content-Length), so it must be cut while read."""
-    await _read_request(reader)
+    await read_request(reader)
     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n")
     with contextlib.suppress(ConnectionError):
         writer.write(b'{"created": 1, "data": [')
@@ -82,7 +82,7 @@ def echo_key(seen: list[bytes]) -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                request = await _read_request(reader)
+                request = await read_request(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             seen.append(request)
@@ -160,6 +160,7 @@ __all__ = [
     "huge_json",
     "never_answers",
     "random_bytes",
+    "read_request",
     "resets",
     "serve",
 ]

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from _hostile import read_request
+
 from conformance.cases import Case
 from conformance.embedded import start_reference_server
 from conformance.profiles import load_profile
@@ -45,13 +47,9 @@ class Server:
 
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    return await reader.readexactly(length) if length else b""
+    """The body of one request (its head is read and dropped)."""
+    request = await read_request(reader)
+    return request.split(b"\r\n\r\n", 1)[1]
 
 
 @asynccontextmanager

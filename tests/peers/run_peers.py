@@ -321,44 +321,23 @@ class Peer:
     description: str
 
 
-def _start_llmock(venv: Path, logs: Path, _: argparse.Namespace) -> Started:
+def _start_listening(name: str, command: list[str], logs: Path) -> Started:
+    """Start a peer that takes ``--host/--port/--log-level`` and serves ``/v1/models`` when up."""
     port = free_port()
-    proc = spawn(
-        "llmock",
-        [
-            str(venv / "bin" / "llmock"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        logs / "llmock.log",
-    )
+    argv = [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    proc = spawn(name, argv, logs / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
     return Started(f"{base}/v1", [proc], wait_ready(proc, f"{base}/v1/models"))
+
+
+def _start_llmock(venv: Path, logs: Path, _: argparse.Namespace) -> Started:
+    return _start_listening("llmock", [str(venv / "bin" / "llmock"), "serve"], logs)
 
 
 def _start_mock_ai_api(venv: Path, logs: Path, _: argparse.Namespace) -> Started:
-    port = free_port()
-    proc = spawn(
-        "mock-ai-api",
-        [
-            str(venv / "bin" / "uvicorn"),
-            "app.openai_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        logs / "mock-ai-api.log",
+    return _start_listening(
+        "mock-ai-api", [str(venv / "bin" / "uvicorn"), "app.openai_app:app"], logs
     )
-    base = f"http://127.0.0.1:{port}"
-    return Started(f"{base}/v1", [proc], wait_ready(proc, f"{base}/v1/models"))
 
 
 def _start_prism(prefix: Path, logs: Path, options: argparse.Namespace) -> Started:
