@@ -21,8 +21,15 @@ from .errors import SetupError
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
+def _line(message: str) -> str:
+    """An error line as every writer writes: secrets redacted, safe to print."""
+    from .redact import redact_text, safe_text
+
+    return safe_text(redact_text(message))
+
+
 def _die(message: str) -> NoReturn:
-    click.echo(f"imgconf: error: {message}", err=True)
+    click.echo(f"imgconf: error: {_line(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -205,6 +212,14 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Record every exchange as HAR 1.2 (key redacted).",
 )
 @click.option(
+    "--record-cap",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="MIB",
+    help="The recording's largest size; bodies past it are left out, each entry saying so.",
+)
+@click.option(
     "--baseline",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -363,7 +378,7 @@ def main_entry(argv: Sequence[str] | None = None) -> int:
         click.echo(f"imgconf: error: {exc.format_message()}", err=True)
         return EXIT_USAGE
     except SetupError as exc:
-        click.echo(f"imgconf: error: {exc}", err=True)
+        click.echo(f"imgconf: error: {_line(str(exc))}", err=True)
         return EXIT_USAGE
     except SystemExit as exc:  # commands exit with their status through _call and _die
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)

@@ -185,7 +185,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .errors import SetupError
     from .profiles import load_profile
+    from .redact import register_secrets
     from .transport import probe_target
+
+    # Known before anything is sent or written, in every process (the controller under xdist
+    # sends nothing but writes the reports).
+    register_secrets(settings.api_key)
 
     try:
         profile = load_profile(settings.profile)
@@ -502,13 +507,14 @@ class ImgconfItem(pytest.Item):
             raise ImgconfFailure(self.rule, self.model, verdict.must)
         for message in verdict.should:
             warnings.warn(
-                ImgconfShouldWarning(f"{self.rule} on {self.model}: {message}"), stacklevel=1
+                ImgconfShouldWarning(_clean(f"{self.rule} on {self.model}: {message}")),
+                stacklevel=1,
             )
         if not verdict.checked and not verdict.should:
             reasons = "; ".join(dict.fromkeys(verdict.skip_notes)) or (
                 "no answer of this model reached this check"
             )
-            pytest.skip(f"{self.rule} on {self.model} not exercised: {reasons}")
+            pytest.skip(_clean(f"{self.rule} on {self.model} not exercised: {reasons}"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ImgconfFailure):
@@ -526,8 +532,19 @@ class ImgconfFailure(Exception):
         shown = list(messages[:10])
         more = f"\n  ... and {len(messages) - 10} more" if len(messages) > 10 else ""
         super().__init__(
-            f"{rule} on {model}: {len(messages)} MUST finding(s):\n  " + "\n  ".join(shown) + more
+            _clean(
+                f"{rule} on {model}: {len(messages)} MUST finding(s):\n  "
+                + "\n  ".join(shown)
+                + more
+            )
         )
+
+
+def _clean(text: str) -> str:
+    """pytest output as every writer writes: secrets redacted, safe to print."""
+    from .redact import redact_text, safe_text
+
+    return safe_text(redact_text(text))
 
 
 def judge_item(rule: str, results: Sequence[Any], item_rules: set[str]) -> Verdict:

@@ -1,21 +1,57 @@
-"""A last line of defence against key leaks in what imgconf writes (reports, recordings).
+"""Keeping secrets out of everything imgconf writes, by one mechanism.
 
-The transport already replaces the exact key wherever it appears. What reaches a file is
-scrubbed once more for anything that *looks* like a credential — a bearer token in a header, an
-OpenAI-style ``sk-...`` key in a body, a password in a URL — because a hostile server may echo
-a key the transport did not know about (a proxy's upstream key, say), and a report is shared.
+A secret is a value the user gave imgconf to send (the API key, and any other credential
+registered with :func:`register_secrets`). A hostile target may echo one back in any shape:
+verbatim, in another case (a header *name* is lower-cased on the way in), JSON-escaped
+(``\\u0067...``), percent-encoded, HTML-escaped, or base64-encoded inside a longer base64 string.
+:class:`Redactor` knows the secrets themselves rather than what keys usually look like, so a
+key of no known shape is found as surely as an ``sk-...`` one, and it looks through every one
+of those encodings:
+
+- verbatim, case-insensitively, in text and in raw bytes;
+- base64 at the three alignments a secret can take inside a longer base64 string (standard and
+  URL-safe alphabets): the characters that depend on the secret's bytes alone are stable
+  whatever surrounds them, and they are what is searched;
+- decoded: every JSON string literal of a body that holds an escape is decoded and searched
+  (and re-serialised redacted, the rest of the body left byte for byte as it was, so a replay
+  judges what the server sent); text is also searched once JSON-, percent- and HTML-unescaped.
+
+The transport redacts every :class:`~conformance.results.Exchange` as it is built, and every
+writer (reports, the HAR recording, console lines, the pytest plugin's output) passes what it
+writes through the same process-wide redactor once more, so a secret that reaches a finding by
+way of a decoding step the transport could not foresee is still caught on the way out.
+
+Pattern scrubbing (:func:`scrub_text`) stays as a second net for key-like tokens imgconf was
+never given (a proxy's upstream key echoed back), and :func:`safe_text` makes server text safe
+for every report format (lone surrogates, control characters).
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import re
-from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "REDACTED",
     "SECRET_HEADERS",
+    "Redactor",
+    "map_strings",
+    "redact_bytes",
     "redact_credential",
+    "redact_document",
+    "redact_headers",
+    "redact_text",
+    "redact_url",
+    "redactor",
+    "register_secrets",
+    "safe_document",
+    "safe_text",
     "scrub_bytes",
     "scrub_headers",
     "scrub_text",
@@ -26,12 +62,291 @@ REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie"}
 )
+#: Secrets shorter than this are not secrets worth hiding (and would redact common words).
+MIN_SECRET = 4
+#: A base64 form shorter than this could match by chance; such forms are not searched.
+_MIN_B64_FORM = 8
 #: OpenAI-style keys (sk-..., sk-proj-..., sess-...): long runs after a known prefix.
 _KEY_LIKE = re.compile(r"\b(?:sk|sess|rk)-[A-Za-z0-9_\-]{16,}")
 _KEY_LIKE_BYTES = re.compile(rb"\b(?:sk|sess|rk)-[A-Za-z0-9_\-]{16,}")
 _SECRET_QUERY = re.compile(
     r"(?i)((?:api[_-]?key|key|token|access_token|sig|signature|secret|password)=)[^&#]*"
 )
+#: A JSON string literal holding at least one escape (possessive: linear on any input).
+_ESCAPED_LITERAL = re.compile(rb'"[^"\\]*+(?:\\[\s\S][^"\\]*+)++"')
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\s\S]))")
+_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: How many layers of encoding (percent inside JSON escapes, say) are looked through.
+_DECODE_ROUNDS = 3
+#: Bodies up to this size are also searched whole once decoded as text (JSON-, percent- and
+#: HTML-unescaped); a bigger one is an image or a JSON answer, searched by its literals.
+_WHOLE_TEXT_LIMIT = 4 * 1024 * 1024
+#: Case-insensitive searches lower-case this much at a time, not a whole 64 MiB body at once.
+_WINDOW = 1024 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _b64_forms(secret: bytes) -> list[bytes]:
+    """The base64 characters that encode ``secret`` alone, at each of its three alignments.
+
+    Inside a longer base64 string the secret starts 0, 1 or 2 bytes into a 3-byte group; the
+    characters that mix in a neighbouring byte differ from string to string, the others never.
+    """
+    forms: list[bytes] = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + secret)
+        stable = encoded[(0, 2, 3)[shift] : ((shift + len(secret)) // 3) * 4]
+        if len(stable) >= _MIN_B64_FORM:
+            forms += [stable, stable.translate(_TO_URLSAFE)]
+    return list(dict.fromkeys(forms))
+
+
+def _json_unescape(text: str) -> str:
+    """Text with JSON/Python-style backslash escapes decoded, leniently (never raises)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return chr(int(match.group(1), 16))
+        char = match.group(2)
+        return _SIMPLE_ESCAPES.get(char, char)
+
+    decoded = _ESCAPE.sub(one, text)
+    if not _SURROGATE.search(decoded):
+        return decoded
+    # Surrogate pairs written as two escapes become the character they encode.
+    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _contains_folded(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
+    """Whether a lower-cased needle is in ``haystack`` (str or bytes) ignoring case, lowering
+    a window at a time so that a huge body is not copied whole."""
+    if not lowered_needles:
+        return False
+    overlap = max(len(n) for n in lowered_needles)
+    for start in range(0, max(1, len(haystack)), _WINDOW):
+        window = haystack[start : start + _WINDOW + overlap].lower()
+        if any(n in window for n in lowered_needles):
+            return True
+    return False
+
+
+class Redactor:
+    """Replaces a set of secrets, in every form listed in the module's docstring, by ``[REDACTED]``.
+
+    Secrets can be added at any time (:meth:`add`); the redactor is safe to share between threads.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+        self._lowered: tuple[str, ...] = ()
+        self._blowered: tuple[bytes, ...] = ()
+        self._b64: tuple[bytes, ...] = ()
+        self._b64_text: tuple[str, ...] = ()
+        self._plain_re: re.Pattern[str] | None = None
+        self._plain_bytes_re: re.Pattern[bytes] | None = None
+        self.add(*secrets)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return frozenset(self._secrets)
+
+    def add(self, *secrets: str | None) -> Redactor:
+        """Know these secrets too (empty and very short values are ignored)."""
+        new = [s for s in secrets if s and len(s) >= MIN_SECRET and s not in self._secrets]
+        if not new:
+            return self
+        with self._lock:
+            ordered = sorted({*self._secrets, *new}, key=len, reverse=True)
+            b64 = [form for s in ordered for form in _b64_forms(s.encode("utf-8"))]
+            alternatives = "|".join(re.escape(s) for s in ordered)
+            self._plain_re = re.compile(alternatives, re.IGNORECASE)
+            self._plain_bytes_re = re.compile(
+                "|".join(re.escape(s) for s in ordered).encode("utf-8"), re.IGNORECASE
+            )
+            self._lowered = tuple(s.lower() for s in ordered)
+            self._blowered = tuple(s.lower().encode("utf-8") for s in ordered)
+            self._b64 = tuple(b64)
+            self._b64_text = tuple(f.decode("ascii") for f in b64)
+            self._secrets = tuple(ordered)
+        return self
+
+    # --- finding --------------------------------------------------------------------------
+
+    def _plain_in(self, text: str) -> bool:
+        return any(f in text for f in self._b64_text) or _contains_folded(text, self._lowered)
+
+    def _plain_in_bytes(self, data: bytes) -> bool:
+        return any(f in data for f in self._b64) or _contains_folded(data, self._blowered)
+
+    def _replace(self, text: str) -> str:
+        assert self._plain_re is not None
+        text = self._plain_re.sub(REDACTED, text)
+        for form in self._b64_text:
+            text = text.replace(form, REDACTED)
+        return text
+
+    def _replace_bytes(self, data: bytes) -> bytes:
+        assert self._plain_bytes_re is not None
+        data = self._plain_bytes_re.sub(REDACTED.encode(), data)
+        for form in self._b64:
+            data = data.replace(form, REDACTED.encode())
+        return data
+
+    @staticmethod
+    def _views(text: str) -> Iterable[str]:
+        """The text decoded each way a server might have encoded a secret in it."""
+        if "\\" in text:
+            yield _json_unescape(text)
+        if "%" in text:
+            yield unquote(text, errors="replace")
+        if "&" in text:
+            yield html.unescape(text)
+
+    # --- redacting ------------------------------------------------------------------------
+
+    def text(self, value: str) -> str:
+        """The text with every secret gone, whatever form it took.
+
+        When a secret shows only once the text is decoded, the decoded text is what is kept
+        (redacted): the original encoding would give the secret back.
+        """
+        if not self._secrets:
+            return value
+        if self._plain_in(value):
+            value = self._replace(value)
+        for _ in range(_DECODE_ROUNDS):
+            revealing = next((v for v in self._views(value) if self._plain_in(v)), None)
+            if revealing is None:
+                break
+            value = self._replace(revealing)
+        return value
+
+    def data(self, value: bytes) -> bytes:
+        """Bytes (a body) with every secret gone.
+
+        Escaped JSON string literals are decoded and, when they hold a secret, written back
+        redacted; the other bytes are kept as they were. Bytes that still reveal a secret once
+        decoded as text another way (a body that is not JSON) are kept as redacted text.
+        """
+        if not self._secrets or not value:
+            return value
+        if self._plain_in_bytes(value):
+            value = self._replace_bytes(value)
+        if b"\\" in value:
+            value = _ESCAPED_LITERAL.sub(self._literal, value)
+        if len(value) <= _WHOLE_TEXT_LIMIT and (b"\\" in value or b"%" in value or b"&" in value):
+            text = value.decode("utf-8", "surrogateescape")
+            if any(self._plain_in(v) for v in self._views(text)):
+                value = self.text(text).encode("utf-8", "surrogateescape")
+        return value
+
+    def _literal(self, match: re.Match[bytes]) -> bytes:
+        raw = match.group(0)
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            decoded = _json_unescape(raw[1:-1].decode("utf-8", "replace"))
+        if not isinstance(decoded, str) or not self._found(decoded):
+            return raw
+        return json.dumps(self.text(decoded)).encode("ascii")
+
+    def _found(self, text: str) -> bool:
+        return self._plain_in(text) or any(self._plain_in(v) for v in self._views(text))
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers with credential values redacted (scheme kept) and secrets gone from every
+        name and value; names lower-cased, as HTTP/2 and httpx give them."""
+        out: dict[str, str] = {}
+        for name, value in headers.items():
+            lower = self.text(str(name).lower())
+            value = str(value)
+            out[lower] = redact_credential(value) if lower in SECRET_HEADERS else self.text(value)
+        return out
+
+    def url(self, url: str) -> str:
+        """The URL without user:password, secret-looking query values and secrets."""
+        return self.text(strip_url(url))
+
+    def document(self, value: Any) -> Any:
+        """A JSON-like value (dicts, lists, strings) with every string redacted, keys too."""
+        return map_strings(value, self.text)
+
+
+#: The process-wide redactor every writer uses; the transport registers its secrets here.
+_REDACTOR = Redactor()
+
+
+def redactor() -> Redactor:
+    """The process-wide redactor."""
+    return _REDACTOR
+
+
+def register_secrets(*secrets: str | None) -> Redactor:
+    """Make these values secrets for everything this process writes from now on."""
+    return _REDACTOR.add(*secrets)
+
+
+def redact_text(text: str) -> str:
+    """Text with every registered secret (and anything key-like) gone."""
+    return scrub_text(_REDACTOR.text(text))
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """Bytes with every registered secret (and anything key-like) gone."""
+    return scrub_bytes(_REDACTOR.data(data))
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers with credentials and every registered secret gone, names included."""
+    return scrub_headers(_REDACTOR.headers(headers))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to be written: no password, no secret-looking query value, no secret."""
+    return scrub_text(_REDACTOR.url(url))
+
+
+def redact_document(value: Any) -> Any:
+    """A JSON-like document with every string (and key) redacted."""
+    return map_strings(value, redact_text)
+
+
+def map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """A JSON-like value with ``change`` applied to every string in it, dict keys included."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {map_strings(k, change): map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [map_strings(v, change) for v in value]
+    return value
+
+
+# --- text safe for every format ------------------------------------------------------------
+
+#: C0 controls but tab, newline and carriage return; DEL and C1 controls; the two noncharacters
+#: XML refuses. Lone surrogates are handled apart (they cannot be encoded at all).
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def safe_text(text: str) -> str:
+    """Text any report format can hold: lone surrogates replaced by U+FFFD (they cannot be
+    encoded as UTF-8), control characters shown as ``\\xNN`` (XML 1.0 refuses most of them)."""
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    if _UNSAFE.search(text):
+        text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    return text
+
+
+def safe_document(value: Any) -> Any:
+    """A JSON-like document with every string (and key) made safe by :func:`safe_text`."""
+    return map_strings(value, safe_text)
+
+
+# --- key-like tokens and URLs ----------------------------------------------------------------
 
 
 def scrub_text(text: str) -> str:

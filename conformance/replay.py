@@ -7,7 +7,9 @@ real answers without paying for them again.
 
 A recording made without images cannot prove anything about the images: for those cases the
 image checks (and URL fetches) are left out, the case is judged on the rest, and the report and
-the command's output say which rules were not judged again.
+the command's output say which rules were not judged again. The same holds for an answer whose
+body the recording left out (over its caps, see :mod:`conformance.har`): it was not observed, so
+every rule that reads the body is left out for that case and said so.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from .profiles import Profile, load_profile
 from .report_json import ReplayInfo
 from .results import CaseResult, Exchange, Outcome, RunResult, judged_outcome
 
-__all__ = ["replay", "replay_cli", "unjudgeable_rules"]
+__all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
+
+#: Kinds of rules judged on what an answer's body holds (not on its status alone).
+_BODY_KINDS = frozenset({"answer", "image", "stream", "error"})
+#: Transport rules that read the body too.
+_BODY_TRANSPORT_RULES = ("transport.well_formed",)
 
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
@@ -48,7 +55,18 @@ def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[s
     return out
 
 
-def _without(result: CaseResult, rules: list[str]) -> CaseResult:
+def body_rules() -> list[str]:
+    """The rules an answer whose body was not recorded cannot be judged on."""
+    return [
+        r.id
+        for r in load_contract().rules.values()
+        if r.kind in _BODY_KINDS or r.id in _BODY_TRANSPORT_RULES
+    ]
+
+
+def _without(
+    result: CaseResult, rules: list[str], why: str = "images elided from the recording"
+) -> CaseResult:
     """The result with the given rules neither checked nor found broken, outcome recomputed."""
     result.findings = [f for f in result.findings if f.rule not in rules]
     result.checked = [r for r in result.checked if r not in rules]
@@ -57,7 +75,7 @@ def _without(result: CaseResult, rules: list[str]) -> CaseResult:
         return result
     result.outcome = judged_outcome(result.findings)
     result.note = (result.note + "; " if result.note else "") + (
-        "images elided from the recording: not judged on " + ", ".join(rules)
+        f"{why}: not judged on " + ", ".join(rules)
     )
     return result
 
@@ -83,6 +101,7 @@ def replay(
     meta, pairs = read_har(path)
     prof = load_profile(profile or str(meta.get("profile") or "openai"))
     elided = set(meta.get("elided") or ())
+    body_elided = set(meta.get("body_elided") or ())
     results: list[CaseResult] = []
     not_rejudged: Counter[str] = Counter()
     started = time.time()
@@ -95,6 +114,10 @@ def replay(
             rules = unjudgeable_rules(prof, case, _had_fetches(exchange, case))
             not_rejudged.update(rules)
             result = _without(result, rules)
+        if case.id in body_elided:
+            rules = [r for r in body_rules() if r in result.checked or _found(result, r)]
+            not_rejudged.update(rules)
+            result = _without(result, rules, "answer's body not in the recording (its caps)")
         results.append(result)
     recorded_models = [str(m) for m in meta.get("models") or ()]
     run = RunResult(
@@ -109,8 +132,12 @@ def replay(
         plan={"recording": str(path), "cases": len(pairs)},
         fail_on=fail_on,
     )
-    recorded = {k: v for k, v in meta.items() if k != "elided"}
+    recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
+
+
+def _found(result: CaseResult, rule: str) -> bool:
+    return any(f.rule == rule for f in result.findings)
 
 
 def _had_fetches(exchange: Exchange, case: Case) -> bool:
@@ -127,18 +154,19 @@ def replay_cli(
     if fail_on not in ("must", "should"):
         raise SetupError("--fail-on must be 'must' or 'should'")
     run, info = replay(file, profile=profile, fail_on=fail_on)
-    paths = write_reports(run, report_dir, replay=info)
+    write_reports(run, report_dir, replay=info)
     say(
         f"imgconf replay: {len(run.results)} recorded cases judged again under profile "
         f"{run.profile}: {outcome_counts(run)}"
     )
     if info.not_rejudged:
         say(
-            "imgconf replay: images were elided from the recording; not judged again: "
+            "imgconf replay: parts of the recording were elided (images, or bodies over its "
+            "caps); not judged again: "
             + ", ".join(f"{rule} ({n} cases)" for rule, n in sorted(info.not_rejudged.items()))
         )
     for line in failure_lines(run):
         say(line)
     verdict = "PASS" if run.exit_code == 0 else "FAIL"
-    say(f"imgconf replay: {verdict}; reports in {Path(paths['json']).parent}/")
+    say(f"imgconf replay: {verdict}; reports in {report_dir}/")
     return run.exit_code

@@ -377,6 +377,8 @@ class RunSettings:
     max_images: int | None = None
     explore: int = 0
     record: Path | None = None
+    #: The recording's total cap, in MiB (``--record-cap``).
+    record_cap: int = 256
     baseline: Path | None = None
     fail_on: str = "must"
     #: Tunables for tests and the benchmark; not command-line flags.
@@ -396,6 +398,8 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
         raise SetupError("--max-images must be >= 0")
     if settings.explore < 0:
         raise SetupError("--explore must be >= 0")
+    if settings.record_cap < 1:
+        raise SetupError("--record-cap must be at least 1 (MiB)")
     for model in settings.models or ():
         if model not in profile.models:
             raise SetupError(
@@ -488,8 +492,10 @@ def _run(
     if settings.record is not None:
         from .har import HarRecorder
 
-        recorder = HarRecorder(settings.record, keep_images=True)
-    say = (lambda *a: None) if settings.quiet else (lambda line: print(line, flush=True))
+        recorder = HarRecorder(
+            settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
+        )
+    say = (lambda *a: None) if settings.quiet else (lambda line: print(_console(line), flush=True))
     say(
         f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
         f"against {'the embedded reference server' if embedded else target} "
@@ -529,6 +535,13 @@ def _run(
         run.incomplete = True
         run.plan["stopped"] = stop_reason
     return _finish(run, settings, say, stop_reason)
+
+
+def _console(line: str) -> str:
+    """A console line as every writer writes: secrets redacted, safe to print."""
+    from .redact import redact_text, safe_text
+
+    return safe_text(redact_text(line))
 
 
 async def _execute(
