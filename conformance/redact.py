@@ -331,13 +331,18 @@ def map_strings(value: Any, change: Callable[[str], str]) -> Any:
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def safe_text(text: str) -> str:
     """Text any report format can hold: lone surrogates replaced by U+FFFD (they cannot be
     encoded as UTF-8), control characters shown as ``\\xNN`` (XML 1.0 refuses most of them)."""
     if _SURROGATE.search(text):
         text = _SURROGATE.sub("\ufffd", text)
     if _UNSAFE.search(text):
-        text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+        text = _UNSAFE.sub(_shown, text)
     return text
 
 

@@ -31,10 +31,8 @@ from .results import CaseResult, Exchange, Outcome, RunResult, judged_outcome
 
 __all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
 
-#: Kinds of rules judged on what an answer's body holds (not on its status alone).
-_BODY_KINDS = frozenset({"answer", "image", "stream", "error"})
-#: Transport rules that read the body too.
-_BODY_TRANSPORT_RULES = ("transport.well_formed",)
+#: Rules judged on the status or a header alone: an answer without its body still shows them.
+_NOT_ON_THE_BODY = frozenset({"response.content_type", "stream.content_type", "error.status_400"})
 
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
@@ -55,12 +53,20 @@ def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[s
     return out
 
 
-def body_rules() -> list[str]:
-    """The rules an answer whose body was not recorded cannot be judged on."""
+def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
+    """The rules an answer whose body was not recorded cannot be judged on: what an accepted
+    answer's body (or stream) shows, or an error's envelope, and whether it was well formed."""
+    accepted = exchange.status is not None and 200 <= exchange.status < 300
+    kinds = ({"stream", "image"} if case.stream else {"answer", "image"}) if accepted else {"error"}
+    rules = profile.rules()
+    body = case.body if isinstance(case.body, dict) else {}
     return [
         r.id
         for r in load_contract().rules.values()
-        if r.kind in _BODY_KINDS or r.id in _BODY_TRANSPORT_RULES
+        if (r.kind in kinds or r.id == "transport.well_formed")
+        and r.id not in _NOT_ON_THE_BODY
+        and (r.id not in rules or case.model in rules[r.id].models or not rules[r.id].models)
+        and (r.id != "image.alpha" or body.get("background") == "transparent")
     ]
 
 
@@ -115,7 +121,7 @@ def replay(
             not_rejudged.update(rules)
             result = _without(result, rules)
         if case.id in body_elided:
-            rules = [r for r in body_rules() if r in result.checked or _found(result, r)]
+            rules = body_rules(prof, case, exchange)
             not_rejudged.update(rules)
             result = _without(result, rules, "answer's body not in the recording (its caps)")
         results.append(result)
@@ -134,10 +140,6 @@ def replay(
     )
     recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
-
-
-def _found(result: CaseResult, rule: str) -> bool:
-    return any(f.rule == rule for f in result.findings)
 
 
 def _had_fetches(exchange: Exchange, case: Case) -> bool:

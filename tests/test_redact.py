@@ -1,0 +1,93 @@
+"""One redactor for every writer: secrets found by value in every form a server can give them,
+and server text made safe for every report format."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+
+from conformance.redact import (
+    REDACTED,
+    Redactor,
+    redact_text,
+    register_secrets,
+    safe_document,
+    safe_text,
+)
+from conformance.transport import Transport, TransportConfig
+
+SECRET = "Tq7_vK2-mXpL9zRw4NcB8yHd3JfG6sQa0eU1oIi"
+
+
+@pytest.fixture
+def redactor() -> Redactor:
+    return Redactor([SECRET])
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_base64_at_every_alignment_is_redacted(redactor, shift, urlsafe):
+    rng = random.Random(shift)
+    blob = rng.randbytes(9 + shift) + SECRET.encode() + rng.randbytes(7)
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(blob)
+    assert REDACTED.encode() in redactor.data(b'{"b64_json": "' + encoded + b'"}')
+    assert REDACTED in redactor.text(encoded.decode())
+
+
+def test_an_escaped_literal_is_rewritten_and_the_rest_of_the_body_kept_byte_for_byte(redactor):
+    escaped = "".join(f"\\u{ord(c):04x}" if i % 3 == 0 else c for i, c in enumerate(SECRET))
+    body = b'{"a":  "keep \\u00e9",\n "message": "key ' + escaped.encode() + b' used"}'
+    out = redactor.data(body)
+    assert out.startswith(b'{"a":  "keep \\u00e9",\n "message": ')
+    assert json.loads(out)["message"] == f"key {REDACTED} used"
+
+
+def test_a_body_that_is_not_json_is_redacted_as_text(redactor):
+    percent = "".join(f"%{b:02X}" for b in SECRET.encode())
+    assert (
+        redactor.data(f"GET /?k={percent} HTTP/1.1".encode())
+        == f"GET /?k={REDACTED} HTTP/1.1".encode()
+    )
+    assert SECRET not in redactor.data(SECRET.upper().encode()).decode().upper()
+
+
+def test_header_names_and_values_are_redacted_whatever_their_case(redactor):
+    headers = redactor.headers({f"X-Echo-{SECRET}": SECRET.lower(), "Authorization": "Bearer x"})
+    assert headers == {f"x-echo-{REDACTED}": REDACTED, "authorization": f"Bearer {REDACTED}"}
+
+
+def test_text_that_reveals_nothing_is_left_as_it_is(redactor):
+    for text in ("100% sure & \\n fine", "plain", "", "a\ud800b"):
+        assert redactor.text(text) == text
+    assert redactor.data(b"\x89PNG\r\n\x1a\n\\%&") == b"\x89PNG\r\n\x1a\n\\%&"
+
+
+def test_a_redactor_takes_more_secrets_later():
+    redactor = Redactor([SECRET])
+    assert redactor.text("header-value-0123") == "header-value-0123"
+    redactor.add("header-value-0123", None, "", "ab")
+    assert redactor.text("x header-value-0123 y ab") == f"x {REDACTED} y ab"
+    assert redactor.secrets == {SECRET, "header-value-0123"}
+
+
+def test_the_transport_registers_its_secrets_for_every_writer():
+    credential = "Wv5-unusual-credential-value-93kd"
+    config = TransportConfig(
+        "http://127.0.0.1:9/v1", api_key=SECRET, extra_headers={"X-Api-Key": credential}
+    )
+    Transport(config)
+    assert redact_text(f"{SECRET} and {credential}") == f"{REDACTED} and {REDACTED}"
+    assert register_secrets() is register_secrets(None)
+
+
+def test_safe_text_replaces_lone_surrogates_and_shows_control_characters():
+    assert safe_text("a\ud800b\udfffc") == "a\ufffdb\ufffdc"
+    assert safe_text("bell\x07 del\x7f nel\x85 \ufffe tab\tnl\n") == (
+        "bell\\x07 del\\x7f nel\\x85 \\ufffe tab\tnl\n"
+    )
+    document = safe_document({"k\ud800": ["\x00", 1, None, {"x": "\udc80"}]})
+    assert document == {"k\ufffd": ["\\x00", 1, None, {"x": "\ufffd"}]}
+    json.dumps(document, ensure_ascii=False).encode("utf-8")  # encodable
