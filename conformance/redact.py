@@ -62,8 +62,9 @@ REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie"}
 )
-#: Secrets shorter than this are not secrets worth hiding (and would redact common words).
-MIN_SECRET = 4
+#: Shorter values are not hidden: a key that short guards nothing, and redacting it by value
+#: would cut ordinary words out of every report ("test", "none").
+MIN_SECRET = 8
 #: A base64 form shorter than this could match by chance; such forms are not searched.
 _MIN_B64_FORM = 8
 #: OpenAI-style keys (sk-..., sk-proj-..., sess-...): long runs after a known prefix.
