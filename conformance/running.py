@@ -444,6 +444,10 @@ def _budget_refusal(plan: Any, target: str) -> str:
 def run_cli(**options: Any) -> int:
     """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
     settings = RunSettings(**options)
+    from .redact import register_secrets
+
+    # Before anything can be said about the run, a bad flag included.
+    register_secrets(settings.api_key, os.environ.get("OPENAI_API_KEY"))
     profile = load_profile(settings.profile)
     _check_settings(settings, profile)
     if settings.base_url is None:

@@ -91,3 +91,15 @@ def test_safe_text_replaces_lone_surrogates_and_shows_control_characters():
     document = safe_document({"k\ud800": ["\x00", 1, None, {"x": "\udc80"}]})
     assert document == {"k\ufffd": ["\\x00", 1, None, {"x": "\ufffd"}]}
     json.dumps(document, ensure_ascii=False).encode("utf-8")  # encodable
+
+
+def test_console_and_pytest_lines_go_through_the_redactor(capsys):
+    from conformance.cli import main_entry
+    from conformance.pytest_plugin import ImgconfFailure
+
+    key = "Pk8-console-line-secret-5h2k9d"
+    status = main_entry(["run", "--base-url", f"ftp://127.0.0.1/{key}", "--api-key", key])
+    err = capsys.readouterr().err
+    assert status == 2 and "--base-url" in err and key not in err and REDACTED in err
+    failure = str(ImgconfFailure("rule.x", "m", [f"echoed {key.upper()} \ud800"]))
+    assert key.upper() not in failure and "\ufffd" in failure
