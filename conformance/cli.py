@@ -21,15 +21,10 @@ from .errors import SetupError
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
-def _line(message: str) -> str:
-    """An error line as every writer writes: secrets redacted, safe to print."""
-    from .redact import redact_text, safe_text
-
-    return safe_text(redact_text(message))
-
-
 def _die(message: str) -> NoReturn:
-    click.echo(f"imgconf: error: {_line(message)}", err=True)
+    from .redact import printable
+
+    click.echo(f"imgconf: error: {printable(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -378,7 +373,9 @@ def main_entry(argv: Sequence[str] | None = None) -> int:
         click.echo(f"imgconf: error: {exc.format_message()}", err=True)
         return EXIT_USAGE
     except SetupError as exc:
-        click.echo(f"imgconf: error: {_line(str(exc))}", err=True)
+        from .redact import printable
+
+        click.echo(f"imgconf: error: {printable(str(exc))}", err=True)
         return EXIT_USAGE
     except SystemExit as exc:  # commands exit with their status through _call and _die
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)

@@ -42,6 +42,7 @@ __all__ = [
     "SECRET_HEADERS",
     "Redactor",
     "map_strings",
+    "printable",
     "redact_bytes",
     "redact_credential",
     "redact_document",
@@ -307,6 +308,12 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def redact_url(url: str) -> str:
     """A URL fit to be written: no password, no secret-looking query value, no secret."""
     return scrub_text(_REDACTOR.url(url))
+
+
+def printable(text: str) -> str:
+    """A line as every writer writes it (console, pytest output): secrets redacted, then made
+    safe to print (:func:`safe_text`)."""
+    return safe_text(redact_text(text))
 
 
 def redact_document(value: Any) -> Any:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .redact import redact_document, redact_text, safe_document, safe_text
+from .redact import printable, redact_document, safe_document
 from .report_html import Thumbnail, render_html
 from .report_json import ReplayInfo, build_report
 from .report_junit import render_junit
@@ -121,7 +121,7 @@ def write_reports(
         try:
             write_atomic(path, render())
         except Exception as exc:  # one format's failure must not cost the others
-            reason = safe_text(redact_text(f"{exc.__class__.__name__}: {exc}"))[:300]
+            reason = printable(f"{exc.__class__.__name__}: {exc}")[:300]
             print(f"imgconf: error: {path} not written ({reason})", file=sys.stderr, flush=True)
             continue
         written[name] = path

@@ -38,7 +38,7 @@ from .cases import Case
 from .checks import judge
 from .errors import SetupError
 from .profiles import Profile, load_profile
-from .redact import strip_url
+from .redact import printable, register_secrets, strip_url
 from .results import CaseResult, Exchange, Outcome, RunResult
 from .transport import (
     Transport,
@@ -444,8 +444,6 @@ def _budget_refusal(plan: Any, target: str) -> str:
 def run_cli(**options: Any) -> int:
     """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
     settings = RunSettings(**options)
-    from .redact import register_secrets
-
     # Before anything can be said about the run, a bad flag included.
     register_secrets(settings.api_key, os.environ.get("OPENAI_API_KEY"))
     profile = load_profile(settings.profile)
@@ -499,7 +497,7 @@ def _run(
         recorder = HarRecorder(
             settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
         )
-    say = (lambda *a: None) if settings.quiet else (lambda line: print(_console(line), flush=True))
+    say = (lambda *a: None) if settings.quiet else (lambda line: print(printable(line), flush=True))
     say(
         f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
         f"against {'the embedded reference server' if embedded else target} "
@@ -539,13 +537,6 @@ def _run(
         run.incomplete = True
         run.plan["stopped"] = stop_reason
     return _finish(run, settings, say, stop_reason)
-
-
-def _console(line: str) -> str:
-    """A console line as every writer writes: secrets redacted, safe to print."""
-    from .redact import redact_text, safe_text
-
-    return safe_text(redact_text(line))
 
 
 async def _execute(
