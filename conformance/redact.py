@@ -34,6 +34,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -133,68 +134,77 @@ def _contains_folded(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _Forms:
+    """Every form of a set of secrets that is searched, built once per set."""
+
+    secrets: tuple[str, ...] = ()
+    lowered: tuple[str, ...] = ()
+    lowered_bytes: tuple[bytes, ...] = ()
+    b64: tuple[bytes, ...] = ()
+    b64_text: tuple[str, ...] = ()
+    plain: re.Pattern[str] | None = None
+    plain_bytes: re.Pattern[bytes] | None = None
+
+    @classmethod
+    def of(cls, secrets: Iterable[str]) -> _Forms:
+        ordered = tuple(sorted(set(secrets), key=len, reverse=True))  # longest first
+        b64 = tuple(form for s in ordered for form in _b64_forms(s.encode("utf-8")))
+        alternatives = "|".join(re.escape(s) for s in ordered)
+        return cls(
+            secrets=ordered,
+            lowered=tuple(s.lower() for s in ordered),
+            lowered_bytes=tuple(s.lower().encode("utf-8") for s in ordered),
+            b64=b64,
+            b64_text=tuple(f.decode("ascii") for f in b64),
+            plain=re.compile(alternatives, re.IGNORECASE),
+            plain_bytes=re.compile(alternatives.encode("utf-8"), re.IGNORECASE),
+        )
+
+    def in_text(self, text: str) -> bool:
+        return any(f in text for f in self.b64_text) or _contains_folded(text, self.lowered)
+
+    def in_bytes(self, data: bytes) -> bool:
+        return any(f in data for f in self.b64) or _contains_folded(data, self.lowered_bytes)
+
+    def replace_text(self, text: str) -> str:
+        assert self.plain is not None
+        text = self.plain.sub(REDACTED, text)
+        for form in self.b64_text:
+            text = text.replace(form, REDACTED)
+        return text
+
+    def replace_bytes(self, data: bytes) -> bytes:
+        assert self.plain_bytes is not None
+        data = self.plain_bytes.sub(REDACTED.encode(), data)
+        for form in self.b64:
+            data = data.replace(form, REDACTED.encode())
+        return data
+
+
 class Redactor:
     """Replaces a set of secrets, in every form listed in the module's docstring, by ``[REDACTED]``.
 
-    Secrets can be added at any time (:meth:`add`); the redactor is safe to share between threads.
+    Secrets can be added at any time (:meth:`add`); the redactor is safe to share between
+    threads (each call reads one consistent set of forms).
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._secrets: tuple[str, ...] = ()
-        self._lowered: tuple[str, ...] = ()
-        self._blowered: tuple[bytes, ...] = ()
-        self._b64: tuple[bytes, ...] = ()
-        self._b64_text: tuple[str, ...] = ()
-        self._plain_re: re.Pattern[str] | None = None
-        self._plain_bytes_re: re.Pattern[bytes] | None = None
+        self._forms = _Forms()
         self.add(*secrets)
 
     @property
     def secrets(self) -> frozenset[str]:
-        return frozenset(self._secrets)
+        return frozenset(self._forms.secrets)
 
     def add(self, *secrets: str | None) -> Redactor:
         """Know these secrets too (empty and very short values are ignored)."""
-        new = [s for s in secrets if s and len(s) >= MIN_SECRET and s not in self._secrets]
-        if not new:
-            return self
+        new = {s for s in secrets if s and len(s) >= MIN_SECRET}
         with self._lock:
-            ordered = sorted({*self._secrets, *new}, key=len, reverse=True)
-            b64 = [form for s in ordered for form in _b64_forms(s.encode("utf-8"))]
-            alternatives = "|".join(re.escape(s) for s in ordered)
-            self._plain_re = re.compile(alternatives, re.IGNORECASE)
-            self._plain_bytes_re = re.compile(
-                "|".join(re.escape(s) for s in ordered).encode("utf-8"), re.IGNORECASE
-            )
-            self._lowered = tuple(s.lower() for s in ordered)
-            self._blowered = tuple(s.lower().encode("utf-8") for s in ordered)
-            self._b64 = tuple(b64)
-            self._b64_text = tuple(f.decode("ascii") for f in b64)
-            self._secrets = tuple(ordered)
+            if not new <= set(self._forms.secrets):
+                self._forms = _Forms.of({*self._forms.secrets, *new})
         return self
-
-    # --- finding --------------------------------------------------------------------------
-
-    def _plain_in(self, text: str) -> bool:
-        return any(f in text for f in self._b64_text) or _contains_folded(text, self._lowered)
-
-    def _plain_in_bytes(self, data: bytes) -> bool:
-        return any(f in data for f in self._b64) or _contains_folded(data, self._blowered)
-
-    def _replace(self, text: str) -> str:
-        assert self._plain_re is not None
-        text = self._plain_re.sub(REDACTED, text)
-        for form in self._b64_text:
-            text = text.replace(form, REDACTED)
-        return text
-
-    def _replace_bytes(self, data: bytes) -> bytes:
-        assert self._plain_bytes_re is not None
-        data = self._plain_bytes_re.sub(REDACTED.encode(), data)
-        for form in self._b64:
-            data = data.replace(form, REDACTED.encode())
-        return data
 
     @staticmethod
     def _views(text: str) -> Iterable[str]:
@@ -214,15 +224,16 @@ class Redactor:
         When a secret shows only once the text is decoded, the decoded text is what is kept
         (redacted): the original encoding would give the secret back.
         """
-        if not self._secrets:
+        forms = self._forms
+        if not forms.secrets:
             return value
-        if self._plain_in(value):
-            value = self._replace(value)
+        if forms.in_text(value):
+            value = forms.replace_text(value)
         for _ in range(_DECODE_ROUNDS):
-            revealing = next((v for v in self._views(value) if self._plain_in(v)), None)
+            revealing = next((v for v in self._views(value) if forms.in_text(v)), None)
             if revealing is None:
                 break
-            value = self._replace(revealing)
+            value = forms.replace_text(revealing)
         return value
 
     def data(self, value: bytes) -> bytes:
@@ -232,30 +243,30 @@ class Redactor:
         redacted; the other bytes are kept as they were. Bytes that still reveal a secret once
         decoded as text another way (a body that is not JSON) are kept as redacted text.
         """
-        if not self._secrets or not value:
+        forms = self._forms
+        if not forms.secrets or not value:
             return value
-        if self._plain_in_bytes(value):
-            value = self._replace_bytes(value)
+        if forms.in_bytes(value):
+            value = forms.replace_bytes(value)
         if b"\\" in value:
             value = _ESCAPED_LITERAL.sub(self._literal, value)
         if len(value) <= _WHOLE_TEXT_LIMIT and (b"\\" in value or b"%" in value or b"&" in value):
             text = value.decode("utf-8", "surrogateescape")
-            if any(self._plain_in(v) for v in self._views(text)):
+            if any(forms.in_text(v) for v in self._views(text)):
                 value = self.text(text).encode("utf-8", "surrogateescape")
         return value
 
     def _literal(self, match: re.Match[bytes]) -> bytes:
+        """A JSON string literal as it was, or re-serialised redacted when it hides a secret."""
         raw = match.group(0)
         try:
             decoded = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             decoded = _json_unescape(raw[1:-1].decode("utf-8", "replace"))
-        if not isinstance(decoded, str) or not self._found(decoded):
+        if not isinstance(decoded, str):
             return raw
-        return json.dumps(self.text(decoded)).encode("ascii")
-
-    def _found(self, text: str) -> bool:
-        return self._plain_in(text) or any(self._plain_in(v) for v in self._views(text))
+        redacted = self.text(decoded)
+        return raw if redacted == decoded else json.dumps(redacted).encode("ascii")
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credential values redacted (scheme kept) and secrets gone from every
