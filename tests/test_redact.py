@@ -103,3 +103,15 @@ def test_console_and_pytest_lines_go_through_the_redactor(capsys):
     assert status == 2 and "--base-url" in err and key not in err and REDACTED in err
     failure = str(ImgconfFailure("rule.x", "m", [f"echoed {key.upper()} \ud800"]))
     assert key.upper() not in failure and "\ufffd" in failure
+
+
+def test_a_reproducer_has_nothing_safe_text_must_change_so_it_stays_exact():
+    from _report_fixtures import case
+
+    from conformance.reproducer import curl_command
+
+    odd = "del\x7f nel\x85 lone\ud800 nonchar\ufffe nul\x00 " + "x" * 300
+    for body in ({"prompt": odd[:40]}, {"prompt": odd}):
+        command = curl_command(case("c", body=body), "http://127.0.0.1:9/v1/images/generations")
+        assert safe_text(command) == command
+        command.encode("utf-8")
