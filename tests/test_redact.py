@@ -110,7 +110,7 @@ def test_a_reproducer_has_nothing_safe_text_must_change_so_it_stays_exact():
 
     from conformance.reproducer import curl_command
 
-    odd = "del\x7f nel\x85 lone\ud800 nonchar\ufffe nul\x00 " + "x" * 300
+    odd = "del\x7f nel\x85 lone\ud800 nonchar\ufffe nul\x00 " + "x" * 2000
     for body in ({"prompt": odd[:40]}, {"prompt": odd}):
         command = curl_command(case("c", body=body), "http://127.0.0.1:9/v1/images/generations")
         assert safe_text(command) == command
