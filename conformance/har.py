@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import datetime as dt
 import json
 import os
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -101,6 +103,62 @@ def _elide_images(body: bytes) -> tuple[bytes, bool]:
 
     elided, count = _B64_FIELD.subn(marker, body)
     return elided, count > 0
+
+
+#: Stands for a response body in an encoded entry; no text from a server can produce it
+#: (their control characters are shown escaped), and it is unique to this process.
+_PLACEHOLDER_TEXT = f"\x00imgconf-body-{secrets.token_hex(8)}\x00"
+_PLACEHOLDER = json.dumps(_PLACEHOLDER_TEXT).encode()
+#: Bytes JSON text must escape, and their escapes.
+_SPECIAL = bytes([*range(0x20), ord('"'), ord("\\")])
+_SHORT = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
+_ESCAPES = {
+    **{c: b"\\u%04x" % c for c in range(0x20)},
+    **_SHORT,
+    ord('"'): b'\\"',
+    ord("\\"): b"\\\\",
+}
+#: Every other byte: deleting them leaves the bytes to escape.
+_PLAIN = bytes(b for b in range(256) if b not in _SPECIAL)
+#: Bytes whose escape is two characters long (the others' are six).
+_SHORT_ESCAPED = (*(bytes([b]) for b in _SHORT), b'"', b"\\")
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether bytes are UTF-8, decoded a window at a time (no string the body's size)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(data), MIB):
+            decoder.decode(view[start : start + MIB])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _BodyText:
+    """A body as the content of a JSON string: escaped UTF-8 text, or base64 when it is not
+    UTF-8 (HAR's rule, as :func:`_content`). Its size is known before it is built."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.base64 = not _is_utf8(body)
+        if self.base64:
+            self.size = 4 * ((len(body) + 2) // 3)
+            return
+        #: The bytes to escape, in one pass (few in any honest body).
+        self.specials = body.translate(None, _PLAIN)
+        short = sum(self.specials.count(c) for c in _SHORT_ESCAPED)
+        self.size = len(body) + short + 5 * (len(self.specials) - short)
+
+    def build(self) -> bytes:
+        if self.base64:
+            return base64.b64encode(self.body)
+        text = self.body.replace(b"\\", b"\\\\")  # first: the escapes below add backslashes
+        for byte in set(self.specials) - {ord("\\")}:
+            text = text.replace(bytes([byte]), _ESCAPES[byte])
+        return text
 
 
 def _encode(value: Any) -> bytes:
@@ -207,22 +265,37 @@ class HarRecorder:
 
     def _write(self, exchange: Exchange, link: dict[str, Any], *, image: bool = False) -> bool:
         """Write one entry, its body left out when it does not fit; False when even the entry
-        without its body does not fit any more (it is dropped)."""
+        without its body does not fit any more (it is dropped).
+
+        The body is escaped as JSON text (or base64) byte for byte, its size known before it
+        is built, and written between the entry's other fields: no huge string is made of it.
+        """
         body = exchange.response_body
         why = None
         if image and body and sniff_format(body) is None:
             why = "not an image: a fetched body is kept only when it is one"
         elif len(body) + len(exchange.request_body) > min(self.entry_cap, self._room()):
             why = self._over_cap(len(body))
-        data = None if why else _encode(self._entry(exchange, link, image=image))
-        if data is not None and len(data) > self._room():
-            why, data = self._over_cap(len(body)), None
-        if data is None:
-            data = _encode(self._entry(exchange, link, image=image, elided=why))
-            if len(data) > self._room():
-                self._dropped += 1
-                return False
-            self._elided += 1
+        if why is None:
+            entry, kept = self._entry(exchange, link, image=image)
+            text = _BodyText(kept)
+            if text.base64:
+                entry["response"]["content"]["encoding"] = "base64"
+            head, tail = _encode(entry).split(_PLACEHOLDER, 1)
+            if len(head) + text.size + len(tail) <= self._room():
+                self._put((b",\n" if self._entries else b"") + head + b'"')
+                self._put(text.build())
+                self._put(b'"' + tail)
+                self._entries += 1
+                return True
+            why = self._over_cap(len(body))
+        entry, _ = self._entry(exchange, link, image=image, elided=why)
+        entry["response"]["content"]["text"] = ""
+        data = _encode(entry)
+        if len(data) > self._room():
+            self._dropped += 1
+            return False
+        self._elided += 1
         self._put((b",\n" if self._entries else b"") + data)
         self._entries += 1
         return True
@@ -247,7 +320,8 @@ class HarRecorder:
         *,
         image: bool = False,
         elided: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bytes]:
+        """The entry, its response body's text left as a placeholder, and that body."""
         size = len(exchange.response_body)
         body = b"" if elided else redact_bytes(exchange.response_body)
         images_elided = False
@@ -293,7 +367,7 @@ class HarRecorder:
                 "content": {
                     "size": size,
                     "mimeType": response_type,
-                    **_content(body),
+                    "text": _PLACEHOLDER_TEXT,
                     **({"comment": note} if note else {}),
                 },
                 "redirectURL": "",
@@ -317,7 +391,7 @@ class HarRecorder:
                 "images_elided": images_elided,
                 **({"body_elided": elided} if elided else {}),
             },
-        }
+        }, body
 
 
 # --- reading --------------------------------------------------------------------------------

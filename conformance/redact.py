@@ -249,24 +249,62 @@ class Redactor:
         if forms.in_bytes(value):
             value = forms.replace_bytes(value)
         if b"\\" in value:
-            value = _ESCAPED_LITERAL.sub(self._literal, value)
+            value = self._redact_literals(value)
         if len(value) <= _WHOLE_TEXT_LIMIT and (b"\\" in value or b"%" in value or b"&" in value):
             text = value.decode("utf-8", "surrogateescape")
             if any(forms.in_text(v) for v in self._views(text)):
                 value = self.text(text).encode("utf-8", "surrogateescape")
         return value
 
-    def _literal(self, match: re.Match[bytes]) -> bytes:
-        """A JSON string literal as it was, or re-serialised redacted when it hides a secret."""
-        raw = match.group(0)
+    def _redact_literals(self, value: bytes) -> bytes:
+        """The body with every escaped JSON string literal that hides a secret re-serialised
+        redacted, the other bytes as they were (no copy of the body when nothing changes)."""
+        view = memoryview(value)
+        parts: list[bytes] = []
+        last = 0
+        for match in _ESCAPED_LITERAL.finditer(value):
+            start, end = match.span()
+            literal = view[start:end]
+            if end - start > _WHOLE_TEXT_LIMIT and not self._hidden_in_windows(literal):
+                continue  # a big literal (an image) is decoded whole only when it must be
+            redacted = self._literal(bytes(literal))
+            if redacted is not None:
+                parts += [view[last:start].tobytes(), redacted]
+                last = end
+        if not parts:
+            return value
+        return b"".join([*parts, view[last:].tobytes()])
+
+    def _literal(self, raw: bytes) -> bytes | None:
+        """A JSON string literal re-serialised redacted, None when it hides no secret."""
         try:
             decoded = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             decoded = _json_unescape(raw[1:-1].decode("utf-8", "replace"))
         if not isinstance(decoded, str):
-            return raw
+            return None
         redacted = self.text(decoded)
-        return raw if redacted == decoded else json.dumps(redacted).encode("ascii")
+        return None if redacted == decoded else json.dumps(redacted).encode("ascii")
+
+    def _hidden_in_windows(self, raw: memoryview) -> bool:
+        """Whether a secret shows in a big literal, decoded a window at a time: one escaped
+        character takes at most 12 bytes, so windows overlapping by 12 per character of the
+        longest secret each see any secret whole."""
+        forms = self._forms
+        overlap = 12 * max(map(len, forms.secrets)) + 12
+        for start in range(0, len(raw), _WINDOW):
+            window = raw[start : start + _WINDOW + overlap].tobytes()
+            # base64 escapes its slashes and nothing else: with those undone and no other
+            # escape left, the window is its own decoding.
+            undone = window.replace(b"\\/", b"/")
+            if not any(c in undone for c in (b"\\", b"%", b"&")):
+                if forms.in_bytes(undone):
+                    return True
+                continue
+            text = window.decode("utf-8", "replace")
+            if self.text(text) != text:
+                return True
+        return False
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credential values redacted (scheme kept) and secrets gone from every

@@ -109,6 +109,20 @@ def test_a_body_over_the_entry_cap_is_left_out_and_a_full_recording_drops_entrie
     assert facts["entries_dropped"] > 0 and facts["cases"] + facts["entries_dropped"] == 40
 
 
+def test_a_body_is_measured_as_written_escaped_before_it_is_kept(tmp_path):
+    """Control characters take six bytes each once JSON-escaped: the cap counts that."""
+    the_case = case("c")
+    body = bytes(range(32)) * 20_000 + "é😀".encode()  # 640 KB, 3.3 MB once escaped
+    for cap, kept in ((2 * MIB, False), (8 * MIB, True)):
+        path = tmp_path / f"{cap}.har"
+        recorder = HarRecorder(path, cap=cap)
+        recorder.add(the_case, exchange(the_case, 400, body))
+        recorder.close(META)
+        assert path.stat().st_size <= cap
+        _, read = read_har(path)
+        assert (read[0][1].response_body == body) is kept
+
+
 def test_a_fetched_body_is_kept_only_when_it_is_an_image(tmp_path):
     body = {"model": "dall-e-2", "prompt": "p", "size": "256x256", "response_format": "url"}
     the_case = case("u", body=body)

@@ -115,3 +115,16 @@ def test_a_reproducer_has_nothing_safe_text_must_change_so_it_stays_exact():
         command = curl_command(case("c", body=body), "http://127.0.0.1:9/v1/images/generations")
         assert safe_text(command) == command
         command.encode("utf-8")
+
+
+def test_a_big_escaped_literal_is_searched_in_windows_and_left_alone_when_clean(redactor):
+    """A 6 MiB base64 image with JSON-escaped slashes: searched without decoding it whole, and
+    the body handed back as it was; the same with the key JSON-escaped across a window's edge."""
+    image = base64.b64encode(random.Random(5).randbytes(6 * 1024 * 1024)).replace(b"/", b"\\/")
+    body = b'{"data": [{"b64_json": "' + image + b'\\u00e9"}]}'
+    assert redactor.data(body) is body
+    escaped = "".join(f"\\u{ord(c):04x}" for c in SECRET).encode()
+    edge = 1024 * 1024 - 100
+    hostile = body[:edge] + escaped + body[edge:]
+    out = redactor.data(hostile)
+    assert REDACTED.encode() in out and SECRET not in json.loads(out)["data"][0]["b64_json"]
