@@ -80,8 +80,14 @@ _ESCAPED_LITERAL = re.compile(rb'"[^"\\]*+(?:\\[\s\S][^"\\]*+)++"')
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\s\S]))")
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-#: How many layers of encoding (percent inside JSON escapes, say) are looked through.
-_DECODE_ROUNDS = 3
+#: How many layers of encoding (percent inside percent inside JSON escapes, say) are looked
+#: through.
+_DECODE_DEPTH = 3
+#: How many times a text is decoded and redacted again; one that still hides a secret after
+#: as many is replaced whole.
+_DECODE_ROUNDS = 8
+#: What stands for such a text.
+HIDDEN = "[REDACTED: text hiding a secret under layers of encoding]"
 #: Bodies up to this size are also searched whole once decoded as text (JSON-, percent- and
 #: HTML-unescaped); a bigger one is an image or a JSON answer, searched by its literals.
 _WHOLE_TEXT_LIMIT = 4 * 1024 * 1024
@@ -230,11 +236,26 @@ class Redactor:
         if forms.in_text(value):
             value = forms.replace_text(value)
         for _ in range(_DECODE_ROUNDS):
-            revealing = next((v for v in self._views(value) if forms.in_text(v)), None)
+            revealing = self._revealing(value, forms)
             if revealing is None:
-                break
+                return value
             value = forms.replace_text(revealing)
-        return value
+        return value if self._revealing(value, forms) is None else HIDDEN
+
+    def _revealing(self, value: str, forms: _Forms) -> str | None:
+        """A decoding of ``value``, through up to ``_DECODE_DEPTH`` layers of encodings, in
+        which a secret shows; None when none does."""
+        frontier = [value]
+        for _ in range(_DECODE_DEPTH):
+            decoded: dict[str, None] = {}
+            for text in frontier:
+                for view in self._views(text):
+                    if view != text:
+                        if forms.in_text(view):
+                            return view
+                        decoded[view] = None
+            frontier = list(decoded)
+        return None
 
     def data(self, value: bytes) -> bytes:
         """Bytes (a body) with every secret gone.
@@ -252,8 +273,12 @@ class Redactor:
             value = self._redact_literals(value)
         if len(value) <= _WHOLE_TEXT_LIMIT and (b"\\" in value or b"%" in value or b"&" in value):
             text = value.decode("utf-8", "surrogateescape")
-            if any(forms.in_text(v) for v in self._views(text)):
-                value = self.text(text).encode("utf-8", "surrogateescape")
+            if self._revealing(text, forms) is not None:
+                redacted = self.text(text)
+                try:
+                    value = redacted.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # a lone surrogate a decoding step made
+                    value = redacted.encode("utf-8", "replace")
         return value
 
     def _redact_literals(self, value: bytes) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 
 import pytest
 
@@ -128,3 +129,27 @@ def test_a_big_escaped_literal_is_searched_in_windows_and_left_alone_when_clean(
     hostile = body[:edge] + escaped + body[edge:]
     out = redactor.data(hostile)
     assert REDACTED.encode() in out and SECRET not in json.loads(out)["data"][0]["b64_json"]
+
+
+def test_encodings_mixed_and_layered_reveal_nothing(redactor):
+    """Random mixes of every disguise, percent inside percent included: whatever survives
+    redaction reveals no secret once decoded any way."""
+    import html
+    from urllib.parse import unquote
+
+    disguises = [
+        "".join(f"%{ord(c):02x}" for c in SECRET),
+        "".join(f"%25{ord(c):02x}" for c in SECRET),
+        "".join(f"\\u{ord(c):04x}" for c in SECRET),
+        "".join(f"&#{ord(c)};" for c in SECRET),
+        SECRET.swapcase(),
+        base64.b64encode(b"ab" + SECRET.encode()).decode(),
+    ]
+    noise = ["\\ud800", "%ff", "&amp;", '"', "\\\\", "%", "&", " "]
+    rng = random.Random(8)
+    for _ in range(300):
+        text = "".join(rng.choice(disguises + noise) for _ in range(rng.randint(1, 10)))
+        out = redactor.text(text)
+        unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), out)
+        for view in (out, unquote(unquote(out)), html.unescape(out), unescaped):
+            assert SECRET.lower() not in view.lower()
