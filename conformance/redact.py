@@ -33,6 +33,7 @@ import html
 import json
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,7 +78,13 @@ _SECRET_QUERY = re.compile(
 )
 #: A JSON string literal holding at least one escape (possessive: linear on any input).
 _ESCAPED_LITERAL = re.compile(rb'"[^"\\]*+(?:\\[\s\S][^"\\]*+)++"')
-_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\s\S]))")
+#: One token of any encoding a secret may hide under: a JSON/Python escape, a run of
+#: percent-escapes (decoded together: UTF-8 spans several), an HTML character reference.
+_TOKEN = re.compile(
+    r"\\(?:u([0-9a-fA-F]{4})|([\s\S]))"
+    r"|((?:%[0-9a-fA-F]{2})+)"
+    r"|(&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?)"
+)
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 #: How many layers of encoding (percent inside percent inside JSON escapes, say) are looked
@@ -86,11 +93,12 @@ _DECODE_DEPTH = 3
 #: How many times a text is decoded and redacted again; one that still hides a secret after
 #: as many is replaced whole.
 _DECODE_ROUNDS = 8
-#: What stands for such a text.
+#: What stands for such a text (or a body hiding a secret where it cannot be cut out).
 HIDDEN = "[REDACTED: text hiding a secret under layers of encoding]"
-#: Bodies up to this size are also searched whole once decoded as text (JSON-, percent- and
-#: HTML-unescaped); a bigger one is an image or a JSON answer, searched by its literals.
-_WHOLE_TEXT_LIMIT = 4 * 1024 * 1024
+#: Bodies up to this size (every error body: the transport cuts them there) are also searched
+#: whole once decoded as text (JSON-, percent- and HTML-unescaped); a bigger one is an image
+#: or an answer carrying images, searched verbatim, as base64 and JSON-unescaped.
+_WHOLE_TEXT_LIMIT = 1024 * 1024
 #: Case-insensitive searches lower-case this much at a time, not a whole 64 MiB body at once.
 _WINDOW = 1024 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -111,20 +119,31 @@ def _b64_forms(secret: bytes) -> list[bytes]:
     return list(dict.fromkeys(forms))
 
 
-def _json_unescape(text: str) -> str:
-    """Text with JSON/Python-style backslash escapes decoded, leniently (never raises)."""
+def _decoded(text: str) -> str:
+    """Text with one layer of every encoding decoded at once, leniently (never raises):
+    JSON/Python escapes, percent-escapes, HTML character references."""
 
     def one(match: re.Match[str]) -> str:
-        if match.group(1) is not None:
-            return chr(int(match.group(1), 16))
-        char = match.group(2)
-        return _SIMPLE_ESCAPES.get(char, char)
+        escape, char, percent, entity = match.groups()
+        if escape is not None:
+            return chr(int(escape, 16))
+        if char is not None:
+            return _SIMPLE_ESCAPES.get(char, char)
+        if percent is not None:
+            return unquote(percent, errors="replace")
+        return html.unescape(entity)
 
-    decoded = _ESCAPE.sub(one, text)
+    decoded = _TOKEN.sub(one, text)
     if not _SURROGATE.search(decoded):
         return decoded
     # Surrogate pairs written as two escapes become the character they encode.
     return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _may_be_encoded(text: str | bytes) -> bool:
+    """Whether text holds anything :func:`_decoded` would decode."""
+    marks = ("\\", "%", "&") if isinstance(text, str) else (b"\\", b"%", b"&")
+    return any(mark in text for mark in marks)
 
 
 def _contains_folded(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
@@ -212,16 +231,6 @@ class Redactor:
                 self._forms = _Forms.of({*self._forms.secrets, *new})
         return self
 
-    @staticmethod
-    def _views(text: str) -> Iterable[str]:
-        """The text decoded each way a server might have encoded a secret in it."""
-        if "\\" in text:
-            yield _json_unescape(text)
-        if "%" in text:
-            yield unquote(text, errors="replace")
-        if "&" in text:
-            yield html.unescape(text)
-
     # --- redacting ------------------------------------------------------------------------
 
     def text(self, value: str) -> str:
@@ -242,19 +251,19 @@ class Redactor:
             value = forms.replace_text(revealing)
         return value if self._revealing(value, forms) is None else HIDDEN
 
-    def _revealing(self, value: str, forms: _Forms) -> str | None:
-        """A decoding of ``value``, through up to ``_DECODE_DEPTH`` layers of encodings, in
-        which a secret shows; None when none does."""
-        frontier = [value]
+    @staticmethod
+    def _revealing(value: str, forms: _Forms) -> str | None:
+        """``value`` decoded through up to ``_DECODE_DEPTH`` layers of encodings, as far as
+        the first layer where a secret shows; None when none does."""
         for _ in range(_DECODE_DEPTH):
-            decoded: dict[str, None] = {}
-            for text in frontier:
-                for view in self._views(text):
-                    if view != text:
-                        if forms.in_text(view):
-                            return view
-                        decoded[view] = None
-            frontier = list(decoded)
+            if not _may_be_encoded(value):
+                return None
+            decoded = _decoded(value)
+            if decoded == value:
+                return None
+            if forms.in_text(decoded):
+                return decoded
+            value = decoded
         return None
 
     def data(self, value: bytes) -> bytes:
@@ -269,9 +278,12 @@ class Redactor:
             return value
         if forms.in_bytes(value):
             value = forms.replace_bytes(value)
-        if b"\\" in value:
+        if b"\\" in value and self._hidden_in_windows(memoryview(value)):
             value = self._redact_literals(value)
-        if len(value) <= _WHOLE_TEXT_LIMIT and (b"\\" in value or b"%" in value or b"&" in value):
+            if self._hidden_in_windows(memoryview(value)):
+                # Escapes outside any well-formed string literal: nothing to rewrite in place.
+                return HIDDEN.encode()
+        if len(value) <= _WHOLE_TEXT_LIMIT and _may_be_encoded(value):
             text = value.decode("utf-8", "surrogateescape")
             if self._revealing(text, forms) is not None:
                 redacted = self.text(text)
@@ -305,29 +317,32 @@ class Redactor:
         try:
             decoded = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            decoded = _json_unescape(raw[1:-1].decode("utf-8", "replace"))
+            decoded = _decoded(raw[1:-1].decode("utf-8", "replace"))
         if not isinstance(decoded, str):
             return None
         redacted = self.text(decoded)
         return None if redacted == decoded else json.dumps(redacted).encode("ascii")
 
-    def _hidden_in_windows(self, raw: memoryview) -> bool:
-        """Whether a secret shows in a big literal, decoded a window at a time: one escaped
-        character takes at most 12 bytes, so windows overlapping by 12 per character of the
-        longest secret each see any secret whole."""
+    def _hidden_in_windows(self, data: memoryview) -> bool:
+        """Whether a secret shows in JSON-escaped bytes once unescaped, a window at a time (no
+        string the size of a 64 MiB body; C-speed for the common case). One escaped character
+        takes at most 12 bytes, so windows overlapping by 12 per character of the longest
+        secret each see any secret whole."""
         forms = self._forms
         overlap = 12 * max(map(len, forms.secrets)) + 12
-        for start in range(0, len(raw), _WINDOW):
-            window = raw[start : start + _WINDOW + overlap].tobytes()
+        for start in range(0, len(data), _WINDOW):
+            window = data[start : start + _WINDOW + overlap].tobytes()
             # base64 escapes its slashes and nothing else: with those undone and no other
             # escape left, the window is its own decoding.
             undone = window.replace(b"\\/", b"/")
-            if not any(c in undone for c in (b"\\", b"%", b"&")):
+            if b"\\" not in undone:
                 if forms.in_bytes(undone):
                     return True
                 continue
-            text = window.decode("utf-8", "replace")
-            if self.text(text) != text:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # "\/" and the like
+                text = undone.decode("unicode_escape", "replace")
+            if forms.in_text(text) or forms.in_bytes(undone):
                 return True
         return False
 

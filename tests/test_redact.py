@@ -153,3 +153,13 @@ def test_encodings_mixed_and_layered_reveal_nothing(redactor):
         unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), out)
         for view in (out, unquote(unquote(out)), html.unescape(out), unescaped):
             assert SECRET.lower() not in view.lower()
+
+
+def test_a_big_body_hiding_a_secret_outside_any_string_literal_is_withheld_whole(redactor):
+    from conformance.redact import HIDDEN
+
+    escaped = "".join(f"\\u{ord(c):04x}" for c in SECRET).encode()
+    body = b"[" + b"1, " * 700_000 + escaped + b"]"  # 2 MiB: too big to be searched as text
+    assert redactor.data(body) == HIDDEN.encode()
+    clean = b"[" + b'"\\/", ' * 400_000 + b"1]"
+    assert redactor.data(clean) is clean
