@@ -12,9 +12,12 @@ of those encodings:
 - base64 at the three alignments a secret can take inside a longer base64 string (standard and
   URL-safe alphabets): the characters that depend on the secret's bytes alone are stable
   whatever surrounds them, and they are what is searched;
-- decoded: every JSON string literal of a body that holds an escape is decoded and searched
-  (and re-serialised redacted, the rest of the body left byte for byte as it was, so a replay
-  judges what the server sent); text is also searched once JSON-, percent- and HTML-unescaped.
+- decoded: a body's JSON string literals are searched unescaped (a window at a time, at C
+  speed), and one that hides a secret is re-serialised redacted, the rest of the body left
+  byte for byte as it was, so a replay judges what the server sent; a body that hides one
+  outside any literal is withheld whole. Every text written, and every body up to 1 MiB (all
+  error bodies), is also searched through up to three layers of JSON, percent and HTML
+  encoding; one still hiding a secret past them is withheld whole.
 
 The transport redacts every :class:`~conformance.results.Exchange` as it is built, and every
 writer (reports, the HAR recording, console lines, the pytest plugin's output) passes what it
