@@ -35,11 +35,11 @@ from typing import Any, Protocol
 
 from . import __version__
 from .cases import Case
-from .checks import judge
+from .checks import judge, settle_controls
 from .errors import SetupError
 from .profiles import Profile, load_profile
 from .redact import strip_url
-from .results import CaseResult, Exchange, Outcome, RunResult
+from .results import CaseResult, Exchange, Outcome, Reason, RunResult
 from .transport import (
     Transport,
     TransportConfig,
@@ -155,6 +155,30 @@ def cut_note(case: Case) -> str:
     return f"cut by the budget: {case.origin} (not covered)"
 
 
+def not_observed(case: Case, reason: Reason, note: str) -> CaseResult:
+    """The result of a case that got no answer to judge."""
+    return CaseResult(case=case, outcome=Outcome.NOT_OBSERVED, reason=reason, note=note)
+
+
+def cut_result(case: Case) -> CaseResult:
+    """The result of a case the plan cut to fit the budget."""
+    return not_observed(case, Reason.BUDGET, cut_note(case))
+
+
+def internal_error(case: Case, exc: BaseException, exchange: Exchange | None) -> CaseResult:
+    """A case imgconf failed to judge: recorded as such, so the other cases are still judged and
+    the verdict cannot be PASS on what was not judged."""
+    result = not_observed(
+        case,
+        Reason.INTERNAL_ERROR,
+        f"imgconf failed while judging this answer: {type(exc).__name__}: {str(exc)[:200]}",
+    )
+    result.exchange = exchange
+    if exchange is not None:
+        result.status, result.elapsed = exchange.status, exchange.elapsed
+    return result
+
+
 def trim(exchange: Exchange) -> None:
     """Keep what a report shows of an exchange; drop image bytes and long bodies."""
     exchange.response_body = excerpt(exchange.response_body)
@@ -231,16 +255,18 @@ class Runner:
         self.thumbnails_left = max_thumbnails
         self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
+        self.stop_kind: Reason | None = None
         self._streak = 0
         self._stop = asyncio.Event()
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
         self._settled = asyncio.Event()
 
-    def stop(self, reason: str) -> None:
-        """Stop sending: cases not yet answered are reported as skipped."""
+    def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
+        """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stop_kind = kind
         self._stop.set()
 
     async def run(self, cases: list[Case]) -> list[CaseResult]:
@@ -259,8 +285,9 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*workers, stopper, finished, return_exceptions=True)
         note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
+        reason = self.stop_kind or Reason.INTERRUPTED
         return [
-            result or CaseResult(case=case, outcome=Outcome.SKIPPED, note=note)
+            result or not_observed(case, reason, note)
             for case, result in zip(cases, results, strict=True)
         ]
 
@@ -274,22 +301,25 @@ class Runner:
                 index, case = queue.popleft()
                 admitted = await self._reserve(case)
             if not admitted:
-                results[index] = CaseResult(
-                    case=case,
-                    outcome=Outcome.SKIPPED,
-                    note="not sent: it does not fit the remaining budget",
+                results[index] = not_observed(
+                    case,
+                    Reason.BUDGET,
+                    "not sent: its worst case does not fit the remaining budget",
                 )
                 self._report(results[index])
                 continue
             exchange = None
             try:
                 exchange = await self.transport.send_case(case)
+            except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+                results[index] = internal_error(case, exc, None)
             finally:
                 # Stopped mid-request, the request may have reached the server: keep it.
                 generated = exchange is None or may_have_generated(exchange)
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
-            results[index] = self._judge(case, exchange)
+            if exchange is not None:
+                results[index] = self._judge(case, exchange)
             self._report(results[index])
 
     async def _reserve(self, case: Case) -> bool:
@@ -309,7 +339,10 @@ class Runner:
 
     def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
         wanted = self.thumbnails_left > 0 and case.expect != "reject"
-        result = judge(case, exchange, self.profile, thumbnails=wanted)
+        try:
+            result = judge(case, exchange, self.profile, thumbnails=wanted)
+        except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+            result = internal_error(case, exc, exchange)
         for info in result.images:
             if info.thumbnail is not None:
                 if self.thumbnails_left > 0:
@@ -324,7 +357,8 @@ class Runner:
             if self._streak >= self.failure_streak:
                 self.stop(
                     f"the target stopped answering ({self._streak} transport failures in a row, "
-                    f"the last: {exchange.error})"
+                    f"the last: {exchange.error})",
+                    Reason.TRANSPORT,
                 )
         elif exchange.status is not None:
             self._streak = 0
@@ -418,7 +452,9 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
         "images": plan.images,
         "cost": plan.cost,
         "cost_unknown_images": plan.cost_unknown_images,
-        "pairwise": coverage.get("pairwise"),
+        "pairwise": {
+            model: facts.get("pairs") for model, facts in coverage.get("models", {}).items()
+        },
         "coverage": coverage,
         "cut": [c.id for c in plan.cut],
     }
@@ -521,12 +557,13 @@ def _run(
                     "seed": settings.seed,
                 }
             )
-    cut = [CaseResult(case=case, outcome=Outcome.SKIPPED, note=cut_note(case)) for case in plan.cut]
-    run.results = results + cut
+    run.results = settle_controls(results + [cut_result(case) for case in plan.cut])
+    run.rules = profile.rules()
     run.finished = time.time()
     run.budget = budget.as_dict()
     if stop_reason is not None:
         run.incomplete = True
+        run.stopped = stop_reason
         run.plan["stopped"] = stop_reason
     return _finish(run, settings, say, stop_reason)
 
@@ -557,7 +594,7 @@ async def _execute(
 def _finish(
     run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
 ) -> int:
-    from .reporting import failure_lines, outcome_counts, write_reports
+    from .reporting import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
 
     paths = write_reports(run, settings.report_dir)
     say(f"imgconf: {outcome_counts(run)} in {run.finished - run.started:.1f} s")
@@ -580,6 +617,5 @@ def _finish(
         diff = compare(old, new)
         say(format_diff(diff))
         status = max(status, diff.exit_code(settings.fail_on))
-    verdict = "PASS" if status == 0 else ("INCOMPLETE" if run.incomplete else "FAIL")
-    say(f"imgconf: {verdict}; reports in {settings.report_dir}/")
+    say(f"imgconf: {VERDICT_WORDS[status]}; reports in {settings.report_dir}/")
     return status
