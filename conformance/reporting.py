@@ -130,10 +130,11 @@ def failure_lines(run: RunResult, limit: int = 20) -> list[str]:
     if len(by_rule) > limit:
         lines.append(f"  ... and {len(by_rule) - limit} more broken MUST rules (see the reports)")
     lines += [f"  INCOMPLETE {reason}" for reason in verdict.incomplete_reasons]
-    if verdict.status == "pass" and verdict.not_observed:
-        shown = ", ".join(verdict.not_observed[:limit])
-        more = len(verdict.not_observed) - limit
+    budget = [label for label in verdict.not_observed if "budget" in label]
+    if verdict.status == "pass" and budget:
+        shown = ", ".join(budget[:limit])
+        more = len(budget) - limit
         lines.append(
-            f"  not observed (not blocking): {shown}" + (f" and {more} more" if more > 0 else "")
+            f"  left unobserved by the budget: {shown}" + (f" and {more} more" if more > 0 else "")
         )
     return lines

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .cases import Case
+from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .checks import judge, settle_controls
 from .errors import SetupError
 from .profiles import Profile, load_profile
@@ -413,6 +414,9 @@ class RunSettings:
     record: Path | None = None
     baseline: Path | None = None
     fail_on: str = "must"
+    #: ``--from``: an earlier report.json whose cases (chosen by ``only``) are sent again.
+    from_report: Path | None = None
+    only: str = "failed,unobserved"
     #: Tunables for tests and the benchmark; not command-line flags.
     body_cap: int | None = None
     quiet: bool = False
@@ -476,6 +480,8 @@ def _budget_refusal(plan: Any, target: str) -> str:
 def run_cli(**options: Any) -> int:
     """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
     settings = RunSettings(**options)
+    if settings.from_report is not None:
+        settings = apply_from_report(settings)
     profile = load_profile(settings.profile)
     _check_settings(settings, profile)
     if settings.base_url is None:
@@ -500,6 +506,72 @@ def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_imag
     )
 
 
+#: ``--only`` words and the case outcomes of the earlier report they choose.
+_ONLY = {"failed": ("fail",), "warned": ("warn",), "unobserved": ("not_observed",)}
+
+
+def _earlier_report(settings: RunSettings) -> dict[str, Any]:
+    """The ``--from`` report, read and checked (a set-up error otherwise)."""
+    import json
+
+    path = settings.from_report
+    assert path is not None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SetupError(f"--from: no such file {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SetupError(f"--from: cannot read {path} as JSON ({type(exc).__name__})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
+        raise SetupError(f"--from: {path} is not an imgconf report.json")
+    return report
+
+
+def apply_from_report(settings: RunSettings) -> RunSettings:
+    """Take the earlier run's profile, models and seed, so the plan rebuilds its exact bodies."""
+    report = _earlier_report(settings)
+    words = [w.strip() for w in settings.only.split(",") if w.strip()]
+    unknown = [w for w in words if w not in _ONLY]
+    if unknown or not words:
+        raise SetupError(f"--only: expected some of {', '.join(_ONLY)} (got {settings.only!r})")
+    explore = (report.get("plan") or {}).get("by_origin", {}).get("explore", 0)
+    models = [m for m in report.get("models") or () if isinstance(m, str)]
+    return dataclasses.replace(
+        settings,
+        profile=str(report.get("profile") or settings.profile),
+        models=tuple(models) or settings.models,
+        seed=int(report.get("seed") or 0),
+        explore=explore // max(1, len(models)) if explore else 0,
+    )
+
+
+def _rerun_plan(plan: Any, settings: RunSettings) -> Any:
+    """The plan cut down to the earlier report's chosen cases, with the controls they lean on."""
+    report = _earlier_report(settings)
+    wanted = {o for w in settings.only.split(",") for o in _ONLY.get(w.strip(), ())}
+    chosen = {
+        c["id"] for c in report["cases"] if isinstance(c, dict) and c.get("outcome") in wanted
+    }
+    models = {c.model for c in [*plan.cases, *plan.cut] if c.id in chosen}
+    if ANY_MODEL in models and plan.models:
+        models.add(plan.models[0])  # model-independent probes lean on any accepted request
+    keep = [
+        c
+        for c in [*plan.cases, *plan.cut]
+        if c.id in chosen or (c.origin == CONTROL_ORIGIN and c.model in models)
+    ]
+    keep.sort(key=lambda c: c.origin != CONTROL_ORIGIN)
+    missing = chosen - {c.id for c in keep}
+    if missing:
+        raise SetupError(
+            f"--from: {len(missing)} case(s) of the report are not in today's plan "
+            f"(e.g. {sorted(missing)[0]}): it was made by another version"
+        )
+    plan.cases, plan.cut = keep, []
+    plan.models = tuple(m for m in plan.models if m in models)
+    return plan
+
+
 def _run(
     settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
 ) -> int:
@@ -512,6 +584,8 @@ def _run(
     if not embedded:
         asyncio.run(probe_target(base_url, timeout=min(settings.timeout, 10.0)))
     plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    if settings.from_report is not None:
+        plan = _rerun_plan(plan, settings)
     config = TransportConfig(
         base_url=base_url,
         path=profile.path,
@@ -606,7 +680,7 @@ def _finish(
     if settings.baseline is not None:
         import json
 
-        from .regressions import compare, format_diff
+        from .regressions import combine_exit_codes, compare, format_diff
 
         try:
             old = json.loads(settings.baseline.read_text(encoding="utf-8"))
@@ -616,6 +690,6 @@ def _finish(
         new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
         diff = compare(old, new)
         say(format_diff(diff))
-        status = max(status, diff.exit_code(settings.fail_on))
+        status = combine_exit_codes(status, diff.exit_code(settings.fail_on))
     say(f"imgconf: {VERDICT_WORDS[status]}; reports in {settings.report_dir}/")
     return status
