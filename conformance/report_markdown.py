@@ -212,7 +212,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not_sent:
         reasons: dict[str, int] = {}
         for item in not_sent:
-            reasons[item["reason"] or "not sent"] = reasons.get(item["reason"] or "not sent", 0) + 1
+            why = item.get("note") or item["reason"] or "not sent"
+            reasons[why] = reasons.get(why, 0) + 1
         parts.append(
             "### Not sent\n\n"
             + "\n".join(f"- {n} cases: {_cell(reason)}" for reason, n in reasons.items())
