@@ -33,7 +33,7 @@ import re
 import struct
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -207,8 +207,15 @@ def _decode(data: bytes, fmt: str) -> Image.Image:
 _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: Adam7 passes: first column, first row, column step, row step.
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
-_ADAM7 += ((0, 1, 1, 2),)
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
 _PNG_FILTERS = bytes(range(5))
 
 
@@ -301,22 +308,17 @@ def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Imag
     """The IDAT stream inflates to exactly the declared rows, each with a valid filter byte
     (checked for non-interlaced images, whose rows all have one length)."""
     inflater = zlib.decompressobj()
-    view = memoryview(data)
     produced = 0
     try:
-        for start, end in layout.idat:
-            pending: bytes | memoryview = view[start:end]
-            while pending and not inflater.eof:
-                out = inflater.decompress(pending, INFLATE_STEP)
-                if _unknown_filter(out, produced, layout.row_bytes):
-                    raise _Refused("a row of its image data has an unknown filter type")
-                produced += len(out)
-                if produced > layout.raw_size:
-                    raise _Refused(
-                        f"its image data inflates beyond the {layout.raw_size} bytes "
-                        "its header declares"
-                    )
-                pending = inflater.unconsumed_tail
+        for piece in _inflate(inflater, memoryview(data), layout.idat):
+            if _unknown_filter(piece, produced, layout.row_bytes):
+                raise _Refused("a row of its image data has an unknown filter type")
+            produced += len(piece)
+            if produced > layout.raw_size:
+                raise _Refused(
+                    f"its image data inflates beyond the {layout.raw_size} bytes "
+                    "its header declares"
+                )
     except zlib.error as exc:
         raise _Refused(f"its image data does not inflate ({exc})") from None
     if produced < layout.raw_size:
@@ -326,6 +328,22 @@ def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Imag
     if not inflater.eof:
         raise _Refused("its compressed image data does not end (the file was cut)")
     return None
+
+
+def _inflate(
+    inflater: zlib._Decompress, view: memoryview, spans: list[tuple[int, int]]
+) -> Iterator[bytes]:
+    """The inflated stream of the chunk data at ``spans``, at most INFLATE_STEP bytes a piece."""
+    for start, end in spans:
+        pending: bytes | memoryview = view[start:end]
+        while pending and not inflater.eof:
+            yield inflater.decompress(pending, INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+    while not inflater.eof:  # what zlib still holds when a full step used up the input
+        piece = inflater.decompress(b"", INFLATE_STEP)
+        if not piece:
+            return
+        yield piece
 
 
 def _unknown_filter(piece: bytes, offset: int, row_bytes: int) -> bool:
