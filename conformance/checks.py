@@ -494,13 +494,19 @@ def check_image(
             f"{where}: is {facts.width}x{facts.height}, {asked.size[0]}x{asked.size[1]} was asked",
         ):
             problems.append(f"size {facts.width}x{facts.height}")
+        see_through = facts.min_alpha is not None and facts.min_alpha < 255
         if want_alpha and not v.check(
             "image.alpha",
-            bool(facts.has_alpha),
-            f"{where}: has no alpha channel; background=transparent was asked"
-            + (f" ({facts.problem})" if facts.problem else ""),
+            bool(facts.has_alpha) and see_through,
+            f"{where}: "
+            + (
+                "has an alpha channel but every pixel is opaque"
+                if facts.has_alpha
+                else "has no alpha channel"
+            )
+            + "; background=transparent was asked",
         ):
-            problems.append("no alpha channel")
+            problems.append("opaque alpha" if facts.has_alpha else "no alpha channel")
     info.ok = not problems
     info.problems = problems
     v.images.append(info)

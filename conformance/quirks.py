@@ -218,6 +218,30 @@ _QUIRK_LIST = (
         "Puts bytes that are not an image (an HTML error page) into b64_json and URLs.",
         ("image.decodes",),
     ),
+    Quirk(
+        "opaque-alpha",
+        "image",
+        "Answers a transparent background with RGBA images whose alpha is 255 everywhere.",
+        ("image.alpha",),
+    ),
+    Quirk(
+        "truncated-png-iend",
+        "image",
+        "Cuts PNG images in the middle of their image data and appends an IEND chunk.",
+        ("image.decodes",),
+    ),
+    Quirk(
+        "truncated-jpeg",
+        "image",
+        "Cuts JPEG images in the middle of their scan data and appends an EOI marker.",
+        ("image.decodes",),
+    ),
+    Quirk(
+        "truncated-webp",
+        "image",
+        "Cuts WebP images in half and patches the RIFF size to the shorter file.",
+        ("image.decodes",),
+    ),
     # --- wrong errors ----------------------------------------------------------------------
     Quirk(
         "plain-text-errors",

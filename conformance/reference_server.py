@@ -33,7 +33,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
-from .imaging import SHAPES, ImageCache, ImageSpec, Picture, spec_for_prompt
+from .imaging import (
+    SHAPES,
+    ImageCache,
+    ImageSpec,
+    Picture,
+    spec_for_prompt,
+    truncate_jpeg,
+    truncate_png,
+    truncate_webp,
+)
 from .quirks import QUIRKS, ActiveQuirks
 from .validation import (
     Violation,
@@ -83,6 +92,12 @@ _ERROR_CODES = {
 }
 #: What the ``corrupt-image`` quirk sends instead of an image.
 CORRUPT_IMAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+#: The quirk that damages each format's pictures, and how.
+_DAMAGE = {
+    "png": ("truncated-png-iend", truncate_png),
+    "jpeg": ("truncated-jpeg", truncate_jpeg),
+    "webp": ("truncated-webp", truncate_webp),
+}
 _DROP_MESSAGE = "ASGI callable returned without completing response."
 
 
@@ -351,6 +366,7 @@ class ReferenceServer:
             transparent=transparent,
             compression=gen.compression,
             detail=detail,
+            opaque_alpha=transparent and "opaque-alpha" in self.quirks,
         )
 
     async def _pictures(self, gen: Generation, indexes: range, detail: int = 0) -> list[Picture]:
@@ -360,9 +376,18 @@ class ReferenceServer:
             return [Picture(CORRUPT_IMAGE, gen.output_format) for _ in indexes]
         specs = [self._image_spec(gen, index, detail) for index in indexes]
         cached = [self.images.peek(spec) for spec in specs]
-        if all(picture is not None for picture in cached):
-            return cached  # type: ignore[return-value]
-        return await anyio.to_thread.run_sync(lambda: [self.images.get(spec) for spec in specs])
+        if any(picture is None for picture in cached):
+            cached = await anyio.to_thread.run_sync(
+                lambda: [self.images.get(spec) for spec in specs]
+            )
+        return [self._damaged(picture) for picture in cached]  # type: ignore[arg-type]
+
+    def _damaged(self, picture: Picture) -> Picture:
+        """The picture as a truncating quirk sends it (itself when none applies)."""
+        damage = _DAMAGE.get(picture.format)
+        if damage is None or damage[0] not in self.quirks:
+            return picture
+        return Picture(damage[1](picture.data), picture.format)
 
     # --- answers ----------------------------------------------------------------------------
 

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from test_reference_server import BREAKERS, PATH, body_for, parse_sse
+from test_reference_server import BREAKERS, PATH, PROMPT, body_for, parse_sse
 
 from conformance.contract import load_contract
 from conformance.embedded import start_reference_server
 from conformance.errors import SetupError
+from conformance.imaging import render, spec_for_prompt
 from conformance.quirks import KINDS, QUIRKS, parse_quirks
 from conformance.validation import request_violations
 
@@ -236,6 +237,43 @@ def _(client):
     item = ok(client.post(PATH, json=body_for("gpt-image-1")))["data"][0]
     with pytest.raises(Image.UnidentifiedImageError):
         image_of(item)
+
+
+@probe("opaque-alpha")
+def _(client):
+    body = body_for("gpt-image-1", background="transparent")
+    image = image_of(ok(client.post(PATH, json=body))["data"][0])
+    assert image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255)
+
+
+def served_and_drawn(client, output_format: str) -> tuple[bytes, bytes]:
+    """The bytes the server answers for a 1024x1024 image, and the picture it draws for them."""
+    body = body_for("gpt-image-1", output_format=output_format, size="1024x1024")
+    served = base64.b64decode(ok(client.post(PATH, json=body))["data"][0]["b64_json"])
+    drawn = render(spec_for_prompt(PROMPT, 1024, 1024, format=output_format)).data
+    return served, drawn
+
+
+@probe("truncated-png-iend")
+def _(client):
+    served, drawn = served_and_drawn(client, "png")
+    iend = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    assert served.endswith(iend) and drawn.startswith(served[: -len(iend)])
+    assert len(served) < len(drawn)
+
+
+@probe("truncated-jpeg")
+def _(client):
+    served, drawn = served_and_drawn(client, "jpeg")
+    assert served.endswith(b"\xff\xd9") and drawn.startswith(served[:-2])
+    assert len(served) < len(drawn)
+
+
+@probe("truncated-webp")
+def _(client):
+    served, drawn = served_and_drawn(client, "webp")
+    assert int.from_bytes(served[4:8], "little") == len(served) - 8
+    assert drawn[8:].startswith(served[8:]) and len(served) <= len(drawn) // 2
 
 
 # --- wrong errors -----------------------------------------------------------------------------
