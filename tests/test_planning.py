@@ -90,8 +90,13 @@ def test_every_must_reject_rule_is_broken_for_every_model_it_applies_to(plan: Pl
             assert any(
                 c.rule == rule.id and c.model == model and c.kind == "invalid" for c in plan.cases
             ), (rule.id, model)
+    rules = OPENAI.rules()
     for model in OPENAI.models:
-        assert plan.coverage["models"][model]["must_rules"]["missing"] == []
+        # usage.schema is judged where usage is present: not on models whose answers carry none.
+        usage = model in rules["response.usage.present"].models
+        expected = [] if usage else ["response.usage.schema"]
+        assert plan.coverage["models"][model]["must_rules"]["missing"] == expected
+        assert plan.coverage["rules"][model]["must"]["missing"] == expected
 
 
 def test_probes(plan: Plan) -> None:
@@ -408,7 +413,7 @@ _PLAN_EXPLORE = ["plan", "--explore", "5", "--models", "dall-e-3", "--seed", "3"
 def test_plan_command_with_explore_is_stable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main_entry(_PLAN_EXPLORE) == 0
     here = capsys.readouterr().out
-    assert "valid (24: boundary 2, pairwise 17, each-choice 2, explore 3)" in here
+    assert "valid (25: control 1, boundary 2, pairwise 17, each-choice 2, explore 3)" in here
     assert "explore 2)" in here
     code = "import sys; from conformance.cli import main_entry; sys.exit(main_entry(sys.argv[1:]))"
     done = subprocess.run(
