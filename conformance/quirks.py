@@ -37,6 +37,10 @@ class Quirk:
     breaks: tuple[str, ...]
     parameter: str | None = None
     default: float | None = None
+    #: The verdict a correct judge reaches against it: ``fail`` (naming ``breaks``) or
+    #: ``incomplete`` (naming ``reasons``: the server hides what the rules need to be seen).
+    verdict: str = "fail"
+    reasons: tuple[str, ...] = ()
 
 
 _QUIRK_LIST = (
@@ -259,7 +263,22 @@ _QUIRK_LIST = (
         "500-on-bad-input",
         "error",
         "Answers every invalid request with 500 instead of 400.",
-        ("transport.no_5xx",),
+        ("transport.no_5xx", "request.n.max", "request.size.enum"),
+    ),
+    Quirk(
+        "relay-errors-as-502",
+        "error",
+        "Relays every refusal (validation and auth alike) as 502, as a broken gateway does.",
+        ("transport.no_5xx", "auth.missing", "auth.wrong", "request.n.max", "request.size.enum"),
+    ),
+    Quirk(
+        "throttle-invalid",
+        "error",
+        "Answers every request it would refuse as invalid with 429 (Retry-After: 0), so no "
+        "refusal can be seen.",
+        (),
+        verdict="incomplete",
+        reasons=("throttled",),
     ),
     # --- authentication --------------------------------------------------------------------
     Quirk(

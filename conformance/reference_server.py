@@ -497,6 +497,12 @@ class ReferenceServer:
         validation = status == 400
         if validation and "500-on-bad-input" in self.quirks:
             status = 500
+        if validation and "throttle-invalid" in self.quirks:
+            response = error_response(429, "Rate limit reached.", None, "rate_limit_exceeded")
+            response.headers["retry-after"] = "0"
+            return response
+        if "relay-errors-as-502" in self.quirks:
+            status = 502
         if "plain-text-errors" in self.quirks:
             return PlainTextResponse(f"{status} error: {refused.message}", status_code=status)
         if "detail-422" in self.quirks:

@@ -298,6 +298,19 @@ def _(client):
     assert client.post(PATH, json=body_for("dall-e-2", n=11)).status_code == 500
 
 
+@probe("relay-errors-as-502")
+def _(client):
+    assert client.post(PATH, json=body_for("dall-e-2", n=11)).status_code == 502
+    assert client.post(PATH, json=body_for("dall-e-2"), headers={"authorization": ""}).status_code == 502
+
+
+@probe("throttle-invalid")
+def _(client):
+    answer = client.post(PATH, json=body_for("dall-e-2", n=11))
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "0"
+    assert client.post(PATH, json=body_for("dall-e-2")).status_code == 200
+
+
 # --- authentication ---------------------------------------------------------------------------
 
 
