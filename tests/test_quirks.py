@@ -301,7 +301,10 @@ def _(client):
 @probe("relay-errors-as-502")
 def _(client):
     assert client.post(PATH, json=body_for("dall-e-2", n=11)).status_code == 502
-    assert client.post(PATH, json=body_for("dall-e-2"), headers={"authorization": ""}).status_code == 502
+    assert (
+        client.post(PATH, json=body_for("dall-e-2"), headers={"authorization": ""}).status_code
+        == 502
+    )
 
 
 @probe("throttle-invalid")
