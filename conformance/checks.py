@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import Case
+from .cases import MALFORMED_AUTH, Case
 from .contract import ModelSpec, Rule, load_contract
 from .images import decode_base64, inspect_image
 from .profiles import Profile
@@ -38,6 +38,7 @@ ANSWER_RULES = (
     "request.model.default",
     "auth.missing",
     "auth.wrong",
+    "auth.status_401",
     "response.content_type",
     "response.schema",
     "response.data.count",
@@ -396,6 +397,14 @@ def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) ->
     status = exchange.status or 0
     accepted = 200 <= status < 300
     rejected = 400 <= status < 500
+    if case.auth in MALFORMED_AUTH:
+        what = "with Bearer and no token" if case.auth == "blank-bearer" else "with another scheme"
+        if v.check(
+            case.rule, rejected, f"a request {what} is answered {status}, not refused with a 4xx"
+        ):
+            v.check("auth.status_401", status == 401, f"a request {what} is answered {status}")
+            check_error(v, exchange, None, validation=False)
+        return False
     if case.auth in ("missing", "wrong"):
         what = "without a key" if case.auth == "missing" else "with a wrong key"
         v.check(case.rule, status == 401, f"a request {what} is answered {status}, not 401")
