@@ -6,8 +6,10 @@ So, per model of the profile, :func:`build_plan` makes:
 1. **Negative cases** (free on a conformant server): every request rule the model is held to,
    broken alone on a cheap valid body (``must-reject``, ``should-reject``; each body is checked
    with :func:`request_violations` to break that rule and no other), and the grey-area
-   ``probe`` cases (unsupported parameters; once for the whole plan: bodies that are not JSON or
-   not objects, an unknown model, a missing or wrong key, the default model, a trailing slash).
+   ``probe`` cases (unsupported parameters; every way of failing to authenticate, on the model's
+   base body and on a streamed one, :data:`AUTH_PROBES`; once for the whole plan: bodies that are
+   not JSON or not objects, an unknown model, a missing or wrong key, the default model, a
+   trailing slash).
 2. **Boundary cases**: ``n`` at 1 and at the model's maximum, a one-character prompt, a prompt
    of exactly the model's limit in mixed scripts (multi-byte, emoji, combining, right-to-left).
 3. **Pairwise cases**: a covering array (``covertable``) over the interacting fields (size,
@@ -17,8 +19,9 @@ So, per model of the profile, :func:`build_plan` makes:
    a pair of values is forbidden when a body with just those two breaks a rule, so no case
    breaks the contract. ``n`` takes 1 and 2 here (2 stands for every n > 1; the maximum is a
    boundary case), which keeps the array's images few.
-4. **Each-choice cases**: any value of any field the cases above left out (custom sizes,
-   ``user``), on the cheap body.
+4. **Each-choice cases**: any value of any field the cases above left out (custom sizes across
+   the safe zone, :func:`~conformance.strategies.custom_size_examples`; ``user``), on the cheap
+   body.
 5. **Explore cases** (``--explore N``): N more per model, drawn from the Hypothesis strategies
    :func:`~conformance.strategies.valid_requests` and
    :func:`~conformance.strategies.invalid_requests` alternately, under the plan's seed
