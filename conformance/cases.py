@@ -11,10 +11,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ANY_MODEL", "MALFORMED_AUTH", "Auth", "Case", "Expect", "Kind"]
+__all__ = ["ANY_MODEL", "CONTROL_ORIGIN", "MALFORMED_AUTH", "Auth", "Case", "Expect", "Kind"]
 
 #: The model of a case that does not depend on one (a non-JSON body, a missing key).
 ANY_MODEL = "*"
+#: The origin of a model's *control*: its plain valid request, sent first. A refusal proves a
+#: request rule only when the same target accepted the control in the same run.
+CONTROL_ORIGIN = "control"
 
 Kind = Literal["valid", "invalid", "probe"]
 Expect = Literal["accept", "reject", "either"]

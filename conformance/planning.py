@@ -54,8 +54,9 @@ from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
-from .cases import ANY_MODEL, Case
+from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .contract import ModelSpec, Rule, load_contract
+from .coverage import aimed_rules, case_spec, coverage_summary
 from .errors import SetupError
 from .profiles import Profile
 from .strategies import (
@@ -73,8 +74,11 @@ from .validation import request_violations, resolve_model
 
 __all__ = ["AUTH_PROBES", "CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
 
-#: Groups the budget cuts, first to last (negative cases count 0, so they are never needed).
-CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary")
+#: Groups the budget cuts, first to last. Negative cases count 0 in the plan (a conformant
+#: server generates nothing for them), so the plan never cuts them: the runner sends each whose
+#: worst case fits what is left when its turn comes. The controls go last: every refusal of
+#: their model leans on them.
+CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary", CONTROL_ORIGIN)
 #: Fields of the pairwise array (the rest, a free ``user`` string, is each-choice only).
 _NOT_PAIRWISE = ("user",)
 #: How the auth probes fail to authenticate: (``Case.auth``, the rule judged, the title). The
@@ -338,6 +342,19 @@ class _ModelPlanner:
                     )
                 )
         return out
+
+    def control(self) -> Case:
+        """The model's control: its plain cheap valid request. A refusal of any other request of
+        the model proves a rule only when the same target accepted this one."""
+        return self.case(
+            dict(self.base),
+            kind="valid",
+            rule="request.valid.accepted",
+            expect="accept",
+            origin=CONTROL_ORIGIN,
+            title="control: " + _describe(self.base),
+            ident=f"{self.spec.name}/control",
+        )
 
     def valid(self, body: dict[str, Any], origin: str, index: int) -> Case:
         broken = request_violations(body, self.contract)
@@ -647,34 +664,6 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
 # --- coverage ------------------------------------------------------------------------------------
 
 
-def _exercised(case: Case, spec: ModelSpec | None) -> set[str]:
-    """The rules a case gives the checks a chance to judge."""
-    out = {case.rule}
-    out.update(("transport.no_5xx", "transport.well_formed", "transport.connection"))
-    out.add("transport.timeout")
-    if case.expect in ("reject", "either"):
-        out.update(("error.envelope", "error.status_400", "error.fields", "error.param"))
-    if case.kind != "valid" or case.expect != "accept" or spec is None:
-        return out
-    body = case.body
-    out.update(("response.usage.schema", "response.usage.present", "response.usage.total"))
-    out.update(("image.decodes", "image.format", "response.echo", "response.revised_prompt"))
-    if body.get("stream") is True:
-        out.update(("stream.content_type", "stream.event.schema", "stream.completed"))
-        out.add("stream.partial.count")
-    else:
-        out.update(("response.content_type", "response.schema", "response.data.count"))
-        if spec.is_gpt or body.get("response_format") == "b64_json":
-            out.add("response.b64_json")
-        else:
-            out.update(("response.url", "response.url.fetch"))
-    if body.get("size") not in (None, "auto"):
-        out.add("image.size")
-    if body.get("background") == "transparent":
-        out.add("image.alpha")
-    return out
-
-
 def _pairs_of(
     cases: Sequence[Case], factors: Mapping[str, Sequence[Any]]
 ) -> set[tuple[str, int, str, int]]:
@@ -707,7 +696,9 @@ def _coverage(
     for name, planner in planners.items():
         spec = planner.spec
         mine = [c for c in cases if c.model == name]
-        exercised = set().union(*(_exercised(c, spec) for c in mine)) if mine else set()
+        exercised = set().union(
+            *(aimed_rules(c, case_spec(c, profile.models), rules) for c in mine)
+        )
         must = [r.id for r in rules.values() if r.is_must and r.per_model and name in r.models]
         required = {p: [*vs, None] for p, vs in param_values(spec, contract).items()}
         covered = _values_covered(mine)
@@ -857,6 +848,7 @@ def build_plan(
     rules = profile.rules()
     planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in chosen}
 
+    controls = [planner.control() for planner in planners.values()]
     negative: list[Case] = []
     positive: list[Case] = []
     explored: list[Case] = []
@@ -870,7 +862,12 @@ def build_plan(
         drawn = explore_requests(chosen, profile, seed=seed, count=explore, exclude=planned)
         for name, planner in planners.items():
             explored.extend(planner.explore(drawn[name]))
-    cases = negative + positive + explored
+    # Controls first, then every case a conformant server generates nothing for (so a small
+    # budget still sends them), then the cases that spend.
+    fixed = negative + positive
+    cases = (
+        controls + [c for c in fixed if not spends(c)] + [c for c in fixed if spends(c)] + explored
+    )
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
@@ -886,7 +883,19 @@ def build_plan(
         max_images=max_images,
     )
     plan.coverage = _coverage(profile, rules, planners, kept, cut)
+    plan.coverage["rules"] = predicted_coverage(plan)
     return plan
+
+
+def predicted_coverage(plan: Plan) -> dict[str, Any]:
+    """The rules each model's cases aim at, as :func:`coverage_summary` states them: what a
+    run's report observes on a server that behaves."""
+    rules = plan.profile.rules()
+    predicted: dict[str, set[str]] = {}
+    for case in plan.cases:
+        spec = case_spec(case, plan.profile.models)
+        predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules))
+    return coverage_summary(predicted, plan.models, rules)
 
 
 # --- imgconf plan ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ __all__ = ["render_markdown"]
 
 #: Keep the whole document below GitHub's comment limit with room to spare.
 MAX_CHARS = 60_000
-ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "inconclusive": "❔", "skipped": "⏭️"}
+ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "not_observed": "⏭️"}
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "incomplete": "⏸️"}
 
 
