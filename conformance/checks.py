@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
+from .cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
 from .contract import ModelSpec, Rule, load_contract
 from .coverage import ABSENCE_RULES, aimed_rules, answering_model, case_spec, expected_param
 from .images import decode_base64, inspect_image
@@ -39,6 +39,7 @@ ANSWER_RULES = (
     "request.model.default",
     "auth.missing",
     "auth.wrong",
+    "auth.status_401",
     "response.content_type",
     "response.schema",
     "response.data.count",
@@ -401,10 +402,16 @@ def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) ->
             due = "a refusal"
         v.check(case.rule, False, f"answered {status} where {due} was due")
         return False
+    if case.auth in MALFORMED_AUTH:
+        what = "with Bearer and no token" if case.auth == "blank-bearer" else "with another scheme"
+        if v.check(
+            case.rule, rejected, f"a request {what} is answered {status}, not refused with a 4xx"
+        ):
+            v.check("auth.status_401", status == 401, f"a request {what} is answered {status}")
+            check_error(v, exchange, None, validation=False)
+        return False
     if case.auth != "valid":
-        what = {"missing": "without a key", "wrong": "with a wrong key"}.get(
-            case.auth, f"with a malformed Authorization ({case.auth})"
-        )
+        what = "without a key" if case.auth == "missing" else "with a wrong key"
         v.check(case.rule, status == 401, f"a request {what} is answered {status}, not 401")
         if rejected:
             check_error(v, exchange, None, validation=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .cases import Case
+from .cases import MALFORMED_AUTH, Case
 from .contract import ModelSpec, Rule, load_contract
 from .validation import request_violations, resolve_model
 
@@ -73,6 +73,8 @@ def aimed_rules(case: Case, spec: ModelSpec | None, rules: Mapping[str, Rule]) -
     out = {case.rule, *ABSENCE_RULES}
     if case.auth != "valid" or case.expect == "reject":
         out.update(_ERROR_RULES)
+        if case.auth in MALFORMED_AUTH:
+            out.add("auth.status_401")
         if case.auth == "valid":
             out.add("error.status_400")
             if expected_param(case, rules) is not None:

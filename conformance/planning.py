@@ -6,8 +6,10 @@ So, per model of the profile, :func:`build_plan` makes:
 1. **Negative cases** (free on a conformant server): every request rule the model is held to,
    broken alone on a cheap valid body (``must-reject``, ``should-reject``; each body is checked
    with :func:`request_violations` to break that rule and no other), and the grey-area
-   ``probe`` cases (unsupported parameters; once for the whole plan: bodies that are not JSON or
-   not objects, an unknown model, a missing or wrong key, the default model, a trailing slash).
+   ``probe`` cases (unsupported parameters; every way of failing to authenticate, on the model's
+   base body and on a streamed one, :data:`AUTH_PROBES`; once for the whole plan: bodies that are
+   not JSON or not objects, an unknown model, a missing or wrong key, the default model, a
+   trailing slash).
 2. **Boundary cases**: ``n`` at 1 and at the model's maximum, a one-character prompt, a prompt
    of exactly the model's limit in mixed scripts (multi-byte, emoji, combining, right-to-left).
 3. **Pairwise cases**: a covering array (``covertable``) over the interacting fields (size,
@@ -17,8 +19,9 @@ So, per model of the profile, :func:`build_plan` makes:
    a pair of values is forbidden when a body with just those two breaks a rule, so no case
    breaks the contract. ``n`` takes 1 and 2 here (2 stands for every n > 1; the maximum is a
    boundary case), which keeps the array's images few.
-4. **Each-choice cases**: any value of any field the cases above left out (custom sizes,
-   ``user``), on the cheap body.
+4. **Each-choice cases**: any value of any field the cases above left out (custom sizes across
+   the safe zone, :func:`~conformance.strategies.custom_size_examples`; ``user``), on the cheap
+   body.
 5. **Explore cases** (``--explore N``): N more per model, drawn from the Hypothesis strategies
    :func:`~conformance.strategies.valid_requests` and
    :func:`~conformance.strategies.invalid_requests` alternately, under the plan's seed
@@ -58,6 +61,8 @@ from .errors import SetupError
 from .profiles import Profile
 from .strategies import (
     DEFAULT_PROMPT,
+    custom_size_corners,
+    custom_size_examples,
     explore_requests,
     features_used,
     invalid_variants,
@@ -67,7 +72,7 @@ from .strategies import (
 )
 from .validation import request_violations, resolve_model
 
-__all__ = ["CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
+__all__ = ["AUTH_PROBES", "CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
 
 #: Groups the budget cuts, first to last. Negative cases count 0 in the plan (a conformant
 #: server generates nothing for them), so the plan never cuts them: the runner sends each whose
@@ -76,6 +81,14 @@ __all__ = ["CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
 CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary", CONTROL_ORIGIN)
 #: Fields of the pairwise array (the rest, a free ``user`` string, is each-choice only).
 _NOT_PAIRWISE = ("user",)
+#: How the auth probes fail to authenticate: (``Case.auth``, the rule judged, the title). The
+#: malformed headers are held to ``auth.wrong`` (refused with a 4xx; 401 is ``auth.status_401``).
+AUTH_PROBES = (
+    ("missing", "auth.missing", "no Authorization header"),
+    ("wrong", "auth.wrong", "wrong key"),
+    ("blank-bearer", "auth.wrong", "Bearer with no token"),
+    ("other-scheme", "auth.wrong", "the key under another scheme"),
+)
 
 
 class _Default:
@@ -397,19 +410,60 @@ class _ModelPlanner:
         covered = _values_covered(sofar)
         bodies = [self.base] + [c.body for c in sofar if c.kind == "valid"]
         out: list[Case] = []
-        for param, values in param_values(self.spec, self.contract).items():
-            for value in (*values, None):
-                if _key(value) in covered.get(param, set()):
+        wanted = [
+            (param, value)
+            for param, values in param_values(self.spec, self.contract).items()
+            for value in (*values, None)
+        ]
+        # Custom sizes inside the zone's corners come last: the cases before them keep the ids
+        # they had when the corners were the only custom sizes (reports are compared by id).
+        custom = self.spec.custom_sizes
+        inner = (
+            set(custom_size_examples(custom)) - set(custom_size_corners(custom))
+            if custom
+            else set()
+        )
+        wanted.sort(key=lambda pv: pv[0] == "size" and pv[1] in inner)
+        for param, value in wanted:
+            if _key(value) in covered.get(param, set()):
+                continue
+            for candidate in bodies:
+                body = {**candidate, param: value}
+                if not request_violations(body, self.contract):
+                    break
+            else:
+                raise RuntimeError(f"{self.spec.name}: no valid body takes {param}={value!r}")
+            case = self.valid(body, "each-choice", len(out) + 1)
+            out.append(case)
+            covered.setdefault(param, set()).add(_key(value))
+        return out
+
+    def auth(self) -> list[Case]:
+        """Every way of failing to authenticate (:data:`AUTH_PROBES`), on this model's base body
+        and, for a model that streams, on a streamed one: a server may check the key on one
+        model's or one path's route only. Free on a conformant server; each reserves the image
+        a server that let it through would make."""
+        bodies = {"": self.base}
+        if self.spec.takes("stream") and "stream" not in self.profile.unsupported:
+            bodies[", stream=true"] = {**self.base, "stream": True}
+        out = []
+        for suffix, body in bodies.items():
+            for auth, rule_id, title in AUTH_PROBES:
+                rule = self.rules.get(rule_id)
+                if rule is None or self.spec.name not in rule.models:
                     continue
-                for candidate in bodies:
-                    body = {**candidate, param: value}
-                    if not request_violations(body, self.contract):
-                        break
-                else:
-                    raise RuntimeError(f"{self.spec.name}: no valid body takes {param}={value!r}")
-                case = self.valid(body, "each-choice", len(out) + 1)
-                out.append(case)
-                covered.setdefault(param, set()).add(_key(value))
+                out.append(
+                    self.case(
+                        body,
+                        kind="probe",
+                        rule=rule_id,
+                        expect="reject",
+                        origin="probe",
+                        title=title + suffix,
+                        ident=f"{self.spec.name}/probe/{rule_id}/{title}{suffix}",
+                        auth=auth,
+                    )
+                )
         return out
 
     def explore(self, bodies: Sequence[Any]) -> list[Case]:
@@ -799,7 +853,7 @@ def build_plan(
     positive: list[Case] = []
     explored: list[Case] = []
     for planner in planners.values():
-        negative.extend(planner.negative())
+        negative.extend(planner.negative() + planner.auth())
         fixed = planner.boundary() + planner.pairwise()
         positive.extend(fixed + planner.each_choice(fixed))
     negative.extend(_global_cases(profile, rules, planners[chosen[0]]))

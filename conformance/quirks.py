@@ -299,7 +299,19 @@ _QUIRK_LIST = (
         "Refuses a missing or wrong key with 403 instead of 401.",
         ("auth.missing", "auth.wrong"),
     ),
+    Quirk(
+        "blank-bearer-accepted",
+        "auth",
+        "Accepts 'Authorization: Bearer' with no token, as if the key were not needed.",
+        ("auth.wrong",),
+    ),
     # --- streams ---------------------------------------------------------------------------
+    Quirk(
+        "auth-skipped-for-stream",
+        "stream",
+        "Serves stream: true requests without checking the key (missing or wrong).",
+        ("auth.missing", "auth.wrong"),
+    ),
     Quirk(
         "stream-as-json",
         "stream",

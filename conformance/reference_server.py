@@ -203,8 +203,9 @@ class ReferenceServer:
         if "slow" in self.quirks:
             await asyncio.sleep(self.quirks.value("slow") or 0)
         try:
-            self._authorize(request)
-            generation = self._resolve(await request.body())
+            raw = await request.body()
+            self._authorize(request, raw)
+            generation = self._resolve(raw)
         except RequestRefused as refused:
             return self._error(refused)
         if generation.stream and "stream-as-json" not in self.quirks:
@@ -215,8 +216,12 @@ class ReferenceServer:
             )
         return await self._answer(request, generation)
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request, body: bytes | None = None) -> None:
+        """Refuse a missing, malformed (Bearer with no token, another scheme) or wrong key;
+        ``body`` is the request's, for the quirk that lets streamed requests through."""
         if "no-auth" in self.quirks:
+            return
+        if "auth-skipped-for-stream" in self.quirks and body is not None and _asks_stream(body):
             return
         status = 403 if "auth-403" in self.quirks else 401
         header = request.headers.get("authorization")
@@ -229,7 +234,10 @@ class ReferenceServer:
                 "invalid_api_key",
             )
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        blank_bearer = scheme.lower() == "bearer" and not key.strip()
+        if blank_bearer and "blank-bearer-accepted" in self.quirks:
+            return
+        if scheme.lower() != "bearer" or blank_bearer:
             raise RequestRefused(
                 status, "The Authorization header must be 'Bearer <key>'.", None, "invalid_api_key"
             )
@@ -532,6 +540,15 @@ class ReferenceServer:
                 404, "This image does not exist or has expired.", None, "not_found"
             )
         return Response(picture.data, media_type=picture.media_type)
+
+
+def _asks_stream(body: bytes) -> bool:
+    """Whether a request body is a JSON object with ``stream: true``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
 
 
 def _truthy(value: Any) -> bool:

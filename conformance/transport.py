@@ -269,10 +269,18 @@ class Transport:
             "user-agent": f"imgconf/{__version__}",
             **{k.lower(): v for k, v in self.config.extra_headers.items()},
         }
-        if case.auth == "valid" and self.config.api_key:
-            headers["authorization"] = f"Bearer {self.config.api_key}"
+        key = self.config.api_key
+        if case.auth == "valid" and key:
+            headers["authorization"] = f"Bearer {key}"
         elif case.auth == "wrong":
             headers["authorization"] = f"Bearer {WRONG_KEY}"
+        elif case.auth == "blank-bearer":
+            # What "Bearer " arrives as: HTTP drops a header value's trailing whitespace.
+            headers["authorization"] = "Bearer"
+        elif case.auth == "other-scheme":
+            # The right key under another scheme: a server that reads the token and ignores the
+            # scheme accepts it, one that checks the key alone cannot tell it from a valid one.
+            headers["authorization"] = f"Basic {key or WRONG_KEY}"
         return headers
 
     async def send(self, case: Case) -> Exchange:

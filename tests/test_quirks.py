@@ -43,6 +43,11 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return response.json()
 
 
+def ok_stream(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text[:200]
+    return response.text
+
+
 def image_of(item: dict[str, Any], client: Any = None) -> Image.Image:
     data = (
         base64.b64decode(item["b64_json"])
@@ -338,6 +343,26 @@ def _(client):
         PATH, json=body_for("dall-e-2"), headers={"Authorization": "Bearer wrong"}
     )
     assert response.status_code == 403
+
+
+@probe("blank-bearer-accepted")
+def _(client):
+    ok(client.post(PATH, json=body_for("dall-e-2"), headers={"Authorization": "Bearer"}))
+    response = client.post(
+        PATH, json=body_for("dall-e-2"), headers={"Authorization": "Bearer wrong"}
+    )
+    assert response.status_code == 401
+
+
+@probe("auth-skipped-for-stream")
+def _(client):
+    for header in ("", "Bearer wrong"):
+        response = client.post(
+            PATH, json=body_for("gpt-image-1", stream=True), headers={"Authorization": header}
+        )
+        assert parse_sse(ok_stream(response))[-1][1]["type"] == "image_generation.completed"
+    unstreamed = client.post(PATH, json=body_for("gpt-image-1"), headers={"Authorization": ""})
+    assert unstreamed.status_code == 401
 
 
 # --- streams ----------------------------------------------------------------------------------
