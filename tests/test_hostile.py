@@ -113,6 +113,8 @@ def test_sigterm_stops_the_run_and_writes_an_incomplete_report(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        # The first line comes once the pre-flight is done and the plan is being sent.
+        assert process.stdout is not None and process.stdout.readline()
         time.sleep(2.5)
         started = time.perf_counter()
         process.send_signal(signal.SIGTERM)
