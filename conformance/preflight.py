@@ -125,14 +125,17 @@ def _not_json_case() -> Case:
 async def check_target(config: TransportConfig) -> None:
     """Raise SetupError when the target is unreachable, refuses the key or is not at this URL.
 
-    Sends one request that cannot bill, and up to four more only to word a wrong URL's hint.
+    Sends one request that cannot bill, and up to five more only to word a wrong URL's hint.
     Anything it cannot classify lets the run go on: a misbehaving server is the run's finding.
+    Every answer is read at the error cap: none of them carries an image.
     """
     try:
         await probe_target(config.base_url, timeout=min(config.timeout, CONNECT_TIMEOUT))
     except SetupError as exc:
         raise SetupError(f"{exc}: check --base-url and that the server is running") from None
-    quick = replace(config, timeout=min(config.timeout, ANSWER_TIMEOUT), retries=0)
+    quick = replace(
+        config, timeout=min(config.timeout, ANSWER_TIMEOUT), retries=0, body_cap=config.error_cap
+    )
     async with Transport(quick) as transport:
         answer = await transport.send(_not_json_case())
         verdict = classify(answer)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from _hostile import never_answers, random_bytes, resets, serve
+from _hostile import endless_body, never_answers, random_bytes, resets, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -223,7 +223,7 @@ def test_a_server_with_odd_errors_is_not_a_set_up_error(quirk):
 # --- servers that misbehave after accepting the connection: findings, not set-up errors --------
 
 
-@pytest.mark.parametrize("handler", [never_answers, resets, random_bytes])
+@pytest.mark.parametrize("handler", [never_answers, resets, random_bytes, endless_body])
 def test_a_server_that_hangs_resets_or_babbles_lets_the_run_go_on(handler):
     with serve(handler) as base_url:
         started = time.perf_counter()
