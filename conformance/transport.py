@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import __version__
-from .cases import Case
+from .cases import ANY_MODEL, Case
 from .errors import SetupError
 from .redact import REDACTED, SECRET_HEADERS, redact_credential, strip_url
 from .results import Exchange
@@ -140,7 +140,7 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
 
 
 #: The headers of a GET under the base URL are those of a plain request with the key.
-_LISTING = Case(id="listing", model="*", kind="probe", rule="", level="", expect="either")
+_LISTING = Case(id="listing", model=ANY_MODEL, kind="probe", rule="", level="", expect="either")
 
 
 class _Redactor:

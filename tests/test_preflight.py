@@ -346,6 +346,23 @@ def test_models_listed_but_no_image_endpoint_says_so(tmp_path, capsys):
     assert len(served.requests) <= MAX_REQUESTS
 
 
+def test_the_models_listing_is_asked_with_the_runs_key_and_headers():
+    seen: list[dict[str, str]] = []
+
+    async def models(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return JSONResponse({"object": "list", "data": []})
+
+    app = Starlette(routes=[Route("/v1/models", models)])
+    with counted(app) as served:
+        config = TransportConfig(f"{served.origin}/v1/", api_key=KEY, extra_headers={"X-Org": "o"})
+        with pytest.raises(SetupError, match="/v1/models answers"):
+            asyncio.run(check_target(config))
+    assert len(seen) == 1
+    assert seen[0]["authorization"] == f"Bearer {KEY}" and seen[0]["x-org"] == "o"
+    assert "content-type" not in seen[0]
+
+
 # --- the first batch of valid requests all refused ------------------------------------------------
 
 
