@@ -38,6 +38,7 @@ from . import __version__
 from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .checks import judge, settle_controls
 from .errors import SetupError
+from .preflight import AuthWatch, check_target, check_writable
 from .profiles import Profile, load_profile
 from .redact import strip_url
 from .results import CaseResult, Exchange, Outcome, Reason, RunResult
@@ -47,7 +48,6 @@ from .transport import (
     excerpt,
     is_http_url,
     is_loopback,
-    probe_target,
 )
 
 __all__ = ["Budget", "BudgetLedger", "Runner", "may_have_generated", "run_cli"]
@@ -235,6 +235,9 @@ class Progress:
 class Runner:
     """Sends cases with bounded concurrency and budget, and judges each answer."""
 
+    #: Stops the run when its first valid requests are all refused (a wrong key).
+    auth_watch: AuthWatch | None = None
+
     def __init__(
         self,
         transport: Transport,
@@ -353,6 +356,8 @@ class Runner:
         if self.recorder is not None:
             self.recorder.add(case, exchange)
         trim(exchange)
+        if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
+            self.stop(refused)
         if exchange.error in _TRANSPORT_FAILURES:
             self._streak += 1
             if self._streak >= self.failure_streak:
@@ -581,11 +586,7 @@ def _run(
         raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
     if not key:
         raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
-    if not embedded:
-        asyncio.run(probe_target(base_url, timeout=min(settings.timeout, 10.0)))
-    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
-    if settings.from_report is not None:
-        plan = _rerun_plan(plan, settings)
+    check_writable(settings.report_dir, settings.record)
     config = TransportConfig(
         base_url=base_url,
         path=profile.path,
@@ -594,6 +595,11 @@ def _run(
         **({"body_cap": settings.body_cap} if settings.body_cap else {}),
         **settings.extra,
     )
+    if not embedded:
+        asyncio.run(check_target(config))
+    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    if settings.from_report is not None:
+        plan = _rerun_plan(plan, settings)
     recorder = None
     if settings.record is not None:
         from .har import HarRecorder
@@ -660,8 +666,12 @@ async def _execute(
                 recorder=recorder,
                 progress=None if settings.quiet else bar.advance,
             )
+            endpoint = transport.redact(strip_url(config.endpoint))
+            runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
             with _signals_stop(asyncio.get_running_loop(), runner):
                 results = await runner.run(cases)
+    if watch.message is not None:
+        raise SetupError(watch.message)
     return results, runner.stop_reason
 
 
