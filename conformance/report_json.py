@@ -351,10 +351,9 @@ def _verdict(
         headline = f"PASS: no MUST rule failed in {len(sent)} cases on {models} models" + (
             f" ({len(verdict.warned)} SHOULD rule x model warned)" if verdict.warned else ""
         )
-        if verdict.not_observed:
-            headline += (
-                f"; {len(verdict.not_observed)} MUST rule x model left unobserved by the budget"
-            )
+        budget = [label for label in verdict.not_observed if "(budget" in label]
+        if budget:
+            headline += f"; {len(budget)} MUST rule x model left unobserved by the budget"
     return {
         "status": verdict.status,
         "passed": verdict.status == "pass",
