@@ -75,7 +75,7 @@ def test_invalid_requests_reach_every_request_rule_of_the_model() -> None:
     model = "gpt-image-2"
     seen: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=1000, deadline=None, database=None, derandomize=True)
     @given(invalid_requests(model))
     def collect(labelled: tuple[dict, str]) -> None:
         seen.add(labelled[1])
