@@ -30,11 +30,13 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -45,7 +47,15 @@ from . import __version__
 from .cases import Case
 from .errors import SetupError
 from .images import sniff_format
-from .redact import map_strings, redact_bytes, redact_headers, redact_text, redact_url, safe_text
+from .redact import (
+    map_strings,
+    printable,
+    redact_bytes,
+    redact_headers,
+    redact_text,
+    redact_url,
+    safe_text,
+)
 from .reporting import FILE_MODE
 from .results import Exchange
 
@@ -210,40 +220,64 @@ class HarRecorder:
             self.abort()
 
     def add(self, case: Case, exchange: Exchange) -> None:
-        """Record one case's exchange and the image URLs fetched for it (within the caps)."""
+        """Record one case's exchange and the image URLs fetched for it (within the caps).
+
+        A recording that cannot be written (a full disk, say) is dropped and said so on
+        stderr: it must not cost the run its reports.
+        """
         with self._lock:
             if self._closed:
                 return
-            parent = self._entries
-            if not self._write(exchange, {"role": "case", "case": self._case(case)}):
-                self._dropped += len(exchange.fetches)
-                return
-            for index, fetch in enumerate(exchange.fetches):
-                link = {"role": "fetch", "parent": parent, "case_id": case.id, "index": index}
-                self._write(fetch, link, image=True)
-            self._cases += 1
+            try:
+                self._add(case, exchange)
+            except Exception as exc:  # the recording's failure is not the run's
+                self._give_up(exc)
+
+    def _add(self, case: Case, exchange: Exchange) -> None:
+        parent = self._entries
+        if not self._write(exchange, {"role": "case", "case": self._case(case)}):
+            self._dropped += len(exchange.fetches)
+            return
+        for index, fetch in enumerate(exchange.fetches):
+            link = {"role": "fetch", "parent": parent, "case_id": case.id, "index": index}
+            self._write(fetch, link, image=True)
+        self._cases += 1
+
+    def _give_up(self, exc: Exception) -> None:
+        reason = printable(f"{exc.__class__.__name__}: {exc}")[:300]
+        print(f"imgconf: error: recording to {self.path} stopped ({reason})", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+        self._closed = True
 
     def close(self, meta: dict[str, Any]) -> None:
         """Write the run's facts (tool version, target, profile, models, seed) and finish."""
         with self._lock:
             if self._closed:
                 return
-            facts = {
-                **json.loads(json.dumps(meta, default=str)),
-                "format": "imgconf-har/1",
-                "cases": self._cases,
-                "images_kept": self.keep_images,
-                "cap": self.cap,
-                "entry_cap": self.entry_cap,
-                "bodies_elided": self._elided,
-                "entries_dropped": self._dropped,
-            }
-            facts = map_strings(facts, lambda text: safe_text(redact_text(text)))
-            self._put(b"\n], " + b'"_imgconf": ' + _encode(facts) + b"}}\n")
-            os.fchmod(self._file.fileno(), FILE_MODE)
-            self._file.close()
-            os.replace(self._tmp, self.path)
-            self._closed = True
+            try:
+                self._finish(meta)
+            except Exception as exc:  # the recording's failure is not the run's
+                self._give_up(exc)
+
+    def _finish(self, meta: dict[str, Any]) -> None:
+        facts = {
+            **json.loads(json.dumps(meta, default=str)),
+            "format": "imgconf-har/1",
+            "cases": self._cases,
+            "images_kept": self.keep_images,
+            "cap": self.cap,
+            "entry_cap": self.entry_cap,
+            "bodies_elided": self._elided,
+            "entries_dropped": self._dropped,
+        }
+        facts = map_strings(facts, lambda text: safe_text(redact_text(text)))
+        self._put(b"\n], " + b'"_imgconf": ' + _encode(facts) + b"}}\n")
+        os.fchmod(self._file.fileno(), FILE_MODE)
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        self._closed = True
 
     def abort(self) -> None:
         """Drop the unfinished recording (its temporary file)."""

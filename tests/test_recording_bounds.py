@@ -341,3 +341,20 @@ def test_lone_surrogates_in_messages_and_urls_still_give_every_report(tmp_path, 
     ET.fromstring(texts["junit.xml"])
     har = json.loads((tmp_path / "run.har").read_bytes().decode("utf-8"))
     assert har["log"]["entries"]
+
+
+def test_a_recording_that_cannot_be_written_is_dropped_and_said_so(tmp_path, capsys):
+    path = tmp_path / "run.har"
+    recorder = HarRecorder(path)
+    recorder.add(*big_valid_pair("a", 1))
+
+    def full_disk(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    recorder._put = full_disk  # the disk fills up mid-run
+    recorder.add(*big_valid_pair("b", 2))  # does not raise: the run goes on
+    recorder.add(*big_valid_pair("c", 3))
+    recorder.close(META)
+    assert list(tmp_path.iterdir()) == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recording to" in err and "No space left" in err
