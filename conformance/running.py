@@ -60,6 +60,16 @@ _BUDGET_POLL = 0.05
 _TRANSPORT_FAILURES = frozenset({"timeout", "connection", "protocol", "too_large"})
 
 
+#: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
+_HEAVY_BODY = 64 * 1024
+
+
+def _heavy(exchange: Exchange) -> bool:
+    """Whether judging the answer may take long enough to hold up the event loop."""
+    ok = exchange.status is not None and 200 <= exchange.status < 300
+    return ok and (len(exchange.response_body) >= _HEAVY_BODY or bool(exchange.fetches))
+
+
 class Recorder(Protocol):
     def add(self, case: Case, exchange: Exchange) -> None: ...
 
@@ -323,7 +333,7 @@ class Runner:
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
             if exchange is not None:
-                results[index] = self._judge(case, exchange)
+                results[index] = await self._judge(case, exchange)
             self._report(results[index])
 
     async def _reserve(self, case: Case) -> bool:
@@ -341,10 +351,17 @@ class Runner:
                     await self._settled.wait()
         return True
 
-    def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
+    async def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
         wanted = self.thumbnails_left > 0 and case.expect != "reject"
         try:
-            result = judge(case, exchange, self.profile, thumbnails=wanted)
+            if _heavy(exchange):
+                # Images are checked whole (and decoded where a rule needs pixels): off the
+                # event loop, so sending goes on meanwhile (Pillow releases the GIL).
+                result = await asyncio.to_thread(
+                    judge, case, exchange, self.profile, thumbnails=wanted
+                )
+            else:
+                result = judge(case, exchange, self.profile, thumbnails=wanted)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
             result = internal_error(case, exc, exchange)
         for info in result.images:
