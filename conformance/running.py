@@ -115,14 +115,18 @@ class Budget:
     in_flight: int = 0
 
     def fits(self, case: Case) -> bool:
-        """Whether the case's images and cost fit what is left."""
+        """Whether the case's images and cost fit what is left.
+
+        Under a cost cap alone, images of unknown price cannot be bounded: they never fit
+        (``imgconf run`` refuses such a plan at start; this holds whatever the plan holds).
+        """
         if self.max_images is not None and self.images + case.images > self.max_images:
             return False
-        return not (
-            self.max_cost is not None
-            and case.cost is not None
-            and self.cost + case.cost > self.max_cost + 1e-9
-        )
+        if self.max_cost is None:
+            return True
+        if case.cost is None:
+            return not case.images or self.max_images is not None
+        return self.cost + case.cost <= self.max_cost + 1e-9
 
     def reserve(self, case: Case) -> bool:
         """Reserve what the case costs if the server accepts it; False when it does not fit."""
@@ -486,6 +490,20 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
     }
 
 
+def _check_prices(settings: RunSettings, profile: Profile) -> None:
+    """Refuse a cost cap that cannot bound the run: models without a price under --max-cost
+    alone would be sent uncounted (or, with the cap holding, never at all)."""
+    if settings.max_cost is None or settings.max_images is not None:
+        return
+    models = settings.models or profile.models
+    unpriced = [m for m in models if not profile.price_known(m)]
+    if unpriced:
+        raise SetupError(
+            f"--max-cost cannot bound {', '.join(unpriced)}: profile {profile.name} has no price "
+            "for it; add --max-images N, or give the profile a price with its source"
+        )
+
+
 def _budget_refusal(plan: Any, target: str) -> str:
     unknown = (
         f" (+{plan.cost_unknown_images} images at unknown prices)"
@@ -603,6 +621,7 @@ def _run(
         raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
     if not key:
         raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
+    _check_prices(settings, profile)
     check_writable(settings.report_dir, settings.record)
     config = TransportConfig(
         base_url=base_url,
@@ -628,6 +647,11 @@ def _run(
         f"against {'the embedded reference server' if embedded else target} "
         f"(profile {profile.name}, seed {settings.seed})"
     )
+    if not embedded:
+        from .planning import plan_warnings
+
+        for warning in plan_warnings(plan):
+            say(f"imgconf: {warning}")
     run = RunResult(
         tool_version=__version__,
         target=target,

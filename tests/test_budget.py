@@ -248,3 +248,32 @@ def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_pa
     # Beyond what the plan cut, only invalid cases that would cost more than one image.
     assert all(negatives[i].images > 1 for i in skipped - {c.id for c in plan.cut})
     assert proxy.stats.images <= cap and report["budget"]["spent"]["images"] <= cap
+
+
+def test_a_cost_cap_never_admits_images_of_unknown_price():
+    capped = Budget(max_cost=10.0)
+    assert not capped.fits(invalid(0, images=1, cost=None))
+    assert capped.fits(invalid(1, images=0, cost=None))
+    both = Budget(max_cost=10.0, max_images=5)
+    assert both.fits(invalid(2, images=1, cost=None))
+
+
+def test_a_cost_cap_over_unpriced_models_is_refused_at_start(tmp_path: Path, capsys):
+    args = ["run", "--report-dir", str(tmp_path), "--max-cost", "0"]
+    assert main_entry([*args, "--models", "gpt-image-2,dall-e-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gpt-image-2" in err and "--max-images" in err
+    assert not (tmp_path / "report.json").exists()
+    # Bounded by images too, it runs.
+    assert main_entry([*args, "--models", "gpt-image-2", "--max-images", "0"]) == 3
+
+
+def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(tmp_path: Path):
+    quirks = ("accept-n-out-of-range", "dall-e-3-multi", "no-auth")
+    with start_reference_server(quirks=quirks) as server:
+        status, report = run(
+            server.base_url, server.api_key, tmp_path, "--max-cost", "0", "--models", "dall-e-3"
+        )
+    assert status == 3
+    assert all(case["response"] is None for case in report["cases"])
+    assert report["budget"]["spent"]["images"] == 0
