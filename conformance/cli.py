@@ -188,6 +188,13 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Seconds one request may take, connection to last byte.",
 )
 @click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Stop sending after S seconds; the run is then INCOMPLETE (exit 3 unless a MUST broke).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=8,

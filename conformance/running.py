@@ -433,6 +433,8 @@ class RunSettings:
     report_dir: Path = Path("reports")
     seed: int = 0
     timeout: float = 120.0
+    #: ``--max-duration``: seconds after which the run stops sending (None: no deadline).
+    max_duration: float | None = None
     concurrency: int = 8
     max_cost: float | None = None
     max_images: int | None = None
@@ -709,8 +711,20 @@ async def _execute(
             )
             endpoint = transport.redact(strip_url(config.endpoint))
             runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
-            with _signals_stop(asyncio.get_running_loop(), runner):
-                results = await runner.run(cases)
+            loop = asyncio.get_running_loop()
+            deadline = None
+            if settings.max_duration is not None:
+                deadline = loop.call_later(
+                    settings.max_duration,
+                    runner.stop,
+                    f"the run reached --max-duration {settings.max_duration:g} s",
+                )
+            try:
+                with _signals_stop(loop, runner):
+                    results = await runner.run(cases)
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
     if watch.message is not None:
         raise SetupError(watch.message)
     return results, runner.stop_reason
