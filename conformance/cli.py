@@ -188,6 +188,13 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Seconds one request may take, connection to last byte.",
 )
 @click.option(
+    "--rate",
+    default=None,
+    metavar="REQUESTS[,IMAGES]",
+    help="Keep to this many requests (and images) per minute, e.g. 50,5 (default: the "
+    "profile's rate, else none).",
+)
+@click.option(
     "--max-duration",
     type=click.FloatRange(min=0, min_open=True),
     default=None,

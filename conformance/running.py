@@ -39,7 +39,7 @@ from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .checks import judge, settle_controls
 from .errors import SetupError
 from .preflight import AuthWatch, check_target, check_writable
-from .profiles import Profile, load_profile
+from .profiles import Profile, Rate, load_profile
 from .redact import strip_url
 from .results import CaseResult, Exchange, Outcome, Reason, RunResult
 from .transport import (
@@ -165,6 +165,35 @@ class Budget:
         }
 
 
+class Pacer:
+    """Keeps a run within a vendor's rate limits: requests and images per minute.
+
+    Each send takes the next free slot in turn (slots are spaced evenly, so a minute's
+    allowance is not spent in a burst that a per-second limiter would refuse); images count
+    what a conformant server generates for the case.
+    """
+
+    def __init__(self, rate: Rate | None) -> None:
+        self.rate = rate
+        self._next_request = 0.0
+        self._next_image = 0.0
+
+    async def wait(self, case: Case) -> None:
+        rate = self.rate
+        if rate is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._next_request, self._next_image)
+        if rate.requests_per_minute:
+            self._next_request = start + 60.0 / rate.requests_per_minute
+        images = case.images if case.expect != "reject" else 0
+        if rate.images_per_minute and images:
+            self._next_image = start + images * 60.0 / rate.images_per_minute
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
 def cut_note(case: Case) -> str:
     """Why a case the plan cut was not sent, naming its group (reports count cases by note)."""
     return f"cut by the budget: {case.origin} (not covered)"
@@ -263,6 +292,7 @@ class Runner:
         progress: Callable[[CaseResult], None] | None = None,
         max_thumbnails: int = MAX_THUMBNAILS,
         failure_streak: int | None = None,
+        rate: Rate | None = None,
     ) -> None:
         self.transport = transport
         self.profile = profile
@@ -271,6 +301,7 @@ class Runner:
         self.recorder = recorder
         self.progress = progress
         self.thumbnails_left = max_thumbnails
+        self.pacer = Pacer(rate)
         self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
         self.stop_kind: Reason | None = None
@@ -328,6 +359,7 @@ class Runner:
                 continue
             exchange = None
             try:
+                await self.pacer.wait(case)
                 exchange = await self.transport.send_case(case)
             except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
                 results[index] = internal_error(case, exc, None)
@@ -433,6 +465,8 @@ class RunSettings:
     report_dir: Path = Path("reports")
     seed: int = 0
     timeout: float = 120.0
+    #: ``--rate REQUESTS[,IMAGES]`` per minute (default: the profile's ``rate``, else none).
+    rate: str | None = None
     #: ``--max-duration``: seconds after which the run stops sending (None: no deadline).
     max_duration: float | None = None
     concurrency: int = 8
@@ -462,6 +496,11 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
         raise SetupError("--max-images must be >= 0")
     if settings.explore < 0:
         raise SetupError("--explore must be >= 0")
+    if settings.rate is not None:
+        try:
+            Rate.parse(settings.rate)
+        except ValueError as exc:
+            raise SetupError(f"--rate: {exc}") from None
     for model in settings.models or ():
         if model not in profile.models:
             raise SetupError(
@@ -708,6 +747,7 @@ async def _execute(
                 budget=budget,
                 recorder=recorder,
                 progress=None if settings.quiet else bar.advance,
+                rate=Rate.parse(settings.rate) if settings.rate else profile.rate,
             )
             endpoint = transport.redact(strip_url(config.endpoint))
             runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)

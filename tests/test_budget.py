@@ -277,3 +277,43 @@ def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(tmp
     assert status == 3
     assert all(case["response"] is None for case in report["cases"])
     assert report["budget"]["spent"]["images"] == 0
+
+
+def test_the_pacer_spaces_requests_and_images_evenly():
+    from conformance.profiles import Rate
+    from conformance.running import Pacer
+
+    async def go() -> list[float]:
+        pacer = Pacer(Rate(requests_per_minute=600, images_per_minute=300))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times = []
+        for index in range(4):
+            case = invalid(index, images=1)
+            accepted = Case(**{**case.__dict__, "expect": "accept"})
+            await pacer.wait(accepted)
+            times.append(loop.time() - start)
+        return times
+
+    times = asyncio.run(go())
+    # 300 images a minute: one every 0.2 s, tighter than 600 requests a minute.
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(0.17 < gap < 0.35 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("60", True), ("60,5", True), (",5", True), ("0", False), ("x", False), ("5,-1", False)],
+)
+def test_rate_flag_and_profile_field_are_checked(text, ok, tmp_path, capsys):
+    from conformance.profiles import Rate
+
+    if ok:
+        Rate.parse(text)
+    else:
+        with pytest.raises(ValueError):
+            Rate.parse(text)
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\nmodels: [dall-e-2]\nrate: {requests_per_minute: 0}\n")
+    assert main_entry(["plan", "--profile", str(profile)]) == 2
+    assert "rate" in capsys.readouterr().err
