@@ -8,6 +8,7 @@ concurrency.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -297,7 +298,7 @@ def test_the_pacer_spaces_requests_and_images_evenly():
 
     times = asyncio.run(go())
     # 300 images a minute: one every 0.2 s, tighter than 600 requests a minute.
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.17 < gap < 0.35 for gap in gaps), gaps
 
 
