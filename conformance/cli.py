@@ -190,6 +190,20 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Seconds one request may take, connection to last byte.",
 )
 @click.option(
+    "--rate",
+    default=None,
+    metavar="REQUESTS[,IMAGES]",
+    help="Keep to this many requests (and images) per minute, e.g. 50,5 (default: the "
+    "profile's rate, else none).",
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Stop sending after S seconds; the run is then INCOMPLETE (exit 3 unless a MUST broke).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=8,

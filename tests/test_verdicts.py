@@ -294,3 +294,25 @@ def test_the_console_names_every_broken_rule_with_its_models(tmp_path, capsys) -
     assert "FAIL request.n.max.dall-e-3 on dall-e-3" in out
     line = next(line for line in out.splitlines() if "FAIL image.size on" in line)
     assert all(model in line for model in OPENAI.models), line
+
+
+def test_a_run_deadline_stops_sending_and_the_run_is_incomplete(tmp_path) -> None:
+    import time
+
+    with start_reference_server(quirks=("slow:1",)) as server:
+        started = time.monotonic()
+        status, report = run_cli(
+            tmp_path,
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            server.api_key,
+            "--models",
+            "dall-e-2",
+            "--max-duration",
+            "2",
+        )
+    assert time.monotonic() - started < 12
+    assert status == 3
+    assert any("--max-duration" in line for line in report["verdict"]["incomplete_reasons"])
+    assert any(c["reason"] == "interrupted" for c in report["cases"])
