@@ -79,7 +79,7 @@ def _without(
     result.checked = [r for r in result.checked if r not in rules]
     result.images = []
     for rule in rules:
-        result.unobserved.setdefault(rule, Reason.NOT_APPLICABLE)
+        result.unobserved[rule] = Reason.NOT_RECORDED
     conclude(result)
     result.note = (result.note + "; " if result.note else "") + (
         f"{why}: not judged on " + ", ".join(rules)

@@ -369,7 +369,10 @@ class Runner:
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
             if exchange is not None:
-                results[index] = await self._judge(case, exchange)
+                try:
+                    results[index] = await self._judge(case, exchange)
+                except Exception as exc:  # recording or bookkeeping: never lose the rest
+                    results[index] = internal_error(case, exc, exchange)
             self._report(results[index])
 
     async def _reserve(self, case: Case) -> bool:
