@@ -179,9 +179,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings is None:
         return
     from .errors import SetupError
+    from .preflight import check_target
     from .profiles import load_profile
     from .redact import register_secrets
-    from .transport import probe_target
+    from .transport import TransportConfig
 
     # Known before anything is sent or written, in every process (the controller under xdist
     # sends nothing but writes the reports).
@@ -195,9 +196,18 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--imgconf-models: {model!r} is not a model of profile {profile.name}"
                 )
         if not _is_worker(config):
-            asyncio.run(probe_target(settings.base_url, timeout=min(settings.timeout, 10.0)))
+            # The same pre-flight as `imgconf run`: a wrong path, a refused key or an
+            # unreachable host is a usage error before anything is spent.
+            target = TransportConfig(
+                base_url=settings.base_url,
+                path=profile.path,
+                api_key=settings.api_key,
+                timeout=settings.timeout,
+            )
+            asyncio.run(check_target(target))
     except SetupError as exc:
-        raise pytest.UsageError(f"imgconf: {exc}") from None
+        message = re.sub(r"--(base-url|api-key)\b", r"--imgconf-\1", str(exc))
+        raise pytest.UsageError(f"imgconf: {message}") from None
     if _is_worker(config):
         shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
     else:
