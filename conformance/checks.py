@@ -998,7 +998,9 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         anywhere: Reason | None = None
     else:
         seen = [reason for reason in reasons.values() if reason is not None]
-        anywhere = max(set(seen), key=seen.count) if seen else Reason.NO_CONTROL
+        # The most common failure among the controls (ties broken by name, so runs agree).
+        common = sorted(set(seen), key=lambda r: (-seen.count(r), r))
+        anywhere = common[0] if common else Reason.NO_CONTROL
     for result in results:
         case = result.case
         if _is_control(case) or (result.exchange is None and result.reason):

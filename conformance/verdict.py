@@ -24,7 +24,7 @@ from typing import Any
 from .cases import ANY_MODEL
 from .contract import Rule, load_contract
 from .coverage import aimed_rules
-from .results import CaseResult, Outcome, Reason, RunResult, blocks
+from .results import CaseResult, Reason, RunResult, blocks
 
 __all__ = [
     "CELL_RANK",
@@ -240,10 +240,3 @@ def decide(
     elif verdict.incomplete_reasons:
         verdict.status = "incomplete"
     return verdict
-
-
-def outcome_reason(result: CaseResult) -> str | None:
-    """The reason shown for a case (None for a case whose own rule was observed)."""
-    if result.outcome is Outcome.NOT_OBSERVED or result.reason:
-        return result.reason
-    return None
