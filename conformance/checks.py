@@ -68,6 +68,7 @@ ANSWER_RULES = (
     "transport.timeout",
     "transport.trailing_slash",
     "transport.retry_after",
+    "transport.content_encoding",
 )
 
 _TRANSPORT_ERRORS = {
@@ -76,6 +77,15 @@ _TRANSPORT_ERRORS = {
     "protocol": ("transport.well_formed", "the answer is not valid HTTP"),
     "too_large": ("transport.well_formed", "the answer body exceeds the size cap"),
     "scheme": ("transport.well_formed", "the request URL is not http(s)"),
+    "encoding": (
+        "transport.well_formed",
+        "the answer's Content-Encoding is stacked, unknown or does not decode",
+    ),
+    "blocked_address": (
+        "response.url.fetch",
+        "it reaches a loopback, private, link-local or metadata address and the target is not "
+        "on one (--allow-private-urls fetches it)",
+    ),
 }
 _ECHO_FIELDS = ("background", "output_format", "size", "quality")
 _STREAM_EVENT_CAP = 64 * 1024 * 1024
@@ -338,6 +348,11 @@ def check_transport(v: _Verdict, exchange: Exchange) -> bool:
         )
         v.check(rule, False, message)
         return False
+    v.check(
+        "transport.content_encoding",
+        not exchange.content_encoding,
+        f"the answer is {exchange.content_encoding}-encoded; Accept-Encoding asked for identity",
+    )
     status = exchange.status or 0
     return v.check(
         "transport.no_5xx",
