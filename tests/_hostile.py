@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import random
@@ -111,18 +112,19 @@ async def gzip_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
         writer.close()
 
 
+@functools.cache
+def _gzip_gzip_zeros() -> bytes:
+    """10 GB of zeros gzipped twice: 24 KB, made once (about 40 ms) on first use."""
+    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(outer.compress(block) for block in gzip_zeros(10 << 30)) + outer.flush()
+
+
 async def stacked_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """``Content-Encoding: gzip, gzip``: 24 KB on the wire, 10 GB once both are undone."""
     await read_request(reader)
     writer.write(_encoded_head(b"gzip, gzip"))
-    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
     with contextlib.suppress(ConnectionError):
-        for block in gzip_zeros(10 << 30):
-            out = outer.compress(block)
-            if out:
-                writer.write(out)
-                await writer.drain()
-        writer.write(outer.flush())
+        writer.write(_gzip_gzip_zeros())
         await writer.drain()
         writer.close()
 
