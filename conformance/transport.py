@@ -511,12 +511,17 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool whose connections go through the guard."""
+    """httpx's transport over a connection pool whose connections go through the guard.
+
+    httpx takes no network backend of its own; its transport sends everything through the
+    httpcore pool it keeps as ``_pool``, so that pool is the one made here instead.
+    """
 
     def __init__(self, guard: _AddressGuard, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -587,17 +592,8 @@ class Transport:
         )
         self._per_op = per_op
         self._fresh: httpx.AsyncClient | None = None
-        # Image URLs: a client of their own (nothing of the target's in it) that connects only
-        # to addresses the guard allows, a fresh connection each time (each one checked).
-        guard = _AddressGuard(config.endpoint, allow_internal=config.allow_private_urls)
-        fetch_limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
-        self._fetcher = httpx.AsyncClient(
-            transport=_GuardedHTTPTransport(guard, fetch_limits),
-            timeout=per_op,
-            follow_redirects=False,
-            trust_env=False,
-            cookies=_no_cookies(),
-        )
+        self._guard = _AddressGuard(config.endpoint, allow_internal=config.allow_private_urls)
+        self._fetcher: httpx.AsyncClient | None = None
         self.inflight = InFlightBudget(
             config.inflight_cap, max(config.body_cap, config.inflight_cap // 2)
         )
@@ -623,10 +619,25 @@ class Transport:
             )
         return self._fresh
 
+    def _fetch_client(self) -> httpx.AsyncClient:
+        """The client of image URLs: nothing of the target's in it, and it connects only to
+        addresses the guard allows, on a fresh connection each time (each one checked)."""
+        if self._fetcher is None:
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+            self._fetcher = httpx.AsyncClient(
+                transport=_GuardedHTTPTransport(self._guard, limits),
+                timeout=self._per_op,
+                follow_redirects=False,
+                trust_env=False,
+                cookies=_no_cookies(),
+            )
+        return self._fetcher
+
     async def aclose(self) -> None:
         if self._fresh is not None:
             await self._fresh.aclose()
-        await self._fetcher.aclose()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
         if self._own_client:
             await self._client.aclose()
 
@@ -752,7 +763,7 @@ class Transport:
         read = _Read(exchange, method, headers, content, cap, lease, image)
         try:
             async with asyncio.timeout(self.config.timeout):
-                client = self._fetcher if image else self._client
+                client = self._fetch_client() if image else self._client
                 trace = None if image else _ConnectionTrace()
                 try:
                     await self._read(read, url, client, trace)
