@@ -418,11 +418,7 @@ def _literal(host: str) -> str | None:
 
 async def _addresses(host: str, port: int) -> list[str]:
     literal = _literal(host)
-    if literal is not None:
-        return [literal]
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return ["127.0.0.1"]
-    return await resolve_host(host, port)
+    return [literal] if literal is not None else await resolve_host(host, port)
 
 
 class _AddressGuard:
@@ -448,15 +444,15 @@ class _AddressGuard:
             self._target_classes = frozenset(filter(None, map(address_class, found)))
         return self._target_classes
 
-    async def check(self, host: str, port: int) -> str:
-        """The address to connect to for ``host``; raises :class:`_BlockedAddress` when any
-        address it resolves to may not be reached."""
+    async def check(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to for ``host``, in order; raises :class:`_BlockedAddress`
+        when any address it resolves to may not be reached."""
         found = await _addresses(host, port)
         if not found:
             raise OSError(f"{host} resolves to no address")
         for address in found:
             await self.check_address(address, host)
-        return found[0]
+        return list(dict.fromkeys(found))
 
     async def check_address(self, address: str, host: str) -> None:
         kind = address_class(address)
@@ -490,10 +486,21 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        address = await self._guard.check(host, port)
-        stream = await self._inner.connect_tcp(
-            address, port, timeout, local_address=local_address, socket_options=socket_options
-        )
+        addresses = await self._guard.check(host, port)
+        # In the resolver's order, each tried in turn (localhost: ::1, then 127.0.0.1).
+        for index, address in enumerate(addresses):
+            try:
+                stream = await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+                break
+            except httpcore.ConnectError:
+                if index == len(addresses) - 1:
+                    raise
         peer = stream.get_extra_info("server_addr")
         try:
             if peer:

@@ -656,3 +656,13 @@ def test_address_classes():
     assert address_class("100.100.100.200") == "metadata"
     assert address_class("100.64.1.1") == "private"
     assert address_class("::1") == "loopback"
+
+
+def test_each_checked_address_is_tried_in_turn(network):
+    """localhost resolves to ::1 and 127.0.0.1; a server on one of them is still reached."""
+    seen: list[bytes] = []
+    with serve(serves_image(seen)) as base:
+        port = urlsplit(base).port
+        network.names["img.test"] = ["127.0.0.2", "127.0.0.1"]  # nothing listens on the first
+        fetched = fetch_from("http://127.0.0.1:9/v1", f"http://img.test:{port}/a.png")
+    assert fetched.status == 200 and network.connected == ["127.0.0.2", "127.0.0.1"]
