@@ -11,13 +11,22 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ANY_MODEL", "Case", "Expect", "Kind"]
+__all__ = ["ANY_MODEL", "CONTROL_ORIGIN", "MALFORMED_AUTH", "Auth", "Case", "Expect", "Kind"]
 
 #: The model of a case that does not depend on one (a non-JSON body, a missing key).
 ANY_MODEL = "*"
+#: The origin of a model's *control*: its plain valid request, sent first. A refusal proves a
+#: request rule only when the same target accepted the control in the same run.
+CONTROL_ORIGIN = "control"
 
 Kind = Literal["valid", "invalid", "probe"]
 Expect = Literal["accept", "reject", "either"]
+#: How a case authenticates: ``valid`` sends the key as ``Bearer <key>``; ``missing`` sends no
+#: Authorization header; ``wrong`` a wrong key; ``blank-bearer`` the Bearer scheme with no token;
+#: ``other-scheme`` the key under another scheme than Bearer.
+Auth = Literal["valid", "missing", "wrong", "blank-bearer", "other-scheme"]
+#: The malformed Authorization headers: a server MUST refuse them (any 4xx), 401 is the SHOULD.
+MALFORMED_AUTH: tuple[Auth, ...] = ("blank-bearer", "other-scheme")
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,8 @@ class Case:
     body: Any = None
     #: Exact bytes to send instead of ``json.dumps(body)`` (for bodies that are not JSON).
     raw: bytes | None = None
-    #: ``valid`` sends the key, ``missing`` no Authorization header, ``wrong`` a wrong key.
-    auth: Literal["valid", "missing", "wrong"] = "valid"
+    #: How the request authenticates (see :data:`Auth`).
+    auth: Auth = "valid"
     #: Appended to the endpoint path (``"/"`` for the trailing-slash probe).
     path_suffix: str = ""
     #: How the planner came to it: must-reject, should-reject, boundary, each-choice,

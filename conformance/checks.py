@@ -17,12 +17,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import Case
+from .cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
 from .contract import ModelSpec, Rule, load_contract
+from .coverage import ABSENCE_RULES, aimed_rules, answering_model, case_spec, expected_param
 from .images import decode_base64, inspect_image
 from .profiles import Profile
-from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, judged_outcome
-from .validation import parse_size, request_violations, resolve_model
+from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, judged_outcome
+from .validation import parse_size
 
 __all__ = [
     "ANSWER_RULES",
@@ -38,6 +39,7 @@ ANSWER_RULES = (
     "request.model.default",
     "auth.missing",
     "auth.wrong",
+    "auth.status_401",
     "response.content_type",
     "response.schema",
     "response.data.count",
@@ -120,6 +122,8 @@ class _Verdict:
         self.findings: list[Finding] = []
         self.images: list[ImageInfo] = []
         self.note = ""
+        #: Why the answer cannot show the rules the case aims at (None: it can).
+        self.blocked: Reason | None = None
 
     def level(self, rule_id: str) -> str:
         rule = self.rules.get(rule_id)
@@ -160,25 +164,13 @@ class _Asked:
 
 
 def _answering_model(case: Case, profile: Profile) -> str:
-    """The model whose answer is judged: the body's model, or the one an omitted model means."""
-    contract = load_contract()
-    body = case.body if isinstance(case.body, dict) else {}
-    named = body.get("model")
-    if isinstance(named, str) and named in contract.models:
-        return named
-    if case.model in contract.models:
-        return case.model
-    resolved = resolve_model(body, contract) if isinstance(body, dict) else None
-    if resolved in contract.models:
-        return resolved
-    gpt = [m for m in profile.models if contract.models[m].is_gpt]
-    return gpt[0] if gpt else contract.family_models("gpt-image")[0]
+    return answering_model(case, profile.models)
 
 
-def _asked(case: Case, profile: Profile) -> _Asked:
+def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
     contract = load_contract()
     fields = contract.request_fields
-    spec = contract.models[_answering_model(case, profile)]
+    spec = contract.models[model or _answering_model(case, profile)]
     body: Mapping[str, Any] = case.body if isinstance(case.body, dict) else {}
 
     def value(name: str) -> Any:
@@ -213,17 +205,6 @@ def _asked(case: Case, profile: Profile) -> _Asked:
     )
 
 
-def _expected_param(case: Case, rules: Mapping[str, Rule]) -> str | None:
-    """The field a conformant error's ``param`` names for this case's broken rule."""
-    if case.raw is not None or not isinstance(case.body, dict):
-        return None
-    for violation in request_violations(case.body):
-        if violation.rule == case.rule:
-            return violation.param
-    rule = rules.get(case.rule)
-    return rule.param if rule else None
-
-
 # --- small helpers ----------------------------------------------------------------------
 
 
@@ -234,13 +215,19 @@ def _json(body: bytes) -> tuple[Any, bool]:
         return None, False
 
 
+def _text_excerpt(body: bytes, limit: int = 80) -> str:
+    """The start of a body as text (not a bytes literal): what a reader of a finding sees."""
+    text = body[: limit * 4].decode("utf-8", "replace")
+    return repr(text[:limit]) if text else "(empty)"
+
+
 def _error_message(body: bytes) -> str:
     data, ok = _json(body)
     if ok and isinstance(data, dict) and isinstance(data.get("error"), dict):
         message = data["error"].get("message")
         if isinstance(message, str):
             return message[:200]
-    return body[:120].decode("utf-8", "replace")
+    return _text_excerpt(body, 120)
 
 
 def _path(error: Any) -> str:
@@ -341,24 +328,29 @@ def check_nulls(v: _Verdict, found: list[str]) -> None:
 
 
 def check_transport(v: _Verdict, exchange: Exchange) -> bool:
-    """transport.*: a complete HTTP answer within the timeout and the cap; no 5xx."""
+    """transport.*: a complete HTTP answer within the timeout and the cap; no 5xx.
+
+    These are absences: every exchange that completed holds them, and one that did not breaks
+    the one it names (the others are then not observed). A 503 is read as throttling (it is
+    retried like a 429), so it neither holds nor breaks ``transport.no_5xx``.
+    """
     if exchange.error is not None:
         rule, message = _TRANSPORT_ERRORS.get(
             exchange.error, ("transport.well_formed", exchange.error)
         )
         v.check(rule, False, message)
         return False
-    v.check(
-        "transport.content_encoding",
-        not exchange.content_encoding,
-        f"the answer is {exchange.content_encoding}-encoded; Accept-Encoding asked for identity",
-    )
     status = exchange.status or 0
-    return v.check(
-        "transport.no_5xx",
-        not 500 <= status < 600 or status == 503,
-        f"answered {status} (a server error)",
-    )
+    encoding = exchange.content_encoding
+    for rule in ABSENCE_RULES:
+        if rule == "transport.no_5xx":
+            if status != 503:
+                v.check(rule, not 500 <= status < 600, f"answered {status} (a server error)")
+        elif rule == "transport.content_encoding":
+            v.check(rule, not encoding, f"the answer is {encoding}-encoded; identity was asked")
+        else:
+            v.check(rule, True)
+    return True
 
 
 def check_retry_after(v: _Verdict, exchange: Exchange) -> None:
@@ -382,7 +374,7 @@ def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, 
         ok and not list(contract.validator("error").iter_errors(data)),
         'the error body is not {"error": {"message": "..."}}'
         + ("" if ok else " (not JSON)")
-        + f": {exchange.response_body[:80]!r}",
+        + f": {_text_excerpt(exchange.response_body)}",
     ):
         return
     if validation:
@@ -402,20 +394,51 @@ def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, 
         )
 
 
+#: Statuses that refuse the *key*, not the request: a refusal proves no request rule.
+AUTH_REFUSALS = frozenset({401, 403})
+
+
 def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) -> bool:
     """The case's own rule: accepted, rejected, 401, or either, as the case expects.
 
-    Returns True when the answer is a 2xx whose body should be judged.
+    Judged as if the run's control request had been accepted; :func:`settle_controls` takes
+    back what the control's own answer leaves unproven. Returns True when the answer is a 2xx
+    whose body should be judged.
     """
     case = v.case
     status = exchange.status or 0
     accepted = 200 <= status < 300
     rejected = 400 <= status < 500
-    if case.auth in ("missing", "wrong"):
+    if status >= 500:
+        due = {"reject": "a refusal", "accept": "an answer"}.get(case.expect, "a 400 or an answer")
+        if case.auth != "valid":
+            due = "a refusal"
+        v.check(case.rule, False, f"answered {status} where {due} was due")
+        return False
+    if case.auth in MALFORMED_AUTH:
+        what = "with Bearer and no token" if case.auth == "blank-bearer" else "with another scheme"
+        if v.check(
+            case.rule, rejected, f"a request {what} is answered {status}, not refused with a 4xx"
+        ):
+            v.check("auth.status_401", status == 401, f"a request {what} is answered {status}")
+            check_error(v, exchange, None, validation=False)
+        return False
+    if case.auth != "valid":
         what = "without a key" if case.auth == "missing" else "with a wrong key"
         v.check(case.rule, status == 401, f"a request {what} is answered {status}, not 401")
         if rejected:
             check_error(v, exchange, None, validation=False)
+        return False
+    if status in AUTH_REFUSALS:
+        # The key was refused: the answer says nothing of the request's own rule.
+        v.blocked = Reason.AUTH_REFUSED
+        check_error(v, exchange, None, validation=False)
+        if case.expect == "accept":
+            v.check(
+                case.rule,
+                False,
+                f"refused a valid request ({status}): {_error_message(exchange.response_body)}",
+            )
         return False
     if case.expect == "reject":
         if accepted:
@@ -491,13 +514,19 @@ def check_image(
             f"{where}: is {facts.width}x{facts.height}, {asked.size[0]}x{asked.size[1]} was asked",
         ):
             problems.append(f"size {facts.width}x{facts.height}")
+        see_through = facts.min_alpha is not None and facts.min_alpha < 255
         if want_alpha and not v.check(
             "image.alpha",
-            bool(facts.has_alpha),
-            f"{where}: has no alpha channel; background=transparent was asked"
-            + (f" ({facts.problem})" if facts.problem else ""),
+            bool(facts.has_alpha) and see_through,
+            f"{where}: "
+            + (
+                "has an alpha channel but every pixel is opaque"
+                if facts.has_alpha
+                else "has no alpha channel"
+            )
+            + "; background=transparent was asked",
         ):
-            problems.append("no alpha channel")
+            problems.append("opaque alpha" if facts.has_alpha else "no alpha channel")
     info.ok = not problems
     info.problems = problems
     v.images.append(info)
@@ -808,11 +837,53 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
 def judge(
     case: Case, exchange: Exchange, profile: Profile, *, thumbnails: bool = False
 ) -> CaseResult:
-    """The verdict on one exchange. Pure: no network, no files; safe to re-run on a recording."""
+    """The verdict on one exchange. Pure: no network, no files; safe to re-run on a recording.
+
+    Every rule the case aims at (:func:`~conformance.coverage.aimed_rules`) ends held, broken,
+    or not observed with a reason. A request without ``model`` may be answered as any model of
+    the profile: the answer is judged as the first model it is valid for, and which model that
+    is (the documented default or another) is the SHOULD rule ``request.model.default``.
+    """
     rules = _profile_rules(profile)
-    model = None if case.model not in load_contract().models else case.model
-    if case.expect != "reject" and isinstance(case.body, dict):
-        model = _answering_model(case, profile)
+    load_contract()
+    if case.expect == "accept" and _omits_model(case):
+        default = _answering_model(case, profile)
+        candidates = [default, *(m for m in profile.models if m != default)]
+        first = None
+        for model in candidates:
+            result = _judge_as(case, exchange, profile, rules, model, thumbnails=thumbnails)
+            first = first or result
+            if not result.failed_rules:
+                if model != default:
+                    result.findings.append(
+                        Finding(
+                            case.rule,
+                            rules[case.rule].level if case.rule in rules else case.level,
+                            f"answered as {model}, not as the default model {default}",
+                        )
+                    )
+                    conclude(result)
+                return result
+        assert first is not None
+        return first
+    spec = case_spec(case, profile.models)
+    model = spec.name if spec is not None else None
+    return _judge_as(case, exchange, profile, rules, model, thumbnails=thumbnails)
+
+
+def _omits_model(case: Case) -> bool:
+    return isinstance(case.body, dict) and case.body.get("model") is None
+
+
+def _judge_as(
+    case: Case,
+    exchange: Exchange,
+    profile: Profile,
+    rules: Mapping[str, Rule],
+    model: str | None,
+    *,
+    thumbnails: bool,
+) -> CaseResult:
     v = _Verdict(case, rules, model)
     result = CaseResult(
         case=case,
@@ -821,24 +892,134 @@ def judge(
         elapsed=exchange.elapsed,
         exchange=exchange,
     )
-    if check_transport(v, exchange):
+    if not check_transport(v, exchange):
+        v.blocked = Reason.TRANSPORT
+    else:
         check_retry_after(v, exchange)
         if exchange.status in (429, 503):
-            v.checked.pop("transport.no_5xx", None)
-            result.outcome = Outcome.INCONCLUSIVE
+            v.blocked = Reason.THROTTLED
             result.note = (
                 f"answered {exchange.status} after {exchange.retries} retr"
                 f"{'y' if exchange.retries == 1 else 'ies'}"
             )
-        elif check_status(v, exchange, _expected_param(case, rules)):
-            asked = _asked(case, profile)
+        elif check_status(v, exchange, expected_param(case, rules)):
+            asked = _asked(case, profile, model)
             if asked.stream:
                 check_stream(v, exchange, asked, thumbnails=thumbnails)
             else:
                 check_json_answer(v, exchange, asked, thumbnails=thumbnails)
+        elif (exchange.status or 0) >= 500:
+            v.blocked = Reason.SERVER_ERROR
     result.findings = v.findings
     result.checked = list(v.checked)
     result.images = v.images
-    if result.outcome is not Outcome.INCONCLUSIVE:
-        result.outcome = judged_outcome(v.findings)
+    spec = load_contract().models.get(model) if model else None
+    unseen = v.blocked or Reason.NOT_APPLICABLE
+    result.unobserved = {
+        rule: unseen for rule in sorted(aimed_rules(case, spec, rules)) if rule not in v.checked
+    }
+    return conclude(result)
+
+
+def conclude(result: CaseResult) -> CaseResult:
+    """Set a judged case's outcome and reason from its findings and unobserved rules."""
+    result.reason = result.unobserved.get(result.case.rule)
+    result.outcome = judged_outcome(result.findings)
+    if result.outcome is Outcome.PASS and result.reason is not None:
+        result.outcome = Outcome.NOT_OBSERVED
     return result
+
+
+# --- controls ---------------------------------------------------------------------------------
+
+
+def _control_reason(result: CaseResult | None) -> Reason | None:
+    """None when the control was accepted; else why refusals leaning on it prove nothing."""
+    if result is None:
+        return Reason.NO_CONTROL
+    status = result.status
+    if status is not None and 200 <= status < 300:
+        return None
+    if result.outcome is Outcome.NOT_OBSERVED and result.reason in (
+        Reason.BUDGET,
+        Reason.INTERRUPTED,
+        Reason.INTERNAL_ERROR,
+        Reason.THROTTLED,
+        Reason.TRANSPORT,
+    ):
+        return Reason(result.reason)
+    if status is None:
+        return Reason.TRANSPORT
+    if status in AUTH_REFUSALS:
+        return Reason.AUTH_REFUSED
+    if status in (429, 503):
+        return Reason.THROTTLED
+    if status == 404:
+        return Reason.NOT_FOUND
+    if status >= 500:
+        return Reason.SERVER_ERROR
+    return Reason.NO_CONTROL
+
+
+def _is_control(case: Case) -> bool:
+    return case.origin == CONTROL_ORIGIN
+
+
+def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
+    """Take back what a case's answer proves only if its control was accepted.
+
+    A refusal proves a rule only when the same target accepted the model's control (its plain
+    valid request, same key, path and endpoint) in the same run; a model-independent probe
+    leans on any accepted valid request. When the control was not accepted, a refusal, a 5xx
+    and a refused valid request all say something about the whole target, not the case's own
+    rule: that rule is then not observed, with the control's reason. Cases that broke their
+    rule by *accepting* (a 2xx to an invalid request) need no control. Mutates and returns
+    ``results``.
+    """
+    controls: dict[str, CaseResult] = {}
+    for result in results:
+        if _is_control(result.case):
+            controls.setdefault(result.case.model, result)
+    reasons = {model: _control_reason(result) for model, result in controls.items()}
+    accepted_any = any(
+        r.case.kind == "valid"
+        and r.case.auth == "valid"
+        and not r.case.path_suffix
+        and r.status is not None
+        and 200 <= r.status < 300
+        for r in results
+    )
+    if accepted_any:
+        anywhere: Reason | None = None
+    else:
+        seen = [reason for reason in reasons.values() if reason is not None]
+        anywhere = max(set(seen), key=seen.count) if seen else Reason.NO_CONTROL
+    for result in results:
+        case = result.case
+        if _is_control(case) or (result.exchange is None and result.reason):
+            continue  # the controls themselves, and cases never answered
+        status = result.status
+        if status is None or 200 <= status < 300 or status in (429, 503):
+            continue
+        reason = anywhere if case.model == ANY_MODEL else reasons.get(case.model, Reason.NO_CONTROL)
+        if reason is None:
+            continue
+        leans = (
+            case.expect == "reject"
+            or case.auth != "valid"
+            or status >= 500
+            or (case.expect == "accept" and status in (*AUTH_REFUSALS, 404))
+        )
+        if leans:
+            _unprove(result, reason)
+    return results
+
+
+def _unprove(result: CaseResult, reason: Reason) -> None:
+    """The case's own rule (and what its answer could not show) becomes not observed."""
+    rule = result.case.rule
+    result.findings = [f for f in result.findings if f.rule != rule]
+    result.checked = [r for r in result.checked if r != rule]
+    result.unobserved = {r: reason for r in result.unobserved}
+    result.unobserved[rule] = reason
+    conclude(result)

@@ -212,6 +212,21 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Compare with an earlier report.json; exit 1 on a new MUST failure.",
 )
 @click.option(
+    "--from",
+    "from_report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="REPORT.json",
+    help="Send again cases of an earlier run (same bodies: its profile, models and seed).",
+)
+@click.option(
+    "--only",
+    default="failed,unobserved",
+    show_default=True,
+    metavar="failed,warned,unobserved",
+    help="With --from: which of its cases to send again.",
+)
+@click.option(
     "--allow-private-urls",
     is_flag=True,
     help="Fetch image URLs on loopback, private, link-local or metadata addresses even when "
@@ -221,8 +236,10 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
 def run_command(allow_private_urls: bool, **options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.
 
-    Exit 0 when no MUST rule failed, 1 when one did (or the run was interrupted), 2 for a
-    usage or set-up error.
+    Exit 0 (PASS) when no MUST rule failed and everything a PASS needs was observed, 1 (FAIL)
+    when a MUST rule broke, 3 (INCOMPLETE) when something in scope could not be observed
+    (throttled, refused key, no accepted control, interrupted, ...), 2 for a usage or set-up
+    error.
     """
     from .running import run_cli
 

@@ -26,6 +26,7 @@ __all__ = [
     "ContractError",
     "CustomSizes",
     "ModelSpec",
+    "NotObservedReason",
     "Rule",
     "load_contract",
     "schemas_dir",
@@ -183,6 +184,24 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class NotObservedReason:
+    """One reason a rule can go unobserved, as ``rules.yaml`` declares it."""
+
+    name: str
+    blocks: bool
+    description: str
+
+
+def parse_reasons(raw: Mapping[str, Any]) -> dict[str, NotObservedReason]:
+    reasons = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("blocks"), bool):
+            raise ContractError(f"not_observed.{name}: needs `blocks: true|false`")
+        reasons[name] = NotObservedReason(name, entry["blocks"], str(entry.get("description", "")))
+    return reasons
+
+
+@dataclass(frozen=True)
 class Contract:
     """The whole contract: schemas, the request fields, models, rules and features."""
 
@@ -191,6 +210,8 @@ class Contract:
     rules: Mapping[str, Rule]
     features: Mapping[str, str]
     directory: Path
+    #: Why a rule may go unobserved: reason -> whether it blocks a PASS (``rules.yaml``).
+    reasons: Mapping[str, NotObservedReason] = field(default_factory=dict)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -356,4 +377,5 @@ def load_contract(directory: Path | None = None) -> Contract:
         rules=rules,
         features=dict(catalogue.get("features", {})),
         directory=directory,
+        reasons=parse_reasons(catalogue.get("not_observed", {})),
     )

@@ -259,12 +259,18 @@ def serve_forever(
 
 
 def list_quirks() -> int:
-    """``imgconf serve --list-quirks``: name, the rules it breaks, what it does."""
+    """``imgconf serve --list-quirks``: name, the verdict it must produce (the rules it breaks,
+    or INCOMPLETE and why), what it does."""
     from .quirks import QUIRKS
 
     for quirk in QUIRKS.values():
         name = f"{quirk.name}[:{quirk.parameter}]" if quirk.parameter else quirk.name
-        print(f"{name:26} {','.join(quirk.breaks):45} {quirk.description}")
+        verdict = (
+            ",".join(quirk.breaks)
+            if quirk.verdict == "fail"
+            else f"INCOMPLETE ({','.join(quirk.reasons)})"
+        )
+        print(f"{name:26} {verdict:45} {quirk.description}")
     return 0
 
 

@@ -1,9 +1,27 @@
-"""What a returned image is, read as cheaply as the question allows.
+"""What a returned image is, and whether all of it is there, read as cheaply as the question allows.
 
-Format comes from magic bytes (not from what the server says), dimensions from the header via
-Pillow's lazy ``Image.open`` (no pixels decoded), and the pixels are decoded only when the
-answer must show an alpha channel or a thumbnail is wanted for the report. A hostile image
-(a decompression bomb, a truncated file) is a problem of that image, never a crash.
+Only PNG, JPEG and WebP are read. The format comes from the magic bytes (not from what the server
+says) and Pillow is handed that format's decoder alone, so no other Pillow decoder is reachable
+from server bytes.
+
+Every image is checked whole, whatever the run order or the report's thumbnail slots:
+
+1. **Structure**, in Python and without decoding: PNG chunks (length and CRC of each) up to
+   IEND; JPEG marker segments through EOI, with each scan's entropy data; the WebP RIFF size
+   against the file and every chunk's size against the RIFF. The walk also reads the declared
+   size and refuses, before anything is decoded, what would cost too much (the bounds below).
+2. **Completeness where structure cannot tell.**
+   PNG: the IDAT stream is inflated in bounded steps (nothing kept) and must end exactly at the
+   size IHDR declares, so a file cut on a chunk boundary with IEND appended is caught.
+   JPEG: libjpeg silently zero-fills a scan cut short by an appended EOI (Pillow shows no
+   warning), so the image is decoded twice, the second time with filler bytes before the EOI: a
+   complete scan never reads them, a cut one decodes them as its missing blocks and the pixels
+   differ. WebP: libwebp refuses a bitstream that ends early, so one decode suffices.
+3. **Pixels beyond that only to answer a question**: the alpha band's extrema when
+   ``background: transparent`` was asked, a thumbnail for the report.
+
+A hostile image is a problem of that image (``decodes`` False, with a ``problem``), never a
+crash or a hang.
 """
 
 from __future__ import annotations
@@ -11,22 +29,56 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
+import struct
 import warnings
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 __all__ = [
+    "DECODERS",
+    "MAX_CHUNKS",
+    "MAX_JPEG_SCANS",
+    "MAX_PIXELS",
     "ImageFacts",
     "decode_base64",
     "inspect_image",
     "sniff_format",
 ]
 
-#: Pixels we are willing to decode (alpha check, thumbnail): well above the contract's largest
-#: size (3840x2160), well below a decompression bomb.
-MAX_DECODE_PIXELS = 16_777_216
+# --- bounds: every limit on the work one image may cost, in one place -------------------------
+
+#: The Pillow decoder for each format the contract allows; Pillow is never offered another.
+DECODERS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+#: Declared pixels (width x height) above which an image is refused before any decoding. Twice
+#: the contract's largest image (3840x2160, 8.3 MP), so no conformant answer comes near it,
+#: while one decoded RGBA image at the bound holds 64 MiB. 8192x8192 would allow 256 MiB per
+#: image (a JPEG check holds two), beyond imgconf's whole memory bound of 400 MB.
+MAX_PIXELS = 4096 * 4096
+
+#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused. Encoders
+#: write a handful plus one IDAT per 8-64 KiB of data (libpng: 8 KiB, so this bound is ~80 MB
+#: of image data); walking this many takes ~10 ms, a million would take seconds.
+MAX_CHUNKS = 10_000
+
+#: JPEG scans (SOS segments). libjpeg's progressive script has 10 and mozjpeg's a few more;
+#: each scan is a pass over the whole coefficient buffer, so thousands of tiny scans make a
+#: small file cost minutes to decode.
+MAX_JPEG_SCANS = 100
+
+#: Bytes inflated per step when checking a PNG's image data: the check's memory, whatever the
+#: image's size. (The total it may inflate is the raw size IHDR declares, which MAX_PIXELS
+#: bounds; a stream that inflates beyond it is refused at once.)
+INFLATE_STEP = 1 << 20
+
+#: The side of the report's thumbnails, in pixels.
 THUMBNAIL_SIDE = 160
+
+# ---------------------------------------------------------------------------------------------
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La", "I;16A"})
 
@@ -38,7 +90,11 @@ class ImageFacts:
     format: str | None
     width: int | None = None
     height: int | None = None
+    #: Whether the image has an alpha channel (or a transparent colour).
     has_alpha: bool | None = None
+    #: The lowest alpha of any pixel (255: every pixel opaque); read only when alpha is asked
+    #: for, None when the image has no alpha channel.
+    min_alpha: int | None = None
     decodes: bool = False
     #: Why it does not decode (or what decoding refused), for the report.
     problem: str | None = None
@@ -66,64 +122,513 @@ def decode_base64(value: str) -> bytes | None:
         return None
 
 
+def inspect_image(data: bytes, *, check_alpha: bool = False, thumbnail: bool = False) -> ImageFacts:
+    """Read one image's format and size, check that all of it is there, and (when asked) its
+    lowest alpha and a thumbnail.
+
+    ``decodes`` means the file is a PNG, JPEG or WebP within the bounds, structurally sound and
+    complete (see the module's docstring for how each format is checked).
+    """
+    facts = ImageFacts(format=sniff_format(data))
+    if not data:
+        facts.problem = "empty image"
+        return facts
+    read_layout = _LAYOUT_READERS.get(facts.format or "")
+    if facts.format is None or read_layout is None:
+        facts.problem = (
+            f"a {facts.format.upper()} image; only PNG, JPEG and WebP are read"
+            if facts.format
+            else "not a PNG, JPEG or WebP image"
+        )
+        return facts
+    want_pixels = check_alpha or thumbnail
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layout = read_layout(data)
+            facts.width, facts.height, facts.has_alpha = layout.width, layout.height, layout.alpha
+            image = _CHECK_WHOLE[facts.format](data, layout, want_pixels)
+            if want_pixels:
+                image = image or _decode(data, facts.format)
+                facts.has_alpha = _alpha_from_header(image)
+                if check_alpha:
+                    facts.min_alpha = _min_alpha(image)
+    except _Refused as refused:
+        facts.problem = str(refused)
+        return facts
+    except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same here
+        facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
+        return facts
+    facts.decodes = True
+    if thumbnail:
+        facts.thumbnail = _thumbnail(image)
+    return facts
+
+
+class _Refused(Exception):
+    """The image is not whole, or would cost more than the bounds allow; the message says why."""
+
+
+@dataclass
+class _Layout:
+    """What the structural walk learnt: the declared size and whether there is alpha."""
+
+    width: int
+    height: int
+    alpha: bool
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise _Refused(f"declares a size of {width}x{height}")
+    if width * height > MAX_PIXELS:
+        raise _Refused(
+            f"declares {width}x{height} pixels, more than the {MAX_PIXELS} imgconf decodes"
+        )
+
+
+def _count_chunk(count: int, what: str) -> int:
+    count += 1
+    if count > MAX_CHUNKS:
+        raise _Refused(f"has more than {MAX_CHUNKS} {what}; refused unread")
+    return count
+
+
+def _decode(data: bytes, fmt: str) -> Image.Image:
+    """Every pixel, by the one decoder of ``fmt``."""
+    image = Image.open(io.BytesIO(data), formats=(DECODERS[fmt],))
+    image.load()
+    return image
+
+
+# --- PNG --------------------------------------------------------------------------------------
+
+#: Allowed bit depths and channels per PNG colour type.
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: first column, first row, column step, row step.
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PNG_FILTERS = bytes(range(5))
+
+
+@dataclass
+class _PngLayout(_Layout):
+    #: (start, end) of each IDAT chunk's data, in order.
+    idat: list[tuple[int, int]] = field(default_factory=list)
+    #: Bytes the IDAT stream must inflate to (rows with their filter bytes).
+    raw_size: int = 0
+    #: Bytes of one row with its filter byte; 0 for an interlaced image (rows vary by pass).
+    row_bytes: int = 0
+    needs_palette: bool = False
+
+
+def _png_layout(data: bytes) -> _PngLayout:
+    """Walk the chunks up to IEND: each one's length within the file and its CRC right."""
+    view = memoryview(data)
+    pos, count, previous = 8, 0, b""
+    layout: _PngLayout | None = None
+    has_palette = False
+    while True:
+        if pos + 12 > len(data):
+            raise _Refused(f"the file ends at byte {len(data)} before IEND")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        count = _count_chunk(count, "chunks")
+        name = kind.decode("latin-1")
+        end = pos + 8 + length
+        if not kind.isalpha() or length > 0x7FFFFFFF:
+            raise _Refused(f"no valid chunk at byte {pos}")
+        if end + 4 > len(data):
+            raise _Refused(f"chunk {name} at byte {pos} runs past the end of the file")
+        if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
+            raise _Refused(f"chunk {name} at byte {pos} fails its CRC")
+        if layout is None:
+            if kind != b"IHDR":
+                raise _Refused("the first chunk is not IHDR")
+            layout = _png_header(data[pos + 8 : end])
+        elif kind == b"IDAT":
+            if layout.idat and previous != b"IDAT":
+                raise _Refused("its IDAT chunks are not consecutive")
+            layout.idat.append((pos + 8, end))
+        elif kind == b"PLTE":
+            has_palette = True
+        elif kind == b"tRNS":
+            layout.alpha = True
+        elif kind == b"IEND":
+            break
+        previous, pos = kind, end + 4
+    if not layout.idat:
+        raise _Refused("it has no IDAT chunk")
+    if layout.needs_palette and not has_palette:
+        raise _Refused("a palette image without a PLTE chunk")
+    return layout
+
+
+def _png_header(ihdr: bytes) -> _PngLayout:
+    if len(ihdr) != 13:
+        raise _Refused("its IHDR chunk is not 13 bytes")
+    width, height, depth, colour, compression, filters, interlace = struct.unpack(">IIBBBBB", ihdr)
+    _check_pixels(width, height)
+    if depth not in _PNG_DEPTHS.get(colour, ()) or compression or filters or interlace > 1:
+        raise _Refused(
+            f"its IHDR is invalid (depth {depth}, colour type {colour}, "
+            f"compression {compression}, filter {filters}, interlace {interlace})"
+        )
+    bits = depth * _PNG_CHANNELS[colour]
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * bits + 7) // 8) if w and h else 0
+
+    if interlace:
+        raw = sum(
+            rows((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy)
+            for x0, y0, dx, dy in _ADAM7
+        )
+        row_bytes = 0
+    else:
+        raw, row_bytes = rows(width, height), 1 + (width * bits + 7) // 8
+    return _PngLayout(
+        width,
+        height,
+        colour in (4, 6),
+        raw_size=raw,
+        row_bytes=row_bytes,
+        needs_palette=colour == 3,
+    )
+
+
+def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Image | None:
+    """The IDAT stream inflates to exactly the declared rows, each with a valid filter byte
+    (checked for non-interlaced images, whose rows all have one length)."""
+    inflater = zlib.decompressobj()
+    produced = 0
+    try:
+        for piece in _inflate(inflater, memoryview(data), layout.idat):
+            if _unknown_filter(piece, produced, layout.row_bytes):
+                raise _Refused("a row of its image data has an unknown filter type")
+            produced += len(piece)
+            if produced > layout.raw_size:
+                raise _Refused(
+                    f"its image data inflates beyond the {layout.raw_size} bytes "
+                    "its header declares"
+                )
+    except zlib.error as exc:
+        raise _Refused(f"its image data does not inflate ({exc})") from None
+    if produced < layout.raw_size:
+        raise _Refused(
+            f"its image data ends early ({produced} of {layout.raw_size} bytes): the file was cut"
+        )
+    if not inflater.eof:
+        raise _Refused("its compressed image data does not end (the file was cut)")
+    return None
+
+
+def _inflate(
+    inflater: zlib._Decompress, view: memoryview, spans: list[tuple[int, int]]
+) -> Iterator[bytes]:
+    """The inflated stream of the chunk data at ``spans``, at most INFLATE_STEP bytes a piece."""
+    for start, end in spans:
+        pending: bytes | memoryview = view[start:end]
+        while pending and not inflater.eof:
+            yield inflater.decompress(pending, INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+    while not inflater.eof:  # what zlib still holds when a full step used up the input
+        piece = inflater.decompress(b"", INFLATE_STEP)
+        if not piece:
+            return
+        yield piece
+
+
+def _unknown_filter(piece: bytes, offset: int, row_bytes: int) -> bool:
+    """Whether a filter byte (the first of each row) in ``piece``, which starts ``offset``
+    bytes into the inflated stream, is not one of the five PNG filters."""
+    if not row_bytes:
+        return False
+    return bool(piece[(-offset) % row_bytes :: row_bytes].translate(None, _PNG_FILTERS))
+
+
+# --- JPEG -------------------------------------------------------------------------------------
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+#: The end of a scan's entropy data: a marker other than a stuffed 0xFF00, a restart or fill.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+#: Entropy-coded filler put before the EOI for the second decode: no 0xFF (so never a marker),
+#: irregular, and fixed so that a verdict is reproducible.
+_JPEG_FILLER = bytes((i * 167 + 13) % 255 for i in range(512))
+
+
+@dataclass
+class _JpegLayout(_Layout):
+    #: Offset of the EOI marker (of its first 0xFF, fill bytes included).
+    eoi: int = 0
+
+
+@dataclass
+class _JpegScans:
+    """Which components and coefficients the scans so far have started and finished."""
+
+    components: tuple[int, ...]
+    progressive: bool
+    count: int = 0
+    seen: set[int] = field(default_factory=set)
+    #: Progressive JPEGs: per component, a bit per coefficient first sent (Ah=0) and completed
+    #: (Al=0, its last refinement).
+    started: dict[int, int] = field(default_factory=dict)
+    finished: dict[int, int] = field(default_factory=dict)
+
+    def add(self, header: bytes) -> None:
+        self.count += 1
+        if self.count > MAX_JPEG_SCANS:
+            raise _Refused(f"has more than {MAX_JPEG_SCANS} scans; refused undecoded")
+        count = header[0] if header else 0
+        if not count or len(header) != 4 + 2 * count:
+            raise _Refused("a scan header is malformed")
+        ids = header[1 : 1 + 2 * count : 2]
+        first, last, approximation = header[1 + 2 * count : 4 + 2 * count]
+        if any(c not in self.components for c in ids) or first > last or last > 63:
+            raise _Refused("a scan header names components or coefficients the frame lacks")
+        self.seen.update(ids)
+        coefficients = (1 << (last + 1)) - (1 << first)
+        for c in ids:
+            if approximation >> 4 == 0:
+                self.started[c] = self.started.get(c, 0) | coefficients
+            if approximation & 15 == 0:
+                self.finished[c] = self.finished.get(c, 0) | coefficients
+
+    def check_complete(self) -> None:
+        """A cut at a scan boundary leaves a component unscanned or a refinement unfinished."""
+        if not self.count:
+            raise _Refused("it has no scan")
+        if set(self.components) - self.seen:
+            raise _Refused("some components have no scan: the file was cut")
+        if not self.progressive:
+            return
+        for c in self.components:
+            done = self.finished.get(c, 0)
+            if not done & 1 or self.started.get(c, 0) & ~done:
+                raise _Refused("its progressive scans stop before the last refinement")
+
+
+def _jpeg_layout(data: bytes) -> _JpegLayout:
+    """Walk the marker segments through EOI, each scan's entropy data up to the next marker."""
+    pos, count = 2, 0
+    layout: _JpegLayout | None = None
+    scans: _JpegScans | None = None
+    while True:
+        start = pos
+        if pos >= len(data) or data[pos] != 0xFF:
+            raise _Refused(
+                f"the file ends at byte {len(data)} before EOI"
+                if pos >= len(data)
+                else f"no marker at byte {pos}"
+            )
+        while pos < len(data) and data[pos] == 0xFF:
+            pos += 1
+        if pos + 1 > len(data):
+            raise _Refused(f"the file ends at byte {len(data)} before EOI")
+        code = data[pos]
+        pos += 1
+        count = _count_chunk(count, "marker segments")
+        if code == 0xD9:
+            break
+        if code == 0x01 or 0xD0 <= code <= 0xD7:
+            continue  # markers without a segment
+        if code in (0x00, 0xD8) or pos + 2 > len(data):
+            raise _Refused(f"no valid marker at byte {start}")
+        (length,) = struct.unpack_from(">H", data, pos)
+        if length < 2 or pos + length > len(data):
+            raise _Refused(f"marker segment {code:02X} at byte {start} runs past the end")
+        body = data[pos + 2 : pos + length]
+        pos += length
+        if code in _SOF_MARKERS:
+            if layout is not None:
+                raise _Refused("it has two frame headers")
+            layout, components = _jpeg_frame(body)
+            scans = _JpegScans(components, code in _PROGRESSIVE_SOF)
+        elif code == 0xDA:
+            if scans is None:
+                raise _Refused("a scan comes before the frame header")
+            scans.add(body)
+            end = _SCAN_END.search(data, pos)
+            if end is None:
+                raise _Refused(f"the file ends at byte {len(data)} inside a scan, before EOI")
+            pos = end.start()
+            while data[pos - 1] == 0xFF:  # fill bytes before the marker, not entropy data
+                pos -= 1
+    if layout is None or scans is None:
+        raise _Refused("it has no frame header")
+    scans.check_complete()
+    layout.eoi = start
+    return layout
+
+
+def _jpeg_frame(body: bytes) -> tuple[_JpegLayout, tuple[int, ...]]:
+    if len(body) < 6 or len(body) != 6 + 3 * body[5] or not body[5]:
+        raise _Refused("its frame header is malformed")
+    height, width = struct.unpack_from(">HH", body, 1)
+    if height == 0:
+        raise _Refused("its height is left to a DNL marker, which is not read")
+    _check_pixels(width, height)
+    return _JpegLayout(width, height, False), tuple(body[6::3])
+
+
+def _check_jpeg(data: bytes, layout: _JpegLayout, want_pixels: bool) -> Image.Image | None:
+    """Decode with and without filler before the EOI: the pixels differ when a scan was cut
+    (libjpeg decodes the filler as the missing blocks instead of zeros)."""
+    image = _decode(data, "jpeg")
+    digest = _pixel_digest(image)
+    if not want_pixels:
+        image = None
+    filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
+    if _pixel_digest(filled) != digest:
+        raise _Refused("its entropy-coded data ends early (cut, then EOI appended)")
+    return image
+
+
+def _pixel_digest(image: Image.Image, rows: int = 256) -> int:
+    """A CRC of every pixel, read a strip at a time (no full copy of the image)."""
+    width, height = image.size
+    crc = 0
+    for top in range(0, height, rows):
+        crc = zlib.crc32(image.crop((0, top, width, min(top + rows, height))).tobytes(), crc)
+    return crc
+
+
+# --- WebP -------------------------------------------------------------------------------------
+
+
+def _webp_layout(data: bytes) -> _Layout:
+    """The RIFF size against the file, every chunk's size against the RIFF, the bitstream's
+    header against its chunk."""
+    if len(data) < 20:
+        raise _Refused(f"only {len(data)} bytes, too short for a WebP image")
+    end = struct.unpack_from("<I", data, 4)[0] + 8
+    if end > len(data):
+        raise _Refused(f"its RIFF header declares {end} bytes, the file has {len(data)}")
+    pos, count = 12, 0
+    canvas: _Layout | None = None
+    stream: _Layout | None = None
+    animated = has_alph = False
+    while pos < end:
+        if pos + 8 > end:
+            raise _Refused(f"a chunk header at byte {pos} runs past the RIFF's end")
+        kind, size = struct.unpack_from("<4sI", data, pos)
+        count = _count_chunk(count, "chunks")
+        body = pos + 8
+        if body + size > end:
+            raise _Refused(
+                f"chunk {kind.decode('latin-1')!r} at byte {pos} declares {size} bytes, "
+                f"{end - body} are left"
+            )
+        if kind == b"VP8X" and count == 1:
+            canvas, animated = _webp_canvas(data[body : body + size])
+        elif kind in (b"VP8 ", b"VP8L") and stream is None:
+            stream = (_vp8_header if kind == b"VP8 " else _vp8l_header)(data[body : body + size])
+        elif kind == b"ALPH":
+            has_alph = True
+        elif count == 1:
+            raise _Refused("its first chunk is not VP8, VP8L or VP8X")
+        pos = body + size + (size & 1)
+    if animated and canvas is not None:
+        return canvas
+    if stream is None:
+        raise _Refused("it has no image data (no VP8 or VP8L chunk)")
+    if canvas is not None:
+        if (canvas.width, canvas.height) != (stream.width, stream.height):
+            raise _Refused("its canvas and its bitstream declare different sizes")
+        stream.alpha = canvas.alpha or has_alph or stream.alpha
+    return stream
+
+
+def _webp_canvas(body: bytes) -> tuple[_Layout, bool]:
+    if len(body) < 10:
+        raise _Refused("its VP8X chunk is too short")
+    width = 1 + int.from_bytes(body[4:7], "little")
+    height = 1 + int.from_bytes(body[7:10], "little")
+    _check_pixels(width, height)
+    return _Layout(width, height, bool(body[0] & 0x10)), bool(body[0] & 0x02)
+
+
+def _vp8_header(body: bytes) -> _Layout:
+    if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
+        raise _Refused("its VP8 chunk does not start a key frame")
+    tag = int.from_bytes(body[0:3], "little")
+    if tag & 1:
+        raise _Refused("its VP8 chunk is not a key frame")
+    if 10 + (tag >> 5) > len(body):
+        raise _Refused("its VP8 first partition runs past its chunk")
+    width, height = (v & 0x3FFF for v in struct.unpack_from("<HH", body, 6))
+    _check_pixels(width, height)
+    return _Layout(width, height, False)
+
+
+def _vp8l_header(body: bytes) -> _Layout:
+    if len(body) < 5 or body[0] != 0x2F:
+        raise _Refused("its VP8L chunk has no VP8L signature")
+    bits = int.from_bytes(body[1:5], "little")
+    if bits >> 29:
+        raise _Refused("its VP8L version is not 0")
+    width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    _check_pixels(width, height)
+    return _Layout(width, height, bool(bits >> 28 & 1))
+
+
+def _check_webp(data: bytes, layout: _Layout, want_pixels: bool) -> Image.Image | None:
+    """libwebp refuses a bitstream that ends before its last macroblock or pixel."""
+    image = _decode(data, "webp")
+    return image if want_pixels else None
+
+
+_LAYOUT_READERS: dict[str, Callable[[bytes], _Layout]] = {
+    "png": _png_layout,
+    "jpeg": _jpeg_layout,
+    "webp": _webp_layout,
+}
+_CHECK_WHOLE: dict[str, Callable[..., Image.Image | None]] = {
+    "png": _check_png,
+    "jpeg": _check_jpeg,
+    "webp": _check_webp,
+}
+
+
+# --- pixels -----------------------------------------------------------------------------------
+
+
 def _alpha_from_header(image: Image.Image) -> bool:
     if image.mode in _ALPHA_MODES:
         return True
     return "transparency" in image.info
 
 
-def inspect_image(data: bytes, *, check_alpha: bool = False, thumbnail: bool = False) -> ImageFacts:
-    """Read one image's format, size and (when asked) alpha and a thumbnail.
+def _min_alpha(image: Image.Image) -> int | None:
+    """The lowest alpha of any pixel, from the alpha band's extrema; None without alpha."""
+    if "transparency" in image.info and image.mode not in _ALPHA_MODES:
+        image = image.convert("RGBA")  # a palette's tRNS or a transparent colour
+    bands = image.getbands()
+    band = "A" if "A" in bands else "a" if "a" in bands else None
+    if band is None:
+        return None
+    low, _ = image.getchannel(band).getextrema()
+    return int(low)
 
-    ``decodes`` means Pillow recognises the file and, for PNG, that every chunk's checksum holds
-    (cheap: no inflation); pixels are decoded only for ``check_alpha`` or ``thumbnail``.
-    """
-    facts = ImageFacts(format=sniff_format(data))
-    if not data:
-        facts.problem = "empty image"
-        return facts
+
+def _thumbnail(image: Image.Image) -> bytes | None:
+    """A small PNG for the report (None when this mode cannot be shown)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
-            facts.width, facts.height = image.size
-            facts.has_alpha = _alpha_from_header(image)
-            if facts.format == "png":
-                image.verify()  # chunk CRCs, no pixels; the image must be reopened after this
-                image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        facts.problem = "not a readable image" if facts.format is None else "corrupt image data"
-        return facts
-    except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same here
-        facts.problem = f"not a readable image ({exc.__class__.__name__})"
-        return facts
-    facts.decodes = True
-    if not (check_alpha or thumbnail):
-        return facts
-    if (facts.width or 0) * (facts.height or 0) > MAX_DECODE_PIXELS:
-        facts.problem = f"{facts.width}x{facts.height} is too large to decode"
-        return facts
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if thumbnail and image.format == "JPEG":
-                image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            image.load()
-            # Decoded modes are authoritative (webp, palette images with a tRNS chunk).
-            facts.has_alpha = _alpha_from_header(image)
-            if thumbnail:
-                facts.thumbnail = _thumbnail(image)
-    except Exception as exc:  # truncated or corrupt pixel data
-        facts.decodes = False
-        facts.problem = f"pixel data does not decode ({exc.__class__.__name__})"
-    return facts
-
-
-def _thumbnail(image: Image.Image) -> bytes:
-    small = image.copy()
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    if small.mode not in ("RGB", "RGBA", "L", "LA"):
-        small = small.convert("RGBA" if _alpha_from_header(small) else "RGB")
-    out = io.BytesIO()
-    small.save(out, format="PNG", optimize=False)
+        small = image.copy()
+        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        if small.mode not in ("RGB", "RGBA", "L", "LA"):
+            small = small.convert("RGBA" if _alpha_from_header(small) else "RGB")
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=False)
+    except (OSError, ValueError):
+        return None
     return out.getvalue()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import struct
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +29,9 @@ __all__ = [
     "Picture",
     "render",
     "spec_for_prompt",
+    "truncate_jpeg",
+    "truncate_png",
+    "truncate_webp",
 ]
 
 #: Output formats the server encodes, with the Pillow format name and the media type.
@@ -75,6 +80,8 @@ class ImageSpec:
     #: ``output_compression`` (0-100) for jpeg and webp; None for the encoder's default.
     compression: int | None = None
     detail: int = 0
+    #: A transparent picture whose alpha is then set to 255 everywhere (the ``opaque-alpha`` quirk).
+    opaque_alpha: bool = False
 
 
 def spec_for_prompt(prompt: str, width: int, height: int, *, index: int = 0, **kw) -> ImageSpec:
@@ -147,6 +154,8 @@ def render(spec: ImageSpec) -> Picture:
         image = small.resize((spec.width, spec.height), Image.Resampling.NEAREST)
     else:
         image = _draw(spec, spec.width, spec.height)
+    if spec.opaque_alpha and image.mode == "RGBA":
+        image.putalpha(255)
     pil_format = FORMATS[spec.format][0]
     out = io.BytesIO()
     if spec.format == "png":
@@ -166,6 +175,31 @@ def render(spec: ImageSpec) -> Picture:
     else:
         image.save(out, pil_format, quality=spec.compression, method=0)
     return Picture(out.getvalue(), spec.format)
+
+
+# --- damaged pictures (quirks): what a proxy that gives up mid-body and "repairs" the end sends ---
+
+
+def truncate_png(data: bytes) -> bytes:
+    """Cut half-way through the image data (IDAT chunks), then append an IEND chunk."""
+    start = data.index(b"IDAT") + 4
+    end = data.rindex(b"IEND") - 8  # before the last IDAT's CRC and IEND's length field
+    cut = data[: (start + end) // 2]
+    return cut + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+def truncate_jpeg(data: bytes) -> bytes:
+    """Cut half-way through the scan data, then append an EOI marker."""
+    start = data.index(b"\xff\xda")
+    cut = data[: (start + len(data)) // 2].rstrip(b"\xff")
+    return cut + b"\xff\xd9"
+
+
+def truncate_webp(data: bytes) -> bytes:
+    """Cut the file in half and patch the RIFF size to match (the chunk sizes still tell)."""
+    cut = bytearray(data[: len(data) // 2])
+    cut[4:8] = struct.pack("<I", len(cut) - 8)
+    return bytes(cut)
 
 
 class ImageCache:

@@ -6,8 +6,10 @@ So, per model of the profile, :func:`build_plan` makes:
 1. **Negative cases** (free on a conformant server): every request rule the model is held to,
    broken alone on a cheap valid body (``must-reject``, ``should-reject``; each body is checked
    with :func:`request_violations` to break that rule and no other), and the grey-area
-   ``probe`` cases (unsupported parameters; once for the whole plan: bodies that are not JSON or
-   not objects, an unknown model, a missing or wrong key, the default model, a trailing slash).
+   ``probe`` cases (unsupported parameters; every way of failing to authenticate, on the model's
+   base body and on a streamed one, :data:`AUTH_PROBES`; once for the whole plan: bodies that are
+   not JSON or not objects, an unknown model, a missing or wrong key, the default model, a
+   trailing slash).
 2. **Boundary cases**: ``n`` at 1 and at the model's maximum, a one-character prompt, a prompt
    of exactly the model's limit in mixed scripts (multi-byte, emoji, combining, right-to-left).
 3. **Pairwise cases**: a covering array (``covertable``) over the interacting fields (size,
@@ -17,8 +19,9 @@ So, per model of the profile, :func:`build_plan` makes:
    a pair of values is forbidden when a body with just those two breaks a rule, so no case
    breaks the contract. ``n`` takes 1 and 2 here (2 stands for every n > 1; the maximum is a
    boundary case), which keeps the array's images few.
-4. **Each-choice cases**: any value of any field the cases above left out (custom sizes,
-   ``user``), on the cheap body.
+4. **Each-choice cases**: any value of any field the cases above left out (custom sizes across
+   the safe zone, :func:`~conformance.strategies.custom_size_examples`; ``user``), on the cheap
+   body.
 5. **Explore cases** (``--explore N``): N more per model, drawn from the Hypothesis strategies
    :func:`~conformance.strategies.valid_requests` and
    :func:`~conformance.strategies.invalid_requests` alternately, under the plan's seed
@@ -51,12 +54,15 @@ from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
-from .cases import ANY_MODEL, Case
+from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .contract import ModelSpec, Rule, load_contract
+from .coverage import aimed_rules, case_spec, coverage_summary
 from .errors import SetupError
 from .profiles import Profile
 from .strategies import (
     DEFAULT_PROMPT,
+    custom_size_corners,
+    custom_size_examples,
     explore_requests,
     features_used,
     invalid_variants,
@@ -66,12 +72,23 @@ from .strategies import (
 )
 from .validation import request_violations, resolve_model
 
-__all__ = ["CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
+__all__ = ["AUTH_PROBES", "CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
 
-#: Groups the budget cuts, first to last (negative cases count 0, so they are never needed).
-CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary")
+#: Groups the budget cuts, first to last. Negative cases count 0 in the plan (a conformant
+#: server generates nothing for them), so the plan never cuts them: the runner sends each whose
+#: worst case fits what is left when its turn comes. The controls go last: every refusal of
+#: their model leans on them.
+CUT_ORDER = ("negative", "explore", "probe", "pairwise", "each-choice", "boundary", CONTROL_ORIGIN)
 #: Fields of the pairwise array (the rest, a free ``user`` string, is each-choice only).
 _NOT_PAIRWISE = ("user",)
+#: How the auth probes fail to authenticate: (``Case.auth``, the rule judged, the title). The
+#: malformed headers are held to ``auth.wrong`` (refused with a 4xx; 401 is ``auth.status_401``).
+AUTH_PROBES = (
+    ("missing", "auth.missing", "no Authorization header"),
+    ("wrong", "auth.wrong", "wrong key"),
+    ("blank-bearer", "auth.wrong", "Bearer with no token"),
+    ("other-scheme", "auth.wrong", "the key under another scheme"),
+)
 
 
 class _Default:
@@ -326,6 +343,19 @@ class _ModelPlanner:
                 )
         return out
 
+    def control(self) -> Case:
+        """The model's control: its plain cheap valid request. A refusal of any other request of
+        the model proves a rule only when the same target accepted this one."""
+        return self.case(
+            dict(self.base),
+            kind="valid",
+            rule="request.valid.accepted",
+            expect="accept",
+            origin=CONTROL_ORIGIN,
+            title="control: " + _describe(self.base),
+            ident=f"{self.spec.name}/control",
+        )
+
     def valid(self, body: dict[str, Any], origin: str, index: int) -> Case:
         broken = request_violations(body, self.contract)
         if broken:
@@ -380,19 +410,60 @@ class _ModelPlanner:
         covered = _values_covered(sofar)
         bodies = [self.base] + [c.body for c in sofar if c.kind == "valid"]
         out: list[Case] = []
-        for param, values in param_values(self.spec, self.contract).items():
-            for value in (*values, None):
-                if _key(value) in covered.get(param, set()):
+        wanted = [
+            (param, value)
+            for param, values in param_values(self.spec, self.contract).items()
+            for value in (*values, None)
+        ]
+        # Custom sizes inside the zone's corners come last: the cases before them keep the ids
+        # they had when the corners were the only custom sizes (reports are compared by id).
+        custom = self.spec.custom_sizes
+        inner = (
+            set(custom_size_examples(custom)) - set(custom_size_corners(custom))
+            if custom
+            else set()
+        )
+        wanted.sort(key=lambda pv: pv[0] == "size" and pv[1] in inner)
+        for param, value in wanted:
+            if _key(value) in covered.get(param, set()):
+                continue
+            for candidate in bodies:
+                body = {**candidate, param: value}
+                if not request_violations(body, self.contract):
+                    break
+            else:
+                raise RuntimeError(f"{self.spec.name}: no valid body takes {param}={value!r}")
+            case = self.valid(body, "each-choice", len(out) + 1)
+            out.append(case)
+            covered.setdefault(param, set()).add(_key(value))
+        return out
+
+    def auth(self) -> list[Case]:
+        """Every way of failing to authenticate (:data:`AUTH_PROBES`), on this model's base body
+        and, for a model that streams, on a streamed one: a server may check the key on one
+        model's or one path's route only. Free on a conformant server; each reserves the image
+        a server that let it through would make."""
+        bodies = {"": self.base}
+        if self.spec.takes("stream") and "stream" not in self.profile.unsupported:
+            bodies[", stream=true"] = {**self.base, "stream": True}
+        out = []
+        for suffix, body in bodies.items():
+            for auth, rule_id, title in AUTH_PROBES:
+                rule = self.rules.get(rule_id)
+                if rule is None or self.spec.name not in rule.models:
                     continue
-                for candidate in bodies:
-                    body = {**candidate, param: value}
-                    if not request_violations(body, self.contract):
-                        break
-                else:
-                    raise RuntimeError(f"{self.spec.name}: no valid body takes {param}={value!r}")
-                case = self.valid(body, "each-choice", len(out) + 1)
-                out.append(case)
-                covered.setdefault(param, set()).add(_key(value))
+                out.append(
+                    self.case(
+                        body,
+                        kind="probe",
+                        rule=rule_id,
+                        expect="reject",
+                        origin="probe",
+                        title=title + suffix,
+                        ident=f"{self.spec.name}/probe/{rule_id}/{title}{suffix}",
+                        auth=auth,
+                    )
+                )
         return out
 
     def explore(self, bodies: Sequence[Any]) -> list[Case]:
@@ -593,34 +664,6 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
 # --- coverage ------------------------------------------------------------------------------------
 
 
-def _exercised(case: Case, spec: ModelSpec | None) -> set[str]:
-    """The rules a case gives the checks a chance to judge."""
-    out = {case.rule}
-    out.update(("transport.no_5xx", "transport.well_formed", "transport.connection"))
-    out.add("transport.timeout")
-    if case.expect in ("reject", "either"):
-        out.update(("error.envelope", "error.status_400", "error.fields", "error.param"))
-    if case.kind != "valid" or case.expect != "accept" or spec is None:
-        return out
-    body = case.body
-    out.update(("response.usage.schema", "response.usage.present", "response.usage.total"))
-    out.update(("image.decodes", "image.format", "response.echo", "response.revised_prompt"))
-    if body.get("stream") is True:
-        out.update(("stream.content_type", "stream.event.schema", "stream.completed"))
-        out.add("stream.partial.count")
-    else:
-        out.update(("response.content_type", "response.schema", "response.data.count"))
-        if spec.is_gpt or body.get("response_format") == "b64_json":
-            out.add("response.b64_json")
-        else:
-            out.update(("response.url", "response.url.fetch"))
-    if body.get("size") not in (None, "auto"):
-        out.add("image.size")
-    if body.get("background") == "transparent":
-        out.add("image.alpha")
-    return out
-
-
 def _pairs_of(
     cases: Sequence[Case], factors: Mapping[str, Sequence[Any]]
 ) -> set[tuple[str, int, str, int]]:
@@ -653,7 +696,9 @@ def _coverage(
     for name, planner in planners.items():
         spec = planner.spec
         mine = [c for c in cases if c.model == name]
-        exercised = set().union(*(_exercised(c, spec) for c in mine)) if mine else set()
+        exercised = set().union(
+            *(aimed_rules(c, case_spec(c, profile.models), rules) for c in mine)
+        )
         must = [r.id for r in rules.values() if r.is_must and r.per_model and name in r.models]
         required = {p: [*vs, None] for p, vs in param_values(spec, contract).items()}
         covered = _values_covered(mine)
@@ -803,11 +848,12 @@ def build_plan(
     rules = profile.rules()
     planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in chosen}
 
+    controls = [planner.control() for planner in planners.values()]
     negative: list[Case] = []
     positive: list[Case] = []
     explored: list[Case] = []
     for planner in planners.values():
-        negative.extend(planner.negative())
+        negative.extend(planner.negative() + planner.auth())
         fixed = planner.boundary() + planner.pairwise()
         positive.extend(fixed + planner.each_choice(fixed))
     negative.extend(_global_cases(profile, rules, planners[chosen[0]]))
@@ -816,7 +862,12 @@ def build_plan(
         drawn = explore_requests(chosen, profile, seed=seed, count=explore, exclude=planned)
         for name, planner in planners.items():
             explored.extend(planner.explore(drawn[name]))
-    cases = negative + positive + explored
+    # Controls first, then every case a conformant server generates nothing for (so a small
+    # budget still sends them), then the cases that spend.
+    fixed = negative + positive
+    cases = (
+        controls + [c for c in fixed if not spends(c)] + [c for c in fixed if spends(c)] + explored
+    )
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
@@ -832,7 +883,19 @@ def build_plan(
         max_images=max_images,
     )
     plan.coverage = _coverage(profile, rules, planners, kept, cut)
+    plan.coverage["rules"] = predicted_coverage(plan)
     return plan
+
+
+def predicted_coverage(plan: Plan) -> dict[str, Any]:
+    """The rules each model's cases aim at, as :func:`coverage_summary` states them: what a
+    run's report observes on a server that behaves."""
+    rules = plan.profile.rules()
+    predicted: dict[str, set[str]] = {}
+    for case in plan.cases:
+        spec = case_spec(case, plan.profile.models)
+        predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules))
+    return coverage_summary(predicted, plan.models, rules)
 
 
 # --- imgconf plan ------------------------------------------------------------------------------

@@ -40,11 +40,6 @@ import pytest
 
 __all__ = ["ImgconfItem", "ImgconfShouldWarning"]
 
-#: Rule kinds judged on answers (not exercised by a case of their own): each model gets an
-#: item for every one of them that applies to it.
-_ANSWER_KINDS = frozenset({"answer", "image", "stream", "error", "transport"})
-#: For models whose cases all expect a rejection, only these apply.
-_MODELLESS_KINDS = frozenset({"error", "transport"})
 _SHARED_KEY = "imgconf_shared_dir"
 
 
@@ -283,9 +278,53 @@ class State:
         self.results[model] = results
         return results
 
+    def run_result(self, *, missing_ok: bool = False) -> Any:
+        """The whole session as one run: every model's results (sent here, by another worker,
+        or now), settled against their controls."""
+        from . import __version__
+        from .checks import settle_controls
+        from .redact import strip_url
+        from .results import RunResult
+
+        plan = self.build_plan()
+        results: list[Any] = []
+        for model in dict.fromkeys(c.model for c in [*plan.cases, *plan.cut]):
+            path = self.results_path(model)
+            if model in self.results:
+                results.extend(self.results[model])
+            elif path.exists():
+                results.extend(pickle.loads(path.read_bytes()))
+            elif not missing_ok:
+                results.extend(self.results_for(model))
+        return RunResult(
+            tool_version=__version__,
+            target=strip_url(self.settings.base_url),
+            profile=self.profile.name,
+            models=list(plan.models),
+            seed=self.settings.seed,
+            started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
+            finished=time.time(),
+            results=settle_controls(results),
+            budget=self.budget().as_dict(),
+            plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
+            incomplete=len(results) < len(plan.cases) + len(plan.cut),
+            rules=self.profile.rules(),
+        )
+
+    def settled_results(self, model: str) -> list[Any]:
+        """The model's results with its refusals settled against the controls they lean on
+        (a model-independent probe leans on any accepted valid request: the first model's)."""
+        from .cases import ANY_MODEL
+        from .checks import settle_controls
+
+        results = list(self.results_for(model))
+        plan = self.build_plan()
+        if model == ANY_MODEL and plan.models:
+            results += self.results_for(plan.models[0])
+        return [r for r in settle_controls(results) if r.case.model == model]
+
     def _send(self, model: str) -> list[Any]:
-        from .results import CaseResult, Outcome
-        from .running import Runner, cut_note
+        from .running import Runner, cut_result
         from .transport import Transport, TransportConfig
 
         cases, cut = self.model_cases(model)
@@ -310,9 +349,7 @@ class State:
                 return await runner.run(cases)
 
         results = asyncio.run(send())
-        return results + [
-            CaseResult(case=c, outcome=Outcome.SKIPPED, note=cut_note(c)) for c in cut
-        ]
+        return results + [cut_result(c) for c in cut]
 
 
 _STATE = pytest.StashKey[State]()
@@ -424,28 +461,28 @@ def _alive(pid: int) -> bool:
 
 
 def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
-    """The rule x model items of a plan: what each model's cases exercise, then every answer
-    rule that applies to the model (judged on whatever its cases get back).
-
-    Cases that do not depend on a model (``*``: a non-JSON body, a missing key, the model left
-    out) get the error and transport rules, and the answer rules too when one of them expects
-    an answer, so that whatever an answer breaks fails an item named by the broken rule.
-    """
+    """The rule x model items of a plan: every cell of the run's scope and every rule its cases
+    aim at (:func:`conformance.verdict.in_scope`, :func:`conformance.coverage.aimed_rules`), so
+    the items are the cells ``imgconf run`` reports; and one ``verdict`` item at the end."""
     from .cases import ANY_MODEL
+    from .coverage import aimed_rules, case_spec
+    from .verdict import in_scope
 
     rules = profile.rules()
     items: dict[str, dict[str, None]] = {}
-    answered: set[str] = set()
+    for model, rule in in_scope(plan.models, rules):
+        items.setdefault(model, {})[rule] = None
     for case in [*plan.cases, *plan.cut]:
-        items.setdefault(case.model, {})[case.rule] = None
-        if case.expect != "reject":
-            answered.add(case.model)
-    for model, ids in items.items():
-        kinds = _ANSWER_KINDS if model in answered else _MODELLESS_KINDS
-        for rule in rules.values():
-            if rule.kind in kinds and (model == ANY_MODEL or model in rule.models):
-                ids.setdefault(rule.id, None)
-    return {model: list(ids) for model, ids in items.items()}
+        spec = case_spec(case, profile.models)
+        ids = items.setdefault(case.model, {})
+        for rule in sorted(aimed_rules(case, spec, rules)):
+            ids.setdefault(rule, None)
+    order = {rule: i for i, rule in enumerate(rules)}
+    ranked = [ANY_MODEL, *plan.models]
+    return {
+        model: sorted(items[model], key=lambda r: order.get(r, len(order)))
+        for model in sorted(items, key=ranked.index)
+    }
 
 
 # --- items -------------------------------------------------------------------------------
@@ -469,21 +506,24 @@ class ImgconfCollector(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         state = self.config.stash[_STATE]
-        return [
+        items: list[pytest.Item] = [
             ImgconfItem.from_parent(self, name=f"imgconf[{model}::{rule}]", model=model, rule=rule)
             for model, rules in state.items.items()
             for rule in rules
         ]
+        items.append(ImgconfVerdictItem.from_parent(self, name="imgconf[verdict]"))
+        return items
 
 
 @dataclass
 class Verdict:
-    """An item's verdict, from its model's case results."""
+    """An item's verdict: its cell's status, and the lines behind it."""
 
+    status: str = "not_observed"
     must: list[str] = field(default_factory=list)
     should: list[str] = field(default_factory=list)
-    checked: int = 0
-    skip_notes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class ImgconfItem(pytest.Item):
@@ -497,18 +537,25 @@ class ImgconfItem(pytest.Item):
 
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
-        verdict = judge_item(self.rule, state.results_for(self.model), set(state.items[self.model]))
+        verdict = judge_item(
+            self.rule,
+            self.model,
+            state.settled_results(self.model),
+            set(state.items[self.model]),
+            state.profile.rules(),
+        )
         if verdict.must:
             raise ImgconfFailure(self.rule, self.model, verdict.must)
         for message in verdict.should:
             warnings.warn(
                 ImgconfShouldWarning(f"{self.rule} on {self.model}: {message}"), stacklevel=1
             )
-        if not verdict.checked and not verdict.should:
-            reasons = "; ".join(dict.fromkeys(verdict.skip_notes)) or (
-                "no answer of this model reached this check"
+        if verdict.status == "not_observed":
+            notes = "; ".join(dict.fromkeys(verdict.notes))
+            pytest.skip(
+                f"{self.rule} on {self.model} not observed ({', '.join(verdict.reasons)})"
+                + (f": {notes}" if notes else "")
             )
-            pytest.skip(f"{self.rule} on {self.model} not exercised: {reasons}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ImgconfFailure):
@@ -530,26 +577,28 @@ class ImgconfFailure(Exception):
         )
 
 
-def judge_item(rule: str, results: Sequence[Any], item_rules: set[str]) -> Verdict:
-    """Gather what a model's results say about one rule.
+def judge_item(
+    rule: str, model: str, results: Sequence[Any], item_rules: set[str], catalogue: Any
+) -> Verdict:
+    """What a model's (settled) results say about one rule: its cell, as report.json has it.
 
     A finding belongs to its rule's item; a finding whose rule has no item of this model (a
     rule the plan did not foresee for it) belongs to the rule its case exercises, so nothing
-    is lost. Skipped and inconclusive cases of the rule give the reason when nothing was judged.
+    is lost.
     """
-    from .results import Outcome
+    from .verdict import build_matrix
 
+    cells = {(i["model"], i["rule"]): i for i in build_matrix(results, [], catalogue)}
+    cell = cells.get((model, rule))
     verdict = Verdict()
+    if cell is not None:
+        verdict.status = cell["status"]
+        verdict.reasons = list(cell["reasons"])
+        verdict.notes = list(cell["messages"])
+    else:
+        verdict.reasons = ["not_applicable"]
     for result in results:
         case = result.case
-        if rule in result.checked or (
-            case.rule == rule
-            and result.outcome is not Outcome.SKIPPED
-            and result.outcome is not Outcome.INCONCLUSIVE
-        ):
-            verdict.checked += 1
-        if case.rule == rule and result.outcome in (Outcome.SKIPPED, Outcome.INCONCLUSIVE):
-            verdict.skip_notes.append(f"{case.id}: {result.note or result.outcome.value}")
         for finding in result.findings:
             owner = finding.rule if finding.rule in item_rules else case.rule
             if owner != rule:
@@ -560,7 +609,36 @@ def judge_item(rule: str, results: Sequence[Any], item_rules: set[str]) -> Verdi
                 f"{'(' + label + ') ' if label else ''}{finding.message} (HTTP {result.status})"
             )
             (verdict.must if finding.level == "MUST" else verdict.should).append(line)
+    if verdict.must or verdict.should:
+        verdict.status = "fail" if verdict.must else "warn"
     return verdict
+
+
+class ImgconfVerdictItem(pytest.Item):
+    """The run's verdict: fails when the run is INCOMPLETE, naming why (a FAIL already shows
+    as the failed rule items)."""
+
+    def runtest(self) -> None:
+        state = self.config.stash[_STATE]
+        run = state.run_result()
+        verdict = run.verdict()
+        if verdict.status == "incomplete":
+            raise ImgconfIncomplete(verdict.incomplete_reasons)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ImgconfIncomplete):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, self.name
+
+
+class ImgconfIncomplete(Exception):
+    """The run could not observe what a PASS needs."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        super().__init__("imgconf INCOMPLETE:\n  " + "\n  ".join(reasons))
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -572,32 +650,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(_STATE, None)
     if state is None or _is_worker(config) or state.settings.report_dir is None:
         return
-    from . import __version__
-    from .redact import strip_url
     from .reporting import write_reports
-    from .results import RunResult
 
-    plan = state.build_plan()
-    results: list[Any] = []
-    for model in dict.fromkeys(c.model for c in [*plan.cases, *plan.cut]):
-        path = state.results_path(model)
-        if model in state.results:
-            results.extend(state.results[model])
-        elif path.exists():
-            results.extend(pickle.loads(path.read_bytes()))
-    if not results:
-        return
-    run = RunResult(
-        tool_version=__version__,
-        target=strip_url(state.settings.base_url),
-        profile=state.profile.name,
-        models=list(plan.models),
-        seed=state.settings.seed,
-        started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
-        finished=time.time(),
-        results=results,
-        budget=state.budget().as_dict(),
-        plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
-        incomplete=len(results) < len(plan.cases) + len(plan.cut),
-    )
-    write_reports(run, state.settings.report_dir)
+    run = state.run_result(missing_ok=True)
+    if run.results:
+        write_reports(run, state.settings.report_dir)

@@ -37,6 +37,10 @@ class Quirk:
     breaks: tuple[str, ...]
     parameter: str | None = None
     default: float | None = None
+    #: The verdict a correct judge reaches against it: ``fail`` (naming ``breaks``) or
+    #: ``incomplete`` (naming ``reasons``: the server hides what the rules need to be seen).
+    verdict: str = "fail"
+    reasons: tuple[str, ...] = ()
 
 
 _QUIRK_LIST = (
@@ -218,6 +222,30 @@ _QUIRK_LIST = (
         "Puts bytes that are not an image (an HTML error page) into b64_json and URLs.",
         ("image.decodes",),
     ),
+    Quirk(
+        "opaque-alpha",
+        "image",
+        "Answers a transparent background with RGBA images whose alpha is 255 everywhere.",
+        ("image.alpha",),
+    ),
+    Quirk(
+        "truncated-png-iend",
+        "image",
+        "Cuts PNG images in the middle of their image data and appends an IEND chunk.",
+        ("image.decodes",),
+    ),
+    Quirk(
+        "truncated-jpeg",
+        "image",
+        "Cuts JPEG images in the middle of their scan data and appends an EOI marker.",
+        ("image.decodes",),
+    ),
+    Quirk(
+        "truncated-webp",
+        "image",
+        "Cuts WebP images in half and patches the RIFF size to the shorter file.",
+        ("image.decodes",),
+    ),
     # --- wrong errors ----------------------------------------------------------------------
     Quirk(
         "plain-text-errors",
@@ -235,7 +263,22 @@ _QUIRK_LIST = (
         "500-on-bad-input",
         "error",
         "Answers every invalid request with 500 instead of 400.",
-        ("transport.no_5xx",),
+        ("transport.no_5xx", "request.n.max", "request.size.enum"),
+    ),
+    Quirk(
+        "relay-errors-as-502",
+        "error",
+        "Relays every refusal (validation and auth alike) as 502, as a broken gateway does.",
+        ("transport.no_5xx", "auth.missing", "auth.wrong", "request.n.max", "request.size.enum"),
+    ),
+    Quirk(
+        "throttle-invalid",
+        "error",
+        "Answers every request it would refuse as invalid with 429 (Retry-After: 0), so no "
+        "refusal can be seen.",
+        (),
+        verdict="incomplete",
+        reasons=("throttled",),
     ),
     # --- authentication --------------------------------------------------------------------
     Quirk(
@@ -256,7 +299,19 @@ _QUIRK_LIST = (
         "Refuses a missing or wrong key with 403 instead of 401.",
         ("auth.missing", "auth.wrong"),
     ),
+    Quirk(
+        "blank-bearer-accepted",
+        "auth",
+        "Accepts 'Authorization: Bearer' with no token, as if the key were not needed.",
+        ("auth.wrong",),
+    ),
     # --- streams ---------------------------------------------------------------------------
+    Quirk(
+        "auth-skipped-for-stream",
+        "stream",
+        "Serves stream: true requests without checking the key (missing or wrong).",
+        ("auth.missing", "auth.wrong"),
+    ),
     Quirk(
         "stream-as-json",
         "stream",

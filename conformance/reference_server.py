@@ -33,7 +33,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
-from .imaging import SHAPES, ImageCache, ImageSpec, Picture, spec_for_prompt
+from .imaging import (
+    SHAPES,
+    ImageCache,
+    ImageSpec,
+    Picture,
+    spec_for_prompt,
+    truncate_jpeg,
+    truncate_png,
+    truncate_webp,
+)
 from .quirks import QUIRKS, ActiveQuirks
 from .validation import (
     Violation,
@@ -83,6 +92,12 @@ _ERROR_CODES = {
 }
 #: What the ``corrupt-image`` quirk sends instead of an image.
 CORRUPT_IMAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+#: The quirk that damages each format's pictures, and how.
+_DAMAGE = {
+    "png": ("truncated-png-iend", truncate_png),
+    "jpeg": ("truncated-jpeg", truncate_jpeg),
+    "webp": ("truncated-webp", truncate_webp),
+}
 _DROP_MESSAGE = "ASGI callable returned without completing response."
 
 
@@ -188,8 +203,9 @@ class ReferenceServer:
         if "slow" in self.quirks:
             await asyncio.sleep(self.quirks.value("slow") or 0)
         try:
-            self._authorize(request)
-            generation = self._resolve(await request.body())
+            raw = await request.body()
+            self._authorize(request, raw)
+            generation = self._resolve(raw)
         except RequestRefused as refused:
             return self._error(refused)
         if generation.stream and "stream-as-json" not in self.quirks:
@@ -200,8 +216,12 @@ class ReferenceServer:
             )
         return await self._answer(request, generation)
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request, body: bytes | None = None) -> None:
+        """Refuse a missing, malformed (Bearer with no token, another scheme) or wrong key;
+        ``body`` is the request's, for the quirk that lets streamed requests through."""
         if "no-auth" in self.quirks:
+            return
+        if "auth-skipped-for-stream" in self.quirks and body is not None and _asks_stream(body):
             return
         status = 403 if "auth-403" in self.quirks else 401
         header = request.headers.get("authorization")
@@ -214,7 +234,10 @@ class ReferenceServer:
                 "invalid_api_key",
             )
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        blank_bearer = scheme.lower() == "bearer" and not key.strip()
+        if blank_bearer and "blank-bearer-accepted" in self.quirks:
+            return
+        if scheme.lower() != "bearer" or blank_bearer:
             raise RequestRefused(
                 status, "The Authorization header must be 'Bearer <key>'.", None, "invalid_api_key"
             )
@@ -351,6 +374,7 @@ class ReferenceServer:
             transparent=transparent,
             compression=gen.compression,
             detail=detail,
+            opaque_alpha=transparent and "opaque-alpha" in self.quirks,
         )
 
     async def _pictures(self, gen: Generation, indexes: range, detail: int = 0) -> list[Picture]:
@@ -360,9 +384,18 @@ class ReferenceServer:
             return [Picture(CORRUPT_IMAGE, gen.output_format) for _ in indexes]
         specs = [self._image_spec(gen, index, detail) for index in indexes]
         cached = [self.images.peek(spec) for spec in specs]
-        if all(picture is not None for picture in cached):
-            return cached  # type: ignore[return-value]
-        return await anyio.to_thread.run_sync(lambda: [self.images.get(spec) for spec in specs])
+        if any(picture is None for picture in cached):
+            cached = await anyio.to_thread.run_sync(
+                lambda: [self.images.get(spec) for spec in specs]
+            )
+        return [self._damaged(picture) for picture in cached]  # type: ignore[arg-type]
+
+    def _damaged(self, picture: Picture) -> Picture:
+        """The picture as a truncating quirk sends it (itself when none applies)."""
+        damage = _DAMAGE.get(picture.format)
+        if damage is None or damage[0] not in self.quirks:
+            return picture
+        return Picture(damage[1](picture.data), picture.format)
 
     # --- answers ----------------------------------------------------------------------------
 
@@ -472,6 +505,12 @@ class ReferenceServer:
         validation = status == 400
         if validation and "500-on-bad-input" in self.quirks:
             status = 500
+        if validation and "throttle-invalid" in self.quirks:
+            response = error_response(429, "Rate limit reached.", None, "rate_limit_exceeded")
+            response.headers["retry-after"] = "0"
+            return response
+        if "relay-errors-as-502" in self.quirks:
+            status = 502
         if "plain-text-errors" in self.quirks:
             return PlainTextResponse(f"{status} error: {refused.message}", status_code=status)
         if "detail-422" in self.quirks:
@@ -501,6 +540,15 @@ class ReferenceServer:
                 404, "This image does not exist or has expired.", None, "not_found"
             )
         return Response(picture.data, media_type=picture.media_type)
+
+
+def _asks_stream(body: bytes) -> bool:
+    """Whether a request body is a JSON object with ``stream: true``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("stream") is True
 
 
 def _truthy(value: Any) -> bool:

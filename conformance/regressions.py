@@ -17,7 +17,14 @@ from typing import Any
 
 from .errors import SetupError
 
-__all__ = ["Change", "RegressionDiff", "compare", "diff_cli", "format_diff"]
+__all__ = [
+    "Change",
+    "RegressionDiff",
+    "combine_exit_codes",
+    "compare",
+    "diff_cli",
+    "format_diff",
+]
 
 _JUDGED = ("pass", "warn", "fail")
 
@@ -51,6 +58,8 @@ class RegressionDiff:
     changed_warnings: list[Change] = field(default_factory=list)
     not_rechecked: list[Change] = field(default_factory=list)
     compared: int = 0
+    #: Why the new report's verdict is INCOMPLETE (empty when it is not).
+    incomplete: list[str] = field(default_factory=list)
 
     @property
     def has_new_must_failure(self) -> bool:
@@ -61,10 +70,19 @@ class RegressionDiff:
         return any(c.new == "warn" for c in self.changed_warnings)
 
     def exit_code(self, fail_on: str = "must") -> int:
-        """1 on a new MUST failure (or, with ``fail_on="should"``, a new warning), else 0."""
+        """1 on a new MUST failure (or, with ``fail_on="should"``, a new warning); else 3 when
+        the new run is INCOMPLETE (it could not observe what a PASS needs); else 0."""
         if self.has_new_must_failure or (fail_on == "should" and self.has_new_warning):
             return 1
-        return 0
+        return 3 if self.incomplete else 0
+
+
+def combine_exit_codes(*codes: int) -> int:
+    """One exit status for several verdicts: a FAIL (1) wins, then INCOMPLETE (3), then 0."""
+    for code in (1, 3):
+        if code in codes:
+            return code
+    return max(codes, default=0)
 
 
 def _matrix(report: Any, name: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -113,6 +131,9 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> RegressionDiff:
             diff.not_rechecked.append(_change(key, was, now))
         elif (new_status == "warn") != (old_status == "warn") and new_status in _JUDGED:
             diff.changed_warnings.append(_change(key, was, now))
+    verdict = new.get("verdict") or {}
+    if verdict.get("status") == "incomplete":
+        diff.incomplete = list(verdict.get("incomplete_reasons") or [verdict.get("headline", "")])
     return diff
 
 
@@ -144,6 +165,7 @@ def format_diff(diff: RegressionDiff) -> str:
         line("NEW WARNING" if c.new == "warn" else "WARNING GONE", c) for c in diff.changed_warnings
     ]
     lines += [line("NOT RECHECKED", c) for c in diff.not_rechecked]
+    lines += [f"  INCOMPLETE     {reason}" for reason in diff.incomplete]
     return "\n".join(lines)
 
 

@@ -20,12 +20,13 @@ from typing import Any
 
 from . import __version__
 from .cases import Case
+from .checks import conclude
 from .contract import load_contract
 from .errors import SetupError
 from .har import read_har
 from .profiles import Profile, load_profile
 from .report_json import ReplayInfo
-from .results import CaseResult, Exchange, Outcome, RunResult, judged_outcome
+from .results import CaseResult, Exchange, Reason, RunResult
 
 __all__ = ["replay", "replay_cli", "unjudgeable_rules"]
 
@@ -53,9 +54,9 @@ def _without(result: CaseResult, rules: list[str]) -> CaseResult:
     result.findings = [f for f in result.findings if f.rule not in rules]
     result.checked = [r for r in result.checked if r not in rules]
     result.images = []
-    if result.outcome is Outcome.INCONCLUSIVE:
-        return result
-    result.outcome = judged_outcome(result.findings)
+    for rule in rules:
+        result.unobserved.setdefault(rule, Reason.NOT_APPLICABLE)
+    conclude(result)
     result.note = (result.note + "; " if result.note else "") + (
         "images elided from the recording: not judged on " + ", ".join(rules)
     )
@@ -78,7 +79,7 @@ def replay(
     thumbnails: int = 48,
 ) -> tuple[RunResult, ReplayInfo]:
     """Judge every recorded exchange again; the run it makes and what could not be redone."""
-    from .checks import judge
+    from .checks import judge, settle_controls
 
     meta, pairs = read_har(path)
     prof = load_profile(profile or str(meta.get("profile") or "openai"))
@@ -96,6 +97,7 @@ def replay(
             not_rejudged.update(rules)
             result = _without(result, rules)
         results.append(result)
+    settle_controls(results)
     recorded_models = [str(m) for m in meta.get("models") or ()]
     run = RunResult(
         tool_version=__version__,
@@ -121,8 +123,8 @@ def _had_fetches(exchange: Exchange, case: Case) -> bool:
 def replay_cli(
     file: Path, report_dir: Path, profile: str | None, fail_on: str, say: Any = print
 ) -> int:
-    """The ``imgconf replay`` job: exit 0 when no MUST rule fails, 1 when one does."""
-    from .reporting import failure_lines, outcome_counts, write_reports
+    """The ``imgconf replay`` job: the exit status of the run's verdict (0, 1 or 3)."""
+    from .reporting import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
 
     if fail_on not in ("must", "should"):
         raise SetupError("--fail-on must be 'must' or 'should'")
@@ -139,6 +141,6 @@ def replay_cli(
         )
     for line in failure_lines(run):
         say(line)
-    verdict = "PASS" if run.exit_code == 0 else "FAIL"
-    say(f"imgconf replay: {verdict}; reports in {Path(paths['json']).parent}/")
-    return run.exit_code
+    status = run.exit_code
+    say(f"imgconf replay: {VERDICT_WORDS[status]}; reports in {Path(paths['json']).parent}/")
+    return status

@@ -62,12 +62,12 @@ table{border-collapse:collapse}
 .matrix td.c{min-width:64px;font-weight:600}
 .c a{color:inherit;text-decoration:none;display:block}
 .s-pass{background:#dafbe1;color:var(--pass)}.s-fail{background:#ffebe9;color:var(--fail)}
-.s-warn{background:#fff8c5;color:var(--warn)}.s-inconclusive{background:#fbefff;color:var(--inc)}
-.s-skipped{background:#f6f8fa;color:var(--skip)}.s-none{color:#c0c6cc}
+.s-warn{background:#fff8c5;color:var(--warn)}.s-blocked{background:#fbefff;color:var(--inc)}
+.s-not_observed{background:#f6f8fa;color:var(--skip)}.s-none{color:#c0c6cc}
 .lvl{font-size:11px;color:var(--muted)}
 .card{border:1px solid var(--line);border-left:5px solid var(--fail);border-radius:6px;
 padding:12px 14px;margin:12px 0}
-.card.warn{border-left-color:var(--warn)}.card.inconclusive{border-left-color:var(--inc)}
+.card.warn{border-left-color:var(--warn)}.card.not_observed{border-left-color:var(--inc)}
 .card .meta{color:var(--muted);font-size:12px}
 .card ul{margin:4px 0 8px;padding-left:20px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:12px}
@@ -92,10 +92,9 @@ STATUS_TEXT = {
     "pass": "✓ pass",
     "fail": "✗ fail",
     "warn": "! warn",
-    "inconclusive": "? inconcl.",
-    "skipped": "– not sent",
+    "not_observed": "– not observed",
 }
-CELL_SYMBOL = {"pass": "✓", "fail": "✗", "warn": "!", "inconclusive": "?", "skipped": "–"}
+CELL_SYMBOL = {"pass": "✓", "fail": "✗", "warn": "!", "not_observed": "–", "blocked": "?"}
 _ANCHOR = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -186,11 +185,16 @@ def _matrix(report: dict[str, Any]) -> str:
                 tds.append('<td class="c s-none">·</td>')
                 continue
             status = item["status"]
-            title = f"{rule['id']} on {model_label(model)}: {status}, {item['cases']} cases"
+            title = f"{rule['id']} on {model_label(model)}: {status.replace('_', ' ')}"
+            if status == "not_observed":
+                title += f" ({', '.join(item['reasons'])})"
+                status = "blocked" if item["blocking"] else status
+            else:
+                title += f", {item['cases']} cases"
             if item["messages"]:
                 title += " — " + item["messages"][0][:200]
             symbol = CELL_SYMBOL[status]
-            if status in ("fail", "warn", "inconclusive"):
+            if status in ("fail", "warn", "blocked"):
                 symbol = f'<a href="#{_anchor(rule["id"], model)}">{symbol}</a>'
             tds.append(f'<td class="c s-{status}" title="{e(title)}">{symbol}</td>')
         rows.append(
@@ -203,8 +207,8 @@ def _matrix(report: dict[str, Any]) -> str:
             ("pass", "held"),
             ("fail", "MUST broken"),
             ("warn", "SHOULD warning"),
-            ("inconclusive", "inconclusive (429/503)"),
-            ("skipped", "not sent (budget, not applicable)"),
+            ("blocked", "not observed: throttled, refused key, no control, ... (blocks a PASS)"),
+            ("not_observed", "not observed: budget or not applicable"),
         )
     )
     return (
@@ -231,7 +235,7 @@ def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[
     first = items[0]
     rule = rules.get(first["rule"], {})
     status = first["status"]
-    klass = {"fail": "", "warn": "warn", "inconclusive": "inconclusive"}.get(status, "")
+    klass = {"fail": "", "warn": "warn", "not_observed": "not_observed"}.get(status, "")
     models = [model_label(i["model"]) for i in items]
     ids = [c for i in items for c in (i["failed_cases"] or i["warned_cases"])]
     messages: list[str] = []
@@ -309,7 +313,7 @@ def _findings(report: dict[str, Any]) -> str:
     cases = {c["id"]: c for c in report["cases"]}
     failed = [i for i in report["matrix"] if i["status"] == "fail"]
     warned = [i for i in report["matrix"] if i["status"] == "warn"]
-    unsure = [i for i in report["matrix"] if i["status"] == "inconclusive"]
+    unsure = [i for i in report["matrix"] if i["blocking"]]
     out = [f"<h2>Failures: {len(_grouped(failed))} MUST rules ({len(failed)} rule × model)</h2>"]
     if failed:
         out += [_card(group, rules, cases) for group in _grouped(failed)]
@@ -325,8 +329,8 @@ def _findings(report: dict[str, Any]) -> str:
         )
     if unsure:
         out.append(
-            f"<details><summary>Inconclusive: {len(unsure)} rule × model "
-            "(429/503 after retries)</summary>"
+            f"<details open><summary>Not observed: {len(unsure)} MUST or SHOULD rule × model, "
+            "for reasons that keep a run from PASS</summary>"
             + "".join(_card(group, rules, cases) for group in _grouped(unsure))
             + "</details>"
         )
@@ -424,8 +428,9 @@ def _gallery(report: dict[str, Any], thumbnails: Sequence[Thumbnail]) -> str:
 def _coverage(report: dict[str, Any]) -> str:
     coverage = report["coverage"]
     rows = "".join(
-        f"<tr><td>{e(model)}</td><td>{c['exercised']} / {c['applicable']}</td>"
-        f"<td>{e(', '.join(c['not_exercised'])) or '—'}</td></tr>"
+        f"<tr><td>{e(model_label(model))}</td>"
+        f"<td>{c['must']['observed']} / {c['must']['in_scope']}</td>"
+        f"<td>{e(', '.join(c['must']['missing'])) or '—'}</td></tr>"
         for model, c in coverage["per_model"].items()
     )
     origins = "".join(
@@ -434,13 +439,22 @@ def _coverage(report: dict[str, Any]) -> str:
     )
     out = [
         "<h2>Coverage</h2>",
-        '<table class="cases"><tr><th>model</th><th>rules exercised</th>'
-        f"<th>not exercised</th></tr>{rows}</table>",
+        '<table class="cases"><tr><th>model</th><th>MUST rules observed</th>'
+        f"<th>not observed</th></tr>{rows}</table>",
         '<div class="label">cases by origin</div>',
         f'<table class="cases"><tr><th>origin</th><th>sent</th><th>not sent</th></tr>{origins}</table>',
     ]
-    if coverage.get("pairwise") is not None:
-        out += ['<div class="label">pairwise coverage</div>', _json_block(coverage["pairwise"])]
+    pairs = {m: p for m, p in (coverage.get("pairwise") or {}).items() if p}
+    if pairs:
+        out += [
+            '<div class="label">pairwise coverage: value pairs the cases sent meet</div>',
+            '<table class="cases"><tr><th>model</th><th>pairs covered</th></tr>'
+            + "".join(
+                f"<tr><td>{e(m)}</td><td>{p['covered']} / {p['total']}</td></tr>"
+                for m, p in pairs.items()
+            )
+            + "</table>",
+        ]
     if coverage.get("budget_cut"):
         out += ['<div class="label">cut by the budget</div>', _json_block(coverage["budget_cut"])]
     replay = report.get("replay")

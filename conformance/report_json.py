@@ -16,15 +16,18 @@ import datetime as dt
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .cases import ANY_MODEL, Case
-from .contract import Rule, load_contract
+from .contract import Rule
+from .coverage import coverage_summary
 from .redact import scrub_text, strip_url
 from .reproducer import curl_command
 from .results import CaseResult, Exchange, Outcome, RunResult
+from .verdict import CELL_RANK, decide
+from .verdict import build_matrix as verdict_matrix
 
 __all__ = [
     "FORMAT",
@@ -39,12 +42,10 @@ __all__ = [
 
 FORMAT = "imgconf-report/1"
 #: How bad a status is; a rule x model takes the worst status of its cases.
-STATUS_RANK = {"skipped": 0, "pass": 1, "inconclusive": 2, "warn": 3, "fail": 4}
+STATUS_RANK = CELL_RANK
 #: Strings longer than this are elided from request bodies in the report.
 LONG_STRING = 160
 EXCERPT_CHARS = 1600
-#: At most this many distinct messages kept per rule x model.
-MESSAGES_PER_ENTRY = 5
 _B64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}={0,2}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -110,20 +111,16 @@ def _iso(timestamp: float) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
 
-def _profile_facts(name: str) -> tuple[dict[str, Rule], str]:
-    """The rules as the run's profile holds them, and its endpoint path.
-
-    A replay of a recording made with a profile file that is gone falls back to the plain
-    contract and the default profile's path (each recorded exchange carries its URL anyway).
-    """
+def _profile_path(run: RunResult) -> str:
+    """The run's endpoint path (a replay of a recording whose profile file is gone takes the
+    default profile's; each recorded exchange carries its URL anyway)."""
     from .errors import SetupError
     from .profiles import load_profile
 
     try:
-        profile = load_profile(name)
+        return load_profile(run.profile).path
     except (SetupError, OSError):
-        return dict(load_contract().rules), load_profile().path
-    return profile.rules(), profile.path
+        return load_profile().path
 
 
 def _case_url(run: RunResult, result: CaseResult, path: str) -> str:
@@ -161,7 +158,7 @@ def _response(exchange: Exchange | None, detailed: bool) -> dict[str, Any] | Non
 
 def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]:
     case = result.case
-    detailed = result.outcome is not Outcome.PASS and result.outcome is not Outcome.SKIPPED
+    detailed = result.outcome is not Outcome.PASS and result.exchange is not None
     url = _case_url(run, result, path)
     entry: dict[str, Any] = {
         "id": case.id,
@@ -173,6 +170,7 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
         "origin": case.origin,
         "title": case.title,
         "outcome": result.outcome.value,
+        "reason": result.reason,
         "status": result.status,
         "elapsed": round(result.elapsed, 4),
         "url": strip_url(url),
@@ -183,6 +181,7 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
             for f in result.findings
         ],
         "checked": list(result.checked),
+        "unobserved": dict(result.unobserved),
         "images": [
             {
                 "index": image.index,
@@ -208,70 +207,12 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
     return entry
 
 
-def _touched_rules(result: CaseResult) -> Iterable[str]:
-    return dict.fromkeys([result.case.rule, *result.checked, *(f.rule for f in result.findings)])
-
-
 def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
-    """One entry per rule x model: the worst status its cases gave, and which cases."""
-    entries: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def entry(model: str, rule: str, level: str) -> dict[str, Any]:
-        key = (model, rule)
-        if key not in entries:
-            known = catalogue.get(rule)
-            entries[key] = {
-                "model": model,
-                "rule": rule,
-                "level": known.level if known else level,
-                "status": "skipped",
-                "cases": 0,
-                "failed_cases": [],
-                "warned_cases": [],
-                "messages": [],
-                "example": None,
-            }
-        return entries[key]
-
-    def raise_to(item: dict[str, Any], status: str) -> None:
-        if STATUS_RANK[status] > STATUS_RANK[item["status"]]:
-            item["status"] = status
-
-    for result in run.results:
-        case = result.case
-        if result.outcome in (Outcome.SKIPPED, Outcome.INCONCLUSIVE):
-            item = entry(case.model, case.rule, case.level)
-            raise_to(item, result.outcome.value)
-            if result.note and len(item["messages"]) < MESSAGES_PER_ENTRY:
-                note = clean_text(result.note)
-                if note not in item["messages"]:
-                    item["messages"].append(note)
-            if result.outcome is Outcome.INCONCLUSIVE and item["example"] is None:
-                item["example"] = case.id
-            continue
-        for rule in _touched_rules(result):
-            item = entry(case.model, rule, case.level)
-            item["cases"] += 1
-            raise_to(item, "pass")
-        for finding in result.findings:
-            item = entry(case.model, finding.rule, finding.level)
-            item["level"] = finding.level
-            must = finding.level == "MUST"
-            raise_to(item, "fail" if must else "warn")
-            bucket = item["failed_cases"] if must else item["warned_cases"]
-            if case.id not in bucket:
-                bucket.append(case.id)
-            message = clean_text(finding.message)
-            if message not in item["messages"] and len(item["messages"]) < MESSAGES_PER_ENTRY:
-                item["messages"].append(message)
-            if item["example"] is None or (must and item["example"] not in item["failed_cases"]):
-                item["example"] = case.id
-    order = {rule: i for i, rule in enumerate(catalogue)}
-    models = {m: i for i, m in enumerate([ANY_MODEL, *run.models])}
-    return sorted(
-        entries.values(),
-        key=lambda e: (order.get(e["rule"], len(order)), e["rule"], models.get(e["model"], 99)),
-    )
+    """One entry per rule x model (see :mod:`conformance.verdict`), its messages made safe."""
+    matrix = verdict_matrix(run.results, run.models, catalogue)
+    for item in matrix:
+        item["messages"] = [clean_text(m) for m in item["messages"]]
+    return matrix
 
 
 def _rule_summaries(
@@ -326,25 +267,16 @@ def _model_summaries(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, 
 def _coverage(
     run: RunResult, matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
 ) -> dict[str, Any]:
-    exercised: dict[str, set[str]] = {}
+    observed: dict[str, set[str]] = {}
     for item in matrix:
-        if item["status"] in ("pass", "fail", "warn"):
-            exercised.setdefault(item["model"], set()).add(item["rule"])
-    per_model: dict[str, Any] = {}
-    anywhere = exercised.get(ANY_MODEL, set())
-    for model in run.models:
-        applicable = [r.id for r in catalogue.values() if model in r.models]
-        done = exercised.get(model, set()) | anywhere
-        per_model[model] = {
-            "applicable": len(applicable),
-            "exercised": sum(1 for r in applicable if r in done),
-            "not_exercised": [r for r in applicable if r not in done],
-        }
+        if item["status"] != "not_observed":
+            observed.setdefault(item["model"], set()).add(item["rule"])
+    per_model = coverage_summary(observed, run.models, catalogue)
     by_origin: dict[str, dict[str, int]] = {}
     cut: list[dict[str, Any]] = []
     for result in run.results:
         counts = by_origin.setdefault(result.case.origin or "plan", {"sent": 0, "skipped": 0})
-        if result.outcome is Outcome.SKIPPED:
+        if result.exchange is None:
             counts["skipped"] += 1
             cut.append(
                 {
@@ -352,7 +284,8 @@ def _coverage(
                     "model": result.case.model,
                     "rule": result.case.rule,
                     "origin": result.case.origin,
-                    "reason": clean_text(result.note),
+                    "reason": result.reason,
+                    "note": clean_text(result.note),
                 }
             )
         else:
@@ -393,51 +326,52 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _verdict(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
-    failed = [i for i in matrix if i["status"] == "fail"]
-    warned = [i for i in matrix if i["status"] == "warn"]
-    sent = [r for r in run.results if r.outcome is not Outcome.SKIPPED]
+def _verdict(
+    run: RunResult, matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
+) -> dict[str, Any]:
+    verdict = decide(run, matrix, catalogue)
+    sent = [r for r in run.results if r.exchange is not None]
     models = len({r.case.model for r in sent if r.case.model != ANY_MODEL})
-    broken = list(dict.fromkeys(i["rule"] for i in failed))
+    broken = list(dict.fromkeys(label.split(" @ ")[0] for label in verdict.failed))
     names = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
-    if run.incomplete:
-        status = "incomplete"
-        headline = (
-            f"INCOMPLETE: the run stopped early after {len(sent)} of {len(run.results)} cases"
-            + (f"; {len(broken)} MUST rules failed so far ({names})" if failed else "")
-        )
-    elif failed:
-        status = "fail"
+    must_failures = len(run.must_failures)
+    if verdict.status == "fail" and verdict.failed:
         headline = (
             f"FAIL: {len(broken)} MUST rule{'s' if len(broken) > 1 else ''} broken ({names}) "
-            f"on {len(failed)} rule x model, in {len(run.must_failures)} of {len(sent)} cases"
+            f"on {len(verdict.failed)} rule x model, in {must_failures} of {len(sent)} cases"
         )
-    elif run.fail_on == "should" and warned:
-        status = "fail"
+    elif verdict.status == "fail":
         headline = (
-            f"FAIL (--fail-on should): {len(warned)} SHOULD rule x model warned "
+            f"FAIL (--fail-on should): {len(verdict.warned)} SHOULD rule x model warned "
             f"in {len(run.warnings)} of {len(sent)} cases"
         )
+    elif verdict.status == "incomplete":
+        headline = "INCOMPLETE: " + "; ".join(verdict.incomplete_reasons)
     else:
-        status = "pass"
         headline = f"PASS: no MUST rule failed in {len(sent)} cases on {models} models" + (
-            f" ({len(warned)} SHOULD rule x model warned)" if warned else ""
+            f" ({len(verdict.warned)} SHOULD rule x model warned)" if verdict.warned else ""
         )
+        budget = [label for label in verdict.not_observed if "(budget" in label]
+        if budget:
+            headline += f"; {len(budget)} MUST rule x model left unobserved by the budget"
     return {
-        "status": status,
-        "passed": run.passed,
-        "exit_code": run.exit_code,
+        "status": verdict.status,
+        "passed": verdict.status == "pass",
+        "exit_code": verdict.exit_code,
         "fail_on": run.fail_on,
         "incomplete": run.incomplete,
         "headline": headline,
-        "failed": [f"{i['rule']} @ {i['model']}" for i in failed],
-        "warned": [f"{i['rule']} @ {i['model']}" for i in warned],
+        "failed": verdict.failed,
+        "warned": verdict.warned,
+        "incomplete_reasons": verdict.incomplete_reasons,
+        "not_observed": verdict.not_observed,
+        "models_unjudged": verdict.models_unjudged,
     }
 
 
 def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
     """The report.json document of a run (see ``schemas/report.schema.json``)."""
-    catalogue, path = _profile_facts(run.profile)
+    catalogue, path = run.catalogue(), _profile_path(run)
     matrix = build_matrix(run, catalogue)
     outcomes = Counter(r.outcome.value for r in run.results)
     finished = run.finished or run.started
@@ -450,7 +384,7 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
         "seed": run.seed,
         "mode": "replay" if replay else "run",
         "replay": replay.to_dict() if replay else None,
-        "verdict": _verdict(run, matrix),
+        "verdict": _verdict(run, matrix, catalogue),
         "timing": {
             "started": _iso(run.started),
             "finished": _iso(finished),

@@ -36,7 +36,7 @@ def junit_kind(item: dict[str, Any], fail_on: str) -> str:
     """``failure``, ``skipped`` or ``passed`` for a matrix entry."""
     if item["status"] == "fail" or (item["status"] == "warn" and fail_on == "should"):
         return "failure"
-    if item["status"] in ("warn", "inconclusive", "skipped"):
+    if item["status"] in ("warn", "not_observed"):
         return "skipped"
     return "passed"
 
@@ -45,6 +45,8 @@ def junit_counts(report: dict[str, Any]) -> dict[str, int]:
     """Tests, failures and skipped as ``render_junit`` writes them for this report."""
     fail_on = report["verdict"]["fail_on"]
     kinds = [junit_kind(item, fail_on) for item in report["matrix"]]
+    if report["verdict"]["status"] == "incomplete":
+        kinds.append("failure")  # the synthetic verdict test case
     return {
         "tests": len(kinds),
         "failures": kinds.count("failure"),
@@ -122,12 +124,22 @@ def render_junit(report: dict[str, Any]) -> bytes:
             )
             element.text = _clean(_details(item, cases))
         elif kind == "skipped":
-            label = {
-                "warn": "SHOULD warning",
-                "inconclusive": "inconclusive (rate-limited or unavailable)",
-                "skipped": "not sent",
-            }[item["status"]]
+            label = (
+                "SHOULD warning"
+                if item["status"] == "warn"
+                else f"not observed ({', '.join(item['reasons'])})"
+            )
             element = ET.SubElement(testcase, "skipped", message=_clean(f"{label}: {first}")[:1000])
             element.text = _clean(_details(item, cases))
+    verdict = report["verdict"]
+    if verdict["status"] == "incomplete":
+        testcase = ET.SubElement(suite, "testcase", classname="imgconf", name="verdict", time="0")
+        element = ET.SubElement(
+            testcase,
+            "failure",
+            message=_clean(verdict["headline"])[:1000],
+            type="INCOMPLETE",
+        )
+        element.text = _clean("\n".join(verdict.get("incomplete_reasons", [])))
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)

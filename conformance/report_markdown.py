@@ -17,7 +17,7 @@ __all__ = ["render_markdown"]
 
 #: Keep the whole document below GitHub's comment limit with room to spare.
 MAX_CHARS = 60_000
-ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "inconclusive": "❔", "skipped": "⏭️"}
+ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "not_observed": "⏭️"}
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "incomplete": "⏸️"}
 
 
@@ -83,21 +83,30 @@ def _family_table(report: dict[str, Any]) -> list[str]:
             judged = [i for i in items if i["status"] in ("pass", "fail", "warn")]
             fails = sum(i["status"] == "fail" for i in items)
             warns = sum(i["status"] == "warn" for i in items)
+            blocked = sum(i["status"] == "not_observed" and i["blocking"] for i in items)
+            unseen = sum(i["status"] == "not_observed" and not i["blocking"] for i in items)
             if not items:
                 cells.append("·")
-            elif fails:
-                cells.append(f"❌ {fails}/{len(judged)}")
+                continue
+            parts = []
+            if fails:
+                parts.append(f"❌ {fails}/{len(judged)}")
             elif warns:
-                cells.append(f"⚠️ {warns}/{len(judged)}")
+                parts.append(f"⚠️ {warns}/{len(judged)}")
             elif judged:
-                cells.append(f"✅ {len(judged)}")
-            else:
-                cells.append("⏭️")
+                parts.append(f"✅ {len(judged)}")
+            if blocked:
+                parts.append(f"⏸️ {blocked}")
+            if unseen:
+                parts.append(f"⏭️ {unseen}")
+            cells.append(" ".join(parts))
         lines.append(f"| {model_label(model)} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Cells count rules per model: ✅ all held, ❌ MUST rules broken / judged, "
-        "⚠️ SHOULD rules warned / judged, ⏭️ not sent, · none."
+        "Cells count rules per model: ✅ held, ❌ MUST rules broken / observed, "
+        "⚠️ SHOULD rules warned / observed, ⏸️ not observed for a reason that blocks a PASS "
+        "(throttled, refused key, no control, ...), ⏭️ not observed (budget, not applicable), "
+        "· none."
     )
     return lines
 
@@ -212,7 +221,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not_sent:
         reasons: dict[str, int] = {}
         for item in not_sent:
-            reasons[item["reason"] or "not sent"] = reasons.get(item["reason"] or "not sent", 0) + 1
+            why = item.get("note") or item["reason"] or "not sent"
+            reasons[why] = reasons.get(why, 0) + 1
         parts.append(
             "### Not sent\n\n"
             + "\n".join(f"- {n} cases: {_cell(reason)}" for reason, n in reasons.items())

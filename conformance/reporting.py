@@ -29,6 +29,7 @@ from .results import Outcome, RunResult
 __all__ = [
     "FILE_MODE",
     "REPORT_FILES",
+    "VERDICT_WORDS",
     "failure_lines",
     "outcome_counts",
     "thumbnails_of",
@@ -108,19 +109,32 @@ def outcome_counts(run: RunResult) -> str:
     return ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
 
 
-def failure_lines(run: RunResult, limit: int = 10) -> list[str]:
-    """The broken MUST rule x model pairs, most cases first, as console lines: the reports
-    hold them all, the console names the few a reader acts on first."""
-    failed = Counter(
-        f"{f.rule} @ {r.case.model}"
-        for r in run.must_failures
-        for f in r.findings
-        if f.level == "MUST"
-    )
+#: The console's word for an exit status.
+VERDICT_WORDS = {0: "PASS", 1: "FAIL", 2: "ERROR", 3: "INCOMPLETE"}
+
+
+def failure_lines(run: RunResult, limit: int = 20) -> list[str]:
+    """Every broken MUST rule with its models, then why the run is INCOMPLETE if it is: the
+    reports hold the details, the console names what a reader acts on first."""
+    verdict = run.verdict()
+    by_rule: dict[str, list[str]] = {}
+    for label in verdict.failed:
+        rule, _, model = label.partition(" @ ")
+        by_rule.setdefault(rule, []).append(model)
+    cases = Counter(f.rule for r in run.must_failures for f in r.findings if f.level == "MUST")
     lines = [
-        f"  FAIL {name} ({times} case{'s' if times > 1 else ''})"
-        for name, times in failed.most_common(limit)
+        f"  FAIL {rule} on {', '.join(models)} ({cases.get(rule, 0)} case"
+        f"{'' if cases.get(rule, 0) == 1 else 's'})"
+        for rule, models in list(by_rule.items())[:limit]
     ]
-    if len(failed) > limit:
-        lines.append(f"  ... and {len(failed) - limit} more MUST rule x model failures")
+    if len(by_rule) > limit:
+        lines.append(f"  ... and {len(by_rule) - limit} more broken MUST rules (see the reports)")
+    lines += [f"  INCOMPLETE {reason}" for reason in verdict.incomplete_reasons]
+    budget = [label for label in verdict.not_observed if "budget" in label]
+    if verdict.status == "pass" and budget:
+        shown = ", ".join(budget[:limit])
+        more = len(budget) - limit
+        lines.append(
+            f"  left unobserved by the budget: {shown}" + (f" and {more} more" if more > 0 else "")
+        )
     return lines

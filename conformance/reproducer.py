@@ -36,6 +36,10 @@ def curl_command(case: Case, url: str, content_type: str | None = "application/j
         lines.append(
             shlex.quote(f"Authorization: Bearer {WRONG_KEY_PLACEHOLDER}").join(("-H ", ""))
         )
+    elif case.auth == "blank-bearer":
+        lines.append("-H 'Authorization: Bearer'")
+    elif case.auth == "other-scheme":
+        lines.append('-H "Authorization: Basic $OPENAI_API_KEY"')
     if content_type:
         lines.append(f"-H {shlex.quote('Content-Type: ' + content_type)}")
     if case.raw is not None:

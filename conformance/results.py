@@ -8,7 +8,7 @@ redacts it before an exchange is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,21 +21,46 @@ __all__ = [
     "Finding",
     "ImageInfo",
     "Outcome",
+    "Reason",
     "RunResult",
+    "blocks",
     "judged_outcome",
 ]
 
 
 class Outcome(StrEnum):
-    """A case's verdict. FAIL means a MUST rule broke; WARN only SHOULD rules."""
+    """A case's verdict. FAIL means a MUST rule broke; WARN only SHOULD rules; PASS that the
+    case's own rule was seen held; NOT_OBSERVED that it was not seen at all (with a
+    :class:`Reason`): cut by the budget, throttled, refused auth, interrupted, ..."""
 
     PASS = "pass"
     FAIL = "fail"
     WARN = "warn"
-    #: 429 or 503 still after bounded retries that honour Retry-After.
-    INCONCLUSIVE = "inconclusive"
-    #: Not sent: cut by the budget, not applicable, or the run was interrupted.
-    SKIPPED = "skipped"
+    NOT_OBSERVED = "not_observed"
+
+
+class Reason(StrEnum):
+    """Why a rule or a case was not observed. ``schemas/rules.yaml`` (``not_observed``) declares
+    each with whether it blocks a PASS; the contract loader holds the two to each other."""
+
+    BUDGET = "budget"
+    NOT_APPLICABLE = "not_applicable"
+    THROTTLED = "throttled"
+    AUTH_REFUSED = "auth_refused"
+    NOT_FOUND = "not_found"
+    SERVER_ERROR = "server_error"
+    TRANSPORT = "transport"
+    NO_CONTROL = "no_control"
+    INTERNAL_ERROR = "internal_error"
+    INTERRUPTED = "interrupted"
+
+
+def blocks(reason: str) -> bool:
+    """Whether a MUST rule unobserved for this reason keeps a run from PASS."""
+    from .contract import load_contract
+
+    declared = load_contract().reasons.get(reason)
+    return True if declared is None else declared.blocks
 
 
 @dataclass
@@ -48,7 +73,8 @@ class Finding:
 
 
 def judged_outcome(findings: Sequence[Finding]) -> Outcome:
-    """The outcome of a case that was judged: FAIL on a MUST finding, WARN on others only.
+    """The outcome of a case's findings: FAIL on a MUST finding, WARN on others only, else PASS
+    (``checks.conclude`` then makes a PASS whose own rule went unobserved NOT_OBSERVED).
 
     One place, so a live run and a replay that leaves some rules out conclude alike.
     """
@@ -130,20 +156,20 @@ class CaseResult:
     findings: list[Finding] = field(default_factory=list)
     #: Rule ids that were checked on this answer (held or not): the coverage of the case.
     checked: list[str] = field(default_factory=list)
+    #: Rules the case was meant to show but did not, each with its :class:`Reason`.
+    unobserved: dict[str, str] = field(default_factory=dict)
+    #: Why the case's own rule was not observed (set with outcome NOT_OBSERVED).
+    reason: str | None = None
     status: int | None = None
     elapsed: float = 0.0
     images: list[ImageInfo] = field(default_factory=list)
     exchange: Exchange | None = None
-    #: Why a case was skipped or inconclusive.
+    #: Why a case was not observed, in words (its :attr:`reason` names the kind).
     note: str = ""
 
     @property
     def failed_rules(self) -> list[str]:
         return [f.rule for f in self.findings if f.level == "MUST"]
-
-    @property
-    def warned_rules(self) -> list[str]:
-        return [f.rule for f in self.findings if f.level != "MUST"]
 
 
 @dataclass
@@ -162,10 +188,31 @@ class RunResult:
     budget: dict[str, Any] = field(default_factory=dict)
     #: Plan facts: case counts by origin, pairwise coverage, what the budget cut.
     plan: dict[str, Any] = field(default_factory=dict)
-    #: True when the run stopped early (Ctrl-C, SIGTERM, a fatal set-up error mid-run).
+    #: True when the run stopped early (Ctrl-C, SIGTERM, the target stopped answering).
     incomplete: bool = False
+    #: Why it stopped early, in words.
+    stopped: str | None = None
     #: Set by a ``--fail-on should`` gate: warnings then fail too.
     fail_on: str = "must"
+    #: The rules as the run's profile holds them (loaded by the profile's name when not set).
+    rules: Mapping[str, Any] | None = None
+
+    def catalogue(self) -> Mapping[str, Any]:
+        """The rules as the run's profile holds them.
+
+        A replay of a recording made with a profile file that is gone falls back to the plain
+        contract.
+        """
+        if self.rules is None:
+            from .contract import load_contract
+            from .errors import SetupError
+            from .profiles import load_profile
+
+            try:
+                self.rules = load_profile(self.profile).rules()
+            except (SetupError, OSError):
+                self.rules = dict(load_contract().rules)
+        return self.rules
 
     @property
     def must_failures(self) -> list[CaseResult]:
@@ -175,14 +222,17 @@ class RunResult:
     def warnings(self) -> list[CaseResult]:
         return [r for r in self.results if r.outcome is Outcome.WARN]
 
+    def verdict(self) -> Any:
+        """The run's :class:`~conformance.verdict.RunVerdict` (decided from its cells)."""
+        from .verdict import decide
+
+        return decide(self)
+
     @property
     def passed(self) -> bool:
-        """The verdict: no MUST rule failed (nor a SHOULD one under ``--fail-on should``),
-        and the run was complete."""
-        if self.incomplete or self.must_failures:
-            return False
-        return not (self.fail_on == "should" and self.warnings)
+        """PASS: no MUST rule failed, every model in scope judged, nothing blocking unseen."""
+        return self.exit_code == 0
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return self.verdict().exit_code

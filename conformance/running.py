@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -34,19 +35,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .cases import Case
-from .checks import judge
+from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
+from .checks import judge, settle_controls
 from .errors import SetupError
+from .preflight import AuthWatch, check_target, check_writable
 from .profiles import Profile, load_profile
 from .redact import strip_url
-from .results import CaseResult, Exchange, Outcome, RunResult
+from .results import CaseResult, Exchange, Outcome, Reason, RunResult
 from .transport import (
     Transport,
     TransportConfig,
     excerpt,
     is_http_url,
     is_loopback,
-    probe_target,
 )
 
 __all__ = ["Budget", "BudgetLedger", "Runner", "may_have_generated", "run_cli"]
@@ -155,6 +156,30 @@ def cut_note(case: Case) -> str:
     return f"cut by the budget: {case.origin} (not covered)"
 
 
+def not_observed(case: Case, reason: Reason, note: str) -> CaseResult:
+    """The result of a case that got no answer to judge."""
+    return CaseResult(case=case, outcome=Outcome.NOT_OBSERVED, reason=reason, note=note)
+
+
+def cut_result(case: Case) -> CaseResult:
+    """The result of a case the plan cut to fit the budget."""
+    return not_observed(case, Reason.BUDGET, cut_note(case))
+
+
+def internal_error(case: Case, exc: BaseException, exchange: Exchange | None) -> CaseResult:
+    """A case imgconf failed to judge: recorded as such, so the other cases are still judged and
+    the verdict cannot be PASS on what was not judged."""
+    result = not_observed(
+        case,
+        Reason.INTERNAL_ERROR,
+        f"imgconf failed while judging this answer: {type(exc).__name__}: {str(exc)[:200]}",
+    )
+    result.exchange = exchange
+    if exchange is not None:
+        result.status, result.elapsed = exchange.status, exchange.elapsed
+    return result
+
+
 def trim(exchange: Exchange) -> None:
     """Keep what a report shows of an exchange; drop image bytes and long bodies."""
     exchange.response_body = excerpt(exchange.response_body)
@@ -210,6 +235,9 @@ class Progress:
 class Runner:
     """Sends cases with bounded concurrency and budget, and judges each answer."""
 
+    #: Stops the run when its first valid requests are all refused (a wrong key).
+    auth_watch: AuthWatch | None = None
+
     def __init__(
         self,
         transport: Transport,
@@ -231,16 +259,18 @@ class Runner:
         self.thumbnails_left = max_thumbnails
         self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
+        self.stop_kind: Reason | None = None
         self._streak = 0
         self._stop = asyncio.Event()
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
         self._settled = asyncio.Event()
 
-    def stop(self, reason: str) -> None:
-        """Stop sending: cases not yet answered are reported as skipped."""
+    def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
+        """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stop_kind = kind
         self._stop.set()
 
     async def run(self, cases: list[Case]) -> list[CaseResult]:
@@ -259,8 +289,9 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*workers, stopper, finished, return_exceptions=True)
         note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
+        reason = self.stop_kind or Reason.INTERRUPTED
         return [
-            result or CaseResult(case=case, outcome=Outcome.SKIPPED, note=note)
+            result or not_observed(case, reason, note)
             for case, result in zip(cases, results, strict=True)
         ]
 
@@ -274,22 +305,25 @@ class Runner:
                 index, case = queue.popleft()
                 admitted = await self._reserve(case)
             if not admitted:
-                results[index] = CaseResult(
-                    case=case,
-                    outcome=Outcome.SKIPPED,
-                    note="not sent: it does not fit the remaining budget",
+                results[index] = not_observed(
+                    case,
+                    Reason.BUDGET,
+                    "not sent: its worst case does not fit the remaining budget",
                 )
                 self._report(results[index])
                 continue
             exchange = None
             try:
                 exchange = await self.transport.send_case(case)
+            except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+                results[index] = internal_error(case, exc, None)
             finally:
                 # Stopped mid-request, the request may have reached the server: keep it.
                 generated = exchange is None or may_have_generated(exchange)
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
-            results[index] = self._judge(case, exchange)
+            if exchange is not None:
+                results[index] = self._judge(case, exchange)
             self._report(results[index])
 
     async def _reserve(self, case: Case) -> bool:
@@ -309,7 +343,10 @@ class Runner:
 
     def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
         wanted = self.thumbnails_left > 0 and case.expect != "reject"
-        result = judge(case, exchange, self.profile, thumbnails=wanted)
+        try:
+            result = judge(case, exchange, self.profile, thumbnails=wanted)
+        except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+            result = internal_error(case, exc, exchange)
         for info in result.images:
             if info.thumbnail is not None:
                 if self.thumbnails_left > 0:
@@ -319,12 +356,15 @@ class Runner:
         if self.recorder is not None:
             self.recorder.add(case, exchange)
         trim(exchange)
+        if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
+            self.stop(refused)
         if exchange.error in _TRANSPORT_FAILURES:
             self._streak += 1
             if self._streak >= self.failure_streak:
                 self.stop(
                     f"the target stopped answering ({self._streak} transport failures in a row, "
-                    f"the last: {exchange.error})"
+                    f"the last: {exchange.error})",
+                    Reason.TRANSPORT,
                 )
         elif exchange.status is not None:
             self._streak = 0
@@ -379,6 +419,9 @@ class RunSettings:
     record: Path | None = None
     baseline: Path | None = None
     fail_on: str = "must"
+    #: ``--from``: an earlier report.json whose cases (chosen by ``only``) are sent again.
+    from_report: Path | None = None
+    only: str = "failed,unobserved"
     #: Tunables for tests and the benchmark; not command-line flags.
     body_cap: int | None = None
     quiet: bool = False
@@ -418,7 +461,9 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
         "images": plan.images,
         "cost": plan.cost,
         "cost_unknown_images": plan.cost_unknown_images,
-        "pairwise": coverage.get("pairwise"),
+        "pairwise": {
+            model: facts.get("pairs") for model, facts in coverage.get("models", {}).items()
+        },
         "coverage": coverage,
         "cut": [c.id for c in plan.cut],
     }
@@ -440,6 +485,8 @@ def _budget_refusal(plan: Any, target: str) -> str:
 def run_cli(**options: Any) -> int:
     """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
     settings = RunSettings(**options)
+    if settings.from_report is not None:
+        settings = apply_from_report(settings)
     profile = load_profile(settings.profile)
     _check_settings(settings, profile)
     if settings.base_url is None:
@@ -464,6 +511,72 @@ def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_imag
     )
 
 
+#: ``--only`` words and the case outcomes of the earlier report they choose.
+_ONLY = {"failed": ("fail",), "warned": ("warn",), "unobserved": ("not_observed",)}
+
+
+def _earlier_report(settings: RunSettings) -> dict[str, Any]:
+    """The ``--from`` report, read and checked (a set-up error otherwise)."""
+    import json
+
+    path = settings.from_report
+    assert path is not None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SetupError(f"--from: no such file {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SetupError(f"--from: cannot read {path} as JSON ({type(exc).__name__})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
+        raise SetupError(f"--from: {path} is not an imgconf report.json")
+    return report
+
+
+def apply_from_report(settings: RunSettings) -> RunSettings:
+    """Take the earlier run's profile, models and seed, so the plan rebuilds its exact bodies."""
+    report = _earlier_report(settings)
+    words = [w.strip() for w in settings.only.split(",") if w.strip()]
+    unknown = [w for w in words if w not in _ONLY]
+    if unknown or not words:
+        raise SetupError(f"--only: expected some of {', '.join(_ONLY)} (got {settings.only!r})")
+    explore = (report.get("plan") or {}).get("by_origin", {}).get("explore", 0)
+    models = [m for m in report.get("models") or () if isinstance(m, str)]
+    return dataclasses.replace(
+        settings,
+        profile=str(report.get("profile") or settings.profile),
+        models=tuple(models) or settings.models,
+        seed=int(report.get("seed") or 0),
+        explore=explore // max(1, len(models)) if explore else 0,
+    )
+
+
+def _rerun_plan(plan: Any, settings: RunSettings) -> Any:
+    """The plan cut down to the earlier report's chosen cases, with the controls they lean on."""
+    report = _earlier_report(settings)
+    wanted = {o for w in settings.only.split(",") for o in _ONLY.get(w.strip(), ())}
+    chosen = {
+        c["id"] for c in report["cases"] if isinstance(c, dict) and c.get("outcome") in wanted
+    }
+    models = {c.model for c in [*plan.cases, *plan.cut] if c.id in chosen}
+    if ANY_MODEL in models and plan.models:
+        models.add(plan.models[0])  # model-independent probes lean on any accepted request
+    keep = [
+        c
+        for c in [*plan.cases, *plan.cut]
+        if c.id in chosen or (c.origin == CONTROL_ORIGIN and c.model in models)
+    ]
+    keep.sort(key=lambda c: c.origin != CONTROL_ORIGIN)
+    missing = chosen - {c.id for c in keep}
+    if missing:
+        raise SetupError(
+            f"--from: {len(missing)} case(s) of the report are not in today's plan "
+            f"(e.g. {sorted(missing)[0]}): it was made by another version"
+        )
+    plan.cases, plan.cut = keep, []
+    plan.models = tuple(m for m in plan.models if m in models)
+    return plan
+
+
 def _run(
     settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
 ) -> int:
@@ -473,9 +586,7 @@ def _run(
         raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
     if not key:
         raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
-    if not embedded:
-        asyncio.run(probe_target(base_url, timeout=min(settings.timeout, 10.0)))
-    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    check_writable(settings.report_dir, settings.record)
     config = TransportConfig(
         base_url=base_url,
         path=profile.path,
@@ -484,6 +595,11 @@ def _run(
         **({"body_cap": settings.body_cap} if settings.body_cap else {}),
         **settings.extra,
     )
+    if not embedded:
+        asyncio.run(check_target(config))
+    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    if settings.from_report is not None:
+        plan = _rerun_plan(plan, settings)
     recorder = None
     if settings.record is not None:
         from .har import HarRecorder
@@ -521,12 +637,13 @@ def _run(
                     "seed": settings.seed,
                 }
             )
-    cut = [CaseResult(case=case, outcome=Outcome.SKIPPED, note=cut_note(case)) for case in plan.cut]
-    run.results = results + cut
+    run.results = settle_controls(results + [cut_result(case) for case in plan.cut])
+    run.rules = profile.rules()
     run.finished = time.time()
     run.budget = budget.as_dict()
     if stop_reason is not None:
         run.incomplete = True
+        run.stopped = stop_reason
         run.plan["stopped"] = stop_reason
     return _finish(run, settings, say, stop_reason)
 
@@ -549,15 +666,19 @@ async def _execute(
                 recorder=recorder,
                 progress=None if settings.quiet else bar.advance,
             )
+            endpoint = transport.redact(strip_url(config.endpoint))
+            runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
             with _signals_stop(asyncio.get_running_loop(), runner):
                 results = await runner.run(cases)
+    if watch.message is not None:
+        raise SetupError(watch.message)
     return results, runner.stop_reason
 
 
 def _finish(
     run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
 ) -> int:
-    from .reporting import failure_lines, outcome_counts, write_reports
+    from .reporting import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
 
     paths = write_reports(run, settings.report_dir)
     say(f"imgconf: {outcome_counts(run)} in {run.finished - run.started:.1f} s")
@@ -569,7 +690,7 @@ def _finish(
     if settings.baseline is not None:
         import json
 
-        from .regressions import compare, format_diff
+        from .regressions import combine_exit_codes, compare, format_diff
 
         try:
             old = json.loads(settings.baseline.read_text(encoding="utf-8"))
@@ -579,7 +700,6 @@ def _finish(
         new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
         diff = compare(old, new)
         say(format_diff(diff))
-        status = max(status, diff.exit_code(settings.fail_on))
-    verdict = "PASS" if status == 0 else ("INCOMPLETE" if run.incomplete else "FAIL")
-    say(f"imgconf: {verdict}; reports in {settings.report_dir}/")
+        status = combine_exit_codes(status, diff.exit_code(settings.fail_on))
+    say(f"imgconf: {VERDICT_WORDS[status]}; reports in {settings.report_dir}/")
     return status

@@ -51,6 +51,7 @@ __all__ = [
     "UNKNOWN_FIELD",
     "Variant",
     "body_key",
+    "custom_size_corners",
     "custom_size_examples",
     "draw_examples",
     "explore_here",
@@ -141,7 +142,7 @@ def _types(contract: Contract, param: str) -> set[str]:
     return out
 
 
-def custom_size_examples(custom: CustomSizes) -> tuple[str, ...]:
+def custom_size_corners(custom: CustomSizes) -> tuple[str, ...]:
     """Valid custom sizes at the corners of the safe zone: the smallest square, and the widest
     and tallest rectangles at the longest safe edge (each side a multiple of the step)."""
     step = custom.multiple_of
@@ -152,6 +153,36 @@ def custom_size_examples(custom: CustomSizes) -> tuple[str, ...]:
         f"{short}x{custom.safe_max_edge}",
     ]
     return tuple(s for s in dict.fromkeys(out) if custom.is_safe(*map(int, s.split("x"))))
+
+
+def custom_size_examples(custom: CustomSizes) -> tuple[str, ...]:
+    """Valid custom sizes across the safe zone, derived from its bounds; the corners first.
+
+    Beyond :func:`custom_size_corners`: the largest square; a wide and a tall size in the middle
+    of the zone whose sides are *odd* multiples of the step (on the stated grid, off every
+    coarser one a server might assume, such as 32 or 64); and a wide and a tall size at the
+    longest edge, halfway between the square and the widest shape (several megapixels, where a
+    server with a lower unstated pixel cap gives way).
+    """
+    step = custom.multiple_of
+    low = math.ceil(custom.safe_min_edge / step) * step
+    high = custom.safe_max_edge // step * step
+    widest = math.ceil(high / custom.safe_max_aspect / step) * step
+    off_long = _odd_multiple((low + high) / 2, step)
+    off_short = _odd_multiple((max(low, off_long / custom.safe_max_aspect) + off_long) / 2, step)
+    large_short = round((widest + high) / 2 / step) * step
+    shapes = [(high, high), (off_long, off_short), (high, large_short)]
+    out = list(custom_size_corners(custom))
+    for long, short in shapes:
+        out.extend((f"{long}x{short}", f"{short}x{long}"))
+    return tuple(s for s in dict.fromkeys(out) if custom.is_safe(*map(int, s.split("x"))))
+
+
+def _odd_multiple(target: float, step: int) -> int:
+    """The odd multiple of ``step`` at or just above ``target``'s multiple: divisible by the
+    step and by no larger power of two times it."""
+    k = int(target // step)
+    return (k if k % 2 else k + 1) * step
 
 
 def invalid_custom_sizes(custom: CustomSizes) -> dict[str, tuple[str, ...]]:
@@ -184,7 +215,7 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
 
     Enums: every value the model takes. Integers: the bounds (the whole range when it is small);
     ``n`` runs from 1 to the model's maximum. Booleans: both. Strings: one example. Sizes: the
-    enum and, for custom-size models, the corners of the safe zone. ``null`` is added by callers.
+    enum and, for custom-size models, sizes across the safe zone. ``null`` is added by callers.
     """
     contract = contract or load_contract()
     out: dict[str, tuple[Any, ...]] = {}
@@ -368,7 +399,7 @@ def invalid_variants(
         for value in _foreign_enum_values(contract, param):
             add(f"request.{param}.enum", f"{param}={_short(value)}", **{param: value})
     foreign_quality = [q for q in contract.enum_fields["quality"] if q not in spec.qualities]
-    for value in foreign_quality[:1]:
+    for value in foreign_quality:
         add("request.quality.model", f"quality={value}", quality=value)
 
     for value in ("true", 1):
@@ -400,6 +431,9 @@ def invalid_variants(
                 stream=True,
                 partial_images=value,
             )
+        # Without stream too: a server may check the range only on the streaming path.
+        for value in (low - 1, high + 1):
+            add("request.partial_images.range", f"partial_images={value}", partial_images=value)
     if spec.takes("background"):
         transparent, jpeg = "transparent", "jpeg"
         if transparent in spec.values("background") and jpeg in spec.values("output_format"):

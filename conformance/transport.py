@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http.cookiejar
 import io
 import ipaddress
@@ -47,7 +48,7 @@ import httpcore
 import httpx
 
 from . import __version__
-from .cases import Case
+from .cases import ANY_MODEL, Case
 from .errors import SetupError
 from .redact import REDACTED, SECRET_HEADERS, redact_credential, strip_url
 from .results import Exchange
@@ -116,7 +117,7 @@ class TransportConfig:
     default_retry_wait: float = 1.0
     #: Seconds of retry waits the whole run may spend (summed over cases, so retries add at
     #: most this to a run's wall time whatever the concurrency) and retries it may make; once
-    #: spent, a 429/503 answer is final and its case inconclusive.
+    #: spent, a 429/503 answer is final (its case throttled, not observed).
     retry_budget: float = 60.0
     retry_budget_count: int = 64
     #: Redirects followed within the target's origin (never to another one).
@@ -176,6 +177,10 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
     if len(head) > limit or len(body) > limit * 64:
         return head[:limit] + b"...<cut>"
     return head
+
+
+#: The headers of a GET under the base URL are those of a plain request with the key.
+_LISTING = Case(id="listing", model=ANY_MODEL, kind="probe", rule="", level="", expect="either")
 
 
 class _Redactor:
@@ -662,11 +667,31 @@ class Transport:
             "user-agent": f"imgconf/{__version__}",
             **{k.lower(): v for k, v in self.config.extra_headers.items()},
         }
-        if case.auth == "valid" and self.config.api_key:
-            headers["authorization"] = f"Bearer {self.config.api_key}"
+        key = self.config.api_key
+        if case.auth == "valid" and key:
+            headers["authorization"] = f"Bearer {key}"
         elif case.auth == "wrong":
             headers["authorization"] = f"Bearer {WRONG_KEY}"
+        elif case.auth == "blank-bearer":
+            # What "Bearer " arrives as: HTTP drops a header value's trailing whitespace.
+            headers["authorization"] = "Bearer"
+        elif case.auth == "other-scheme":
+            # The right key under another scheme: a server that reads the token and ignores the
+            # scheme accepts it, one that checks the key alone cannot tell it from a valid one.
+            headers["authorization"] = f"Basic {key or WRONG_KEY}"
         return headers
+
+    async def get(self, path: str) -> Exchange:
+        """GET a path under the base URL (``/models``) with the run's headers and key.
+
+        The answer is read at the error cap (a listing is small) and never retried: this is how
+        the pre-flight asks what the target offers, at the same origin the run talks to.
+        """
+        headers = self._request_headers(_LISTING)
+        del headers["content-type"]
+        url = self.config.base_url.rstrip("/") + path
+        async with self.inflight.lease() as lease:
+            return await self._exchange("GET", url, headers, b"", self.config.error_cap, lease)
 
     async def send(self, case: Case) -> Exchange:
         """Send one case, retrying 429/503 within bounds; never raises for a target's failure."""
@@ -949,11 +974,12 @@ async def probe_target(base_url: str, timeout: float = 10.0) -> None:
             f"nothing answers at {host}:{port} (no connection within {timeout:g} s)"
         ) from None
     except OSError as exc:
-        reason = (
-            "unknown host"
-            if "Name or service" in str(exc) or exc.errno in (-2, -3, -5)
-            else (exc.strerror or exc.__class__.__name__)
-        )
+        if "Name or service" in str(exc) or exc.errno in (-2, -3, -5):
+            reason = "unknown host"
+        elif exc.errno == errno.ECONNREFUSED:
+            reason = "connection refused"
+        else:
+            reason = exc.strerror or exc.__class__.__name__
         raise SetupError(f"nothing listening at {host}:{port} ({reason.lower()})") from None
     writer.close()
     with contextlib.suppress(OSError):

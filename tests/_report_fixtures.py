@@ -11,7 +11,7 @@ import time
 from PIL import Image
 
 from conformance.cases import ANY_MODEL, Case
-from conformance.results import CaseResult, Exchange, Finding, ImageInfo, Outcome, RunResult
+from conformance.results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, RunResult
 
 TARGET = "http://user:pa55@127.0.0.1:9/v1"
 ENDPOINT = "http://127.0.0.1:9/v1/images/generations"
@@ -193,7 +193,7 @@ def run_of(results: list[CaseResult], **kwargs) -> RunResult:
         },
         plan={
             "cases": len(results),
-            "pairwise": {"dall-e-2": {"pairs": 12, "covered": 12}},
+            "pairwise": {"dall-e-2": {"total": 12, "covered": 12}},
             "images": 3,
             "cost": 0.048,
         },
@@ -340,7 +340,8 @@ def incomplete_run() -> RunResult:
     results.append(
         CaseResult(
             case=limited,
-            outcome=Outcome.INCONCLUSIVE,
+            outcome=Outcome.NOT_OBSERVED,
+            reason=Reason.THROTTLED,
             status=429,
             note="429 after 2 retries (Retry-After 30)",
             exchange=exchange(limited, 429, b'{"error": {"message": "slow down"}}'),
@@ -348,7 +349,10 @@ def incomplete_run() -> RunResult:
     )
     results.append(
         CaseResult(
-            case=case("g1-valid-3", "gpt-image-1"), outcome=Outcome.SKIPPED, note="interrupted"
+            case=case("g1-valid-3", "gpt-image-1"),
+            outcome=Outcome.NOT_OBSERVED,
+            reason=Reason.INTERRUPTED,
+            note="interrupted",
         )
     )
     return run_of(results, incomplete=True)
@@ -364,13 +368,18 @@ def budget_cut_run() -> RunResult:
             body={"model": "gpt-image-1", "prompt": "p", "quality": "high", "size": "1536x1024"},
         )
         results.append(
-            CaseResult(case=c, outcome=Outcome.SKIPPED, note="cut by the budget (--max-images 3)")
+            CaseResult(
+                case=c,
+                outcome=Outcome.NOT_OBSERVED,
+                reason=Reason.BUDGET,
+                note="cut by the budget (--max-images 3)",
+            )
         )
     return run_of(
         results,
         plan={
             "cases": 8,
-            "pairwise": {"gpt-image-1": {"pairs": 40, "covered": 31}},
+            "pairwise": {"gpt-image-1": {"total": 40, "covered": 31}},
             "cut": {"pairwise": 3},
             "images": 6,
             "cost": 0.4,

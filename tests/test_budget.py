@@ -90,7 +90,7 @@ def test_a_wrongly_accepted_request_keeps_its_reservation_and_the_cap_holds():
     budget = Budget(max_images=7)
     results, calls = execute([invalid(i) for i in range(6)], accept, budget, concurrency=8)
     assert calls == 2 and budget.images == 6 and peak_images <= 7
-    assert [r.outcome for r in results[2:]] == [Outcome.SKIPPED] * 4
+    assert [r.reason for r in results[2:]] == ["budget"] * 4
     assert "does not fit" in results[2].note
 
 
@@ -168,8 +168,8 @@ def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: 
             proxy.base_url, proxy.api_key, tmp_path, "--max-images", str(cap), "--concurrency", "8"
         )
     assert status == 0
-    sent = {c["id"] for c in report["cases"] if c["outcome"] != "skipped"}
-    skipped = {c["id"]: c for c in report["cases"] if c["outcome"] == "skipped"}
+    sent = {c["id"] for c in report["cases"] if c["response"] is not None}
+    skipped = {c["id"]: c for c in report["cases"] if c["response"] is None}
     assert negatives <= sent
     # What the runner skipped is exactly what the plan cut, and the report says so by group.
     assert set(skipped) == {c.id for c in plan.cut}
@@ -199,7 +199,7 @@ def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(tmp_
     assert status == 1
     assert 0 < proxy.stats.images <= cap
     assert report["budget"]["spent"]["images"] <= cap
-    skipped = [c for c in report["cases"] if c["outcome"] == "skipped"]
+    skipped = [c for c in report["cases"] if c["response"] is None]
     assert any("does not fit the remaining budget" in c["note"] for c in skipped)
 
 
@@ -242,8 +242,8 @@ def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_pa
         )
     assert result.parseoutcomes().get("failed", 0) == 0, result.stdout.str()
     report = json.loads((tmp_path / "report.json").read_text())
-    sent = {c["id"] for c in report["cases"] if c["outcome"] != "skipped"}
-    skipped = {c["id"] for c in report["cases"] if c["outcome"] == "skipped"}
+    sent = {c["id"] for c in report["cases"] if c["response"] is not None}
+    skipped = {c["id"] for c in report["cases"] if c["response"] is None}
     assert sum(negatives[i].images for i in sent & set(negatives)) > 4 * cap
     # Beyond what the plan cut, only invalid cases that would cost more than one image.
     assert all(negatives[i].images > 1 for i in skipped - {c.id for c in plan.cut})

@@ -544,17 +544,17 @@ def test_429_is_retried_and_retry_after_is_judged():
     assert result.outcome is Outcome.WARN and "transport.retry_after" in rules_of(result, "SHOULD")
 
 
-def test_429_until_the_end_is_inconclusive():
+def test_429_until_the_end_is_not_observed_as_throttled():
     busy = httpx.Response(503, json={"error": {"message": "busy"}}, headers={"retry-after": "0"})
     result = run(make_case(gpt_body()), [busy, busy, busy])
-    assert result.outcome is Outcome.INCONCLUSIVE
+    assert result.outcome is Outcome.NOT_OBSERVED and result.reason == "throttled"
     assert result.exchange.retries == 2
 
 
 def test_a_retry_after_beyond_the_cap_is_not_waited_for():
     busy = httpx.Response(429, json={"error": {"message": "busy"}}, headers={"retry-after": "3600"})
     result = run(make_case(gpt_body()), [busy, busy, busy])
-    assert result.outcome is Outcome.INCONCLUSIVE and result.exchange.retries == 0
+    assert result.outcome is Outcome.NOT_OBSERVED and result.exchange.retries == 0
 
 
 def test_a_flood_of_items_or_events_is_judged_in_bounded_time():

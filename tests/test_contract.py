@@ -352,6 +352,7 @@ CONTRACT_MUSTS = {
         "request.model.unknown",
     ],
     "No `Authorization` header, or a wrong key: **401**": ["auth.missing", "auth.wrong"],
+    "MUST be refused (any 4xx; 401 is the SHOULD)": ["auth.wrong"],
     "Every combination of valid values above, per model": ["request.valid.accepted"],
     "`Content-Type: application/json`": ["response.content_type"],
     "`created` is an integer": ["response.schema"],

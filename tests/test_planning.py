@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance.cases import ANY_MODEL
+from conformance.cases import ANY_MODEL, MALFORMED_AUTH
 from conformance.cli import main_entry
 from conformance.contract import load_contract
 from conformance.errors import SetupError
@@ -90,8 +90,13 @@ def test_every_must_reject_rule_is_broken_for_every_model_it_applies_to(plan: Pl
             assert any(
                 c.rule == rule.id and c.model == model and c.kind == "invalid" for c in plan.cases
             ), (rule.id, model)
+    rules = OPENAI.rules()
     for model in OPENAI.models:
-        assert plan.coverage["models"][model]["must_rules"]["missing"] == []
+        # usage.schema is judged where usage is present: not on models whose answers carry none.
+        usage = model in rules["response.usage.present"].models
+        expected = [] if usage else ["response.usage.schema"]
+        assert plan.coverage["models"][model]["must_rules"]["missing"] == expected
+        assert plan.coverage["rules"][model]["must"]["missing"] == expected
 
 
 def test_probes(plan: Plan) -> None:
@@ -110,8 +115,9 @@ def test_probes(plan: Plan) -> None:
         assert not isinstance(json.loads(case.content()), dict)
     for case in probes["request.model.unknown"]:
         assert broken(case.body) == ["request.model.unknown"]
-    assert [c.auth for c in probes["auth.missing"]] == ["missing"]
-    assert [c.auth for c in probes["auth.wrong"]] == ["wrong"]
+    shared = {r: [c.auth for c in probes[r] if c.model == ANY_MODEL] for r in probes}
+    assert shared["auth.missing"] == ["missing"]
+    assert shared["auth.wrong"] == ["wrong"]
     for rule in ("auth.missing", "auth.wrong", "request.body.not_json", "request.model.unknown"):
         assert all(c.expect == "reject" and c.level == "MUST" for c in probes[rule])
     (default,) = probes["request.model.default"]
@@ -408,7 +414,7 @@ _PLAN_EXPLORE = ["plan", "--explore", "5", "--models", "dall-e-3", "--seed", "3"
 def test_plan_command_with_explore_is_stable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main_entry(_PLAN_EXPLORE) == 0
     here = capsys.readouterr().out
-    assert "valid (24: boundary 2, pairwise 17, each-choice 2, explore 3)" in here
+    assert "valid (25: control 1, boundary 2, pairwise 17, each-choice 2, explore 3)" in here
     assert "explore 2)" in here
     code = "import sys; from conformance.cli import main_entry; sys.exit(main_entry(sys.argv[1:]))"
     done = subprocess.run(
@@ -419,3 +425,99 @@ def test_plan_command_with_explore_is_stable(capsys: pytest.CaptureFixture[str])
         check=True,
     )
     assert done.stdout == here
+
+
+# --- auth per model, the custom-size zone, foreign qualities, partial_images -----------------
+
+
+def test_auth_is_probed_per_model_and_on_a_streamed_request(plan: Plan) -> None:
+    rules = OPENAI.rules()
+    ways = {"missing": "auth.missing", "wrong": "auth.wrong"}
+    ways.update({auth: "auth.wrong" for auth in MALFORMED_AUTH})
+    for model in OPENAI.models:
+        spec = CONTRACT.models[model]
+        mine = [c for c in plan.cases if c.model == model and c.rule.startswith("auth.")]
+        got = {(c.auth, c.stream) for c in mine}
+        paths = (False, True) if spec.takes("stream") else (False,)
+        assert got == {(auth, stream) for auth in ways for stream in paths}, model
+        assert len(mine) == len(got)
+        base = next(c.body for c in mine if not c.stream)
+        for case in mine:
+            assert case.rule == ways[case.auth] and case.level == rules[case.rule].level
+            assert (case.kind, case.expect, case.origin) == ("probe", "reject", "probe")
+            assert broken(case.body) == [], case.id
+            assert case.body == ({**base, "stream": True} if case.stream else base)
+            # Free on a conformant server, but the worst case is reserved like any negative case.
+            assert not spends(case) and case.images == 1
+            price = OPENAI.price(model, case.body.get("quality"), case.body.get("size"))
+            assert case.cost == (None if price is None else pytest.approx(price))
+    assert plan.worst_images >= sum(c.images for c in plan.cases if c.rule.startswith("auth."))
+
+
+def test_gpt_image_2_custom_sizes_span_the_safe_zone(plan: Plan) -> None:
+    """Properties, not a list: the zone's extremes, sides on the step but off the 64 grid,
+    wide and tall shapes, and sizes above 2 megapixels, all within the safe zone."""
+    for model in ("gpt-image-2", "gpt-image-2-2026-04-21"):
+        spec = CONTRACT.models[model]
+        zone = spec.custom_sizes
+        assert zone is not None
+        sizes = {
+            tuple(map(int, b["size"].split("x")))
+            for b in valid_bodies(plan, model)
+            if isinstance(b.get("size"), str) and b["size"] not in spec.sizes
+        }
+        assert all(zone.is_safe(w, h) for w, h in sizes), sizes
+        low, high = zone.safe_min_edge, zone.safe_max_edge
+        short = int(high / zone.safe_max_aspect)
+        assert {(low, low), (high, high), (high, short), (short, high)} <= sizes
+        off_grid = [(w, h) for w, h in sizes if w % 64 and h % 64]
+        assert any(w > h for w, h in off_grid) and any(h > w for w, h in off_grid)
+        assert all(w % zone.multiple_of == 0 and h % zone.multiple_of == 0 for w, h in sizes)
+        large = [(w, h) for w, h in sizes if w * h > 2_000_000]
+        assert any(w > h for w, h in large) and any(h > w for w, h in large)
+        assert any(w == h for w, h in large)
+
+
+def test_custom_sizes_added_later_keep_the_earlier_cases_ids(plan: Plan) -> None:
+    """The zone's corners and the other fields come first among the each-choice cases, so
+    their ids (which reports are compared by) did not move when more sizes were planned."""
+    from conformance.strategies import custom_size_corners
+
+    spec = CONTRACT.models["gpt-image-2"]
+    corners = set(custom_size_corners(spec.custom_sizes))
+    each = [c for c in plan.cases if c.model == spec.name and c.origin == "each-choice"]
+    assert [c.id for c in each] == [
+        f"{spec.name}/valid/each-choice/{i:02d}" for i in range(1, len(each) + 1)
+    ]
+    inner = [
+        i for i, c in enumerate(each) if c.body.get("size") not in (*spec.sizes, *corners, None)
+    ]
+    assert inner and inner == list(range(len(each) - len(inner), len(each)))
+
+
+def test_every_quality_of_the_enum_but_not_of_the_model_is_sent_to_every_model(
+    plan: Plan,
+) -> None:
+    enum = set(CONTRACT.enum_fields["quality"])
+    for model in OPENAI.models:
+        foreign = enum - set(CONTRACT.models[model].qualities)
+        assert foreign, model
+        sent = [c for c in plan.cases if c.model == model and c.rule == "request.quality.model"]
+        assert {c.body["quality"] for c in sent} == foreign, model
+        for case in sent:
+            assert broken(case.body) == ["request.quality.model"]
+            assert case.images == 1 and case.expect == "reject"
+
+
+def test_partial_images_out_of_range_is_sent_with_and_without_stream(plan: Plan) -> None:
+    request = CONTRACT.schemas["request"]["properties"]["partial_images"]["anyOf"][1]
+    outside = {request["minimum"] - 1, request["maximum"] + 1}
+    for model in OPENAI.models:
+        if not CONTRACT.models[model].takes("partial_images"):
+            continue
+        sent = {
+            (c.body["partial_images"], c.stream)
+            for c in plan.cases
+            if c.model == model and c.rule == "request.partial_images.range"
+        }
+        assert sent == {(v, stream) for v in outside for stream in (False, True)}, model

@@ -106,7 +106,7 @@ def _summary(result: pytest.RunResult) -> str:
     return "\n".join(line for line in result.outlines if line.startswith("FAILED"))
 
 
-def test_items_nothing_exercised_are_skipped_with_the_reason(
+def test_items_nothing_observed_are_skipped_with_the_reason_and_the_verdict_fails(
     pytester: pytest.Pytester, reference_server: RunningServer
 ) -> None:
     result = pytester.runpytest(
@@ -118,10 +118,13 @@ def test_items_nothing_exercised_are_skipped_with_the_reason(
         "-rs",
     )
     outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) == 0
+    # Nothing could be observed: every rule item skips, and the verdict item says INCOMPLETE.
+    assert outcomes.get("failed", 0) == 1 and outcomes.get("passed", 0) == 0
     result.stdout.fnmatch_lines(
-        ["*request.n.max on dall-e-2 not exercised: *does not fit the remaining budget*"]
+        ["*request.n.max on dall-e-2 not observed (budget)*does not fit the remaining budget*"]
     )
+    result.stdout.fnmatch_lines(["*_ imgconf[[]verdict[]] _*", "imgconf INCOMPLETE:"])
+    result.stdout.fnmatch_lines(["*no valid request judged for dall-e-2*"])
 
 
 def test_unreachable_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -156,7 +159,7 @@ def test_xdist_workers_share_one_budget_and_send_each_case_once(
         )
     result.stdout.fnmatch_lines(["*2 workers*"])
     report = json.loads((tmp_path / "report.json").read_text())
-    sent = [c for c in report["cases"] if c["outcome"] != "skipped"]
+    sent = [c for c in report["cases"] if c["response"] is not None]
     assert 0 < proxy.stats.images <= cap
     assert report["budget"]["spent"]["images"] <= cap
     # Every case went out once: the workers shared the results instead of re-sending.

@@ -133,8 +133,9 @@ def test_end_to_end_record_replay_and_diff(tmp_path: Path, capsys) -> None:
     ran = json.loads((good / "report.json").read_text())
     replayed = json.loads((tmp_path / "replayed" / "report.json").read_text())
     assert replayed["verdict"]["status"] == ran["verdict"]["status"] == "pass"
-    assert {(i["rule"], i["model"], i["status"]) for i in replayed["matrix"]} == {
-        (i["rule"], i["model"], i["status"]) for i in ran["matrix"] if i["status"] != "skipped"
+    # The same cells, not-observed ones and their reasons included.
+    assert {(i["rule"], i["model"], i["status"], *i["reasons"]) for i in replayed["matrix"]} == {
+        (i["rule"], i["model"], i["status"], *i["reasons"]) for i in ran["matrix"]
     }
 
     bad_har = tmp_path / "bad.har"

@@ -79,7 +79,7 @@ def test_the_schema_rejects_a_report_that_breaks_it() -> None:
     [
         ("passing", "pass", 0),
         ("failing", "fail", 1),
-        ("incomplete", "incomplete", 1),
+        ("incomplete", "incomplete", 3),
         ("budget-cut", "pass", 0),
     ],
 )
@@ -118,8 +118,7 @@ def test_the_failing_report_names_what_broke_and_where() -> None:
         "pass": 5,
         "fail": 3,
         "warn": 1,
-        "inconclusive": 0,
-        "skipped": 0,
+        "not_observed": 0,
     }
 
 
@@ -144,14 +143,16 @@ def test_budget_cut_and_coverage_are_reported() -> None:
         f"g1-pairwise-{i}" for i in range(3)
     ]
     assert report["coverage"]["by_origin"]["pairwise"] == {"sent": 0, "skipped": 3}
-    assert report["coverage"]["pairwise"] == {"gpt-image-1": {"pairs": 40, "covered": 31}}
+    assert report["coverage"]["pairwise"] == {"gpt-image-1": {"total": 40, "covered": 31}}
     assert report["budget"]["requested"] == {"max_cost": 1.0, "max_images": 20}
     assert report["budget"]["estimate"] == {"images": 6, "cost": 0.4}
     per_model = report["coverage"]["per_model"]["dall-e-2"]
-    assert per_model["exercised"] < per_model["applicable"]
-    assert "request.n.max" not in per_model["not_exercised"]
-    assert "image.size" not in per_model["not_exercised"]
-    assert "response.url" in per_model["not_exercised"]
+    assert per_model["must"]["observed"] < per_model["must"]["in_scope"]
+    assert "request.n.max" in per_model["rules"] and "image.size" in per_model["rules"]
+    assert "request.n.max" not in per_model["must"]["missing"]
+    assert "response.url" in per_model["must"]["missing"]
+    cut = {c["id"]: c for c in report["coverage"]["not_sent"]}
+    assert cut["g1-pairwise-0"]["reason"] == "budget"
 
 
 def test_junit_parses_and_its_counts_match_report_json(written) -> None:
@@ -160,18 +161,28 @@ def test_junit_parses_and_its_counts_match_report_json(written) -> None:
     root = ET.parse(paths["junit"]).getroot()
     suite = root.find("testsuite")
     testcases = suite.findall("testcase")
-    assert len(testcases) == len(report["matrix"]) == int(suite.get("tests"))
+    incomplete = report["verdict"]["status"] == "incomplete"
+    assert len(testcases) == len(report["matrix"]) + incomplete == int(suite.get("tests"))
     failures = [t for t in testcases if t.find("failure") is not None]
     skipped = [t for t in testcases if t.find("skipped") is not None]
-    assert len(failures) == int(suite.get("failures")) == report["summary"]["matrix"]["fail"]
+    assert (
+        len(failures)
+        == int(suite.get("failures"))
+        == report["summary"]["matrix"]["fail"] + incomplete
+    )
     assert (
         len(skipped)
         == int(suite.get("skipped"))
-        == sum(report["summary"]["matrix"][s] for s in ("warn", "inconclusive", "skipped"))
+        == sum(report["summary"]["matrix"][s] for s in ("warn", "not_observed"))
     )
+    if incomplete:
+        verdict = next(t for t in testcases if t.get("name") == "verdict")
+        assert verdict.find("failure").get("type") == "INCOMPLETE"
+        testcases.remove(verdict)
+        failures.remove(verdict)
     assert junit_counts(report) == {
-        "tests": len(testcases),
-        "failures": len(failures),
+        "tests": len(testcases) + incomplete,
+        "failures": len(failures) + incomplete,
         "skipped": len(skipped),
     }
     names = {(t.get("classname"), t.get("name")) for t in testcases}
@@ -196,7 +207,7 @@ def test_junit_turns_warnings_into_failures_under_fail_on_should() -> None:
     warn = next(
         t
         for t in ET.fromstring(render_junit(build_report(failing_run()))).iter("testcase")
-        if t.get("name") == "request.unknown_field"
+        if t.get("name") == "request.unknown_field" and t.get("classname") == "imgconf.gpt-image-1"
     )
     assert warn.find("skipped").get("message").startswith("SHOULD warning")
 

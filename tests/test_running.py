@@ -70,7 +70,7 @@ def test_the_budget_is_reserved_before_sending_and_never_overshot():
         budget=budget,
     )
     assert calls == 2 and budget.images == 4
-    skipped = [r for r in results if r.outcome is Outcome.SKIPPED]
+    skipped = [r for r in results if r.reason == "budget"]
     assert len(skipped) == 8 and "budget" in skipped[0].note
 
 
@@ -115,7 +115,8 @@ def test_a_target_that_stops_answering_stops_the_run():
     assert runner.stop_reason and "stopped answering" in runner.stop_reason
     assert calls < 10
     assert [r.outcome for r in results[:5]] == [Outcome.FAIL] * 5
-    assert results[-1].outcome is Outcome.SKIPPED and "stopped answering" in results[-1].note
+    assert results[-1].outcome is Outcome.NOT_OBSERVED and "stopped answering" in results[-1].note
+    assert results[-1].reason == "transport"
 
 
 def test_stop_cancels_in_flight_and_skips_the_rest():
@@ -135,7 +136,7 @@ def test_stop_cancels_in_flight_and_skips_the_rest():
 
     results, elapsed = asyncio.run(go())
     assert elapsed < 2
-    assert all(r.outcome is Outcome.SKIPPED for r in results)
+    assert all(r.outcome is Outcome.NOT_OBSERVED for r in results)
     assert "interrupted" in results[0].note
 
 

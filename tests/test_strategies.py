@@ -3,6 +3,7 @@ invalid ones break exactly their labelled rule; prompts, custom sizes and featur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from conformance.profiles import load_profile
 from conformance.strategies import (
     DEFAULT_PROMPT,
     body_key,
+    custom_size_corners,
     custom_size_examples,
     draw_examples,
     explore_requests,
@@ -73,7 +75,7 @@ def test_invalid_requests_reach_every_request_rule_of_the_model() -> None:
     model = "gpt-image-2"
     seen: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=1000, deadline=None, database=None, derandomize=True)
     @given(invalid_requests(model))
     def collect(labelled: tuple[dict, str]) -> None:
         seen.add(labelled[1])
@@ -120,6 +122,28 @@ def test_custom_sizes_inside_the_safe_zone_and_breaking_one_rule_each() -> None:
         for size in sizes:
             body = {"model": "gpt-image-2", "prompt": DEFAULT_PROMPT, "size": size}
             assert broken(body) == [rule]
+
+
+def test_custom_size_examples_are_derived_from_the_zone_bounds() -> None:
+    """Another zone gives other sizes with the same properties: nothing is a literal list."""
+    spec = CONTRACT.models["gpt-image-2"]
+    zone = spec.custom_sizes
+    assert zone is not None
+    other = dataclasses.replace(zone, safe_min_edge=256, safe_max_edge=1536, safe_max_aspect=1.5)
+    for custom in (zone, other):
+        examples = custom_size_examples(custom)
+        corners = custom_size_corners(custom)
+        assert examples[: len(corners)] == corners and len(set(examples)) == len(examples)
+        sizes = [tuple(map(int, s.split("x"))) for s in examples]
+        assert all(custom.is_safe(w, h) for w, h in sizes)
+        low, high = custom.safe_min_edge, custom.safe_max_edge
+        assert (low, low) in sizes and (high, high) in sizes
+        assert max(w / h for w, h in sizes) == pytest.approx(custom.safe_max_aspect, rel=0.02)
+        step = custom.multiple_of
+        odd = [(w, h) for w, h in sizes if (w // step) % 2 and (h // step) % 2]
+        assert any(w > h for w, h in odd) and any(h > w for w, h in odd)
+        assert {(h, w) for w, h in sizes} == set(sizes)  # every shape wide and tall
+    assert custom_size_examples(zone) != custom_size_examples(other)
 
 
 def test_value_spaces_come_from_the_contract() -> None:

@@ -1,0 +1,249 @@
+"""From case results to rule x model cells and the run's verdict: the one place that decides.
+
+Every report format, the console and the pytest plugin show these cells and this verdict, so a
+✓ means the same everywhere: an answer showed the rule held.
+
+A cell is **held** (``pass``) when some answer showed the rule kept and none broke it,
+**broken** (``fail`` for a MUST rule, ``warn`` for a SHOULD one) when an answer broke it, and
+otherwise **not observed** (``not_observed``), with every reason its cases gave (``budget``,
+``throttled``, ...; ``schemas/rules.yaml`` says which reasons block a PASS). A rule in scope that
+no case of the run aimed at is not observed as ``not_applicable``.
+
+The verdict: **FAIL** (exit 1) when a MUST rule broke, whatever else; otherwise **INCOMPLETE**
+(exit 3) when a model in scope had no valid request judged, or a MUST rule went unobserved for
+a blocking reason, or the run was stopped; otherwise **PASS** (exit 0), listing what the budget
+left unobserved. ``--fail-on should`` makes a SHOULD warning a FAIL too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cases import ANY_MODEL
+from .contract import Rule, load_contract
+from .coverage import aimed_rules
+from .results import CaseResult, Outcome, Reason, RunResult, blocks
+
+__all__ = [
+    "CELL_RANK",
+    "EXIT_CODES",
+    "RunVerdict",
+    "build_matrix",
+    "case_rules",
+    "decide",
+    "in_scope",
+]
+
+#: How much a cell's status says; a cell takes the strongest of its cases.
+CELL_RANK = {"not_observed": 0, "pass": 1, "warn": 2, "fail": 3}
+EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 3}
+#: Distinct messages kept per cell.
+MESSAGES_PER_CELL = 5
+
+
+def _spec_of(result: CaseResult) -> Any:
+    models = load_contract().models
+    case = result.case
+    body = case.body if isinstance(case.body, dict) else {}
+    name = body.get("model") if isinstance(body.get("model"), str) else case.model
+    return models.get(name)
+
+
+def case_rules(result: CaseResult, catalogue: Mapping[str, Rule]) -> dict[str, str]:
+    """Each rule the case touched: ``pass``, ``fail``/``warn`` (by the finding's level) or a
+    not-observed reason. A case never judged counts every rule it aimed at, with its reason."""
+    out: dict[str, str] = {}
+    if result.reason and not result.checked and not result.findings and not result.unobserved:
+        for rule in aimed_rules(result.case, _spec_of(result), catalogue):
+            out[rule] = result.reason
+        out[result.case.rule] = result.reason
+        return out
+    for rule, reason in result.unobserved.items():
+        out[rule] = reason
+    for rule in result.checked:
+        out[rule] = "pass"
+    for finding in result.findings:
+        status = "fail" if finding.level == "MUST" else "warn"
+        if out.get(finding.rule) != "fail":
+            out[finding.rule] = status
+    return out
+
+
+def in_scope(models: Iterable[str], catalogue: Mapping[str, Rule]) -> list[tuple[str, str]]:
+    """The (model, rule) cells a run over ``models`` is meant to observe: every rule that holds
+    for each model, and the model-independent rules once, under ``*``."""
+    cells = [
+        (model, rule.id)
+        for model in models
+        for rule in catalogue.values()
+        if rule.per_model and model in rule.models
+    ]
+    cells += [(ANY_MODEL, r.id) for r in catalogue.values() if not r.per_model and r.models]
+    return cells
+
+
+def build_matrix(
+    results: Iterable[CaseResult], models: Iterable[str], catalogue: Mapping[str, Rule]
+) -> list[dict[str, Any]]:
+    """One entry per rule x model: its status, reasons when not observed, and which cases."""
+    models = list(models)
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(model: str, rule: str, level: str) -> dict[str, Any]:
+        key = (model, rule)
+        if key not in entries:
+            known = catalogue.get(rule)
+            entries[key] = {
+                "model": model,
+                "rule": rule,
+                "level": known.level if known else level,
+                "status": "not_observed",
+                "reasons": [],
+                "blocking": False,
+                "cases": 0,
+                "failed_cases": [],
+                "warned_cases": [],
+                "messages": [],
+                "example": None,
+            }
+        return entries[key]
+
+    for result in results:
+        case = result.case
+        statuses = case_rules(result, catalogue)
+        messages = {f.rule: f.message for f in reversed(result.findings)}
+        for rule, status in statuses.items():
+            item = entry(case.model, rule, case.level if rule == case.rule else "MUST")
+            if status in CELL_RANK:
+                item["cases"] += 1
+                if status != "pass":
+                    item["level"] = "MUST" if status == "fail" else "SHOULD"
+                    bucket = item["failed_cases" if status == "fail" else "warned_cases"]
+                    if case.id not in bucket:
+                        bucket.append(case.id)
+                    _message(item, messages.get(rule, ""))
+                    if item["example"] is None or (
+                        status == "fail" and item["example"] not in item["failed_cases"]
+                    ):
+                        item["example"] = case.id
+                if CELL_RANK[status] > CELL_RANK[item["status"]]:
+                    item["status"] = status
+            elif status not in item["reasons"]:
+                item["reasons"].append(status)
+                if rule == case.rule and result.note:
+                    _message(item, result.note)
+                if item["example"] is None:
+                    item["example"] = case.id
+    for model, rule in in_scope(models, catalogue):
+        item = entry(model, rule, catalogue[rule].level)
+        if item["status"] == "not_observed" and not item["reasons"]:
+            item["reasons"].append(Reason.NOT_APPLICABLE.value)
+    for item in entries.values():
+        if item["status"] != "not_observed":
+            item["reasons"] = []
+        item["reasons"].sort(key=lambda r: (not blocks(r), r))
+        item["blocking"] = item["status"] == "not_observed" and any(
+            blocks(r) for r in item["reasons"]
+        )
+    order = {rule: i for i, rule in enumerate(catalogue)}
+    rank = {m: i for i, m in enumerate([ANY_MODEL, *models])}
+    return sorted(
+        entries.values(),
+        key=lambda e: (order.get(e["rule"], len(order)), e["rule"], rank.get(e["model"], 99)),
+    )
+
+
+def _message(item: dict[str, Any], message: str) -> None:
+    if message and message not in item["messages"] and len(item["messages"]) < MESSAGES_PER_CELL:
+        item["messages"].append(message)
+
+
+@dataclass
+class RunVerdict:
+    """What a run may claim, and why."""
+
+    status: str  # "pass", "fail" or "incomplete"
+    fail_on: str = "must"
+    #: "rule @ model" of every broken MUST cell (and SHOULD cell under ``--fail-on should``).
+    failed: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+    #: Why the run is INCOMPLETE, one line each.
+    incomplete_reasons: list[str] = field(default_factory=list)
+    #: "rule @ model (reasons)" of every MUST cell not observed for a reason that does not block.
+    not_observed: list[str] = field(default_factory=list)
+    #: Models in scope without one valid request judged.
+    models_unjudged: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+def _label(item: Mapping[str, Any]) -> str:
+    return f"{item['rule']} @ {item['model']}"
+
+
+def _valid_judged(results: Iterable[CaseResult]) -> set[str]:
+    """Models with a valid request whose acceptance was seen (held or broken)."""
+    judged = set()
+    for result in results:
+        case = result.case
+        if case.kind != "valid" or case.expect != "accept":
+            continue
+        if case.rule in result.checked or any(f.rule == case.rule for f in result.findings):
+            judged.add(case.model)
+    return judged
+
+
+def decide(
+    run: RunResult,
+    matrix: list[dict[str, Any]] | None = None,
+    catalogue: Mapping[str, Rule] | None = None,
+) -> RunVerdict:
+    """The verdict of a run (its matrix is built when not given)."""
+    catalogue = catalogue if catalogue is not None else run.catalogue()
+    if matrix is None:
+        matrix = build_matrix(run.results, run.models, catalogue)
+    verdict = RunVerdict(status="pass", fail_on=run.fail_on)
+    verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
+    verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]
+    must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == "MUST"]
+    blocked = [i for i in must_unseen if i["blocking"]]
+    verdict.not_observed = [
+        f"{_label(i)} ({', '.join(i['reasons'])})" for i in must_unseen if not i["blocking"]
+    ]
+    judged = _valid_judged(run.results)
+    verdict.models_unjudged = [m for m in run.models if m not in judged]
+    if verdict.failed:
+        verdict.status = "fail"
+        return verdict
+    if run.incomplete:
+        verdict.incomplete_reasons.append(f"the run stopped early: {run.stopped or 'interrupted'}")
+    if verdict.models_unjudged:
+        verdict.incomplete_reasons.append(
+            "no valid request judged for " + ", ".join(verdict.models_unjudged)
+        )
+    by_reason: dict[str, list[str]] = {}
+    for item in blocked:
+        for reason in item["reasons"]:
+            if blocks(reason):
+                by_reason.setdefault(reason, []).append(_label(item))
+    for reason, labels in by_reason.items():
+        shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
+        verdict.incomplete_reasons.append(
+            f"{len(labels)} MUST rule x model not observed ({reason}): {shown}"
+        )
+    if run.fail_on == "should" and verdict.warned:
+        verdict.status = "fail"
+    elif verdict.incomplete_reasons:
+        verdict.status = "incomplete"
+    return verdict
+
+
+def outcome_reason(result: CaseResult) -> str | None:
+    """The reason shown for a case (None for a case whose own rule was observed)."""
+    if result.outcome is Outcome.NOT_OBSERVED or result.reason:
+        return result.reason
+    return None

@@ -1,0 +1,404 @@
+"""Image inspection: every image is checked whole, hostile ones cost bounded work, alpha is seen.
+
+Images are made here with Pillow (noisy pictures, so that their compressed data is large and a
+cut lands inside it) or by hand where Pillow cannot write them (interlaced PNG, bad chunks).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+import zlib
+from functools import cache
+
+import pytest
+from PIL import Image
+from test_checks import b64, gpt_answer, gpt_body, make_case, ok_json, rules_of, run
+
+from conformance import images
+from conformance.images import MAX_CHUNKS, MAX_JPEG_SCANS, MAX_PIXELS, inspect_image
+from conformance.imaging import (
+    FORMATS,
+    render,
+    spec_for_prompt,
+    truncate_jpeg,
+    truncate_png,
+    truncate_webp,
+)
+from conformance.results import Outcome
+
+SIDE = 256
+IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+EOI = b"\xff\xd9"
+
+
+def picture(mode: str = "RGB", side: int = SIDE, alpha: int | None = None) -> Image.Image:
+    """A noisy picture (so it compresses badly); RGBA gets a gradient alpha unless ``alpha``."""
+    noise = Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3))
+    image = Image.blend(noise, Image.linear_gradient("L").resize((side, side)).convert("RGB"), 0.5)
+    if mode == "RGBA":
+        image.putalpha(
+            alpha if alpha is not None else Image.linear_gradient("L").resize(image.size)
+        )
+        return image
+    return image.convert(mode)
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes = b"") -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_ihdr(width: int, height: int, colour: int = 2, depth: int = 8, interlace: int = 0) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+
+
+def png_rgb(rows: list[bytes], width: int, *, interlace: int = 0, idat_size: int = 0) -> bytes:
+    """A hand-made 8-bit RGB PNG from raw rows (each with its filter byte), its IDAT data split
+    into chunks of ``idat_size`` bytes when given."""
+    stream = zlib.compress(b"".join(rows))
+    step = idat_size or len(stream)
+    idat = b"".join(png_chunk(b"IDAT", stream[i : i + step]) for i in range(0, len(stream), step))
+    return png_ihdr(width, len(rows), interlace=interlace) + idat + IEND
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of every chunk of a well-formed PNG."""
+    pos, out = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        out.append((data[pos + 4 : pos + 8], pos, pos + 12 + length))
+        pos += 12 + length
+    return out
+
+
+@cache
+def intact() -> dict[str, bytes]:
+    """Intact images of every format and the variants their checks treat differently."""
+    rgba = picture("RGBA")
+    palette = picture().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    return {
+        "png-rgb": encode(picture(), "PNG"),
+        "png-rgba": encode(rgba, "PNG"),
+        "png-palette-trns": encode(palette, "PNG"),
+        "png-grey16": encode(picture("I;16"), "PNG"),
+        "png-many-idat": png_rgb(
+            [b"\x00" + picture().tobytes()[r * SIDE * 3 : (r + 1) * SIDE * 3] for r in range(SIDE)],
+            SIDE,
+            idat_size=4096,
+        ),
+        "png-interlaced": adam7_png(picture()),
+        "jpeg-baseline": encode(picture(), "JPEG", quality=90),
+        "jpeg-progressive": encode(picture(), "JPEG", quality=90, progressive=True),
+        "jpeg-optimized-444": encode(picture(), "JPEG", optimize=True, subsampling=0),
+        "jpeg-grey": encode(picture("L"), "JPEG"),
+        "jpeg-cmyk": encode(picture("CMYK"), "JPEG"),
+        "jpeg-restarts": encode(picture(), "JPEG", restart_marker_blocks=4),
+        "webp-lossy": encode(picture(), "WEBP", quality=80),
+        "webp-lossy-alpha": encode(rgba, "WEBP", quality=80),
+        "webp-lossless": encode(picture(), "WEBP", lossless=True),
+        "webp-lossless-alpha": encode(rgba, "WEBP", lossless=True),
+    }
+
+
+def adam7_png(image: Image.Image) -> bytes:
+    """An interlaced RGB PNG (Pillow writes none): each pass's rows with filter 0."""
+    width, height = image.size
+    pixels = image.tobytes()
+    rows = []
+    for x0, y0, dx, dy in images._ADAM7:
+        for y in range(y0, height, dy):
+            line = b"".join(
+                pixels[(y * width + x) * 3 : (y * width + x) * 3 + 3] for x in range(x0, width, dx)
+            )
+            if line:
+                rows.append(b"\x00" + line)
+    stream = zlib.compress(b"".join(rows))
+    header = png_ihdr(width, height, interlace=1)
+    return header + png_chunk(b"IDAT", stream) + IEND
+
+
+def variants(prefix: str = "") -> list[str]:
+    return [name for name in intact() if name.startswith(prefix)]
+
+
+def refused(data: bytes, *words: str) -> str:
+    facts = inspect_image(data)
+    assert not facts.decodes, facts
+    assert facts.problem and all(word in facts.problem for word in words), facts.problem
+    return facts.problem
+
+
+# --- intact images decode -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", variants())
+def test_intact_images_decode(name):
+    data = intact()[name]
+    facts = inspect_image(data, check_alpha=True, thumbnail=True)
+    assert facts.decodes, facts.problem
+    assert (facts.width, facts.height) == (SIDE, SIDE)
+    assert facts.format == name.split("-")[0]
+    assert facts.thumbnail and Image.open(io.BytesIO(facts.thumbnail)).size == (160, 160)
+    see_through = name in (
+        "png-rgba",
+        "png-palette-trns",
+        "webp-lossy-alpha",
+        "webp-lossless-alpha",
+    )
+    assert facts.has_alpha is see_through
+    assert (facts.min_alpha is not None and facts.min_alpha < 255) is see_through
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("transparent", [False, True])
+@pytest.mark.parametrize("detail", [0, 2])
+def test_every_reference_picture_decodes(fmt, transparent, detail):
+    for compression in (None, 0, 50) if fmt != "png" else (None,):
+        spec = spec_for_prompt(
+            "a fox",
+            1536,
+            1024,
+            format=fmt,
+            transparent=transparent and fmt != "jpeg",
+            compression=compression,
+            detail=detail,
+        )
+        facts = inspect_image(render(spec).data, check_alpha=True)
+        assert facts.decodes, (spec, facts.problem)
+        assert (facts.width, facts.height) == (1536, 1024)
+        if spec.transparent:
+            assert facts.min_alpha == 0
+
+
+# --- cut images do not ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", variants())
+@pytest.mark.parametrize("kept", [0.02, 0.3, 0.7, 0.98])
+def test_a_cut_image_does_not_decode(name, kept):
+    data = intact()[name]
+    refused(data[: int(len(data) * kept)])
+
+
+@pytest.mark.parametrize("name", variants("png"))
+@pytest.mark.parametrize("kept", [0.3, 0.7, 0.98])
+def test_a_png_cut_with_iend_appended_does_not_decode(name, kept):
+    data = intact()[name]
+    refused(data[: int(len(data) * kept)] + IEND)
+
+
+def test_a_png_cut_between_idat_chunks_with_iend_appended_is_caught_by_its_inflated_size():
+    data = intact()["png-many-idat"]
+    idats = [chunk for chunk in png_chunks(data) if chunk[0] == b"IDAT"]
+    assert len(idats) > 10
+    for keep in (1, len(idats) // 2, len(idats) - 1):
+        cut = data[: idats[keep - 1][2]] + IEND  # every chunk whole, every CRC right
+        refused(cut, "ends early")
+
+
+def test_a_png_missing_only_the_end_of_its_zlib_stream_is_caught():
+    data = intact()["png-many-idat"]
+    idats = [chunk for chunk in png_chunks(data) if chunk[0] == b"IDAT"]
+    _, start, end = idats[-1]
+    body = data[start + 8 : end - 4][:-4]  # the last chunk without the stream's Adler-32
+    assert refused(data[:start] + png_chunk(b"IDAT", body) + IEND, "does not end")
+
+
+def test_the_truncated_png_quirk_is_caught():
+    refused(truncate_png(render(spec_for_prompt("a fox", 1024, 1024)).data))
+
+
+@pytest.mark.parametrize("name", variants("jpeg"))
+@pytest.mark.parametrize("kept", [0.3, 0.5, 0.7, 0.9, 0.98])
+def test_a_jpeg_cut_with_eoi_appended_does_not_decode(name, kept):
+    data = intact()[name]
+    cut = data[: int(len(data) * kept)].rstrip(b"\xff")
+    assert Image.open(io.BytesIO(cut + EOI)).load() is not None  # Pillow alone sees nothing
+    refused(cut + EOI)
+
+
+def test_a_progressive_jpeg_cut_at_a_scan_boundary_is_caught_by_its_scans():
+    data = intact()["jpeg-progressive"]
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    assert len(starts) > 5
+    for scan in starts[1:]:
+        refused(data[:scan] + EOI, "refinement")
+
+
+def test_the_truncated_jpeg_quirk_is_caught():
+    picture_data = render(spec_for_prompt("a fox", 1024, 1024, format="jpeg")).data
+    refused(truncate_jpeg(picture_data), "entropy-coded data ends early")
+
+
+@pytest.mark.parametrize("name", variants("webp"))
+@pytest.mark.parametrize("kept", [0.3, 0.7, 0.98])
+def test_a_webp_cut_with_its_riff_size_patched_does_not_decode(name, kept):
+    data = bytearray(intact()[name][: int(len(intact()[name]) * kept)])
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    refused(bytes(data), "declares")
+
+
+@pytest.mark.parametrize("name", variants("webp"))
+def test_a_webp_cut_with_every_size_patched_is_refused_by_its_decoder(name):
+    data = intact()[name]
+    cut = bytearray(data[: int(len(data) * 0.9)])
+    pos = 12
+    while True:  # patch the chunk the cut falls in
+        (size,) = struct.unpack_from("<I", cut, pos + 4)
+        if pos + 8 + size > len(cut):
+            cut[pos + 4 : pos + 8] = struct.pack("<I", len(cut) - pos - 8)
+            break
+        pos += 8 + size + (size & 1)
+    cut[4:8] = struct.pack("<I", len(cut) - 8)
+    refused(bytes(cut), "does not decode")
+
+
+def test_the_truncated_webp_quirk_is_caught():
+    picture_data = render(spec_for_prompt("a fox", 1024, 1024, format="webp")).data
+    refused(truncate_webp(picture_data))
+
+
+def test_a_png_chunk_with_a_wrong_crc_does_not_decode():
+    data = bytearray(intact()["png-rgb"])
+    data[len(data) // 2] ^= 0x01
+    refused(bytes(data), "CRC")
+
+
+def test_a_png_row_with_an_unknown_filter_does_not_decode():
+    rows = [b"\x00" + bytes(3 * 8)] * 7 + [b"\x07" + bytes(3 * 8)]
+    assert inspect_image(png_rgb(rows[:7] + rows[:1], 8)).decodes
+    refused(png_rgb(rows, 8), "filter")
+
+
+# --- bounded work ---------------------------------------------------------------------------
+
+
+def judged_quickly(data: bytes, *words: str, seconds: float = 0.25) -> None:
+    started = time.process_time()
+    refused(data, *words)
+    assert time.process_time() - started < seconds
+
+
+def test_a_png_with_a_million_chunks_is_refused_at_once():
+    many = png_chunk(b"prVt") * 1_000_000
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00"))
+    judged_quickly(png_ihdr(1, 1) + many + idat + IEND, f"more than {MAX_CHUNKS} chunks")
+    judged_quickly(png_ihdr(1, 1) + idat + many + IEND, f"more than {MAX_CHUNKS} chunks")
+
+
+def test_a_jpeg_with_a_million_segments_or_many_scans_is_refused_at_once():
+    head = intact()["jpeg-baseline"][:2]
+    judged_quickly(head + b"\xff\xfe\x00\x02" * 1_000_000 + EOI, "marker segments")
+    data = intact()["jpeg-progressive"]
+    first_scan = data.index(b"\xff\xda")
+    scan = data[first_scan : data.index(b"\xff", first_scan + 2)] + b"\x00"
+    judged_quickly(data[:first_scan] + scan * (MAX_JPEG_SCANS + 1) + EOI, "scans")
+
+
+def test_a_webp_with_a_million_chunks_is_refused_at_once():
+    chunks = b"".join([b"VP8L" + struct.pack("<I", 5) + b"\x2f\x00\x00\x00\x00\x00"])
+    chunks += (b"XTRA" + struct.pack("<I", 0)) * 1_000_000
+    judged_quickly(b"RIFF" + struct.pack("<I", len(chunks) + 4) + b"WEBP" + chunks, "chunks")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        png_ihdr(40_000, 40_000) + IEND,
+        b"\xff\xd8\xff\xc0\x00\x11\x08\x9c\x40\x9c\x40\x03"
+        + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+        + EOI,
+        b"RIFF\x16\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\xff\x3f\x00\xff\x3f\x00",
+    ],
+    ids=["png", "jpeg", "webp"],
+)
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(header):
+    judged_quickly(header, "pixels", str(MAX_PIXELS), seconds=0.05)
+
+
+def test_a_png_stream_inflating_beyond_its_declared_size_is_refused():
+    rows = [b"\x00" + bytes(3 * 8)] * 8
+    bomb = png_rgb([*rows, b"\x00" * (50 * 1024 * 1024)], 8)
+    bomb = png_ihdr(8, 8) + bomb[len(png_ihdr(8, 8)) :]  # the header still declares 8 rows
+    judged_quickly(bomb, "inflates beyond")
+
+
+def test_the_inflate_check_works_in_bounded_steps(monkeypatch):
+    monkeypatch.setattr(images, "INFLATE_STEP", 1000)
+    for name in variants("png"):
+        assert inspect_image(intact()[name]).decodes, name
+
+
+# --- only PNG, JPEG and WebP reach a decoder ------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "ICO", "PPM"])
+def test_other_formats_are_not_decoded_and_are_a_finding(fmt, monkeypatch):
+    opened: list = []
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: opened.append(k))
+    facts = inspect_image(encode(picture(side=32), fmt))
+    assert not facts.decodes
+    assert "only PNG, JPEG and WebP" in facts.problem or "not a PNG, JPEG or WebP" in facts.problem
+    assert opened == []
+
+
+def test_pillow_is_only_offered_the_sniffed_formats_decoder(monkeypatch):
+    offered: list = []
+    real_open = Image.open
+
+    def spy(fp, mode="r", formats=None):
+        offered.append(tuple(formats or ()))
+        return real_open(fp, mode, formats)
+
+    monkeypatch.setattr(images.Image, "open", spy)
+    for name, data in intact().items():
+        inspect_image(data, check_alpha=True, thumbnail=True)
+        expected = images.DECODERS[name.split("-")[0]]
+        assert offered and set(offered) == {(expected,)}, name
+        offered.clear()
+
+
+# --- alpha ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_an_rgba_image_with_opaque_alpha_everywhere_has_no_see_through_pixel(fmt):
+    facts = inspect_image(encode(picture("RGBA", alpha=255), fmt, lossless=True), check_alpha=True)
+    assert facts.decodes and facts.min_alpha in (255, None)
+
+
+def test_opaque_alpha_fails_image_alpha_and_a_transparent_image_passes():
+    body = gpt_body(background="transparent", output_format="png")
+    opaque = encode(picture("RGBA", side=1024, alpha=255), "PNG", compress_level=1)
+    result = run(
+        make_case(body),
+        ok_json(gpt_answer(background="transparent", data=[{"b64_json": b64(opaque)}])),
+    )
+    assert result.outcome is Outcome.FAIL
+    assert rules_of(result, "MUST") == {"image.alpha"}
+    assert any("every pixel is opaque" in f.message for f in result.findings)
+    see_through = encode(picture("RGBA", side=1024), "PNG", compress_level=1)
+    result = run(
+        make_case(body),
+        ok_json(gpt_answer(background="transparent", data=[{"b64_json": b64(see_through)}])),
+    )
+    assert result.outcome is Outcome.PASS, result.findings
+
+
+def test_a_truncated_image_fails_image_decodes_whatever_was_asked():
+    body = gpt_body(output_format="jpeg")
+    cut = truncate_jpeg(render(spec_for_prompt("a fox", 1024, 1024, format="jpeg")).data)
+    result = run(
+        make_case(body), ok_json(gpt_answer(output_format="jpeg", data=[{"b64_json": b64(cut)}]))
+    )
+    assert rules_of(result, "MUST") == {"image.decodes"}
