@@ -475,6 +475,19 @@ def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) ->
     return False
 
 
+def _size_ok(asked: _Asked, width: int | None, height: int | None) -> bool:
+    """The asked size; with ``auto`` or no size, one of the model's own sizes (for a model with
+    custom sizes, one that keeps their rules)."""
+    if width is None or height is None:
+        return False
+    if asked.size is not None:
+        return (width, height) == asked.size
+    spec = asked.spec
+    if f"{width}x{height}" in spec.sizes:
+        return True
+    return spec.custom_sizes is not None and spec.custom_sizes.broken_rule(width, height) is None
+
+
 def check_image(
     v: _Verdict,
     asked: _Asked,
@@ -508,10 +521,15 @@ def check_image(
             f"{where}: is {facts.format or 'of unknown format'}, {asked.output_format} was asked",
         ):
             problems.append(f"format {facts.format}, asked {asked.output_format}")
-        if asked.size is not None and not v.check(
+        if not v.check(
             "image.size",
-            (facts.width, facts.height) == asked.size,
-            f"{where}: is {facts.width}x{facts.height}, {asked.size[0]}x{asked.size[1]} was asked",
+            _size_ok(asked, facts.width, facts.height),
+            f"{where}: is {facts.width}x{facts.height}, "
+            + (
+                f"{asked.size[0]}x{asked.size[1]} was asked"
+                if asked.size is not None
+                else f"not one of {asked.spec.name}'s sizes (size auto or omitted)"
+            ),
         ):
             problems.append(f"size {facts.width}x{facts.height}")
         see_through = facts.min_alpha is not None and facts.min_alpha < 255

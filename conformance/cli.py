@@ -22,7 +22,9 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def _die(message: str) -> NoReturn:
-    click.echo(f"imgconf: error: {message}", err=True)
+    from .redact import printable
+
+    click.echo(f"imgconf: error: {printable(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -188,6 +190,20 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Seconds one request may take, connection to last byte.",
 )
 @click.option(
+    "--rate",
+    default=None,
+    metavar="REQUESTS[,IMAGES]",
+    help="Keep to this many requests (and images) per minute, e.g. 50,5 (default: the "
+    "profile's rate, else none).",
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Stop sending after S seconds; the run is then INCOMPLETE (exit 3 unless a MUST broke).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     default=8,
@@ -203,6 +219,14 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     default=None,
     metavar="FILE.har",
     help="Record every exchange as HAR 1.2 (key redacted).",
+)
+@click.option(
+    "--record-cap",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    metavar="MIB",
+    help="The recording's largest size; bodies past it are left out, each entry saying so.",
 )
 @click.option(
     "--baseline",
@@ -388,7 +412,9 @@ def main_entry(argv: Sequence[str] | None = None) -> int:
         click.echo(f"imgconf: error: {exc.format_message()}", err=True)
         return EXIT_USAGE
     except SetupError as exc:
-        click.echo(f"imgconf: error: {exc}", err=True)
+        from .redact import printable
+
+        click.echo(f"imgconf: error: {printable(str(exc))}", err=True)
         return EXIT_USAGE
     except SystemExit as exc:  # commands exit with their status through _call and _die
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 1)

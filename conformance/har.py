@@ -8,8 +8,18 @@ are entries of their own, linked to the case's entry by ``_imgconf.parent``.
 
 Entries are streamed to a temporary file as results come in, so a long run never holds every
 body in memory; :meth:`HarRecorder.close` writes the run's facts and moves the file into place
-atomically. The key never reaches the file: the transport redacts it, and every header and body
-is scrubbed again here for anything key-like.
+atomically (nothing is rewritten or synced at close, so closing after a signal is immediate).
+The key never reaches the file: the transport redacts it, and every header, URL and body is
+redacted again here by the same redactor (:mod:`conformance.redact`); URLs and headers are also
+made safe text (a lone surrogate in an image URL is replaced, not a crash).
+
+The file is bounded: a body over the per-entry cap, or one that would take the file past its
+total cap (256 MiB unless told otherwise), is left out, and the entry says so in its HAR
+``comment`` and in ``_imgconf.body_elided``; once even such an entry no longer fits, entries are
+dropped and the run's facts count them. A fetched URL body is kept only when its magic bytes say
+it is an image: whatever else an image URL answered (an internal page, say) is not written to a
+file that may be shared. A replay judges an elided body as not observed: the rules that need it
+are listed as not judged again.
 
 ``keep_images=False`` replaces base64 images and fetched image bodies by a short marker: the
 file is much smaller, and a replay says which checks it could not redo.
@@ -19,10 +29,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import contextlib
 import datetime as dt
 import json
 import os
 import re
+import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -32,12 +46,35 @@ from typing import Any
 from . import __version__
 from .cases import Case
 from .errors import SetupError
-from .redact import scrub_bytes, scrub_headers, scrub_text
+from .images import sniff_format
+from .redact import (
+    map_strings,
+    printable,
+    redact_bytes,
+    redact_headers,
+    redact_text,
+    redact_url,
+    safe_text,
+)
 from .reporting import FILE_MODE
 from .results import Exchange
 
-__all__ = ["ELIDED_MARKER", "HarError", "HarRecorder", "read_har"]
+__all__ = [
+    "DEFAULT_ENTRY_CAP",
+    "DEFAULT_RECORD_CAP",
+    "ELIDED_MARKER",
+    "HarError",
+    "HarRecorder",
+    "read_har",
+]
 
+MIB = 1024 * 1024
+#: The largest recording file, unless ``--record-cap`` says otherwise.
+DEFAULT_RECORD_CAP = 256 * MIB
+#: The largest body kept in one entry (the transport's cap of an answer: honest answers fit).
+DEFAULT_ENTRY_CAP = 64 * MIB
+#: Room kept at the end of the file for the run's facts.
+_TRAILER_ROOM = 64 * 1024
 #: What stands in for an image's base64 in a recording made without images.
 ELIDED_MARKER = "<image elided from the recording: {n} base64 characters>"
 #: base64 strings shorter than this are kept: they are not images, and may be the finding.
@@ -64,7 +101,9 @@ def _content(data: bytes) -> dict[str, Any]:
 
 
 def _header_list(headers: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in scrub_headers(headers).items()]
+    return [
+        {"name": safe_text(k), "value": safe_text(v)} for k, v in redact_headers(headers).items()
+    ]
 
 
 def _elide_images(body: bytes) -> tuple[bytes, bool]:
@@ -76,27 +115,101 @@ def _elide_images(body: bytes) -> tuple[bytes, bool]:
     return elided, count > 0
 
 
-class HarRecorder:
-    """Writes a HAR 1.2 file entry by entry; :meth:`close` finishes it atomically."""
+#: Stands for a response body in an encoded entry; no text from a server can produce it
+#: (their control characters are shown escaped), and it is unique to this process.
+_PLACEHOLDER_TEXT = f"\x00imgconf-body-{secrets.token_hex(8)}\x00"
+_PLACEHOLDER = json.dumps(_PLACEHOLDER_TEXT).encode()
+#: Bytes JSON text must escape, and their escapes.
+_SPECIAL = bytes([*range(0x20), ord('"'), ord("\\")])
+_SHORT = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
+_ESCAPES = {
+    **{c: b"\\u%04x" % c for c in range(0x20)},
+    **_SHORT,
+    ord('"'): b'\\"',
+    ord("\\"): b"\\\\",
+}
+#: Every other byte: deleting them leaves the bytes to escape.
+_PLAIN = bytes(b for b in range(256) if b not in _SPECIAL)
+#: Bytes whose escape is two characters long (the others' are six).
+_SHORT_ESCAPED = (*(bytes([b]) for b in _SHORT), b'"', b"\\")
 
-    def __init__(self, path: Path, *, keep_images: bool = True) -> None:
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether bytes are UTF-8, decoded a window at a time (no string the body's size)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(data), MIB):
+            decoder.decode(view[start : start + MIB])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _BodyText:
+    """A body as the content of a JSON string: escaped UTF-8 text, or base64 when it is not
+    UTF-8 (HAR's rule, as :func:`_content`). Its size is known before it is built."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.base64 = not _is_utf8(body)
+        if self.base64:
+            self.size = 4 * ((len(body) + 2) // 3)
+            return
+        #: The bytes to escape, in one pass (few in any honest body).
+        self.specials = body.translate(None, _PLAIN)
+        short = sum(self.specials.count(c) for c in _SHORT_ESCAPED)
+        self.size = len(body) + short + 5 * (len(self.specials) - short)
+
+    def build(self) -> bytes:
+        if self.base64:
+            return base64.b64encode(self.body)
+        text = self.body.replace(b"\\", b"\\\\")  # first: the escapes below add backslashes
+        for byte in set(self.specials) - {ord("\\")}:
+            text = text.replace(bytes([byte]), _ESCAPES[byte])
+        return text
+
+
+def _encode(value: Any) -> bytes:
+    """JSON bytes for the file. Strings from the server were made safe already; a lone
+    surrogate that got through anyway is written as its JSON escape, never a crash."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace")
+
+
+class HarRecorder:
+    """Writes a HAR 1.2 file entry by entry, within its caps; :meth:`close` finishes it
+    atomically."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_images: bool = True,
+        cap: int = DEFAULT_RECORD_CAP,
+        entry_cap: int = DEFAULT_ENTRY_CAP,
+    ) -> None:
         self.path = Path(path)
         self.keep_images = keep_images
+        self.cap = cap
+        self.entry_cap = min(entry_cap, cap)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
         )
         self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._file = os.fdopen(fd, "wb")
         self._lock = threading.Lock()
         self._entries = 0
         self._cases = 0
+        self._size = 0
+        self._elided = 0
+        self._dropped = 0
         self._closed = False
         creator = {"name": "imgconf", "version": __version__}
-        self._file.write(
-            '{"log": {"version": "1.2", "creator": '
-            + json.dumps(creator)
-            + ', "pages": [], "entries": [\n'
+        self._put(
+            b'{"log": {"version": "1.2", "creator": ' + _encode(creator) + b', "pages": [], '
+            b'"entries": [\n'
         )
 
     def __enter__(self) -> HarRecorder:
@@ -107,37 +220,64 @@ class HarRecorder:
             self.abort()
 
     def add(self, case: Case, exchange: Exchange) -> None:
-        """Record one case's exchange and the image URLs fetched for it."""
+        """Record one case's exchange and the image URLs fetched for it (within the caps).
+
+        A recording that cannot be written (a full disk, say) is dropped and said so on
+        stderr: it must not cost the run its reports.
+        """
         with self._lock:
             if self._closed:
                 return
-            parent = self._entries
-            self._write(self._entry(exchange, {"role": "case", "case": self._case(case)}))
-            for index, fetch in enumerate(exchange.fetches):
-                link = {"role": "fetch", "parent": parent, "case_id": case.id, "index": index}
-                self._write(self._entry(fetch, link, image=True))
-            self._cases += 1
+            try:
+                self._add(case, exchange)
+            except Exception as exc:  # the recording's failure is not the run's
+                self._give_up(exc)
+
+    def _add(self, case: Case, exchange: Exchange) -> None:
+        parent = self._entries
+        if not self._write(exchange, {"role": "case", "case": self._case(case)}):
+            self._dropped += len(exchange.fetches)
+            return
+        for index, fetch in enumerate(exchange.fetches):
+            link = {"role": "fetch", "parent": parent, "case_id": case.id, "index": index}
+            self._write(fetch, link, image=True)
+        self._cases += 1
+
+    def _give_up(self, exc: Exception) -> None:
+        reason = printable(f"{exc.__class__.__name__}: {exc}")[:300]
+        print(f"imgconf: error: recording to {self.path} stopped ({reason})", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+        self._closed = True
 
     def close(self, meta: dict[str, Any]) -> None:
         """Write the run's facts (tool version, target, profile, models, seed) and finish."""
         with self._lock:
             if self._closed:
                 return
-            facts = {
-                **json.loads(json.dumps(meta, default=str)),
-                "format": "imgconf-har/1",
-                "cases": self._cases,
-                "images_kept": self.keep_images,
-            }
-            facts = json.loads(scrub_text(json.dumps(facts, ensure_ascii=False)))
-            self._file.write("\n], " + '"_imgconf": ' + json.dumps(facts, ensure_ascii=False))
-            self._file.write("}}\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            os.fchmod(self._file.fileno(), FILE_MODE)
-            self._file.close()
-            os.replace(self._tmp, self.path)
-            self._closed = True
+            try:
+                self._finish(meta)
+            except Exception as exc:  # the recording's failure is not the run's
+                self._give_up(exc)
+
+    def _finish(self, meta: dict[str, Any]) -> None:
+        facts = {
+            **json.loads(json.dumps(meta, default=str)),
+            "format": "imgconf-har/1",
+            "cases": self._cases,
+            "images_kept": self.keep_images,
+            "cap": self.cap,
+            "entry_cap": self.entry_cap,
+            "bodies_elided": self._elided,
+            "entries_dropped": self._dropped,
+        }
+        facts = map_strings(facts, lambda text: safe_text(redact_text(text)))
+        self._put(b"\n], " + b'"_imgconf": ' + _encode(facts) + b"}}\n")
+        os.fchmod(self._file.fileno(), FILE_MODE)
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        self._closed = True
 
     def abort(self) -> None:
         """Drop the unfinished recording (its temporary file)."""
@@ -147,11 +287,57 @@ class HarRecorder:
                 self._tmp.unlink(missing_ok=True)
                 self._closed = True
 
-    # --- building entries ---------------------------------------------------------------
+    # --- writing within the caps ----------------------------------------------------------
 
-    def _write(self, entry: dict[str, Any]) -> None:
-        self._file.write((",\n" if self._entries else "") + json.dumps(entry, ensure_ascii=False))
+    def _put(self, data: bytes) -> None:
+        self._file.write(data)
+        self._size += len(data)
+
+    def _room(self) -> int:
+        """Bytes an entry may still take, the run's facts at the end kept room for."""
+        return self.cap - _TRAILER_ROOM - self._size - 2
+
+    def _write(self, exchange: Exchange, link: dict[str, Any], *, image: bool = False) -> bool:
+        """Write one entry, its body left out when it does not fit; False when even the entry
+        without its body does not fit any more (it is dropped).
+
+        The body is escaped as JSON text (or base64) byte for byte, its size known before it
+        is built, and written between the entry's other fields: no huge string is made of it.
+        """
+        body = exchange.response_body
+        why = None
+        if image and body and sniff_format(body) is None:
+            why = "not an image: a fetched body is kept only when it is one"
+        elif len(body) + len(exchange.request_body) > min(self.entry_cap, self._room()):
+            why = self._over_cap(len(body))
+        if why is None:
+            entry, kept = self._entry(exchange, link, image=image)
+            text = _BodyText(kept)
+            if text.base64:
+                entry["response"]["content"]["encoding"] = "base64"
+            head, tail = _encode(entry).split(_PLACEHOLDER, 1)
+            if len(head) + text.size + len(tail) <= self._room():
+                self._put((b",\n" if self._entries else b"") + head + b'"')
+                self._put(text.build())
+                self._put(b'"' + tail)
+                self._entries += 1
+                return True
+            why = self._over_cap(len(body))
+        entry, _ = self._entry(exchange, link, image=image, elided=why)
+        entry["response"]["content"]["text"] = ""
+        data = _encode(entry)
+        if len(data) > self._room():
+            self._dropped += 1
+            return False
+        self._elided += 1
+        self._put((b",\n" if self._entries else b"") + data)
         self._entries += 1
+        return True
+
+    def _over_cap(self, size: int) -> str:
+        if size > self.entry_cap:
+            return f"over the cap of one entry ({self.entry_cap} bytes)"
+        return f"the recording reached its cap ({self.cap} bytes; imgconf run --record-cap)"
 
     @staticmethod
     def _case(case: Case) -> dict[str, Any]:
@@ -162,34 +348,42 @@ class HarRecorder:
         return data
 
     def _entry(
-        self, exchange: Exchange, link: dict[str, Any], *, image: bool = False
-    ) -> dict[str, Any]:
-        body = scrub_bytes(exchange.response_body)
-        elided = False
-        if not self.keep_images:
+        self,
+        exchange: Exchange,
+        link: dict[str, Any],
+        *,
+        image: bool = False,
+        elided: str | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        """The entry, its response body's text left as a placeholder, and that body."""
+        size = len(exchange.response_body)
+        body = b"" if elided else redact_bytes(exchange.response_body)
+        images_elided = False
+        if not self.keep_images and not elided:
             if image and body:
-                body, elided = b"", True
+                body, images_elided = b"", True
             elif not image:
-                body, elided = _elide_images(body)
-        request_body = scrub_bytes(exchange.request_body)
-        response_type = exchange.response_headers.get("content-type", "")
+                body, images_elided = _elide_images(body)
+        request_body = redact_bytes(exchange.request_body)
+        response_type = safe_text(exchange.response_headers.get("content-type", ""))
         post: dict[str, Any] = {}
         if request_body or exchange.method.upper() == "POST":
             post = {
                 "postData": {
-                    "mimeType": exchange.request_headers.get("content-type", ""),
+                    "mimeType": safe_text(exchange.request_headers.get("content-type", "")),
                     **_content(request_body),
                 }
             }
             if "encoding" in post["postData"]:
                 post["postData"]["_encoding"] = post["postData"].pop("encoding")
+        note = f"body of {size} bytes not recorded: {elided}" if elided else None
         wait = max(0.0, exchange.elapsed * 1000)
         return {
             "startedDateTime": _iso(exchange.started),
             "time": round(wait, 3),
             "request": {
-                "method": exchange.method,
-                "url": scrub_text(exchange.url),
+                "method": safe_text(exchange.method),
+                "url": safe_text(redact_url(exchange.url)),
                 "httpVersion": "HTTP/1.1",
                 "cookies": [],
                 "headers": _header_list(exchange.request_headers),
@@ -205,17 +399,19 @@ class HarRecorder:
                 "cookies": [],
                 "headers": _header_list(exchange.response_headers),
                 "content": {
-                    "size": len(exchange.response_body),
+                    "size": size,
                     "mimeType": response_type,
-                    **_content(body),
+                    "text": _PLACEHOLDER_TEXT,
+                    **({"comment": note} if note else {}),
                 },
                 "redirectURL": "",
                 "headersSize": -1,
-                "bodySize": len(exchange.response_body),
+                "bodySize": size,
                 **({"_error": exchange.error} if exchange.error else {}),
             },
             "cache": {},
             "timings": {"send": 0, "wait": round(wait, 3), "receive": 0},
+            **({"comment": note} if note else {}),
             "_imgconf": {
                 **link,
                 "started": exchange.started,
@@ -223,10 +419,13 @@ class HarRecorder:
                 "error": exchange.error,
                 "truncated": exchange.truncated,
                 "retries": exchange.retries,
-                "attempts": json.loads(json.dumps(exchange.attempts, default=str)),
-                "images_elided": elided,
+                "attempts": map_strings(
+                    json.loads(json.dumps(exchange.attempts, default=str)), safe_text
+                ),
+                "images_elided": images_elided,
+                **({"body_elided": elided} if elided else {}),
             },
-        }
+        }, body
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -277,8 +476,10 @@ def _case(data: dict[str, Any]) -> Case:
 def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
     """The run's facts and every recorded (case, exchange), image fetches attached.
 
-    ``meta["elided"]`` lists the ids of cases whose images were elided from the recording;
-    their elided URL fetches are left out of the exchange (the checks then skip them).
+    ``meta["elided"]`` lists the ids of cases whose images were elided from the recording (a
+    fetched image left out is one too); their elided URL fetches are left out of the exchange
+    (the checks then skip them). ``meta["body_elided"]`` lists the ids of cases whose answer's
+    body was left out (over a cap of the recording): the rules that read it cannot be judged.
     """
     path = Path(path)
     try:
@@ -298,6 +499,7 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
     pairs: list[tuple[Case, Exchange]] = []
     by_index: dict[int, Exchange] = {}
     elided: list[str] = []
+    body_elided: list[str] = []
     try:
         for index, entry in enumerate(log["entries"]):
             extra = entry.get("_imgconf") or {}
@@ -308,18 +510,28 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
                 pairs.append((case, exchange))
                 if extra.get("images_elided"):
                     elided.append(case.id)
+                if extra.get("body_elided"):
+                    body_elided.append(case.id)
             elif extra.get("role") == "fetch":
                 parent = by_index.get(int(extra["parent"]))
                 if parent is None:
                     raise HarError(f"{path}: entry {index} is a fetch of an unknown case")
-                if extra.get("images_elided"):
+                fetch = _exchange(entry)
+                if extra.get("images_elided") or (extra.get("body_elided") and _body_judged(fetch)):
                     if extra.get("case_id") not in elided:
                         elided.append(extra.get("case_id"))
                     continue
-                parent.fetches.append(_exchange(entry))
+                parent.fetches.append(fetch)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise HarError(
             f"{path}: a recorded entry is malformed ({exc.__class__.__name__}: {exc})"
         ) from None
     meta["elided"] = elided
+    meta["body_elided"] = body_elided
     return meta, pairs
+
+
+def _body_judged(fetch: Exchange) -> bool:
+    """Whether the checks read a fetched body: only that of a complete 200 answer (any other
+    is judged by its status or error alone, so leaving its body out changes nothing)."""
+    return fetch.error is None and fetch.status == 200

@@ -916,6 +916,17 @@ def _spend_line(images: int, cost: float, unknown: int) -> str:
     return line
 
 
+def plan_warnings(plan: Plan) -> list[str]:
+    """What a user should know before spending on the plan (``plan`` and ``run`` print these)."""
+    unknown_models = [m for m in plan.models if not plan.profile.price_known(m)]
+    if not unknown_models:
+        return []
+    return [
+        f"No price for {', '.join(unknown_models)}: their images are counted, not costed; "
+        "--max-cost cannot bound them (use --max-images)."
+    ]
+
+
 def format_plan(plan: Plan) -> str:
     """The plan as text: cases by model and kind, images, estimated cost, and the cut."""
     lines: list[str] = []
@@ -925,12 +936,7 @@ def format_plan(plan: Plan) -> str:
         f"if the server behaves: {_spend_line(plan.images, plan.cost, plan.cost_unknown_images)}"
         f" (prices: {profile.prices_source or 'the profile'})."
     )
-    unknown_models = [m for m in plan.models if not profile.price_known(m)]
-    if unknown_models:
-        lines.append(
-            f"No price for {', '.join(unknown_models)}: their images are counted, not costed; "
-            "--max-cost cannot bound them (use --max-images)."
-        )
+    lines += plan_warnings(plan)
     lines.append(
         f"Worst case (a server that accepts every request, invalid ones too): "
         f"{plan.worst_images} images, {_usd(plan.worst_cost)}."

@@ -24,7 +24,7 @@ import yaml
 from .contract import LEVELS, Contract, Rule, load_contract, read_data_file
 from .errors import SetupError
 
-__all__ = ["Profile", "ProfileError", "builtin_profiles", "load_profile"]
+__all__ = ["Profile", "ProfileError", "Rate", "builtin_profiles", "load_profile"]
 
 UNKNOWN = "unknown"
 
@@ -50,6 +50,8 @@ class Profile:
     prices: Mapping[str, Mapping[str, Mapping[str, float]] | None]
     prices_source: str
     file: Path | None = None
+    #: The vendor's rate limits to keep to: requests and images per minute (None: none).
+    rate: Rate | None = None
 
     @property
     def contract(self) -> Contract:
@@ -98,6 +100,47 @@ def _expect(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wh
     return value
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Requests and images per minute a run keeps to (a low-tier account's limits)."""
+
+    requests_per_minute: float | None = None
+    images_per_minute: float | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> Rate:
+        if not isinstance(data, Mapping):
+            raise ValueError("must map requests_per_minute and/or images_per_minute to numbers")
+        bad = sorted(set(data) - {"requests_per_minute", "images_per_minute"})
+        if bad:
+            raise ValueError(f"unknown key {bad[0]!r} (requests_per_minute, images_per_minute)")
+        values = {}
+        for key in ("requests_per_minute", "images_per_minute"):
+            value = data.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ValueError(f"{key} must be a positive number (got {value!r:.40})")
+            values[key] = value
+        return cls(**values)
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``--rate REQUESTS[,IMAGES]`` per minute (``60``, ``60,5``, ``,5``)."""
+        requests, _, images = text.partition(",")
+        try:
+            return cls.from_mapping(
+                {
+                    "requests_per_minute": float(requests) if requests.strip() else None,
+                    "images_per_minute": float(images) if images.strip() else None,
+                }
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"expected REQUESTS[,IMAGES] per minute, e.g. 60 or 60,5 ({exc})"
+            ) from None
+
+
 def _article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
@@ -119,6 +162,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         "unsupported",
         "prices",
         "prices_source",
+        "rate",
     }
     extra = sorted(set(data) - known)
     if extra:
@@ -173,6 +217,12 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
             )
 
     prices = _parse_prices(data.get("prices") or {}, models, where)
+    rate = None
+    if data.get("rate") is not None:
+        try:
+            rate = Rate.from_mapping(data["rate"])
+        except ValueError as exc:
+            raise _fail(where, f"field 'rate': {exc}") from None
     return Profile(
         name=name,
         title=str(data.get("title", name)),
@@ -186,6 +236,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         prices=prices,
         prices_source=str(data.get("prices_source", "")),
         file=file,
+        rate=rate,
     )
 
 

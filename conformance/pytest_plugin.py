@@ -179,8 +179,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings is None:
         return
     from .errors import SetupError
+    from .preflight import check_target
     from .profiles import load_profile
-    from .transport import probe_target
+    from .redact import register_secrets
+    from .transport import TransportConfig
+
+    # Known before anything is sent or written, in every process (the controller under xdist
+    # sends nothing but writes the reports).
+    register_secrets(settings.api_key)
 
     try:
         profile = load_profile(settings.profile)
@@ -190,9 +196,18 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--imgconf-models: {model!r} is not a model of profile {profile.name}"
                 )
         if not _is_worker(config):
-            asyncio.run(probe_target(settings.base_url, timeout=min(settings.timeout, 10.0)))
+            # The same pre-flight as `imgconf run`: a wrong path, a refused key or an
+            # unreachable host is a usage error before anything is spent.
+            target = TransportConfig(
+                base_url=settings.base_url,
+                path=profile.path,
+                api_key=settings.api_key,
+                timeout=settings.timeout,
+            )
+            asyncio.run(check_target(target))
     except SetupError as exc:
-        raise pytest.UsageError(f"imgconf: {exc}") from None
+        message = re.sub(r"--(base-url|api-key)\b", r"--imgconf-\1", str(exc))
+        raise pytest.UsageError(f"imgconf: {message}") from None
     if _is_worker(config):
         shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
     else:
@@ -548,13 +563,16 @@ class ImgconfItem(pytest.Item):
             raise ImgconfFailure(self.rule, self.model, verdict.must)
         for message in verdict.should:
             warnings.warn(
-                ImgconfShouldWarning(f"{self.rule} on {self.model}: {message}"), stacklevel=1
+                ImgconfShouldWarning(_clean(f"{self.rule} on {self.model}: {message}")),
+                stacklevel=1,
             )
         if verdict.status == "not_observed":
             notes = "; ".join(dict.fromkeys(verdict.notes))
             pytest.skip(
-                f"{self.rule} on {self.model} not observed ({', '.join(verdict.reasons)})"
-                + (f": {notes}" if notes else "")
+                _clean(
+                    f"{self.rule} on {self.model} not observed ({', '.join(verdict.reasons)})"
+                    + (f": {notes}" if notes else "")
+                )
             )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
@@ -573,8 +591,19 @@ class ImgconfFailure(Exception):
         shown = list(messages[:10])
         more = f"\n  ... and {len(messages) - 10} more" if len(messages) > 10 else ""
         super().__init__(
-            f"{rule} on {model}: {len(messages)} MUST finding(s):\n  " + "\n  ".join(shown) + more
+            _clean(
+                f"{rule} on {model}: {len(messages)} MUST finding(s):\n  "
+                + "\n  ".join(shown)
+                + more
+            )
         )
+
+
+def _clean(text: str) -> str:
+    """pytest output as every writer writes it."""
+    from .redact import printable
+
+    return printable(text)
 
 
 def judge_item(
@@ -638,7 +667,7 @@ class ImgconfIncomplete(Exception):
     """The run could not observe what a PASS needs."""
 
     def __init__(self, reasons: Sequence[str]) -> None:
-        super().__init__("imgconf INCOMPLETE:\n  " + "\n  ".join(reasons))
+        super().__init__(_clean("imgconf INCOMPLETE:\n  " + "\n  ".join(reasons)))
 
 
 # --- reports ------------------------------------------------------------------------------

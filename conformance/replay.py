@@ -7,7 +7,9 @@ real answers without paying for them again.
 
 A recording made without images cannot prove anything about the images: for those cases the
 image checks (and URL fetches) are left out, the case is judged on the rest, and the report and
-the command's output say which rules were not judged again.
+the command's output say which rules were not judged again. The same holds for an answer whose
+body the recording left out (over its caps, see :mod:`conformance.har`): it was not observed, so
+every rule that reads the body is left out for that case and said so.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from .profiles import Profile, load_profile
 from .report_json import ReplayInfo
 from .results import CaseResult, Exchange, Reason, RunResult
 
-__all__ = ["replay", "replay_cli", "unjudgeable_rules"]
+__all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
+
+#: Rules judged on the status or a header alone: an answer without its body still shows them.
+_NOT_ON_THE_BODY = frozenset({"response.content_type", "stream.content_type", "error.status_400"})
 
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
@@ -49,16 +54,35 @@ def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[s
     return out
 
 
-def _without(result: CaseResult, rules: list[str]) -> CaseResult:
+def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
+    """The rules an answer whose body was not recorded cannot be judged on: what an accepted
+    answer's body (or stream) shows, or an error's envelope, and whether it was well formed."""
+    accepted = exchange.status is not None and 200 <= exchange.status < 300
+    kinds = ({"stream", "image"} if case.stream else {"answer", "image"}) if accepted else {"error"}
+    rules = profile.rules()
+    body = case.body if isinstance(case.body, dict) else {}
+    return [
+        r.id
+        for r in load_contract().rules.values()
+        if (r.kind in kinds or r.id == "transport.well_formed")
+        and r.id not in _NOT_ON_THE_BODY
+        and (r.id not in rules or case.model in rules[r.id].models or not rules[r.id].models)
+        and (r.id != "image.alpha" or body.get("background") == "transparent")
+    ]
+
+
+def _without(
+    result: CaseResult, rules: list[str], why: str = "images elided from the recording"
+) -> CaseResult:
     """The result with the given rules neither checked nor found broken, outcome recomputed."""
     result.findings = [f for f in result.findings if f.rule not in rules]
     result.checked = [r for r in result.checked if r not in rules]
     result.images = []
     for rule in rules:
-        result.unobserved.setdefault(rule, Reason.NOT_APPLICABLE)
+        result.unobserved[rule] = Reason.NOT_RECORDED
     conclude(result)
     result.note = (result.note + "; " if result.note else "") + (
-        "images elided from the recording: not judged on " + ", ".join(rules)
+        f"{why}: not judged on " + ", ".join(rules)
     )
     return result
 
@@ -84,6 +108,7 @@ def replay(
     meta, pairs = read_har(path)
     prof = load_profile(profile or str(meta.get("profile") or "openai"))
     elided = set(meta.get("elided") or ())
+    body_elided = set(meta.get("body_elided") or ())
     results: list[CaseResult] = []
     not_rejudged: Counter[str] = Counter()
     started = time.time()
@@ -96,6 +121,10 @@ def replay(
             rules = unjudgeable_rules(prof, case, _had_fetches(exchange, case))
             not_rejudged.update(rules)
             result = _without(result, rules)
+        if case.id in body_elided:
+            rules = body_rules(prof, case, exchange)
+            not_rejudged.update(rules)
+            result = _without(result, rules, "answer's body not in the recording (its caps)")
         results.append(result)
     settle_controls(results)
     recorded_models = [str(m) for m in meta.get("models") or ()]
@@ -111,7 +140,7 @@ def replay(
         plan={"recording": str(path), "cases": len(pairs)},
         fail_on=fail_on,
     )
-    recorded = {k: v for k, v in meta.items() if k != "elided"}
+    recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
 
 
@@ -129,18 +158,19 @@ def replay_cli(
     if fail_on not in ("must", "should"):
         raise SetupError("--fail-on must be 'must' or 'should'")
     run, info = replay(file, profile=profile, fail_on=fail_on)
-    paths = write_reports(run, report_dir, replay=info)
+    write_reports(run, report_dir, replay=info)
     say(
         f"imgconf replay: {len(run.results)} recorded cases judged again under profile "
         f"{run.profile}: {outcome_counts(run)}"
     )
     if info.not_rejudged:
         say(
-            "imgconf replay: images were elided from the recording; not judged again: "
+            "imgconf replay: parts of the recording were elided (images, or bodies over its "
+            "caps); not judged again: "
             + ", ".join(f"{rule} ({n} cases)" for rule, n in sorted(info.not_rejudged.items()))
         )
     for line in failure_lines(run):
         say(line)
     status = run.exit_code
-    say(f"imgconf replay: {VERDICT_WORDS[status]}; reports in {Path(paths['json']).parent}/")
+    say(f"imgconf replay: {VERDICT_WORDS[status]}; reports in {report_dir}/")
     return status

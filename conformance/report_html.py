@@ -460,7 +460,8 @@ def _coverage(report: dict[str, Any]) -> str:
     replay = report.get("replay")
     if replay and replay["not_rejudged"]:
         out.append(
-            '<div class="label">not judged again (images elided from the recording)</div><ul>'
+            '<div class="label">not judged again (left out of the recording: images, or bodies '
+            "over its caps)</div><ul>"
             + "".join(
                 f"<li><code>{e(r)}</code>: {n} cases</li>"
                 for r, n in replay["not_rejudged"].items()

@@ -187,7 +187,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("replay") and report["replay"]["not_rejudged"]:
         rules = ", ".join(f"`{r}`" for r in report["replay"]["not_rejudged"])
-        head += [f"> Images were elided from the recording: not judged again: {rules}.", ""]
+        head += [
+            "> Parts of the recording were left out (images, or bodies over its caps): "
+            f"not judged again: {rules}.",
+            "",
+        ]
     parts = ["\n".join(head), "\n".join(_family_table(report)) + "\n"]
     failed = _by_rule([i for i in report["matrix"] if i["status"] == "fail"])
     warned = _by_rule([i for i in report["matrix"] if i["status"] == "warn"])

@@ -1,7 +1,12 @@
 """Write a run's four reports: report.json, junit.xml, report.md and report.html.
 
 report.json is built first and every other format is rendered from it (the HTML also takes the
-thumbnails the run kept), so their counts cannot disagree. Each file is written to a temporary
+thumbnails the run kept), so their counts cannot disagree. That one document is also where
+server text is made fit to write, once for every format: every string in it is redacted of the
+run's secrets (:func:`~conformance.redact.redact_document`) and made encodable and printable
+(:func:`~conformance.redact.safe_document`: a lone surrogate in an error message is replaced,
+control characters are shown escaped). A format that still fails to render or write does not
+stop the others: they are written, and the failure is said on stderr. Each file is written to a temporary
 file in the same directory and moved into place with :func:`os.replace`: a reader (a CI step,
 a browser reloading the page) never sees half a report, even when the run is interrupted.
 
@@ -15,11 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .redact import printable, redact_document, safe_document
 from .report_html import Thumbnail, render_html
 from .report_json import ReplayInfo, build_report
 from .report_junit import render_junit
@@ -79,26 +87,44 @@ def thumbnails_of(run: RunResult) -> list[Thumbnail]:
     ]
 
 
+def report_document(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
+    """report.json's document, every string in it redacted and safe for every format."""
+    return safe_document(redact_document(build_report(run, replay=replay)))
+
+
+def _renderers(run: RunResult, report: dict[str, Any]) -> dict[str, Callable[[], bytes]]:
+    return {
+        "json": lambda: json.dumps(report, indent=1, ensure_ascii=False).encode(),
+        "junit": lambda: render_junit(report),
+        "markdown": lambda: render_markdown(report).encode(),
+        "html": lambda: render_html(report, thumbnails_of(run)).encode(),
+    }
+
+
 def render_all(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, bytes]:
     """Every report's bytes, by format name."""
-    report: dict[str, Any] = build_report(run, replay=replay)
-    return {
-        "json": json.dumps(report, indent=1, ensure_ascii=False).encode(),
-        "junit": render_junit(report),
-        "markdown": render_markdown(report).encode(),
-        "html": render_html(report, thumbnails_of(run)).encode(),
-    }
+    report = report_document(run, replay=replay)
+    return {name: render() for name, render in _renderers(run, report).items()}
 
 
 def write_reports(
     run: RunResult, directory: Path, *, replay: ReplayInfo | None = None
 ) -> dict[str, Path]:
-    """Write the four reports into ``directory`` (created if needed); their paths by format."""
+    """Write the four reports into ``directory`` (created if needed); their paths by format.
+
+    A format that fails is left out of the answer and said on stderr; the others are written.
+    """
     directory = Path(directory)
+    report = report_document(run, replay=replay)
     written: dict[str, Path] = {}
-    for name, data in render_all(run, replay=replay).items():
+    for name, render in _renderers(run, report).items():
         path = directory / REPORT_FILES[name]
-        write_atomic(path, data)
+        try:
+            write_atomic(path, render())
+        except Exception as exc:  # one format's failure must not cost the others
+            reason = printable(f"{exc.__class__.__name__}: {exc}")[:300]
+            print(f"imgconf: error: {path} not written ({reason})", file=sys.stderr, flush=True)
+            continue
         written[name] = path
     return written
 

@@ -9,6 +9,7 @@ prompt's unit, and a body that is not JSON is written byte by byte with ``printf
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -46,7 +47,7 @@ def curl_command(case: Case, url: str, content_type: str | None = "application/j
         return f"printf {_printf_literal(case.raw)} | " + " \\\n  ".join(
             [*lines, "--data-binary @-"]
         )
-    text = json.dumps(case.body, ensure_ascii=False)
+    text = _json(case.body)
     if len(text) <= INLINE_LIMIT:
         return " \\\n  ".join([*lines, f"--data-binary {shlex.quote(text)}"])
     program = (
@@ -82,7 +83,19 @@ def _python_expr(value: Any) -> str:
 
 def _string(text: str) -> str:
     """A double-quoted literal (JSON's is valid Python), so the shell's single quotes rarely clash."""
-    return json.dumps(text, ensure_ascii=False)
+    return _json(text)
+
+
+#: Characters JSON leaves raw that a report cannot show as they are (DEL, C1 controls, XML's
+#: noncharacters) or encode at all (lone surrogates): written as ``\uXXXX``, the same value.
+_UNSHOWABLE = re.compile("[\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+
+
+def _json(value: Any) -> str:
+    """JSON text, readable (not ASCII-escaped) but with nothing a report would have to alter:
+    the command stays exact after every report format has made its text safe."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _UNSHOWABLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def _periodic_prefix(text: str, period: int) -> int:

@@ -51,6 +51,7 @@ class Reason(StrEnum):
     SERVER_ERROR = "server_error"
     TRANSPORT = "transport"
     NO_CONTROL = "no_control"
+    NOT_RECORDED = "not_recorded"
     INTERNAL_ERROR = "internal_error"
     INTERRUPTED = "interrupted"
 

@@ -39,8 +39,8 @@ from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .checks import judge, settle_controls
 from .errors import SetupError
 from .preflight import AuthWatch, check_target, check_writable
-from .profiles import Profile, load_profile
-from .redact import strip_url
+from .profiles import Profile, Rate, load_profile
+from .redact import printable, register_secrets, strip_url
 from .results import CaseResult, Exchange, Outcome, Reason, RunResult
 from .transport import (
     Transport,
@@ -58,6 +58,16 @@ MAX_THUMBNAILS = 64
 #: wakes it (reservations in flight in other processes settle unseen).
 _BUDGET_POLL = 0.05
 _TRANSPORT_FAILURES = frozenset({"timeout", "connection", "protocol", "too_large"})
+
+
+#: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
+_HEAVY_BODY = 64 * 1024
+
+
+def _heavy(exchange: Exchange) -> bool:
+    """Whether judging the answer may take long enough to hold up the event loop."""
+    ok = exchange.status is not None and 200 <= exchange.status < 300
+    return ok and (len(exchange.response_body) >= _HEAVY_BODY or bool(exchange.fetches))
 
 
 class Recorder(Protocol):
@@ -105,14 +115,18 @@ class Budget:
     in_flight: int = 0
 
     def fits(self, case: Case) -> bool:
-        """Whether the case's images and cost fit what is left."""
+        """Whether the case's images and cost fit what is left.
+
+        Under a cost cap alone, images of unknown price cannot be bounded: they never fit
+        (``imgconf run`` refuses such a plan at start; this holds whatever the plan holds).
+        """
         if self.max_images is not None and self.images + case.images > self.max_images:
             return False
-        return not (
-            self.max_cost is not None
-            and case.cost is not None
-            and self.cost + case.cost > self.max_cost + 1e-9
-        )
+        if self.max_cost is None:
+            return True
+        if case.cost is None:
+            return not case.images or self.max_images is not None
+        return self.cost + case.cost <= self.max_cost + 1e-9
 
     def reserve(self, case: Case) -> bool:
         """Reserve what the case costs if the server accepts it; False when it does not fit."""
@@ -149,6 +163,35 @@ class Budget:
             "cost": round(self.cost, 6),
             "cost_unknown_images": self.cost_unknown_images,
         }
+
+
+class Pacer:
+    """Keeps a run within a vendor's rate limits: requests and images per minute.
+
+    Each send takes the next free slot in turn (slots are spaced evenly, so a minute's
+    allowance is not spent in a burst that a per-second limiter would refuse); images count
+    what a conformant server generates for the case.
+    """
+
+    def __init__(self, rate: Rate | None) -> None:
+        self.rate = rate
+        self._next_request = 0.0
+        self._next_image = 0.0
+
+    async def wait(self, case: Case) -> None:
+        rate = self.rate
+        if rate is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._next_request, self._next_image)
+        if rate.requests_per_minute:
+            self._next_request = start + 60.0 / rate.requests_per_minute
+        images = case.images if case.expect != "reject" else 0
+        if rate.images_per_minute and images:
+            self._next_image = start + images * 60.0 / rate.images_per_minute
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 def cut_note(case: Case) -> str:
@@ -249,6 +292,7 @@ class Runner:
         progress: Callable[[CaseResult], None] | None = None,
         max_thumbnails: int = MAX_THUMBNAILS,
         failure_streak: int | None = None,
+        rate: Rate | None = None,
     ) -> None:
         self.transport = transport
         self.profile = profile
@@ -257,6 +301,7 @@ class Runner:
         self.recorder = recorder
         self.progress = progress
         self.thumbnails_left = max_thumbnails
+        self.pacer = Pacer(rate)
         self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
         self.stop_kind: Reason | None = None
@@ -314,6 +359,7 @@ class Runner:
                 continue
             exchange = None
             try:
+                await self.pacer.wait(case)
                 exchange = await self.transport.send_case(case)
             except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
                 results[index] = internal_error(case, exc, None)
@@ -323,7 +369,10 @@ class Runner:
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
             if exchange is not None:
-                results[index] = self._judge(case, exchange)
+                try:
+                    results[index] = await self._judge(case, exchange)
+                except Exception as exc:  # recording or bookkeeping: never lose the rest
+                    results[index] = internal_error(case, exc, exchange)
             self._report(results[index])
 
     async def _reserve(self, case: Case) -> bool:
@@ -341,10 +390,17 @@ class Runner:
                     await self._settled.wait()
         return True
 
-    def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
+    async def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
         wanted = self.thumbnails_left > 0 and case.expect != "reject"
         try:
-            result = judge(case, exchange, self.profile, thumbnails=wanted)
+            if _heavy(exchange):
+                # Images are checked whole (and decoded where a rule needs pixels): off the
+                # event loop, so sending goes on meanwhile (Pillow releases the GIL).
+                result = await asyncio.to_thread(
+                    judge, case, exchange, self.profile, thumbnails=wanted
+                )
+            else:
+                result = judge(case, exchange, self.profile, thumbnails=wanted)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
             result = internal_error(case, exc, exchange)
         for info in result.images:
@@ -412,11 +468,17 @@ class RunSettings:
     report_dir: Path = Path("reports")
     seed: int = 0
     timeout: float = 120.0
+    #: ``--rate REQUESTS[,IMAGES]`` per minute (default: the profile's ``rate``, else none).
+    rate: str | None = None
+    #: ``--max-duration``: seconds after which the run stops sending (None: no deadline).
+    max_duration: float | None = None
     concurrency: int = 8
     max_cost: float | None = None
     max_images: int | None = None
     explore: int = 0
     record: Path | None = None
+    #: The recording's total cap, in MiB (``--record-cap``).
+    record_cap: int = 256
     baseline: Path | None = None
     fail_on: str = "must"
     #: ``--from``: an earlier report.json whose cases (chosen by ``only``) are sent again.
@@ -439,6 +501,13 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
         raise SetupError("--max-images must be >= 0")
     if settings.explore < 0:
         raise SetupError("--explore must be >= 0")
+    if settings.record_cap < 1:
+        raise SetupError("--record-cap must be at least 1 (MiB)")
+    if settings.rate is not None:
+        try:
+            Rate.parse(settings.rate)
+        except ValueError as exc:
+            raise SetupError(f"--rate: {exc}") from None
     for model in settings.models or ():
         if model not in profile.models:
             raise SetupError(
@@ -469,6 +538,20 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
     }
 
 
+def _check_prices(settings: RunSettings, profile: Profile) -> None:
+    """Refuse a cost cap that cannot bound the run: models without a price under --max-cost
+    alone would be sent uncounted (or, with the cap holding, never at all)."""
+    if settings.max_cost is None or settings.max_images is not None:
+        return
+    models = settings.models or profile.models
+    unpriced = [m for m in models if not profile.price_known(m)]
+    if unpriced:
+        raise SetupError(
+            f"--max-cost cannot bound {', '.join(unpriced)}: profile {profile.name} has no price "
+            "for it; add --max-images N, or give the profile a price with its source"
+        )
+
+
 def _budget_refusal(plan: Any, target: str) -> str:
     unknown = (
         f" (+{plan.cost_unknown_images} images at unknown prices)"
@@ -485,6 +568,8 @@ def _budget_refusal(plan: Any, target: str) -> str:
 def run_cli(**options: Any) -> int:
     """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
     settings = RunSettings(**options)
+    # Before anything can be said about the run, a bad flag included.
+    register_secrets(settings.api_key, os.environ.get("OPENAI_API_KEY"))
     if settings.from_report is not None:
         settings = apply_from_report(settings)
     profile = load_profile(settings.profile)
@@ -586,6 +671,7 @@ def _run(
         raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
     if not key:
         raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
+    _check_prices(settings, profile)
     check_writable(settings.report_dir, settings.record)
     config = TransportConfig(
         base_url=base_url,
@@ -604,13 +690,20 @@ def _run(
     if settings.record is not None:
         from .har import HarRecorder
 
-        recorder = HarRecorder(settings.record, keep_images=True)
-    say = (lambda *a: None) if settings.quiet else (lambda line: print(line, flush=True))
+        recorder = HarRecorder(
+            settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
+        )
+    say = (lambda *a: None) if settings.quiet else (lambda line: print(printable(line), flush=True))
     say(
         f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
         f"against {'the embedded reference server' if embedded else target} "
         f"(profile {profile.name}, seed {settings.seed})"
     )
+    if not embedded:
+        from .planning import plan_warnings
+
+        for warning in plan_warnings(plan):
+            say(f"imgconf: {warning}")
     run = RunResult(
         tool_version=__version__,
         target=target,
@@ -665,11 +758,24 @@ async def _execute(
                 budget=budget,
                 recorder=recorder,
                 progress=None if settings.quiet else bar.advance,
+                rate=Rate.parse(settings.rate) if settings.rate else profile.rate,
             )
             endpoint = transport.redact(strip_url(config.endpoint))
             runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
-            with _signals_stop(asyncio.get_running_loop(), runner):
-                results = await runner.run(cases)
+            loop = asyncio.get_running_loop()
+            deadline = None
+            if settings.max_duration is not None:
+                deadline = loop.call_later(
+                    settings.max_duration,
+                    runner.stop,
+                    f"the run reached --max-duration {settings.max_duration:g} s",
+                )
+            try:
+                with _signals_stop(loop, runner):
+                    results = await runner.run(cases)
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
     if watch.message is not None:
         raise SetupError(watch.message)
     return results, runner.stop_reason

@@ -50,7 +50,7 @@ import httpx
 from . import __version__
 from .cases import ANY_MODEL, Case
 from .errors import SetupError
-from .redact import REDACTED, SECRET_HEADERS, redact_credential, strip_url
+from .redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
 from .results import Exchange
 
 __all__ = [
@@ -183,34 +183,10 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
 _LISTING = Case(id="listing", model=ANY_MODEL, kind="probe", rule="", level="", expect="either")
 
 
-class _Redactor:
-    """Replaces the key wherever a hostile server might echo it (body, headers, URLs)."""
-
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
-        self._bsecrets = tuple(s.encode() for s in self._secrets)
-
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-
-    def data(self, value: bytes) -> bytes:
-        for secret in self._bsecrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED.encode())
-        return value
-
-    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        out = {}
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower in SECRET_HEADERS:
-                out[lower] = redact_credential(value)
-            else:
-                out[lower] = self.text(value)
-        return out
+def _secrets_of(config: TransportConfig) -> tuple[str | None, ...]:
+    """What the transport sends that must never be written: the key and credential headers."""
+    extra = (v for k, v in config.extra_headers.items() if k.lower() in SECRET_HEADERS)
+    return (config.api_key, *extra)
 
 
 class _BodyTooLarge(Exception):
@@ -589,7 +565,8 @@ class Transport:
     def __init__(self, config: TransportConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
         self._origin = origin_of(config.endpoint)
-        self._redactor = _Redactor((config.api_key or "",))
+        # Registered process-wide: every writer then redacts what this transport sends.
+        self._redactor = register_secrets(*_secrets_of(config))
         self._own_client = client is None
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         # The overall deadline is enforced around each request; httpx's own timeouts catch a
@@ -757,7 +734,9 @@ class Transport:
         if not is_http_url(url):
             return Exchange(
                 method="GET",
-                url=self._redactor.text(strip_url(url) if isinstance(url, str) else str(url)[:200]),
+                url=self._redactor.url(url)
+                if isinstance(url, str)
+                else self._redactor.text(str(url)[:200]),
                 request_headers={},
                 request_body=b"",
                 error="scheme",
@@ -786,7 +765,7 @@ class Transport:
         clock = time.perf_counter()
         exchange = Exchange(
             method=method,
-            url=self._redactor.text(strip_url(url)),
+            url=self._redactor.url(url),
             request_headers=self._redactor.headers(headers),
             request_body=self._redactor.data(content),
             started=started,
@@ -878,7 +857,7 @@ class Transport:
                         return
                     await response.aclose()
                     url = target
-                    exchange.url = self._redactor.text(strip_url(url))
+                    exchange.url = self._redactor.url(url)
                     continue
                 limit = read.cap if 200 <= response.status_code < 300 else self.config.error_cap
                 await _drain(read, response, limit)

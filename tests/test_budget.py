@@ -8,6 +8,7 @@ concurrency.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -248,3 +249,72 @@ def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_pa
     # Beyond what the plan cut, only invalid cases that would cost more than one image.
     assert all(negatives[i].images > 1 for i in skipped - {c.id for c in plan.cut})
     assert proxy.stats.images <= cap and report["budget"]["spent"]["images"] <= cap
+
+
+def test_a_cost_cap_never_admits_images_of_unknown_price():
+    capped = Budget(max_cost=10.0)
+    assert not capped.fits(invalid(0, images=1, cost=None))
+    assert capped.fits(invalid(1, images=0, cost=None))
+    both = Budget(max_cost=10.0, max_images=5)
+    assert both.fits(invalid(2, images=1, cost=None))
+
+
+def test_a_cost_cap_over_unpriced_models_is_refused_at_start(tmp_path: Path, capsys):
+    args = ["run", "--report-dir", str(tmp_path), "--max-cost", "0"]
+    assert main_entry([*args, "--models", "gpt-image-2,dall-e-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gpt-image-2" in err and "--max-images" in err
+    assert not (tmp_path / "report.json").exists()
+    # Bounded by images too, it runs.
+    assert main_entry([*args, "--models", "gpt-image-2", "--max-images", "0"]) == 3
+
+
+def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(tmp_path: Path):
+    quirks = ("accept-n-out-of-range", "dall-e-3-multi", "no-auth")
+    with start_reference_server(quirks=quirks) as server:
+        status, report = run(
+            server.base_url, server.api_key, tmp_path, "--max-cost", "0", "--models", "dall-e-3"
+        )
+    assert status == 3
+    assert all(case["response"] is None for case in report["cases"])
+    assert report["budget"]["spent"]["images"] == 0
+
+
+def test_the_pacer_spaces_requests_and_images_evenly():
+    from conformance.profiles import Rate
+    from conformance.running import Pacer
+
+    async def go() -> list[float]:
+        pacer = Pacer(Rate(requests_per_minute=600, images_per_minute=300))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times = []
+        for index in range(4):
+            case = invalid(index, images=1)
+            accepted = Case(**{**case.__dict__, "expect": "accept"})
+            await pacer.wait(accepted)
+            times.append(loop.time() - start)
+        return times
+
+    times = asyncio.run(go())
+    # 300 images a minute: one every 0.2 s, tighter than 600 requests a minute.
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(0.17 < gap < 0.35 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("60", True), ("60,5", True), (",5", True), ("0", False), ("x", False), ("5,-1", False)],
+)
+def test_rate_flag_and_profile_field_are_checked(text, ok, tmp_path, capsys):
+    from conformance.profiles import Rate
+
+    if ok:
+        Rate.parse(text)
+    else:
+        with pytest.raises(ValueError):
+            Rate.parse(text)
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\nmodels: [dall-e-2]\nrate: {requests_per_minute: 0}\n")
+    assert main_entry(["plan", "--profile", str(profile)]) == 2
+    assert "rate" in capsys.readouterr().err

@@ -487,8 +487,11 @@ def test_model_default_probe_is_judged_like_dalle_2():
         rule="request.model.default",
         level="SHOULD",
     )
-    good = {"created": 1, "data": [{"b64_json": b64(image_bytes())}]}
+    good = {"created": 1, "data": [{"b64_json": b64(image_bytes(256, 256))}]}
     assert run(case, ok_json(good)).outcome is Outcome.PASS
+    # No size asked: the image must still be one of the answering model's sizes.
+    odd = {"created": 1, "data": [{"b64_json": b64(image_bytes(100, 100))}]}
+    assert "image.size" in rules_of(run(case, ok_json(odd)), "MUST")
     refused = run(case, error(param="model"))
     assert refused.outcome is Outcome.WARN and "request.model.default" in rules_of(refused)
 

@@ -192,8 +192,10 @@ def test_a_recording_without_images_is_small_and_replay_says_what_it_could_not_j
         "image elided from the recording" in har["log"]["entries"][0]["response"]["content"]["text"]
     )
     run, info = replay(small)
-    # The wrong size lives only in the image: not judged again, and said so.
-    assert run.exit_code == 0
+    # The wrong size lives only in the image: not judged again, and said so; what the image
+    # rules needed was not recorded, so the replay cannot PASS either.
+    assert run.exit_code == 3
+    assert any("(not_recorded)" in line for line in run.verdict().incomplete_reasons)
     assert {"image.decodes", "image.size", "image.format", "response.url.fetch"} <= set(
         info.not_rejudged
     )
@@ -208,7 +210,7 @@ def test_replay_command_writes_reports_with_the_run_exit_codes(tmp_path: Path, c
     path, _ = _recorded(tmp_path, keep_images=False)
     status = main_entry(["replay", str(path), "--report-dir", str(tmp_path / "r")])
     out = capsys.readouterr().out
-    assert status == 0
+    assert status == 3 and "imgconf replay: INCOMPLETE" in out
     assert "not judged again: " in out and "image.size (4 cases)" in out
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["mode"] == "replay" and report["replay"]["not_rejudged"]["image.size"] >= 1

@@ -404,7 +404,9 @@ def test_reproducers_send_the_exact_bytes(tmp_path: Path, body, raw, auth) -> No
     assert len(command) < 1000
 
 
-def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+def test_reports_are_written_atomically_and_one_failing_format_spares_the_others(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     paths = write_reports(passing_run(), tmp_path)
     before = {name: path.read_bytes() for name, path in paths.items()}
 
@@ -412,9 +414,13 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
         raise RuntimeError("renderer broke")
 
     monkeypatch.setattr(reporting, "render_html", broken)
-    with pytest.raises(RuntimeError):
-        write_reports(failing_run(), tmp_path)
-    assert {name: path.read_bytes() for name, path in paths.items()} == before
+    written = write_reports(failing_run(), tmp_path)
+    assert sorted(written) == ["json", "junit", "markdown"]
+    assert paths["html"].read_bytes() == before["html"]  # the old page, whole
+    for name in written:
+        assert paths[name].read_bytes() != before[name]
+    err = capsys.readouterr().err
+    assert "report.html not written (RuntimeError: renderer broke)" in err
     monkeypatch.undo()
     real_replace = os.replace
 
@@ -423,10 +429,12 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
             raise OSError("disk full")
         real_replace(src, dst)
 
+    before = {name: path.read_bytes() for name, path in paths.items()}
     monkeypatch.setattr(reporting.os, "replace", failing_replace)
-    with pytest.raises(OSError):
-        write_reports(failing_run(), tmp_path)
-    assert paths["markdown"].read_bytes() == before["markdown"]
+    written = write_reports(passing_run(), tmp_path)
+    assert "markdown" not in written and paths["markdown"].read_bytes() == before["markdown"]
+    assert paths["json"].read_bytes() != before["json"]  # the others were written
+    assert "report.md not written (OSError: disk full)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
 
 

@@ -87,9 +87,12 @@ def test_a_cost_budget_counts_invalid_cases_too():
 
 
 def test_unknown_prices_are_counted_apart():
-    budget = Budget(max_cost=1.0)
+    budget = Budget(max_cost=1.0, max_images=10)
     execute(cases(3, cost=None), lambda r: httpx.Response(200, json=ANSWER), budget=budget)
     assert budget.cost_unknown_images == 3 and budget.cost == 0
+    # Under a cost cap alone they are never sent: nothing could bound them.
+    alone = Budget(max_cost=1.0)
+    assert not any(alone.fits(case) for case in cases(3, cost=None))
 
 
 def test_concurrency_is_bounded():

@@ -92,6 +92,23 @@ def test_an_omitted_model_may_be_answered_as_any_model_of_the_profile() -> None:
     assert result.outcome is Outcome.WARN
 
 
+@pytest.mark.parametrize(
+    ("size", "model", "ok"),
+    [
+        ("1536x1024", "gpt-image-1", True),
+        ("640x480", "gpt-image-1", False),
+        ("1040x784", "gpt-image-2", True),  # a custom size that keeps the custom rules
+        ("1000x1000", "gpt-image-2", False),  # not divisible by 16
+    ],
+)
+def test_auto_or_no_size_gives_one_of_the_model_s_sizes(size, model, ok) -> None:
+    for asked in ({"size": "auto"}, {}):
+        case = make_case({"model": model, "prompt": "p", **asked})
+        result = run(case, ok_json(gpt_answer(size=size)))
+        assert ("image.size" not in result.failed_rules) is ok, (asked, size)
+        assert "image.size" in result.checked
+
+
 def test_conditional_rules_are_not_applicable_when_their_condition_never_arose() -> None:
     case = make_case(
         {"model": "dall-e-2", "prompt": "p", "response_format": "b64_json", "size": "256x256"}
@@ -277,3 +294,25 @@ def test_the_console_names_every_broken_rule_with_its_models(tmp_path, capsys) -
     assert "FAIL request.n.max.dall-e-3 on dall-e-3" in out
     line = next(line for line in out.splitlines() if "FAIL image.size on" in line)
     assert all(model in line for model in OPENAI.models), line
+
+
+def test_a_run_deadline_stops_sending_and_the_run_is_incomplete(tmp_path) -> None:
+    import time
+
+    with start_reference_server(quirks=("slow:1",)) as server:
+        started = time.monotonic()
+        status, report = run_cli(
+            tmp_path,
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            server.api_key,
+            "--models",
+            "dall-e-2",
+            "--max-duration",
+            "2",
+        )
+    assert time.monotonic() - started < 12
+    assert status == 3
+    assert any("--max-duration" in line for line in report["verdict"]["incomplete_reasons"])
+    assert any(c["reason"] == "interrupted" for c in report["cases"])
