@@ -70,6 +70,7 @@ ANSWER_RULES = (
     "transport.timeout",
     "transport.trailing_slash",
     "transport.retry_after",
+    "transport.content_encoding",
 )
 
 _TRANSPORT_ERRORS = {
@@ -78,6 +79,15 @@ _TRANSPORT_ERRORS = {
     "protocol": ("transport.well_formed", "the answer is not valid HTTP"),
     "too_large": ("transport.well_formed", "the answer body exceeds the size cap"),
     "scheme": ("transport.well_formed", "the request URL is not http(s)"),
+    "encoding": (
+        "transport.well_formed",
+        "the answer's Content-Encoding is stacked, unknown or does not decode",
+    ),
+    "blocked_address": (
+        "response.url.fetch",
+        "it reaches a loopback, private, link-local or metadata address and the target is not "
+        "on one (--allow-private-urls fetches it)",
+    ),
 }
 _ECHO_FIELDS = ("background", "output_format", "size", "quality")
 _STREAM_EVENT_CAP = 64 * 1024 * 1024
@@ -331,10 +341,13 @@ def check_transport(v: _Verdict, exchange: Exchange) -> bool:
         v.check(rule, False, message)
         return False
     status = exchange.status or 0
+    encoding = exchange.content_encoding
     for rule in ABSENCE_RULES:
         if rule == "transport.no_5xx":
             if status != 503:
                 v.check(rule, not 500 <= status < 600, f"answered {status} (a server error)")
+        elif rule == "transport.content_encoding":
+            v.check(rule, not encoding, f"the answer is {encoding}-encoded; identity was asked")
         else:
             v.check(rule, True)
     return True

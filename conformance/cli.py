@@ -250,8 +250,14 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     metavar="failed,warned,unobserved",
     help="With --from: which of its cases to send again.",
 )
+@click.option(
+    "--allow-private-urls",
+    is_flag=True,
+    help="Fetch image URLs on loopback, private, link-local or metadata addresses even when "
+    "the target is not on one.",
+)
 @fail_on_option("Fail the run on MUST failures only, or on SHOULD warnings too.")
-def run_command(**options: Any) -> None:
+def run_command(allow_private_urls: bool, **options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.
 
     Exit 0 (PASS) when no MUST rule failed and everything a PASS needs was observed, 1 (FAIL)
@@ -261,6 +267,8 @@ def run_command(**options: Any) -> None:
     """
     from .running import run_cli
 
+    if allow_private_urls:
+        options["extra"] = {"allow_private_urls": True}
     _call(run_cli, **options)
 
 

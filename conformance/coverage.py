@@ -35,6 +35,7 @@ ABSENCE_RULES = (
     "transport.well_formed",
     "transport.connection",
     "transport.timeout",
+    "transport.content_encoding",
 )
 #: Error-body rules every refusal shows.
 _ERROR_RULES = ("error.envelope", "error.fields")

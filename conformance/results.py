@@ -137,6 +137,16 @@ class Exchange:
     def content_type(self) -> str:
         return self.response_headers.get("content-type", "").split(";")[0].strip().lower()
 
+    @property
+    def content_encoding(self) -> str:
+        """The content codings the answer says it applied, in order ("" for none).
+
+        The suite asks for ``identity``; a coding applied anyway is undone by the transport
+        (``response_body`` is decoded), and this keeps the fact for the judge and a replay.
+        """
+        codings = self.response_headers.get("content-encoding", "").lower().split(",")
+        return ", ".join(c.strip() for c in codings if c.strip() not in ("", "identity"))
+
 
 @dataclass
 class CaseResult:

@@ -11,8 +11,18 @@ reset it), not this request's verdict; a second drop is. Failures become an
 a finding for the checks, not a crash.
 
 The API key is sent only to the target's origin: redirects are followed only within it, and
-image URLs are fetched by a separate request that never carries it. Every exchange is redacted
-before it leaves this module, so nothing downstream (reports, recordings, logs) can leak the key.
+image URLs are fetched by a client of their own that carries nothing of the target's (no key,
+no extra header, no cookie: neither client keeps cookies at all, since a cookie set by the
+target would go back to every port and scheme of its host). That client connects only to the
+address it checked: a URL or redirect hop that reaches a loopback, private, link-local or cloud
+metadata address is not fetched unless the target is on such an address itself or the user
+allows it. Every exchange is redacted before it leaves this module, so nothing downstream
+(reports, recordings, logs) can leak the key.
+
+Memory is bounded run-wide, not only per answer: ``Accept-Encoding: identity`` is asked, a
+coding applied anyway is undone here a bounded piece at a time (never a whole read at once, and
+never two codings stacked), and the decoded bytes that the cases in flight hold together stay
+within :attr:`TransportConfig.inflight_cap`. Retries of 429/503 share a budget for the run.
 """
 
 from __future__ import annotations
@@ -20,16 +30,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import http.cookiejar
+import io
 import ipaddress
 import json
 import math
 import re
+import socket
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from . import __version__
@@ -43,11 +58,13 @@ __all__ = [
     "WRONG_KEY",
     "Transport",
     "TransportConfig",
+    "address_class",
     "excerpt",
     "is_http_url",
     "is_loopback",
     "origin_of",
     "probe_target",
+    "resolve_host",
 ]
 
 #: The key sent by ``auth: wrong`` cases: plainly not a real key.
@@ -60,6 +77,15 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _HEAD = 64 * 1024
 _B64_RUN = re.compile(rb'"(b64_json|partial_image_b64)"\s*:\s*"[A-Za-z0-9+/=\\]{64,}"')
 _LONG_STRING = re.compile(rb'"([^"\\]|\\.){2000,}"')
+#: The largest piece a content coding is undone by at once: the cap is checked between pieces.
+_PIECE = 64 * 1024
+#: The content codings undone (with the standard library's zlib); any other is refused.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+#: Cloud metadata services: never fetched unless the user allows internal addresses.
+_METADATA = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+)
 
 
 @dataclass(frozen=True)
@@ -77,14 +103,28 @@ class TransportConfig:
     error_cap: int = 1 * MIB
     #: Cap of one fetched image.
     fetch_cap: int = 32 * MIB
+    #: Decoded answer bytes that all the cases in flight may hold at once. 256 MiB keeps a run
+    #: inside a 400 MB process with room for judging one answer and for the interpreter, at any
+    #: concurrency; one case alone may always hold half of it (or the body cap, if larger), so
+    #: an honest n=10 answer of 4 MB images (~55 MB in base64) is read whole, and reads beyond
+    #: it wait for others to finish instead of failing.
+    inflight_cap: int = 256 * MIB
     #: Retries of a 429/503 answer.
     retries: int = 2
     #: The longest Retry-After honoured; a longer one makes the case inconclusive at once.
     max_retry_wait: float = 30.0
     #: Wait before a retry when the answer names none.
     default_retry_wait: float = 1.0
+    #: Seconds of retry waits the whole run may spend (summed over cases, so retries add at
+    #: most this to a run's wall time whatever the concurrency) and retries it may make; once
+    #: spent, a 429/503 answer is final (its case throttled, not observed).
+    retry_budget: float = 60.0
+    retry_budget_count: int = 64
     #: Redirects followed within the target's origin (never to another one).
     max_redirects: int = 3
+    #: Fetch image URLs that reach loopback, private, link-local or metadata addresses even
+    #: when the target is not on such an address itself.
+    allow_private_urls: bool = False
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -153,6 +193,330 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BadEncoding(Exception):
+    """The answer's content coding is stacked, unknown, or does not decode."""
+
+
+class _BlockedAddress(Exception):
+    """An image URL (or a redirect hop) reaches an internal address that may not be fetched."""
+
+
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """A cookie policy that accepts and returns nothing.
+
+    Cookies are scoped by host, not by port or scheme, and a Domain cookie reaches sibling
+    hosts: a target that sets one holding the key would have it sent on to image URLs. The
+    suite needs no session state, so its clients keep none.
+    """
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    return http.cookiejar.CookieJar(policy=_NoCookies())
+
+
+# --- content codings ------------------------------------------------------------------------
+
+
+class _Inflater:
+    """Undoes one gzip or deflate coding a bounded piece at a time.
+
+    ``zlib.decompress`` of one read inflates it whole: 64 KB of a gzip bomb are 64 MB, and a
+    stacked coding multiplies that again. Each call here yields pieces of at most ``_PIECE``
+    bytes, so the caller's cap is checked before more is made.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._inflater = zlib.decompressobj(_WBITS[coding])
+        #: "deflate" is meant as zlib-wrapped, but servers also send it raw: tried once.
+        self._may_be_raw = coding == "deflate"
+        self._fed = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self._fed = self._fed or bool(data)
+        while not self._inflater.eof:
+            try:
+                piece = self._inflater.decompress(data, _PIECE)
+            except zlib.error as exc:
+                if self._may_be_raw:
+                    self._may_be_raw = False
+                    self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise _BadEncoding(f"the {self.coding} body does not decode ({exc})") from None
+            self._may_be_raw = False
+            data = self._inflater.unconsumed_tail
+            if piece:
+                yield piece
+            # A full piece may leave output inside zlib even when all input is taken.
+            if not data and len(piece) < _PIECE:
+                return
+
+    def finish(self) -> None:
+        if self._fed and not self._inflater.eof:
+            raise _BadEncoding(f"the {self.coding} body ends before its coding does")
+
+
+def _inflater_for(encoding: str) -> _Inflater | None:
+    """The decoder of an answer's Content-Encoding (as :attr:`Exchange.content_encoding`
+    gives it), None for none; a stacked or unknown coding raises :class:`_BadEncoding`."""
+    if not encoding:
+        return None
+    if "," in encoding:
+        raise _BadEncoding(f"stacked content codings ({encoding}) are refused")
+    if encoding not in _WBITS:
+        raise _BadEncoding(f"the content coding {encoding!r} is not one the suite decodes")
+    return _Inflater(encoding)
+
+
+# --- the run-wide budget of bytes in flight ----------------------------------------------------
+
+
+class InFlightBudget:
+    """Decoded answer bytes held by the cases in flight, run-wide, bounded by ``limit``.
+
+    Each case reads under a :class:`Lease` that holds its bytes until the case is done (answer
+    and fetched images). Growing a lease waits while the others hold too much; so that this can
+    never deadlock (every case half-read, each waiting for the others), the oldest lease, the
+    *leader*, never waits: it has ``lane`` bytes of its own, the others share ``limit - lane``.
+    When the leader finishes the next oldest takes its place, so every case progresses and the
+    bytes held together never pass ``max(limit, lane)``. A single case past ``lane`` is cut.
+    """
+
+    def __init__(self, limit: int, lane: int) -> None:
+        self.limit = limit
+        self.lane = lane
+        self._leases: dict[int, Lease] = {}
+        self._tickets = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def held(self) -> int:
+        return sum(lease.held for lease in self._leases.values())
+
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[Lease]:
+        self._tickets += 1
+        lease = Lease(self, self._tickets)
+        self._leases[lease.ticket] = lease
+        try:
+            yield lease
+        finally:
+            del self._leases[lease.ticket]
+            self._wake()
+
+    def _leader(self) -> Lease | None:
+        return next(iter(self._leases.values()), None)
+
+    def _fits(self, lease: Lease, size: int) -> bool:
+        leader = self._leader()
+        if lease is leader:
+            return True
+        shared = self.held - (leader.held if leader is not None else 0)
+        return shared + size <= self.limit - self.lane
+
+    async def _acquire(self, lease: Lease, size: int) -> None:
+        if lease.held + size > self.lane:
+            raise _BodyTooLarge
+        while not self._fits(lease, size):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        lease.held += size
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Lease:
+    """One case's share of an :class:`InFlightBudget`."""
+
+    def __init__(self, budget: InFlightBudget, ticket: int) -> None:
+        self.budget = budget
+        self.ticket = ticket
+        self.held = 0
+
+    async def acquire(self, size: int) -> None:
+        await self.budget._acquire(self, size)
+
+    def release(self, size: int) -> None:
+        self.held -= min(size, self.held)
+        self.budget._wake()
+
+
+# --- internal addresses ------------------------------------------------------------------------
+
+
+def address_class(address: str) -> str | None:
+    """``loopback``, ``link-local``, ``metadata`` or ``private`` for an internal address, None
+    for a global one (the internet, where an image CDN is)."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA:
+        return "metadata"
+    if ip.is_loopback or ip.is_unspecified:  # 0.0.0.0 and :: reach this machine too
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    return None if ip.is_global else "private"
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses a host name resolves to (the system resolver), in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+async def _addresses(host: str, port: int) -> list[str]:
+    literal = _literal(host)
+    return [literal] if literal is not None else await resolve_host(host, port)
+
+
+class _AddressGuard:
+    """Decides which addresses image URLs may be fetched from.
+
+    Internal ones are allowed only in the class the target itself is on (a local server under
+    test serves its images from loopback) or when the user allows them; metadata services only
+    when the user does.
+    """
+
+    def __init__(self, target_url: str, *, allow_internal: bool) -> None:
+        self._target = origin_of(target_url)
+        self._allow_internal = allow_internal
+        self._target_classes: frozenset[str] | None = None
+
+    async def target_classes(self) -> frozenset[str]:
+        if self._target_classes is None:
+            _scheme, host, port = self._target
+            try:
+                found = await _addresses(host, port)
+            except OSError:
+                found = []
+            self._target_classes = frozenset(filter(None, map(address_class, found)))
+        return self._target_classes
+
+    async def check(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to for ``host``, in order; raises :class:`_BlockedAddress`
+        when any address it resolves to may not be reached."""
+        found = await _addresses(host, port)
+        if not found:
+            raise OSError(f"{host} resolves to no address")
+        for address in found:
+            await self.check_address(address, host)
+        return list(dict.fromkeys(found))
+
+    async def check_address(self, address: str, host: str) -> None:
+        kind = address_class(address)
+        if kind is None or self._allow_internal:
+            return
+        if kind != "metadata" and kind in await self.target_classes():
+            return
+        shown = host if _literal(host) == address else f"{host} ({address})"
+        raise _BlockedAddress(
+            f"{shown} is a {kind} address and the target is not on one"
+            + ("" if kind == "metadata" else " (--allow-private-urls fetches it)")
+        )
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to an address the guard checked, and checks the connected peer too.
+
+    The name is resolved once, here: connecting to the checked address (not resolving the
+    name again) leaves no window for a second answer of the resolver to point elsewhere.
+    """
+
+    def __init__(self, guard: _AddressGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._guard.check(host, port)
+        # In the resolver's order, each tried in turn (localhost: ::1, then 127.0.0.1).
+        for index, address in enumerate(addresses):
+            try:
+                stream = await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+                break
+            except httpcore.ConnectError:
+                if index == len(addresses) - 1:
+                    raise
+        peer = stream.get_extra_info("server_addr")
+        try:
+            if peer:
+                await self._guard.check_address(str(peer[0]), host)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        raise _BlockedAddress("a unix socket is not an image URL")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool whose connections go through the guard.
+
+    httpx takes no network backend of its own; its transport sends everything through the
+    httpcore pool it keeps as ``_pool``, so that pool is the one made here instead.
+    """
+
+    def __init__(self, guard: _AddressGuard, limits: httpx.Limits) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(guard),
+        )
+
+
 class _ConnectionTrace:
     """Listens to httpcore's trace of one request: did it open its own connection?
 
@@ -209,10 +573,21 @@ class Transport:
         # silent peer early and keep sockets from lingering.
         per_op = httpx.Timeout(config.timeout, connect=min(config.timeout, 30.0))
         self._client = client or httpx.AsyncClient(
-            timeout=per_op, limits=limits, follow_redirects=False, trust_env=False
+            timeout=per_op,
+            limits=limits,
+            follow_redirects=False,
+            trust_env=False,
+            cookies=_no_cookies(),
         )
         self._per_op = per_op
         self._fresh: httpx.AsyncClient | None = None
+        self._guard = _AddressGuard(config.endpoint, allow_internal=config.allow_private_urls)
+        self._fetcher: httpx.AsyncClient | None = None
+        self.inflight = InFlightBudget(
+            config.inflight_cap, max(config.body_cap, config.inflight_cap // 2)
+        )
+        self._retry_seconds_left = config.retry_budget
+        self._retries_left = config.retry_budget_count
 
     async def __aenter__(self) -> Transport:
         return self
@@ -229,12 +604,29 @@ class Transport:
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=0),
                 follow_redirects=False,
                 trust_env=False,
+                cookies=_no_cookies(),
             )
         return self._fresh
+
+    def _fetch_client(self) -> httpx.AsyncClient:
+        """The client of image URLs: nothing of the target's in it, and it connects only to
+        addresses the guard allows, on a fresh connection each time (each one checked)."""
+        if self._fetcher is None:
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+            self._fetcher = httpx.AsyncClient(
+                transport=_GuardedHTTPTransport(self._guard, limits),
+                timeout=self._per_op,
+                follow_redirects=False,
+                trust_env=False,
+                cookies=_no_cookies(),
+            )
+        return self._fetcher
 
     async def aclose(self) -> None:
         if self._fresh is not None:
             await self._fresh.aclose()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
         if self._own_client:
             await self._client.aclose()
 
@@ -248,6 +640,7 @@ class Transport:
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if case.stream else "application/json",
+            "accept-encoding": "identity",
             "user-agent": f"imgconf/{__version__}",
             **{k.lower(): v for k, v in self.config.extra_headers.items()},
         }
@@ -274,46 +667,70 @@ class Transport:
         headers = self._request_headers(_LISTING)
         del headers["content-type"]
         url = self.config.base_url.rstrip("/") + path
-        return await self._exchange("GET", url, headers, b"", self.config.error_cap)
+        async with self.inflight.lease() as lease:
+            return await self._exchange("GET", url, headers, b"", self.config.error_cap, lease)
 
     async def send(self, case: Case) -> Exchange:
         """Send one case, retrying 429/503 within bounds; never raises for a target's failure."""
+        async with self.inflight.lease() as lease:
+            return await self._send(case, lease)
+
+    async def _send(self, case: Case, lease: Lease) -> Exchange:
         url = self.config.endpoint + case.path_suffix
         headers = self._request_headers(case)
         content = case.content()
         attempts: list[dict[str, Any]] = []
         while True:
-            exchange = await self._exchange("POST", url, headers, content, self.config.body_cap)
+            exchange = await self._exchange(
+                "POST", url, headers, content, self.config.body_cap, lease
+            )
             if exchange.status not in RETRY_STATUSES or len(attempts) >= self.config.retries:
                 break
             asked = _retry_after(exchange.response_headers)
             wait = asked
             if wait is None:
                 wait = self.config.default_retry_wait * (2 ** len(attempts))
-            if wait > self.config.max_retry_wait:
+            if wait > self.config.max_retry_wait or not self._spend_retry(wait):
                 break  # honouring it would stall the run: the case is inconclusive
             attempts.append({"status": exchange.status, "retry_after": asked})
+            lease.release(lease.held)  # this answer is dropped for the next one
             await asyncio.sleep(wait)
         exchange.retries = len(attempts)
         exchange.attempts = attempts + exchange.attempts
         return exchange
 
+    def _spend_retry(self, wait: float) -> bool:
+        """Take one retry and its wait from the run's budget; False when it is spent."""
+        if self._retries_left <= 0 or wait > self._retry_seconds_left:
+            return False
+        self._retries_left -= 1
+        self._retry_seconds_left -= wait
+        return True
+
     async def send_case(self, case: Case) -> Exchange:
         """Send a case and fetch the image URLs of a 2xx JSON answer into ``fetches``."""
-        exchange = await self.send(case)
-        if (
-            exchange.error is None
-            and exchange.status is not None
-            and 200 <= exchange.status < 300
-            and b'"url"' in exchange.response_body
-        ):
-            urls = _answer_urls(exchange.response_body)
-            if urls:
-                exchange.fetches = list(await asyncio.gather(*(self.fetch(u) for u in urls)))
-        return exchange
+        async with self.inflight.lease() as lease:
+            exchange = await self._send(case, lease)
+            if (
+                exchange.error is None
+                and exchange.status is not None
+                and 200 <= exchange.status < 300
+                and b'"url"' in exchange.response_body
+            ):
+                urls = _answer_urls(exchange.response_body)
+                if urls:
+                    exchange.fetches = list(
+                        await asyncio.gather(*(self._fetch(u, lease) for u in urls))
+                    )
+            return exchange
 
     async def fetch(self, url: str) -> Exchange:
-        """GET an image URL from an answer: never with the key, only http(s), capped."""
+        """GET an image URL from an answer: never with anything of the target's, only http(s)
+        to an allowed address, capped."""
+        async with self.inflight.lease() as lease:
+            return await self._fetch(url, lease)
+
+    async def _fetch(self, url: str, lease: Lease) -> Exchange:
         if not is_http_url(url):
             return Exchange(
                 method="GET",
@@ -324,9 +741,13 @@ class Transport:
                 request_body=b"",
                 error="scheme",
             )
-        headers = {"user-agent": f"imgconf/{__version__}", "accept": "image/*"}
+        headers = {
+            "user-agent": f"imgconf/{__version__}",
+            "accept": "image/*",
+            "accept-encoding": "identity",
+        }
         return await self._exchange(
-            "GET", url, headers, b"", self.config.fetch_cap, same_origin_only=False
+            "GET", url, headers, b"", self.config.fetch_cap, lease, image=True
         )
 
     async def _exchange(
@@ -336,8 +757,9 @@ class Transport:
         headers: dict[str, str],
         content: bytes,
         cap: int,
+        lease: Lease,
         *,
-        same_origin_only: bool = True,
+        image: bool = False,
     ) -> Exchange:
         started = time.time()
         clock = time.perf_counter()
@@ -348,15 +770,16 @@ class Transport:
             request_body=self._redactor.data(content),
             started=started,
         )
+        held = lease.held
+        read = _Read(exchange, method, headers, content, cap, lease, image)
         try:
             async with asyncio.timeout(self.config.timeout):
-                trace = _ConnectionTrace()
+                client = self._fetch_client() if image else self._client
+                trace = None if image else _ConnectionTrace()
                 try:
-                    await self._read(
-                        exchange, method, url, headers, content, cap, same_origin_only, trace
-                    )
+                    await self._read(read, url, client, trace)
                 except httpx.TransportError as exc:
-                    if trace.connected or exchange.status is not None:
+                    if trace is None or trace.connected or exchange.status is not None:
                         raise
                     if not _dropped_before_answer(exc):
                         raise
@@ -369,14 +792,19 @@ class Transport:
                         }
                     )
                     exchange.response_headers, exchange.response_body = {}, b""
-                    await self._read(
-                        exchange, method, url, headers, content, cap, same_origin_only, None
-                    )
+                    lease.release(lease.held - held)
+                    await self._read(read, url, self._fresh_client(), None)
         except TimeoutError:
             exchange.error = "timeout"
         except _BodyTooLarge:
             exchange.error = "too_large"
             exchange.truncated = True
+        except _BadEncoding as exc:
+            exchange.error = "encoding"
+            exchange.attempts.append({"error": "encoding", "reason": str(exc)})
+        except _BlockedAddress as exc:
+            exchange.error = "blocked_address"
+            exchange.attempts.append({"error": "blocked_address", "reason": str(exc)})
         except httpx.RemoteProtocolError as exc:
             # A peer that hangs up (before or during the answer) dropped the connection;
             # anything else it sent was not HTTP.
@@ -400,22 +828,17 @@ class Transport:
 
     async def _read(
         self,
-        exchange: Exchange,
-        method: str,
+        read: _Read,
         url: str,
-        headers: dict[str, str],
-        content: bytes,
-        cap: int,
-        same_origin_only: bool,
+        client: httpx.AsyncClient,
         trace: _ConnectionTrace | None,
     ) -> None:
-        """One attempt; ``trace`` None sends it through the client that opens a fresh
-        connection for every request."""
-        client = self._client if trace is not None else self._fresh_client()
+        """One attempt through ``client``, following redirects as allowed."""
+        exchange, method = read.exchange, read.method
         extensions = {"trace": trace} if trace is not None else None
         for _ in range(self.config.max_redirects + 1):
             request = client.build_request(
-                method, url, headers=headers, content=content, extensions=extensions
+                method, url, headers=read.headers, content=read.content, extensions=extensions
             )
             response = await client.send(request, stream=True)
             try:
@@ -425,49 +848,73 @@ class Transport:
                 if response.status_code in _REDIRECTS and location:
                     target = str(response.url.join(location))
                     same = origin_of(target) == self._origin
-                    if not (same or not same_origin_only) or (
+                    if not (same or read.image) or (
                         method == "POST" and response.status_code not in (307, 308)
                     ):
                         # Another origin would get the key; a 301-303 would drop the body:
                         # both are the target's answer, judged as it is.
-                        await self._drain(exchange, response, self.config.error_cap)
+                        await _drain(read, response, self.config.error_cap)
                         return
                     await response.aclose()
                     url = target
                     exchange.url = self._redactor.url(url)
                     continue
-                limit = cap if 200 <= response.status_code < 300 else self.config.error_cap
-                await self._drain(exchange, response, limit)
+                limit = read.cap if 200 <= response.status_code < 300 else self.config.error_cap
+                await _drain(read, response, limit)
                 return
             finally:
                 await response.aclose()
         exchange.error = "protocol"
 
-    @staticmethod
-    async def _drain(exchange: Exchange, response: httpx.Response, cap: int) -> None:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            exchange.response_body = b""
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
+
+@dataclass
+class _Read:
+    """What one exchange sends, and where its answer's bytes are counted."""
+
+    exchange: Exchange
+    method: str
+    headers: dict[str, str]
+    content: bytes
+    cap: int
+    lease: Lease
+    #: An image URL: any origin, through the fetch client.
+    image: bool
+
+
+async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:
+    """Read the answer's body into the exchange: decoded, within ``cap``, counted in the lease.
+
+    Raw bytes are read and a content coding undone here, a bounded piece at a time, so the cap
+    holds for what is *decoded*, and the bytes are counted before they are kept.
+    """
+    exchange, lease = read.exchange, read.lease
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        exchange.response_body = b""
+        raise _BodyTooLarge
+    inflater = _inflater_for(exchange.content_encoding)
+    body = io.BytesIO()
+    size = 0
+    try:
+        async for raw in response.aiter_raw():
+            for piece in inflater.feed(raw) if inflater is not None else (raw,):
+                size += len(piece)
+                try:
+                    if size > cap:
+                        raise _BodyTooLarge
+                    await lease.acquire(len(piece))  # past the case's share: cut as well
+                except _BodyTooLarge:
                     # Keep only a head of the cut body: enough to show what it was.
-                    head = bytearray()
-                    for part in (*chunks, chunk):
-                        head += part[: _HEAD - len(head)]
-                        if len(head) >= _HEAD:
-                            break
-                    chunks.clear()
-                    exchange.response_body = bytes(head[: min(_HEAD, cap)])
-                    raise _BodyTooLarge
-                chunks.append(chunk)
-        finally:
-            if not exchange.response_body:
-                exchange.response_body = b"".join(chunks)
+                    head = body.getbuffer()[: min(_HEAD, cap)].tobytes()
+                    lease.release(body.tell() - len(head))
+                    exchange.response_body = head
+                    raise
+                body.write(piece)
+        if inflater is not None:
+            inflater.finish()
+    finally:
+        if not exchange.response_body:
+            exchange.response_body = body.getvalue()
 
 
 def _answer_urls(body: bytes, limit: int = 16) -> list[str]:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
+import json
 import random
 import socket
 import struct
 import threading
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -76,6 +81,69 @@ async def huge_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
         writer.close()
 
 
+_ZEROS = bytes(1 << 20)
+
+
+def gzip_zeros(total: int) -> Iterator[bytes]:
+    """A gzip stream of ``total`` zero bytes, made lazily: after a full flush, every MiB of
+    zeros compresses to the same ~1 KB block, so 10 GB cost 10 MB of output and no memory."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    yield compressor.compress(_ZEROS) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(_ZEROS) + compressor.flush(zlib.Z_FULL_FLUSH)
+    for _ in range(total // len(_ZEROS) - 1):
+        yield block
+
+
+def _encoded_head(encoding: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        b"content-encoding: " + encoding + b"\r\nconnection: close\r\n\r\n"
+    )
+
+
+async def gzip_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 200 whose gzip body inflates to 10 GB of zeros (10 MB on the wire)."""
+    await read_request(reader)
+    writer.write(_encoded_head(b"gzip"))
+    with contextlib.suppress(ConnectionError):
+        for block in gzip_zeros(10 << 30):
+            writer.write(block)
+            await writer.drain()
+        writer.close()
+
+
+@functools.cache
+def _gzip_gzip_zeros() -> bytes:
+    """10 GB of zeros gzipped twice: 24 KB, made once (about 40 ms) on first use."""
+    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(outer.compress(block) for block in gzip_zeros(10 << 30)) + outer.flush()
+
+
+async def stacked_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """``Content-Encoding: gzip, gzip``: 24 KB on the wire, 10 GB once both are undone."""
+    await read_request(reader)
+    writer.write(_encoded_head(b"gzip, gzip"))
+    with contextlib.suppress(ConnectionError):
+        writer.write(_gzip_gzip_zeros())
+        await writer.drain()
+        writer.close()
+
+
+async def retry_after_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request 429 with ``Retry-After: 29`` (just under the longest honoured)."""
+    body = b'{"error": {"message": "slow down", "type": "rate_limit"}}'
+    while True:
+        try:
+            await read_request(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        writer.write(
+            b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+            b"retry-after: 29\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+
+
 def echo_key(seen: list[bytes]) -> Handler:
     """Answers 400 with the request head (Authorization included) in body and headers."""
 
@@ -103,6 +171,150 @@ def echo_key(seen: list[bytes]) -> Handler:
             await writer.drain()
 
     return handler
+
+
+def sets_cookies(key: str, image_urls: list[str], seen: list[bytes]) -> Handler:
+    """Answers every POST 200 with image URLs, setting cookies that hold ``key`` (one
+    host-only, one Domain-scoped): a client that kept them would send them on."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = json.dumps({"created": 1, "data": [{"url": u} for u in image_urls]}).encode()
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"set-cookie: k={key}; Path=/\r\n".encode()
+                + f"set-cookie: d={key}; Domain=localhost; Path=/\r\n".encode()
+                + f"set-cookie: i={key}; Domain=127.0.0.1; Path=/\r\n".encode()
+                + b"content-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+
+    return handler
+
+
+def serves_image(seen: list[bytes], *, redirect: str | None = None) -> Handler:
+    """Records each request and answers a small PNG (or a 302 to ``redirect``)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if redirect is not None:
+                writer.write(
+                    b"HTTP/1.1 302 Found\r\nlocation: " + redirect.encode() + b"\r\n"
+                    b"content-length: 0\r\n\r\n"
+                )
+            else:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: "
+                    + str(len(TINY_PNG)).encode()
+                    + b"\r\n\r\n"
+                    + TINY_PNG
+                )
+            await writer.drain()
+
+    return handler
+
+
+def _tiny_png() -> bytes:
+    raw = b"\x00\x00\x00\x00"  # one row: filter byte, then one RGB pixel
+    chunks = [
+        (b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)),
+        (b"IDAT", zlib.compress(raw)),
+        (b"IEND", b""),
+    ]
+    out = b"\x89PNG\r\n\x1a\n"
+    for kind, data in chunks:
+        out += struct.pack(">I", len(data)) + kind + data
+        out += struct.pack(">I", zlib.crc32(kind + data))
+    return out
+
+
+TINY_PNG = _tiny_png()
+
+
+class FakeNetwork:
+    """A stub resolver and a pretend network, so tests never reach a non-loopback address.
+
+    ``names`` maps a host name to the addresses it resolves to; ``routes`` maps a pretend
+    address to the loopback address that really serves it (the connected stream then reports
+    the pretend address as its peer, as a real route would). Connecting to any other
+    non-loopback address fails here, before any packet is sent. ``connected`` lists every
+    address a connection was asked for. With ``report_routes`` False, a routed stream reports
+    its true loopback peer instead (a connection that landed elsewhere than asked).
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str]] = {}
+        self.routes: dict[str, str] = {}
+        self.connected: list[str] = []
+        self.report_routes = True
+
+    def install(self, monkeypatch: Any) -> FakeNetwork:
+        import httpcore
+
+        import conformance.transport
+
+        real_connect = httpcore.AnyIOBackend.connect_tcp
+        network = self
+
+        async def resolve(host: str, port: int) -> list[str]:
+            if host not in network.names:
+                raise OSError(f"{host}: unknown in the test network")
+            return list(network.names[host])
+
+        async def connect(
+            backend: Any,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> Any:
+            network.connected.append(host)
+            real = network.routes.get(host, host)
+            if not ipaddress.ip_address(real).is_loopback:
+                raise httpcore.ConnectError(f"{host}: no route in the test network")
+            stream = await real_connect(backend, real, port, timeout, local_address, socket_options)
+            if real == host or not network.report_routes:
+                return stream
+            return _Routed(stream, (host, port))
+
+        monkeypatch.setattr(conformance.transport, "resolve_host", resolve)
+        monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect)
+        return self
+
+
+class _Routed:
+    """A loopback stream that reports a pretend peer address."""
+
+    def __init__(self, stream: Any, peer: tuple[str, int]) -> None:
+        self._stream = stream
+        self._peer = peer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._stream.start_tls(*args, **kwargs)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._peer if info == "server_addr" else self._stream.get_extra_info(info)
 
 
 @contextlib.contextmanager
@@ -154,13 +366,21 @@ def free_port() -> int:
 
 
 __all__ = [
+    "TINY_PNG",
+    "FakeNetwork",
     "echo_key",
     "endless_body",
     "free_port",
+    "gzip_bomb",
+    "gzip_zeros",
     "huge_json",
     "never_answers",
     "random_bytes",
     "read_request",
     "resets",
+    "retry_after_flood",
     "serve",
+    "serves_image",
+    "sets_cookies",
+    "stacked_gzip",
 ]

@@ -8,6 +8,7 @@ test break it on purpose, as a buggy gateway release would.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -98,6 +99,9 @@ def create_proxy(
         content = await answer.aread()
         await answer.aclose()
         stats.count(_images_in(content) if answer.is_success else 0)
+        if fault == "gzip":  # compresses whatever the client asked for
+            content = gzip.compress(content)
+            out_headers["content-encoding"] = "gzip"
         return Response(content, status_code=answer.status_code, headers=out_headers)
 
     routes = [

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import socket
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import respx
+from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, serve, serves_image
 
 from conformance.cases import Case
 from conformance.errors import SetupError
 from conformance.redact import strip_url
+from conformance.results import Exchange
 from conformance.transport import (
     REDACTED,
     Transport,
     TransportConfig,
+    address_class,
     excerpt,
     is_loopback,
     probe_target,
@@ -26,6 +34,7 @@ from conformance.transport import (
 BASE = "http://target.test/v1"
 ENDPOINT = BASE + "/images/generations"
 KEY = "sk-transport-secret-4242424242"
+MIB = 1024 * 1024
 
 
 def case(**extra) -> Case:
@@ -228,3 +237,432 @@ def test_probe_rejects_a_non_http_url():
     for url in ("ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1", "http://[::1/v1"):
         with pytest.raises(SetupError, match="http"):
             asyncio.run(probe_target(url))
+
+
+# --- cookies -------------------------------------------------------------------------------
+
+
+def test_cookies_the_target_sets_are_never_sent_back():
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            json={"created": 1, "data": [{"url": "http://target.test:8080/a.png"}]},
+            headers=[("set-cookie", f"k={KEY}"), ("set-cookie", f"d={KEY}; Domain=target.test")],
+        )
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = answer
+            mock.get("http://target.test:8080/a.png").side_effect = lambda r: (
+                seen.append(r) or httpx.Response(200, content=b"img")
+            )
+            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+                await t.send_case(case())
+                await t.send_case(case())
+
+    asyncio.run(go())
+    posts = [r for r in seen if r.method == "POST"]
+    gets = [r for r in seen if r.method == "GET"]
+    assert len(posts) == 2 and len(gets) == 2
+    assert all("cookie" not in r.headers for r in seen)
+    assert all(KEY not in str(r.headers) for r in gets)
+
+
+def test_fetches_carry_nothing_of_the_target():
+    seen: list[httpx.Request] = []
+
+    async def go():
+        with respx.mock() as mock:
+            mock.get("http://images.test/a.png").side_effect = lambda r: (
+                seen.append(r) or httpx.Response(200, content=b"img")
+            )
+            config = TransportConfig(BASE, api_key=KEY, extra_headers={"x-gateway-key": KEY})
+            async with Transport(config) as t:
+                await t.fetch("http://images.test/a.png")
+
+    asyncio.run(go())
+    assert KEY not in str(seen[0].headers) and "x-gateway-key" not in seen[0].headers
+
+
+# --- content codings -----------------------------------------------------------------------
+
+ANSWER = {"created": 1, "data": [{"b64_json": "AAAA"}]}
+
+
+def _gzip_zeros(total: int) -> AsyncIterator[bytes]:
+    """A lazily made gzip stream of ``total`` zero bytes in 64 KB reads, as a socket gives
+    them (each read about 64 MB inflated)."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        chunk = b""
+        for block in gzip_zeros(total):
+            chunk += block
+            if len(chunk) >= 64 * 1024:
+                yield chunk
+                chunk = b""
+        yield chunk
+
+    return stream()
+
+
+def test_identity_is_asked_for_and_a_gzip_answer_is_decoded():
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = gzip.compress(json.dumps(ANSWER).encode())
+        return httpx.Response(200, content=body, headers={"content-encoding": "gzip"})
+
+    exchange = send(answer)
+    assert seen[0].headers["accept-encoding"] == "identity"
+    assert exchange.error is None and json.loads(exchange.response_body) == ANSWER
+    assert exchange.content_encoding == "gzip"
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["zlib", "raw"])
+def test_deflate_is_decoded_wrapped_or_raw(raw):
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    body = compressor.compress(json.dumps(ANSWER).encode()) + compressor.flush()
+    exchange = send(httpx.Response(200, content=body, headers={"content-encoding": "deflate"}))
+    assert exchange.error is None and json.loads(exchange.response_body) == ANSWER
+
+
+def test_a_gzip_bomb_is_cut_at_the_cap_with_bounded_memory():
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        exchange = send(
+            httpx.Response(
+                200, content=_gzip_zeros(10 << 30), headers={"content-encoding": "gzip"}
+            ),
+            {"body_cap": 4 * MIB},
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert exchange.error == "too_large" and exchange.truncated
+    assert len(exchange.response_body) <= 64 * 1024
+    assert peak < 4 * MIB + 4 * MIB, peak / MIB
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "gzip, br", "br", "compress"])
+def test_stacked_or_unknown_codings_are_refused_unread(encoding):
+    read: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for block in gzip_zeros(1 << 30):
+            read.append(len(block))
+            yield block
+
+    exchange = send(httpx.Response(200, content=body(), headers={"content-encoding": encoding}))
+    assert exchange.error == "encoding"
+    assert exchange.response_body == b"" and len(read) <= 1
+    assert encoding.split(",")[0] in exchange.attempts[-1]["reason"]
+
+
+def _streamed(data: bytes) -> AsyncIterator[bytes]:
+    """A body httpx does not read (and decode) on its own when the response is made."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield data
+
+    return stream()
+
+
+def test_a_gzip_body_that_does_not_decode_or_ends_early_is_refused():
+    gzipped = {"content-encoding": "gzip"}
+    broken = send(httpx.Response(200, content=_streamed(b"not gzip"), headers=gzipped))
+    cut = gzip.compress(json.dumps(ANSWER).encode())[:-12]
+    short = send(httpx.Response(200, content=_streamed(cut), headers=gzipped))
+    assert broken.error == short.error == "encoding"
+
+
+def test_an_unasked_coding_is_a_should_finding_and_stacked_a_must():
+    from conformance.checks import judge
+    from conformance.profiles import load_profile
+
+    profile = load_profile("openai")
+    exchange = send(
+        httpx.Response(
+            200,
+            content=gzip.compress(json.dumps(ANSWER).encode()),
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        )
+    )
+    findings = judge(case(), exchange, profile).findings
+    assert [(f.rule, f.level) for f in findings if f.rule.startswith("transport.")] == [
+        ("transport.content_encoding", "SHOULD")
+    ]
+    stacked = send(httpx.Response(200, content=b"x", headers={"content-encoding": "gzip, gzip"}))
+    assert [(f.rule, f.level) for f in judge(case(), stacked, profile).findings] == [
+        ("transport.well_formed", "MUST")
+    ]
+
+
+# --- bytes in flight -------------------------------------------------------------------------
+
+
+def test_an_honest_answer_of_ten_4mb_images_is_read_whole():
+    item = b'{"b64_json": "' + b"A" * (4 * MIB * 4 // 3) + b'"}'
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"created": 1, "data": ['
+        for i in range(10):
+            yield item + (b"," if i < 9 else b"]}")
+
+    exchange = send(httpx.Response(200, content=body()))
+    assert exchange.error is None
+    assert len(exchange.response_body) > 10 * 4 * MIB * 4 // 3
+
+
+def test_reads_in_flight_stay_within_the_run_wide_cap_and_all_finish():
+    """Six answers of 700 KB at once under a 2 MB cap: never more than 2 MB held, none lost."""
+    held: list[int] = []
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for _ in range(70):
+            await asyncio.sleep(0.002)
+            yield b" " * 10_000
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = lambda r: httpx.Response(200, content=slow_body())
+            config = TransportConfig(BASE, api_key=KEY, body_cap=MIB, inflight_cap=2 * MIB)
+            async with Transport(config) as t:
+
+                async def watch():
+                    while True:
+                        held.append(t.inflight.held)
+                        await asyncio.sleep(0.001)
+
+                watcher = asyncio.create_task(watch())
+                try:
+                    return await asyncio.gather(*(t.send_case(case()) for _ in range(6)))
+                finally:
+                    watcher.cancel()
+
+    exchanges = asyncio.run(go())
+    assert [e.error for e in exchanges] == [None] * 6
+    assert all(len(e.response_body) == 700_000 for e in exchanges)
+    assert max(held) <= 2 * MIB
+    assert max(held) > MIB  # more than one read did go on at once
+
+
+def test_the_leader_never_waits_so_half_read_answers_cannot_deadlock():
+    from conformance.transport import InFlightBudget, _BodyTooLarge
+
+    async def go():
+        budget = InFlightBudget(limit=100, lane=60)
+        async with budget.lease() as first, budget.lease() as second:
+            await second.acquire(40)  # the shared part is full
+            waiting = asyncio.create_task(second.acquire(1))
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            await asyncio.wait_for(first.acquire(60), 1)  # the leader still reads
+            assert budget.held == 100
+            with pytest.raises(_BodyTooLarge):
+                await first.acquire(1)  # past its lane: cut, not waited for
+            first.release(60)
+            await asyncio.sleep(0.01)
+            assert not waiting.done()  # still only the shared part for a follower
+            waiting.cancel()
+        async with budget.lease() as third:
+            await asyncio.wait_for(third.acquire(60), 1)
+
+    asyncio.run(go())
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+def test_retries_share_a_budget_for_the_run():
+    calls: list[float] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        calls.append(time.perf_counter())
+        return httpx.Response(429, headers={"retry-after": "0.2"}, json={"error": {}})
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = busy
+            config = TransportConfig(BASE, api_key=KEY, retry_budget=0.5)
+            async with Transport(config) as t:
+                return [await t.send(case()) for _ in range(4)]
+
+    exchanges = asyncio.run(go())
+    assert [e.retries for e in exchanges] == [2, 0, 0, 0]
+    assert all(e.status == 429 for e in exchanges) and len(calls) == 6
+
+
+def test_the_run_retry_count_is_bounded_too():
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"retry-after": "0"}, json={"error": {}})
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = busy
+            config = TransportConfig(BASE, api_key=KEY, retry_budget_count=3)
+            async with Transport(config) as t:
+                return [await t.send(case()) for _ in range(3)]
+
+    assert [e.retries for e in asyncio.run(go())] == [2, 1, 0]
+
+
+def test_a_case_past_its_share_of_the_cap_is_cut_not_held():
+    """Three 600 KB images of one answer under a 1 MiB share: not all of them are kept."""
+    urls = [f"http://images.test/{i}.png" for i in range(3)]
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).return_value = httpx.Response(
+                200, json={"created": 1, "data": [{"url": u} for u in urls]}
+            )
+            for url in urls:
+                mock.get(url).return_value = httpx.Response(200, content=b"\0" * 600_000)
+            config = TransportConfig(BASE, api_key=KEY, body_cap=MIB, inflight_cap=2 * MIB)
+            async with Transport(config) as t:
+                exchange = await t.send_case(case())
+                return exchange, t.inflight.held
+
+    exchange, held_after = asyncio.run(go())
+    errors = sorted(str(f.error) for f in exchange.fetches)
+    assert errors == ["None", "too_large", "too_large"] or errors == ["None", "None", "too_large"]
+    assert all(len(f.response_body) <= 600_000 for f in exchange.fetches)
+    assert held_after == 0
+
+
+# --- internal addresses (a stub resolver and a pretend network: no packet leaves loopback) --
+
+#: A global address the stub resolver gives out; nothing ever connects to it.
+PUBLIC = "93.184.216.34"
+
+
+@pytest.fixture
+def network(monkeypatch) -> FakeNetwork:
+    return FakeNetwork().install(monkeypatch)
+
+
+def fetch_from(target: str, url: str, **config) -> Exchange:
+    async def go():
+        async with Transport(TransportConfig(target, api_key=KEY, **config)) as t:
+            return await t.fetch(url)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("169.254.169.254", "metadata"),
+        ("fd00:ec2::254", "metadata"),
+        ("169.254.7.7", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.9", "private"),
+        ("fd12::9", "private"),
+        ("::ffff:10.0.0.1", "private"),
+        ("127.0.0.1", "loopback"),
+        ("0.0.0.0", "loopback"),
+    ],
+)
+def test_image_urls_reaching_internal_addresses_are_not_fetched(network, address, kind):
+    network.names.update({"gateway.test": [PUBLIC], "img.test": [address]})
+    exchange = fetch_from("https://gateway.test/v1", "http://img.test/a.png")
+    assert exchange.error == "blocked_address" and exchange.status is None
+    assert f"a {kind} address" in exchange.attempts[-1]["reason"]
+    assert network.connected == []
+
+
+def test_a_literal_internal_address_or_a_name_with_one_among_others_is_not_fetched(network):
+    network.names.update({"gateway.test": [PUBLIC], "mixed.test": [PUBLIC, "10.0.0.5"]})
+    literal = fetch_from("https://gateway.test/v1", "http://169.254.169.254/latest/meta-data/")
+    mixed = fetch_from("https://gateway.test/v1", "http://mixed.test/a.png")
+    assert literal.error == mixed.error == "blocked_address"
+    assert network.connected == []
+
+
+def test_a_loopback_target_fetches_loopback_images_but_no_other_internal_ones(network):
+    seen: list[bytes] = []
+    with serve(serves_image(seen)) as base:
+        port = urlsplit(base).port
+        network.names.update(
+            {"img.test": ["127.0.0.1"], "meta.test": ["169.254.169.254"], "lan.test": ["10.9.9.9"]}
+        )
+        target = "http://127.0.0.1:9/v1"
+        fetched = fetch_from(target, f"http://img.test:{port}/a.png")
+        meta = fetch_from(target, "http://meta.test/latest/meta-data/")
+        lan = fetch_from(target, f"http://lan.test:{port}/a.png")
+    # img.test exists only in the stub: the fetch went to the address it resolved to.
+    assert fetched.status == 200 and fetched.response_body == TINY_PNG
+    assert meta.error == lan.error == "blocked_address"
+    assert network.connected == ["127.0.0.1"] and len(seen) == 1
+
+
+def test_allow_private_urls_fetches_internal_addresses_but_still_only_the_checked_one(network):
+    seen: list[bytes] = []
+    with serve(serves_image(seen)) as base:
+        port = urlsplit(base).port
+        network.names.update({"gateway.test": [PUBLIC], "lan.test": ["10.0.0.5"]})
+        network.routes["10.0.0.5"] = "127.0.0.1"
+        url = f"http://lan.test:{port}/a.png"
+        refused = fetch_from("https://gateway.test/v1", url)
+        allowed = fetch_from("https://gateway.test/v1", url, allow_private_urls=True)
+    assert refused.error == "blocked_address"
+    assert "--allow-private-urls" in refused.attempts[-1]["reason"]
+    assert allowed.status == 200 and allowed.response_body == TINY_PNG
+    assert network.connected == ["10.0.0.5"]
+
+
+def test_every_redirect_hop_is_checked(network):
+    seen: list[bytes] = []
+    network.names.update({"meta.test": ["169.254.169.254"], "img.test": ["127.0.0.1"]})
+    with serve(serves_image(seen)) as good:
+        port = urlsplit(good).port
+        with (
+            serve(serves_image(seen, redirect="http://meta.test/latest/meta-data/")) as bad_hop,
+            serve(serves_image(seen, redirect=f"http://img.test:{port}/b.png")) as good_hop,
+        ):
+            target = "http://127.0.0.1:9/v1"
+            blocked = fetch_from(target, bad_hop.removesuffix("/v1") + "/a.png")
+            followed = fetch_from(target, good_hop.removesuffix("/v1") + "/a.png")
+    assert blocked.error == "blocked_address" and blocked.status == 302
+    assert followed.status == 200 and followed.response_body == TINY_PNG
+    assert "169.254.169.254" not in network.connected
+
+
+def test_the_connected_peer_is_checked_not_only_the_name(network):
+    """The name resolves to a global address, but the connection lands on loopback (as a
+    rebinding or a NAT would have it): nothing is sent on it."""
+    seen: list[bytes] = []
+    with serve(serves_image(seen)) as base:
+        port = urlsplit(base).port
+        network.names.update({"gateway.test": [PUBLIC], "cdn.test": ["93.184.216.35"]})
+        network.routes["93.184.216.35"] = "127.0.0.1"
+        network.report_routes = False
+        exchange = fetch_from("https://gateway.test/v1", f"http://cdn.test:{port}/a.png")
+        time.sleep(0.1)
+    assert exchange.error == "blocked_address"
+    assert "127.0.0.1" in exchange.attempts[-1]["reason"]
+    assert seen == []
+
+
+def test_address_classes():
+    assert address_class("8.8.8.8") is None
+    assert address_class("2001:4860:4860::8888") is None
+    assert address_class("100.100.100.200") == "metadata"
+    assert address_class("100.64.1.1") == "private"
+    assert address_class("::1") == "loopback"
+
+
+def test_each_checked_address_is_tried_in_turn(network):
+    """localhost resolves to ::1 and 127.0.0.1; a server on one of them is still reached."""
+    seen: list[bytes] = []
+    with serve(serves_image(seen)) as base:
+        port = urlsplit(base).port
+        network.names["img.test"] = ["127.0.0.2", "127.0.0.1"]  # nothing listens on the first
+        fetched = fetch_from("http://127.0.0.1:9/v1", f"http://img.test:{port}/a.png")
+    assert fetched.status == 200 and network.connected == ["127.0.0.2", "127.0.0.1"]
