@@ -39,7 +39,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -588,6 +588,9 @@ class Transport:
         )
         self._retry_seconds_left = config.retry_budget
         self._retries_left = config.retry_budget_count
+        #: Asked before a request that may already have generated is sent again (after a 503,
+        #: or a connection dropped once it was sent): the runner reserves the budget again.
+        self.resend_gate: Callable[[Case], Awaitable[bool]] | None = None
 
     async def __aenter__(self) -> Transport:
         return self
@@ -680,12 +683,18 @@ class Transport:
         headers = self._request_headers(case)
         content = case.content()
         attempts: list[dict[str, Any]] = []
+
+        async def resend() -> bool:
+            return self.resend_gate is None or await self.resend_gate(case)
+
         while True:
             exchange = await self._exchange(
-                "POST", url, headers, content, self.config.body_cap, lease
+                "POST", url, headers, content, self.config.body_cap, lease, resend=resend
             )
             if exchange.status not in RETRY_STATUSES or len(attempts) >= self.config.retries:
                 break
+            if exchange.status >= 500 and not await resend():
+                break  # a 503 may have generated: sending again must fit the budget again
             asked = _retry_after(exchange.response_headers)
             wait = asked
             if wait is None:
@@ -760,6 +769,7 @@ class Transport:
         lease: Lease,
         *,
         image: bool = False,
+        resend: Callable[[], Awaitable[bool]] | None = None,
     ) -> Exchange:
         started = time.time()
         clock = time.perf_counter()
@@ -783,6 +793,8 @@ class Transport:
                         raise
                     if not _dropped_before_answer(exc):
                         raise
+                    if resend is not None and not await resend():
+                        raise  # it may have reached the server: again only within budget
                     # A kept-alive connection dropped it before any answer: once more, fresh.
                     exchange.attempts.append(
                         {
@@ -812,12 +824,17 @@ class Transport:
             exchange.error = "connection" if dropped else "protocol"
         except (httpx.LocalProtocolError, httpx.DecodingError):
             exchange.error = "protocol"
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # No connection, so no request: unless a first try went out before a reconnect.
+            exchange.error = "timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection"
+            exchange.sent = any(a.get("reconnected") for a in exchange.attempts)
         except httpx.TimeoutException:
             exchange.error = "timeout"
         except (httpx.TransportError, OSError):
             exchange.error = "connection"
         except httpx.InvalidURL:
             exchange.error = "scheme"
+            exchange.sent = False
         except ValueError:
             # A redirect to a URL that does not parse (a port out of range, a broken IPv6
             # literal): what the target answered is not usable HTTP.
