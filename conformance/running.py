@@ -502,6 +502,47 @@ class RunSettings:
     body_cap: int | None = None
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``--limit NAME=VALUE``: transport bounds raised or lowered (see :data:`LIMITS`).
+    limits: tuple[str, ...] = ()
+
+
+#: Bounds ``--limit`` may set: the transport's, with their unit.
+LIMITS = {
+    "body_cap": "bytes",
+    "error_cap": "bytes",
+    "fetch_cap": "bytes",
+    "inflight_cap": "bytes",
+    "retries": "count",
+    "max_retry_wait": "seconds",
+    "retry_budget": "seconds",
+    "retry_budget_count": "count",
+}
+_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def parse_limits(items: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs as transport settings; a SetupError names the bad one."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        name, text = name.strip(), text.strip().lower()
+        unit = LIMITS.get(name)
+        if unit is None:
+            raise SetupError(f"--limit: unknown bound {name!r} (known: {', '.join(LIMITS)})")
+        try:
+            if unit == "bytes":
+                digits = text.rstrip("kmgib")
+                value: Any = int(float(digits) * _UNITS[text[len(digits) :]])
+            elif unit == "count":
+                value = int(text)
+            else:
+                value = float(text)
+        except (ValueError, KeyError):
+            raise SetupError(f"--limit: {item!r} needs a number of {unit}") from None
+        if value < 0 or (unit == "bytes" and value == 0):
+            raise SetupError(f"--limit: {item!r} must be positive")
+        out[name] = value
+    return out
 
 
 def _check_settings(settings: RunSettings, profile: Profile) -> None:
@@ -517,6 +558,7 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
         raise SetupError("--explore must be >= 0")
     if settings.record_cap < 1:
         raise SetupError("--record-cap must be at least 1 (MiB)")
+    parse_limits(settings.limits)
     if settings.rate is not None:
         try:
             Rate.parse(settings.rate)
@@ -694,6 +736,7 @@ def _run(
         timeout=settings.timeout,
         **({"body_cap": settings.body_cap} if settings.body_cap else {}),
         **settings.extra,
+        **parse_limits(settings.limits),
     )
     if not embedded:
         asyncio.run(check_target(config))
