@@ -265,6 +265,31 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     "(bytes, or with KiB/MiB/GiB), retries, max_retry_wait, retry_budget (seconds), "
     "retry_budget_count.",
 )
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Send this header to the target on every request (repeatable). A VALUE written "
+    "env:VAR is read from $VAR and redacted everywhere, like the key.",
+)
+@click.option(
+    "--ca-bundle",
+    default=None,
+    metavar="FILE",
+    help="Verify the target's TLS certificate with the CAs of this PEM file.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Do not verify the target's TLS certificate (noted on stderr and in every report).",
+)
+@click.option(
+    "--proxy",
+    default=None,
+    metavar="URL",
+    help="Send the target's traffic through this http(s) proxy (image URLs are fetched directly).",
+)
 @fail_on_option("Fail the run on MUST failures only, or on SHOULD warnings too.")
 def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.
@@ -308,6 +333,12 @@ def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: An
     show_default=True,
     help="Seconds an image URL stays valid.",
 )
+@click.option(
+    "--profile",
+    default=None,
+    metavar="NAME|FILE",
+    help="Be reached this profile's way: its base path and path, auth style, required query.",
+)
 def serve_command(
     host: str,
     port: int,
@@ -316,6 +347,7 @@ def serve_command(
     quirks: tuple[str, ...],
     list_quirks: bool,
     url_ttl: float,
+    profile: str | None,
 ) -> None:
     """Run the reference server: an OpenAI-like POST /v1/images/generations on loopback."""
     from .embedded import list_quirks as print_quirks
@@ -331,6 +363,7 @@ def serve_command(
         lenient=lenient,
         quirks=quirks,
         url_ttl=url_ttl,
+        profile=profile,
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import selectors
 import socket
@@ -59,6 +60,8 @@ class RunningServer:
     quirks: tuple[str, ...]
     mode: str
     _stopper: object = field(repr=False, default=None)
+    #: The API base's path: ``/v1``, or a profile's (placeholders filled with their names).
+    base_path: str = "/v1"
 
     @property
     def url(self) -> str:
@@ -68,7 +71,7 @@ class RunningServer:
     @property
     def base_url(self) -> str:
         """The API base, as the OpenAI SDK and ``imgconf run --base-url`` take it."""
-        return f"{self.url}/v1"
+        return f"{self.url}{self.base_path}"
 
     def stop(self) -> None:
         stopper, self._stopper = self._stopper, None
@@ -93,12 +96,19 @@ def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "cri
 
     from .reference_server import ServerConfig, create_app, hide_dropped_connection_logs
 
-    config = ServerConfig(
-        api_key=config_dict["api_key"],
-        lenient=config_dict["lenient"],
-        quirks=parse_quirks(config_dict["quirks"]),
-        url_ttl=config_dict["url_ttl"],
-    )
+    options = {
+        "api_key": config_dict["api_key"],
+        "lenient": config_dict["lenient"],
+        "quirks": parse_quirks(config_dict["quirks"]),
+        "url_ttl": config_dict["url_ttl"],
+    }
+    if config_dict.get("profile"):
+        from .profiles import load_profile
+
+        profile = load_profile(config_dict["profile"])
+        config = ServerConfig.for_profile(profile, **options)
+    else:
+        config = ServerConfig(**options)
     uv_config = uvicorn.Config(
         create_app(config),
         log_level=log_level,
@@ -121,11 +131,13 @@ def start_reference_server(
     host: str = "127.0.0.1",
     port: int = 0,
     mode: Literal["process", "thread"] = "process",
+    profile: str | None = None,
 ) -> Iterator[RunningServer]:
     """Run a reference server for the duration of the ``with`` block.
 
     ``quirks`` are names as ``imgconf serve --quirk`` takes them (``"slow:2"``); an unknown one
-    is a SetupError before anything starts.
+    is a SetupError before anything starts. ``profile`` (a name or file) makes it reached the
+    profile's way: its path, auth style and required query.
     """
     active = quirks if isinstance(quirks, ActiveQuirks) else parse_quirks(quirks)
     config = {
@@ -133,6 +145,7 @@ def start_reference_server(
         "lenient": lenient,
         "quirks": list(active.spec()),
         "url_ttl": url_ttl,
+        "profile": _profile_file(profile),
     }
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -150,6 +163,7 @@ def start_reference_server(
         quirks=tuple(config["quirks"]),
         mode=mode,
         _stopper=stopper,
+        base_path=_base_path(config["profile"]),
     )
     try:
         yield server
@@ -224,6 +238,29 @@ def _start_process(config: dict, sock: socket.socket) -> _ProcessStopper:
     return stopper
 
 
+def _profile_file(profile: str | None) -> str | None:
+    """The profile's file, for the server (a child process loads it again): None for none; a
+    profile that does not load is a SetupError here, before anything starts."""
+    if profile is None:
+        return None
+    from .profiles import load_profile
+
+    loaded = load_profile(profile)
+    return str(loaded.file) if loaded.file is not None else profile
+
+
+def _base_path(profile: str | None) -> str:
+    """The API base's path a client uses: the profile's, a placeholder filled with its name
+    (``/openai/deployments/{deployment}`` is reached at ``/openai/deployments/deployment``)."""
+    if profile is None:
+        return "/v1"
+    from .profiles import load_profile
+    from .reference_server import ServerConfig
+
+    base = ServerConfig.for_profile(load_profile(profile), api_key="").base_path
+    return re.sub(r"\{(\w+)(?::\w+)?\}", r"\1", base)
+
+
 def serve_forever(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -231,24 +268,42 @@ def serve_forever(
     lenient: bool = False,
     quirks: Iterable[str] = (),
     url_ttl: float = 3600.0,
+    profile: str | None = None,
 ) -> int:
     """``imgconf serve``: run in the foreground until Ctrl-C or SIGTERM; print the URL first.
 
     A key the user gave is shown redacted; a generated one in full, since the user needs it.
+    With ``profile``, the server is reached the profile's way (path, auth style, query); the
+    line printed says how.
     """
     active = parse_quirks(quirks)
     if url_ttl < 0:
         raise SetupError("--url-ttl must not be negative")
     key = api_key or f"sk-imgconf-{secrets.token_hex(16)}"
     shown = key if not api_key else f"{key[:3]}...{key[-2:]}" if len(key) > 8 else "***"
+    profile_file = _profile_file(profile)
     sock = _bind(host, port)
-    config = {"api_key": key, "lenient": lenient, "quirks": list(active.spec()), "url_ttl": url_ttl}
+    config = {
+        "api_key": key,
+        "lenient": lenient,
+        "quirks": list(active.spec()),
+        "url_ttl": url_ttl,
+        "profile": profile_file,
+    }
     server = _uvicorn_server(config, in_thread=False, log_level="info")
     mode = "lenient" if lenient else "strict"
     extra = f", quirks: {', '.join(active.spec())}" if active else ""
+    base = f"http://{host}:{sock.getsockname()[1]}{_base_path(profile_file)}"
+    how = ""
+    if profile is not None:
+        from .profiles import load_profile
+        from .reach import join_url
+
+        loaded = load_profile(profile_file or profile)
+        base = join_url(base, "", loaded.query)
+        how = f", profile {loaded.name}, key in the {loaded.auth.where()}"
     print(
-        f"imgconf reference server ({mode}{extra}) at http://{host}:{sock.getsockname()[1]}/v1"
-        f"  key: {shown}",
+        f"imgconf reference server ({mode}{extra}{how}) at {base}  key: {shown}",
         flush=True,
     )
     try:

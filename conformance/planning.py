@@ -448,9 +448,11 @@ class _ModelPlanner:
             bodies[", stream=true"] = {**self.base, "stream": True}
         out = []
         for suffix, body in bodies.items():
-            for auth, rule_id, title in AUTH_PROBES:
+            for auth, rule_id, _bearer_title in AUTH_PROBES:
                 rule = self.rules.get(rule_id)
-                if rule is None or self.spec.name not in rule.models:
+                # In the profile's auth style: no scheme, no probe of another scheme.
+                title = self.profile.auth.probe_title(auth)
+                if rule is None or self.spec.name not in rule.models or title is None:
                     continue
                 out.append(
                     self.case(
@@ -650,8 +652,9 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
         unknown += "-x"
     add("request.model.unknown", f"model={unknown}", {**cheap, "model": unknown}, "reject")
     add("request.model.unknown", "model=42", {**cheap, "model": 42}, "reject")
-    add("auth.missing", "no Authorization header", cheap, "reject", auth="missing")
-    add("auth.wrong", "wrong key", cheap, "reject", auth="wrong")
+    style = profile.auth
+    add("auth.missing", style.probe_title("missing"), cheap, "reject", auth="missing")
+    add("auth.wrong", style.probe_title("wrong"), cheap, "reject", auth="wrong")
     default_model = resolve_model({"prompt": DEFAULT_PROMPT})
     if default_model in profile.models:
         add("request.model.default", "model omitted", {"prompt": DEFAULT_PROMPT}, "accept")

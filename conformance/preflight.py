@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .cases import ANY_MODEL, Case
 from .contract import load_contract
@@ -129,10 +129,14 @@ async def check_target(config: TransportConfig) -> None:
     Anything it cannot classify lets the run go on: a misbehaving server is the run's finding.
     Every answer is read at the error cap: none of them carries an image.
     """
+    # Through a proxy, the proxy is what must be listening (the target may be out of reach).
     try:
-        await probe_target(config.base_url, timeout=min(config.timeout, CONNECT_TIMEOUT))
+        await probe_target(
+            config.proxy or config.base_url, timeout=min(config.timeout, CONNECT_TIMEOUT)
+        )
     except SetupError as exc:
-        raise SetupError(f"{exc}: check --base-url and that the server is running") from None
+        flag = "--proxy" if config.proxy else "--base-url"
+        raise SetupError(f"{exc}: check {flag} and that the server is running") from None
     quick = replace(
         config, timeout=min(config.timeout, ANSWER_TIMEOUT), retries=0, body_cap=config.error_cap
     )
@@ -226,7 +230,7 @@ async def _wrong_path_line(transport: Transport, config: TransportConfig, answer
             return f"{head}: did you mean --base-url {transport.redact(strip_url(base))}?"
     if _lists_models(await transport.get("/models")):
         return (
-            f"{head}, though {transport.redact(strip_url(config.base_url.rstrip('/')))}/models "
+            f"{head}, though {transport.redact(strip_url(config.url('/models')))} "
             "answers: does the target generate images, and at this path?"
         )
     return f"{head}: check --base-url (the API base as the OpenAI SDK takes it, e.g. …/v1)"
@@ -235,16 +239,17 @@ async def _wrong_path_line(transport: Transport, config: TransportConfig, answer
 def _neighbours(config: TransportConfig) -> list[str]:
     """Base URLs a user likely meant: without the endpoint's own path (the whole endpoint
     given as the base), and with ``/v1`` added where it is missing."""
-    root = config.base_url.rstrip("/")
+    parts = urlsplit(config.base_url)
+    root = parts.path.rstrip("/")
     own = config.path.rstrip("/")
-    if own and urlsplit(root).path.endswith(own):
+    paths = []
+    if own and root.endswith(own):
         root = root[: -len(own)]
-        candidates = [root]
-    else:
-        candidates = []
-    if not urlsplit(root).path.rstrip("/").endswith("/v1"):
-        candidates.append(root.rstrip("/") + "/v1")
-    return candidates
+        paths.append(root)
+    if not root.rstrip("/").endswith("/v1"):
+        paths.append(root.rstrip("/") + "/v1")
+    # On the URL's path: its query (an api-version) stays where it is.
+    return [urlunsplit(parts._replace(path=path, fragment="")) for path in paths]
 
 
 async def _answers_like_the_api(config: TransportConfig) -> bool:

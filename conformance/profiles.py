@@ -23,6 +23,7 @@ import yaml
 
 from .contract import LEVELS, Contract, Rule, load_contract, read_data_file
 from .errors import SetupError
+from .reach import AuthStyle, check_header, parse_query
 
 __all__ = ["Profile", "ProfileError", "Rate", "builtin_profiles", "load_profile"]
 
@@ -52,6 +53,12 @@ class Profile:
     file: Path | None = None
     #: The vendor's rate limits to keep to: requests and images per minute (None: none).
     rate: Rate | None = None
+    #: How the key is sent (``auth:``): bearer (the default), a named header, a query parameter.
+    auth: AuthStyle = dataclasses.field(default_factory=AuthStyle)
+    #: Headers sent on every request to the target; a value ``env:VAR`` is read at run time.
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Query parameters sent on every request to the target (``api-version``).
+    query: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def contract(self) -> Contract:
@@ -163,6 +170,9 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         "prices",
         "prices_source",
         "rate",
+        "auth",
+        "headers",
+        "query",
     }
     extra = sorted(set(data) - known)
     if extra:
@@ -223,6 +233,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
             rate = Rate.from_mapping(data["rate"])
         except ValueError as exc:
             raise _fail(where, f"field 'rate': {exc}") from None
+    auth, headers, query = _parse_reach(data, where)
     return Profile(
         name=name,
         title=str(data.get("title", name)),
@@ -237,7 +248,31 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         prices_source=str(data.get("prices_source", "")),
         file=file,
         rate=rate,
+        auth=auth,
+        headers=headers,
+        query=query,
     )
+
+
+def _parse_reach(
+    data: Mapping[str, Any], where: str
+) -> tuple[AuthStyle, dict[str, str], dict[str, str]]:
+    """The profile's ``auth``, ``headers`` and ``query`` (how the target is reached)."""
+    try:
+        auth = AuthStyle.from_mapping(data.get("auth") or {})
+    except ValueError as exc:
+        raise _fail(where, f"field 'auth': {exc}") from None
+    raw = data.get("headers") or {}
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "field 'headers' must map header names to values (or env:VAR)")
+    try:
+        headers = dict(check_header(k, v, "field 'headers'") for k, v in raw.items())
+        query = parse_query(data.get("query") or {}, "field 'query'")
+    except SetupError as exc:
+        raise _fail(where, str(exc)) from None
+    if auth.style == "query" and auth.name in query:
+        raise _fail(where, f"field 'query': {auth.name} carries the key (auth style query)")
+    return auth, headers, query
 
 
 def _parse_prices(

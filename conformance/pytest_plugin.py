@@ -106,6 +106,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Requests in flight at once per worker (default 8).",
     )
     group.addoption(
+        "--imgconf-header",
+        action="append",
+        default=None,
+        metavar="'NAME: VALUE'",
+        help="Send this header to the target on every request (repeatable); a VALUE written "
+        "env:VAR is read from $VAR and never shown.",
+    )
+    group.addoption(
         "--imgconf-report-dir",
         default=None,
         metavar="DIR",
@@ -130,6 +138,8 @@ class Settings:
     timeout: float
     concurrency: int
     report_dir: Path | None
+    #: ``--imgconf-header 'NAME: VALUE'`` (a value ``env:VAR`` read from the environment).
+    headers: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings | None:
@@ -167,7 +177,23 @@ class Settings:
             timeout=config.getoption("imgconf_timeout"),
             concurrency=config.getoption("imgconf_concurrency"),
             report_dir=Path(report_dir) if report_dir else None,
+            headers=tuple(config.getoption("imgconf_header") or ()),
         )
+
+    def reach(self, profile: Any) -> dict[str, Any]:
+        """Transport settings of how the target is reached: the profile's auth style and
+        query, the extra headers with their ``env:`` values read (and registered as secrets)."""
+        from .reach import resolve_headers
+        from .redact import register_secrets
+
+        headers, secrets = resolve_headers(profile.headers, self.headers, profile.auth)
+        register_secrets(*secrets)
+        return {
+            "extra_headers": headers,
+            "secrets": tuple(secrets),
+            "auth": profile.auth,
+            "query": dict(profile.query),
+        }
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -190,6 +216,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         profile = load_profile(settings.profile)
+        reach = settings.reach(profile)
         for model in settings.models or ():
             if model not in profile.models:
                 raise SetupError(
@@ -203,10 +230,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 path=profile.path,
                 api_key=settings.api_key,
                 timeout=settings.timeout,
+                **reach,
             )
             asyncio.run(check_target(target))
     except SetupError as exc:
-        message = re.sub(r"--(base-url|api-key)\b", r"--imgconf-\1", str(exc))
+        message = re.sub(r"--(base-url|api-key|header)\b", r"--imgconf-\1", str(exc))
         raise pytest.UsageError(f"imgconf: {message}") from None
     if _is_worker(config):
         shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
@@ -349,6 +377,7 @@ class State:
             path=self.profile.path,
             api_key=settings.api_key,
             timeout=settings.timeout,
+            **settings.reach(self.profile),
         )
         budget = self.budget()
 

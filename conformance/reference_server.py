@@ -8,6 +8,10 @@ way a conformant vendor may behave. Quirks (:mod:`conformance.quirks`) bend it o
 
 Routes: ``POST /v1/images/generations`` (with or without a trailing slash) and
 ``GET /files/{token}.{ext}``, the images handed out as URLs, which need no key and expire.
+Served for a profile (:meth:`ServerConfig.for_profile`), the endpoint is where the profile
+says (its ``base_url``'s path, placeholders such as ``{deployment}`` matching any segment, then
+its ``path``), the key is checked in the profile's auth style, and a request that lacks one of
+the profile's ``query`` parameters is answered 404, as a URL that names no resource.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -43,7 +48,9 @@ from .imaging import (
     truncate_png,
     truncate_webp,
 )
+from .profiles import Profile
 from .quirks import QUIRKS, ActiveQuirks
+from .reach import AuthStyle
 from .validation import (
     Violation,
     parse_body,
@@ -110,6 +117,34 @@ class ServerConfig:
     quirks: ActiveQuirks = field(default_factory=ActiveQuirks)
     #: Seconds an image URL stays valid (OpenAI: 60 minutes).
     url_ttl: float = 3600.0
+    #: How clients send the key (a profile's ``auth:``): ``Authorization: Bearer`` by default.
+    auth: AuthStyle = field(default_factory=AuthStyle)
+    #: Where the endpoint is: the API base's path (Starlette placeholders such as
+    #: ``{deployment}`` match any one segment) and the endpoint's path under it.
+    base_path: str = "/v1"
+    path: str = "/images/generations"
+    #: Query parameters every request must carry with these values (``api-version``): one that
+    #: lacks one, or has another value, is answered 404, as a URL that names no resource.
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **options: Any) -> ServerConfig:
+        """A server that is reached the profile's way: its auth style, base path (from the
+        profile's ``base_url``, ``/v1`` without one), path and required query."""
+        base_path = urlsplit(profile.base_url).path.rstrip("/") if profile.base_url else "/v1"
+        return cls(
+            auth=profile.auth,
+            base_path=base_path,
+            path=profile.path,
+            query=dict(profile.query),
+            **options,
+        )
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """The endpoint's path, with and without a trailing slash."""
+        path = self.base_path.rstrip("/") + "/" + self.path.strip("/")
+        return (path, path + "/")
 
 
 @dataclass(frozen=True)
@@ -204,6 +239,7 @@ class ReferenceServer:
             await asyncio.sleep(self.quirks.value("slow") or 0)
         try:
             raw = await request.body()
+            self._check_query(request)
             self._authorize(request, raw)
             generation = self._resolve(raw)
         except RequestRefused as refused:
@@ -224,6 +260,22 @@ class ReferenceServer:
         if "auth-skipped-for-stream" in self.quirks and body is not None and _asks_stream(body):
             return
         status = 403 if "auth-403" in self.quirks else 401
+        style = self.config.auth
+        if not style.is_bearer:
+            key = self._styled_key(request, status)
+            if key is None:
+                return
+        else:
+            key = self._bearer_key(request, status)
+            if key is None:
+                return
+        if "any-key" not in self.quirks and not secrets.compare_digest(
+            key.strip().encode(), self.config.api_key.encode()
+        ):
+            raise RequestRefused(status, "Incorrect API key provided.", None, "invalid_api_key")
+
+    def _bearer_key(self, request: Request, status: int) -> str | None:
+        """The key of an ``Authorization: Bearer`` header (None: let through by a quirk)."""
         header = request.headers.get("authorization")
         if not header:
             raise RequestRefused(
@@ -236,15 +288,39 @@ class ReferenceServer:
         scheme, _, key = header.partition(" ")
         blank_bearer = scheme.lower() == "bearer" and not key.strip()
         if blank_bearer and "blank-bearer-accepted" in self.quirks:
-            return
+            return None
         if scheme.lower() != "bearer" or blank_bearer:
             raise RequestRefused(
                 status, "The Authorization header must be 'Bearer <key>'.", None, "invalid_api_key"
             )
-        if "any-key" not in self.quirks and not secrets.compare_digest(
-            key.strip().encode(), self.config.api_key.encode()
-        ):
-            raise RequestRefused(status, "Incorrect API key provided.", None, "invalid_api_key")
+        return key
+
+    def _styled_key(self, request: Request, status: int) -> str | None:
+        """The key of the profile's header or query parameter (None: let through by a quirk)."""
+        style = self.config.auth
+        source = request.query_params if style.style == "query" else request.headers
+        value = source.get(style.name)
+        where = style.where()
+        if value is None:
+            raise RequestRefused(
+                status, f"You didn't provide an API key (the {where}).", None, "invalid_api_key"
+            )
+        if not value.strip():
+            if "blank-bearer-accepted" in self.quirks:
+                return None
+            raise RequestRefused(status, f"The {where} is empty.", None, "invalid_api_key")
+        return value
+
+    def _check_query(self, request: Request) -> None:
+        """Refuse a request without the query parameters the endpoint's URL needs."""
+        for name, value in self.config.query.items():
+            if request.query_params.get(name) != value:
+                raise RequestRefused(
+                    404,
+                    f"Resource not found: the URL needs the query parameter {name}={value}.",
+                    None,
+                    "not_found",
+                )
 
     # --- deciding what a request means ----------------------------------------------------
 
@@ -629,8 +705,7 @@ def create_app(config: ServerConfig) -> Starlette:
         return error_response(exc.status_code, str(exc.detail), None, None)
 
     routes = [
-        Route(GENERATIONS_PATH, generations, methods=["POST"]),
-        Route(GENERATIONS_PATH + "/", generations, methods=["POST"]),
+        *(Route(path, generations, methods=["POST"]) for path in config.routes),
         Route("/files/{token}.{ext}", server.image_file, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})

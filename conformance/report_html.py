@@ -118,7 +118,19 @@ def _banner(report: dict[str, Any]) -> str:
     return (
         f'<header class="banner {e(verdict["status"])}"><div class="big">{word}</div>'
         f'<div class="headline">{e(verdict["headline"])}</div>'
-        f'<div class="headline">{e(meaning)} Exit status {e(verdict["exit_code"])}.</div></header>'
+        f'<div class="headline">{e(meaning)} Exit status {e(verdict["exit_code"])}.</div>'
+        + _tls_note(report)
+        + "</header>"
+    )
+
+
+def _tls_note(report: dict[str, Any]) -> str:
+    """A visible line when the target's TLS certificate was not verified (``--insecure``)."""
+    if (report.get("tls") or {}).get("verify") is not False:
+        return ""
+    return (
+        '<div class="headline"><strong>TLS not verified</strong> (--insecure): the '
+        "target's certificate was not checked.</div>"
     )
 
 

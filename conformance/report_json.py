@@ -403,4 +403,5 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
         "coverage": _coverage(run, matrix, catalogue),
         "matrix": matrix,
         "cases": [_case_entry(run, r, path) for r in run.results],
+        **({"tls": dict(run.tls)} if run.tls is not None else {}),
     }

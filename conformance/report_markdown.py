@@ -185,6 +185,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         + f" · {report['timing']['duration']:.1f} s",
         "",
     ]
+    if (report.get("tls") or {}).get("verify") is False:
+        head += [
+            "> **TLS not verified** (`--insecure`): the target's certificate was not checked.",
+            "",
+        ]
     if report.get("replay") and report["replay"]["not_rejudged"]:
         rules = ", ".join(f"`{r}`" for r in report["replay"]["not_rejudged"])
         head += [

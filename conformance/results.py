@@ -200,6 +200,9 @@ class RunResult:
     fail_on: str = "must"
     #: The rules as the run's profile holds them (loaded by the profile's name when not set).
     rules: Mapping[str, Any] | None = None
+    #: How the target's TLS was verified: ``{"verify": bool, "ca_bundle": path or None}``
+    #: (None: not known, as in a replay).
+    tls: dict[str, Any] | None = None
 
     def catalogue(self) -> Mapping[str, Any]:
         """The rules as the run's profile holds them.

@@ -504,6 +504,12 @@ class RunSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``--limit NAME=VALUE``: transport bounds raised or lowered (see :data:`LIMITS`).
     limits: tuple[str, ...] = ()
+    #: How the target is reached (:mod:`conformance.reach`): ``--header 'NAME: VALUE'`` (a
+    #: value ``env:VAR`` read from the environment), ``--ca-bundle``, ``--insecure``, ``--proxy``.
+    headers: tuple[str, ...] = ()
+    ca_bundle: str | None = None
+    insecure: bool = False
+    proxy: str | None = None
 
 
 #: Bounds ``--limit`` may set: the transport's, with their unit.
@@ -543,6 +549,28 @@ def parse_limits(items: tuple[str, ...]) -> dict[str, Any]:
             raise SetupError(f"--limit: {item!r} must be positive")
         out[name] = value
     return out
+
+
+def reach_config(settings: RunSettings, profile: Profile) -> dict[str, Any]:
+    """The transport settings of how the target is reached: the profile's auth style and
+    query, extra headers (``env:`` values read and registered as secrets), TLS and proxy.
+    Each bad one is a SetupError."""
+    from .reach import check_proxy, proxy_secret, resolve_headers, ssl_context
+
+    if settings.insecure and settings.ca_bundle is not None:
+        raise SetupError("--insecure and --ca-bundle contradict each other: give one")
+    headers, secrets = resolve_headers(profile.headers, settings.headers, profile.auth)
+    proxy = check_proxy(settings.proxy)
+    register_secrets(*secrets, proxy_secret(proxy))
+    return {
+        "extra_headers": headers,
+        "secrets": tuple(secrets),
+        "auth": profile.auth,
+        "query": dict(profile.query),
+        "verify": ssl_context(settings.ca_bundle, insecure=settings.insecure),
+        "ca_bundle": settings.ca_bundle,
+        "proxy": proxy,
+    }
 
 
 def _check_settings(settings: RunSettings, profile: Profile) -> None:
@@ -630,10 +658,11 @@ def run_cli(**options: Any) -> int:
         settings = apply_from_report(settings)
     profile = load_profile(settings.profile)
     _check_settings(settings, profile)
+    reach_config(settings, profile)  # a bad header, CA file or proxy: exit 2 before anything
     if settings.base_url is None:
         from .embedded import start_reference_server
 
-        with start_reference_server(api_key=settings.api_key) as server:
+        with start_reference_server(api_key=settings.api_key, profile=settings.profile) as server:
             return _run(settings, profile, server.base_url, server.api_key, embedded=True)
     key = settings.api_key or os.environ.get("OPENAI_API_KEY") or None
     return _run(settings, profile, settings.base_url, key, embedded=False)
@@ -737,7 +766,10 @@ def _run(
         **({"body_cap": settings.body_cap} if settings.body_cap else {}),
         **settings.extra,
         **parse_limits(settings.limits),
+        **reach_config(settings, profile),
     )
+    if settings.insecure:
+        print(f"imgconf: warning: TLS is not verified for {target} (--insecure)", file=sys.stderr)
     if not embedded:
         asyncio.run(check_target(config))
     plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
@@ -770,6 +802,7 @@ def _run(
         started=time.time(),
         plan=_plan_dict(plan),
         fail_on=settings.fail_on,
+        tls={"verify": not settings.insecure, "ca_bundle": settings.ca_bundle},
     )
     budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
     try:

@@ -49,6 +49,7 @@ import httpx
 from . import __version__
 from .cases import ANY_MODEL, Case
 from .errors import SetupError
+from .reach import AuthStyle, join_url, proxy_secret
 from .redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
 from .results import Exchange
 
@@ -123,10 +124,35 @@ class TransportConfig:
     #: when the target is not on such an address itself.
     allow_private_urls: bool = False
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    #: How the key is sent (a profile's ``auth:``): ``Authorization: Bearer`` by default.
+    auth: AuthStyle = field(default_factory=AuthStyle)
+    #: Query parameters sent on every request to the target (a profile's ``query:``), besides
+    #: those of ``base_url`` itself.
+    query: Mapping[str, str] = field(default_factory=dict)
+    #: Values sent that must never be written (``env:`` header values, a proxy's password).
+    secrets: tuple[str, ...] = ()
+    #: TLS verification of the target: True (the system's CAs), an SSL context (``--ca-bundle``)
+    #: or False (``--insecure``). Image URLs are always verified, with the CA file's CAs too.
+    verify: Any = True
+    #: The CA file given, also trusted when fetching image URLs.
+    ca_bundle: str | None = None
+    #: A proxy for the target's traffic only (``--proxy``); image URLs are fetched directly.
+    proxy: str | None = None
 
     @property
     def endpoint(self) -> str:
-        return self.base_url.rstrip("/") + self.path
+        """The endpoint's URL: the path joined on the base URL's path, every query kept."""
+        return self.url(self.path)
+
+    def url(self, path: str, auth: str = "valid") -> str:
+        """A URL under the base URL, with the run's query parameters (and, in the ``query``
+        auth style, the case's credential)."""
+        query = dict(self.query)
+        if self.auth.style == "query":
+            value = self.auth.credential(auth, self.api_key, WRONG_KEY)
+            if value is not None:
+                query[self.auth.name] = value
+        return join_url(self.base_url, path, query)
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
@@ -236,7 +262,7 @@ _LISTING = Case(id="listing", model=ANY_MODEL, kind="probe", rule="", level="", 
 def _secrets_of(config: TransportConfig) -> tuple[str | None, ...]:
     """What the transport sends that must never be written: the key and credential headers."""
     extra = (v for k, v in config.extra_headers.items() if k.lower() in SECRET_HEADERS)
-    return (config.api_key, *extra)
+    return (config.api_key, *extra, *config.secrets, proxy_secret(config.proxy))
 
 
 class _BodyTooLarge(Exception):
@@ -555,8 +581,12 @@ class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
     httpcore pool it keeps as ``_pool``, so that pool is the one made here instead.
     """
 
-    def __init__(self, guard: _AddressGuard, limits: httpx.Limits) -> None:
+    def __init__(
+        self, guard: _AddressGuard, limits: httpx.Limits, ca_bundle: str | None = None
+    ) -> None:
         ssl_context = httpx.create_ssl_context(trust_env=False)
+        if ca_bundle is not None:  # the CA the user trusts for the target: its images too
+            ssl_context.load_verify_locations(cafile=ca_bundle)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
@@ -628,6 +658,8 @@ class Transport:
             follow_redirects=False,
             trust_env=False,
             cookies=_no_cookies(),
+            verify=config.verify,
+            proxy=config.proxy,
         )
         self._per_op = per_op
         self._fresh: httpx.AsyncClient | None = None
@@ -658,6 +690,8 @@ class Transport:
                 follow_redirects=False,
                 trust_env=False,
                 cookies=_no_cookies(),
+                verify=self.config.verify,
+                proxy=self.config.proxy,
             )
         return self._fresh
 
@@ -667,7 +701,7 @@ class Transport:
         if self._fetcher is None:
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
             self._fetcher = httpx.AsyncClient(
-                transport=_GuardedHTTPTransport(self._guard, limits),
+                transport=_GuardedHTTPTransport(self._guard, limits, self.config.ca_bundle),
                 timeout=self._per_op,
                 follow_redirects=False,
                 trust_env=False,
@@ -697,18 +731,11 @@ class Transport:
             "user-agent": f"imgconf/{__version__}",
             **{k.lower(): v for k, v in self.config.extra_headers.items()},
         }
-        key = self.config.api_key
-        if case.auth == "valid" and key:
-            headers["authorization"] = f"Bearer {key}"
-        elif case.auth == "wrong":
-            headers["authorization"] = f"Bearer {WRONG_KEY}"
-        elif case.auth == "blank-bearer":
-            # What "Bearer " arrives as: HTTP drops a header value's trailing whitespace.
-            headers["authorization"] = "Bearer"
-        elif case.auth == "other-scheme":
-            # The right key under another scheme: a server that reads the token and ignores the
-            # scheme accepts it, one that checks the key alone cannot tell it from a valid one.
-            headers["authorization"] = f"Basic {key or WRONG_KEY}"
+        style = self.config.auth
+        if style.style != "query":
+            value = style.credential(case.auth, self.config.api_key, WRONG_KEY)
+            if value is not None:
+                headers[style.name] = value
         return headers
 
     async def get(self, path: str) -> Exchange:
@@ -719,7 +746,7 @@ class Transport:
         """
         headers = self._request_headers(_LISTING)
         del headers["content-type"]
-        url = self.config.base_url.rstrip("/") + path
+        url = self.config.url(path)
         async with self.inflight.lease() as lease:
             return await self._exchange("GET", url, headers, b"", self.config.error_cap, lease)
 
@@ -729,7 +756,7 @@ class Transport:
             return await self._send(case, lease)
 
     async def _send(self, case: Case, lease: Lease) -> Exchange:
-        url = self.config.endpoint + case.path_suffix
+        url = self.config.url(self.config.path + case.path_suffix, case.auth)
         headers = self._request_headers(case)
         content = case.content()
         attempts: list[dict[str, Any]] = []
