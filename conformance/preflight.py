@@ -142,6 +142,12 @@ async def check_target(config: TransportConfig) -> None:
     )
     async with Transport(quick) as transport:
         answer = await transport.send(_not_json_case())
+        refused = [a["reason"] for a in answer.attempts if a.get("error") == "tls"]
+        if refused:
+            raise SetupError(
+                f"the target's TLS certificate was not accepted ({refused[0]}): give its CA "
+                "with --ca-bundle FILE, or --insecure to skip the check"
+            )
         verdict = classify(answer)
         if verdict == REFUSED:
             raise SetupError(_refused_line(transport, answer))

@@ -352,6 +352,7 @@ class State:
             plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
             incomplete=len(results) < len(plan.cases) + len(plan.cut),
             rules=self.profile.rules(),
+            auth=self.profile.auth,
         )
 
     def settled_results(self, model: str) -> list[Any]:

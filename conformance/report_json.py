@@ -123,6 +123,20 @@ def _profile_path(run: RunResult) -> str:
         return load_profile().path
 
 
+def _profile_auth(run: RunResult) -> Any:
+    """The run's auth style, for reproducers (bearer when the profile is gone)."""
+    from .errors import SetupError
+    from .profiles import load_profile
+    from .reach import AuthStyle
+
+    if run.auth is not None:
+        return run.auth
+    try:
+        return load_profile(run.profile).auth
+    except (SetupError, OSError):
+        return AuthStyle()
+
+
 def _case_url(run: RunResult, result: CaseResult, path: str) -> str:
     if result.exchange is not None and result.exchange.url:
         return result.exchange.url
@@ -203,7 +217,9 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
         content_type = None
         if result.exchange is not None:
             content_type = result.exchange.request_headers.get("content-type")
-        entry["reproducer"] = curl_command(case, url, content_type or "application/json")
+        entry["reproducer"] = curl_command(
+            case, url, content_type or "application/json", auth=_profile_auth(run)
+        )
     return entry
 
 

@@ -12,8 +12,10 @@ import json
 import re
 import shlex
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .cases import Case
+from .reach import AuthStyle
 from .redact import strip_url
 
 __all__ = ["curl_command"]
@@ -26,12 +28,22 @@ MAX_PERIOD = 64
 WRONG_KEY_PLACEHOLDER = "sk-not-a-valid-key"
 
 
-def curl_command(case: Case, url: str, content_type: str | None = "application/json") -> str:
-    """The shell command that sends ``case`` to ``url`` (the full endpoint URL)."""
-    lines = [f"curl -sS -X POST {shlex.quote(strip_url(url))}"]
+def curl_command(
+    case: Case,
+    url: str,
+    content_type: str | None = "application/json",
+    auth: AuthStyle | None = None,
+) -> str:
+    """The shell command that sends ``case`` to ``url`` (the full endpoint URL), the key sent
+    in the profile's auth style (``Authorization: Bearer`` by default)."""
+    auth = auth or AuthStyle()
+    lines = [f"curl -sS -X POST {_styled_url(case, strip_url(url), auth)}"]
     if case.stream:
         lines[0] += " -N"
-    if case.auth == "valid":
+    if not auth.is_bearer:
+        if auth.style == "header":
+            lines += _styled_header(case, auth.name)
+    elif case.auth == "valid":
         lines.append('-H "Authorization: Bearer $OPENAI_API_KEY"')
     elif case.auth == "wrong":
         lines.append(
@@ -55,6 +67,33 @@ def curl_command(case: Case, url: str, content_type: str | None = "application/j
         f"{_python_expr(case.body)}, ensure_ascii=False).encode())"
     )
     return f"python3 -c {shlex.quote(program)} | " + " \\\n  ".join([*lines, "--data-binary @-"])
+
+
+def _styled_header(case: Case, name: str) -> list[str]:
+    """The ``-H`` of a key sent alone in a named header (curl's ``NAME;`` sends it empty)."""
+    if case.auth == "valid":
+        return [f'-H "{name}: $OPENAI_API_KEY"']
+    if case.auth == "wrong":
+        return [shlex.quote(f"{name}: {WRONG_KEY_PLACEHOLDER}").join(("-H ", ""))]
+    if case.auth == "blank-bearer":
+        return [shlex.quote(f"{name};").join(("-H ", ""))]
+    return []
+
+
+def _styled_url(case: Case, url: str, auth: AuthStyle) -> str:
+    """The URL quoted for the shell; in the ``query`` style, the key's parameter is set as the
+    case sends it (``$OPENAI_API_KEY`` expanded by the shell, never written)."""
+    if auth.style != "query":
+        return shlex.quote(url)
+    parts = urlsplit(url)
+    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != auth.name]
+    if case.auth in ("wrong", "blank-bearer"):
+        params.append((auth.name, WRONG_KEY_PLACEHOLDER if case.auth == "wrong" else ""))
+    bare = urlunsplit(parts._replace(query=urlencode(params)))
+    if case.auth != "valid":
+        return shlex.quote(bare)
+    joiner = "&" if params else "?"
+    return shlex.quote(f"{bare}{joiner}{auth.name}=") + '"$OPENAI_API_KEY"'
 
 
 def _printf_literal(data: bytes) -> str:

@@ -203,6 +203,9 @@ class RunResult:
     #: How the target's TLS was verified: ``{"verify": bool, "ca_bundle": path or None}``
     #: (None: not known, as in a replay).
     tls: dict[str, Any] | None = None
+    #: How the key was sent (a :class:`~conformance.reach.AuthStyle`), for the reproducers
+    #: (None: the profile's, loaded by its name).
+    auth: Any = None
 
     def catalogue(self) -> Mapping[str, Any]:
         """The rules as the run's profile holds them.

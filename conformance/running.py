@@ -803,6 +803,7 @@ def _run(
         plan=_plan_dict(plan),
         fail_on=settings.fail_on,
         tls={"verify": not settings.insecure, "ca_bundle": settings.ca_bundle},
+        auth=profile.auth,
     )
     budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
     try:

@@ -36,6 +36,7 @@ import ipaddress
 import json
 import math
 import socket
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -132,7 +133,8 @@ class TransportConfig:
     #: Values sent that must never be written (``env:`` header values, a proxy's password).
     secrets: tuple[str, ...] = ()
     #: TLS verification of the target: True (the system's CAs), an SSL context (``--ca-bundle``)
-    #: or False (``--insecure``). Image URLs are always verified, with the CA file's CAs too.
+    #: or False (``--insecure``). Image URLs follow it: the CA file's CAs are trusted for them
+    #: too, and under ``--insecure`` they are not verified either.
     verify: Any = True
     #: The CA file given, also trusted when fetching image URLs.
     ca_bundle: str | None = None
@@ -582,10 +584,18 @@ class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
     """
 
     def __init__(
-        self, guard: _AddressGuard, limits: httpx.Limits, ca_bundle: str | None = None
+        self,
+        guard: _AddressGuard,
+        limits: httpx.Limits,
+        ca_bundle: str | None = None,
+        *,
+        verify: bool = True,
     ) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=False)
-        if ca_bundle is not None:  # the CA the user trusts for the target: its images too
+        # The target's TLS settings hold for its images too (a self-hosted gateway serves them
+        # itself): its CA file is trusted besides the system's, and --insecure checks nothing
+        # (nothing of the target's is ever sent to an image URL, so nothing can leak there).
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        if ca_bundle is not None and verify:
             ssl_context.load_verify_locations(cafile=ca_bundle)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
@@ -610,6 +620,19 @@ class _ConnectionTrace:
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         if event.startswith("connection.connect_tcp."):
             self.connected = True
+
+
+def _certificate_refused(exc: BaseException) -> str | None:
+    """Why TLS refused the peer's certificate (not trusted, another name), None when it was
+    not that: the cause is an :class:`ssl.SSLCertVerificationError` somewhere down the chain."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _dropped_before_answer(exc: Exception) -> bool:
@@ -701,7 +724,12 @@ class Transport:
         if self._fetcher is None:
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
             self._fetcher = httpx.AsyncClient(
-                transport=_GuardedHTTPTransport(self._guard, limits, self.config.ca_bundle),
+                transport=_GuardedHTTPTransport(
+                    self._guard,
+                    limits,
+                    self.config.ca_bundle,
+                    verify=self.config.verify is not False,
+                ),
                 timeout=self._per_op,
                 follow_redirects=False,
                 trust_env=False,
@@ -905,6 +933,8 @@ class Transport:
             # No connection, so no request: unless a first try went out before a reconnect.
             exchange.error = "timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection"
             exchange.sent = any(a.get("reconnected") for a in exchange.attempts)
+            if (refused := _certificate_refused(exc)) is not None:
+                exchange.attempts.append({"error": "tls", "reason": refused})
         except httpx.TimeoutException:
             exchange.error = "timeout"
         except (httpx.TransportError, OSError):

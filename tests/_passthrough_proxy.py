@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -56,11 +56,26 @@ def _images_in(body: bytes) -> int:
 
 
 def create_proxy(
-    upstream: str, upstream_key: str, api_key: str, stats: ProxyStats, fault: str | None = None
+    upstream: str,
+    upstream_key: str,
+    api_key: str,
+    stats: ProxyStats,
+    fault: str | None = None,
+    require_headers: Mapping[str, str] | None = None,
 ) -> Starlette:
+    """``require_headers``: the routing headers (name: value) a request must carry, as a
+    gateway that routes on them; without them it answers 400, and it echoes their values back
+    in ``x-routed-by`` (a gateway that reflects what it read)."""
     client = httpx.AsyncClient(timeout=60.0, trust_env=False)
+    routing = dict(require_headers or {})
 
     async def generations(request: Request) -> Response:
+        if any(request.headers.get(name) != value for name, value in routing.items()):
+            stats.count(0)
+            return JSONResponse(
+                {"error": {"message": f"cannot route: {', '.join(routing)} required"}},
+                status_code=400,
+            )
         if request.headers.get("authorization") != f"Bearer {api_key}":
             stats.count(0)
             return JSONResponse(
@@ -96,6 +111,8 @@ def create_proxy(
                 headers=out_headers,
                 background=BackgroundTask(answer.aclose),
             )
+        if routing:
+            out_headers["x-routed-by"] = ",".join(routing.values())
         content = await answer.aread()
         await answer.aclose()
         stats.count(_images_in(content) if answer.is_success else 0)
@@ -124,10 +141,11 @@ def run_proxy(
     *,
     api_key: str = "sk-proxy-key-0000",
     fault: str | None = None,
+    require_headers: Mapping[str, str] | None = None,
 ) -> Iterator[RunningProxy]:
     """Serve the proxy on a free loopback port in a thread for the ``with`` block."""
     stats = ProxyStats()
-    app = create_proxy(upstream, upstream_key, api_key, stats, fault)
+    app = create_proxy(upstream, upstream_key, api_key, stats, fault, require_headers)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
