@@ -18,7 +18,9 @@ never by a vendor's message text:
 - No answer at all (a hang, a reset, bytes that are not HTTP), a 5xx or a 429: the server is
   there but misbehaves. That is a *finding* for the run, not a set-up error; go on.
 
-Only a failed TCP connection (refused, unknown host, no connection in time) is "unreachable".
+Only a failed TCP connection (refused, unknown host, no connection in time; to the proxy when
+there is one) is "unreachable". A certificate that TLS refuses is a set-up error too: the run
+would only repeat it (``--ca-bundle`` or ``--insecure`` is what to try).
 """
 
 from __future__ import annotations

@@ -10,10 +10,12 @@ reset it), not this request's verdict; a second drop is. Failures become an
 :class:`~conformance.results.Exchange` with ``error`` set, never an exception: a broken server is
 a finding for the checks, not a crash.
 
-The API key is sent only to the target's origin: redirects are followed only within it, and
-image URLs are fetched by a client of their own that carries nothing of the target's (no key,
-no extra header, no cookie: neither client keeps cookies at all, since a cookie set by the
-target would go back to every port and scheme of its host). That client connects only to the
+The API key is sent only to the target's origin, in the profile's auth style (a header or a
+query parameter, :class:`~conformance.reach.AuthStyle`), with the run's extra headers and query:
+redirects are followed only within it, and image URLs are fetched by a client of their own that
+carries nothing of the target's (no key, no extra header, no proxy, no cookie: neither client
+keeps cookies at all, since a cookie set by the target would go back to every port and scheme
+of its host). That client connects only to the
 address it checked: a URL or redirect hop that reaches a loopback, private, link-local or cloud
 metadata address is not fetched unless the target is on such an address itself or the user
 allows it. Every exchange is redacted before it leaves this module, so nothing downstream
