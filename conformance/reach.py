@@ -167,8 +167,8 @@ def parse_header(text: str, flag: str = "--header") -> tuple[str, str]:
     """``'NAME: VALUE'`` as (lower-cased name, value); the value may be ``env:VAR``."""
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not colon or not name:
-        raise SetupError(f"{flag}: expected 'NAME: VALUE' (got {text!r:.60})")
+    if not colon or not name or "=" in name:
+        raise SetupError(f"{flag}: expected 'NAME: VALUE', with a colon as in curl -H")
     return check_header(name, value, flag)
 
 

@@ -264,6 +264,7 @@ def test_env_values_are_read_when_the_run_starts_and_are_secrets() -> None:
     ("flag", "message"),
     [
         ("no-colon-here", "--header: expected 'NAME: VALUE'"),
+        ("x-api-key=env:IMGCONF_REACH_NOT_SET", "with a colon as in curl -H"),
         ("content-type: text/plain", "content-type is set by imgconf itself"),
         ("x-token: env:IMGCONF_REACH_NOT_SET", "IMGCONF_REACH_NOT_SET is not set"),
         ("x-token: env:not a name", "must name an environment variable"),
