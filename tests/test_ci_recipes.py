@@ -22,7 +22,7 @@ import yaml
 from conformance.cli import main
 
 TESTS = Path(__file__).resolve().parent
-EXAMPLES = TESTS / "ci_examples"
+EXAMPLES = TESTS.parent / "examples" / "ci"
 README = TESTS.parent / "README.md"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yml"))
 SHELL_OPERATORS = {"&", "&&", "||", "|", ";", "2>&1"}
