@@ -139,8 +139,11 @@ def build_matrix(
         if item["status"] != "not_observed":
             item["reasons"] = []
         item["reasons"].sort(key=lambda r: (not blocks(r), r))
-        item["blocking"] = item["status"] == "not_observed" and any(
-            blocks(r) for r in item["reasons"]
+        # Only a MUST rule unobserved keeps a run from PASS (a SHOULD one never fails it).
+        item["blocking"] = (
+            item["status"] == "not_observed"
+            and item["level"] == "MUST"
+            and any(blocks(r) for r in item["reasons"])
         )
     order = {rule: i for i, rule in enumerate(catalogue)}
     rank = {m: i for i, m in enumerate([ANY_MODEL, *models])}
