@@ -263,12 +263,14 @@ def test_every_job_installs_imgconf_from_its_checkout() -> None:
 def clean_copy(destination: Path) -> None:
     """This tree as a fresh clone would hold it once committed: tracked and new files, not the
     ignored ones (virtual environments, caches, reports)."""
-    listed = subprocess.run(
+    listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
         capture_output=True,
-        check=True,
-    ).stdout
+    )
+    if listing.returncode != 0:
+        pytest.skip(f"{ROOT} is not a git checkout")
+    listed = listing.stdout
     for name in filter(None, listed.decode().split("\0")):
         source = ROOT / name
         if source.is_file():  # a tracked file deleted in the tree is not copied
