@@ -1051,6 +1051,9 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         anywhere = common[0] if common else Reason.NO_CONTROL
     for result in results:
         case = result.case
+        if _is_control(case) and result.status in AUTH_REFUSALS:
+            # The key is refused for this model: no verdict on whether the model is served.
+            _unprove(result, Reason.AUTH_REFUSED)
         if _is_control(case) or (result.exchange is None and result.reason):
             continue  # the controls themselves, and cases never answered
         status = result.status
