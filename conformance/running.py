@@ -764,7 +764,8 @@ def _run(
         **reach_config(settings, profile),
     )
     if settings.insecure:
-        print(f"imgconf: warning: TLS is not verified for {target} (--insecure)", file=sys.stderr)
+        warning = f"imgconf: warning: TLS is not verified for {target} (--insecure)"
+        print(printable(warning), file=sys.stderr)
     if not embedded:
         asyncio.run(check_target(config))
     plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
