@@ -1,13 +1,16 @@
 """Tiny hostile HTTP targets on 127.0.0.1, each in its own thread and event loop.
 
 Each one misbehaves in one way a broken server or proxy does: it never answers, resets the
-connection, answers random bytes, an endless body, or a 200 MB JSON document. ``imgconf run``
-must turn each into a finding within bounded time and memory.
+connection, answers random bytes, an endless body, a 200 MB JSON document, a decompression bomb,
+a million items, events or PNG chunks, text no format can encode, the key in disguise, or bills
+images it then answers 502 or resets. ``imgconf run`` must turn each into a finding within
+bounded time and memory, without the key reaching any output or any other origin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import ipaddress
@@ -242,6 +245,247 @@ def _tiny_png() -> bytes:
 TINY_PNG = _tiny_png()
 
 
+def _answer(status: bytes, body: bytes, content_type: bytes = b"application/json") -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type + b"\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+def answers_every_request(status: bytes, body: bytes, content_type: bytes = b"application/json"):
+    """Answers every request on a connection with the same ``status`` and ``body``."""
+    response = _answer(status, body, content_type)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
+@functools.cache
+def _million_items() -> bytes:
+    """An accepted answer whose ``data`` holds a million (empty) items: 16 MB, under any body
+    cap, but 2.5 GB of Python objects if parsed whole."""
+    return b'{"created": 1, "data": [' + b",".join([b'{"b64_json": ""}'] * 1_000_000) + b"]}"
+
+
+async def million_items(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await answers_every_request(b"200 OK", _million_items())(reader, writer)
+
+
+@functools.cache
+def _million_events() -> bytes:
+    """A server-sent event stream of a million tiny events (10 MB)."""
+    partial = b'data: {"type": "image_generation.partial_image"}\n\n'
+    return partial * 10 + b"data: {}\n\n" * 1_000_000
+
+
+async def million_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request 200 with a million-event stream (streamed or not, it was asked)."""
+    await answers_every_request(b"200 OK", _million_events(), b"text/event-stream")(reader, writer)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@functools.cache
+def million_chunk_png() -> bytes:
+    """A valid 1x1 PNG with a million empty ancillary chunks between IHDR and IDAT (12 MB)."""
+    return (
+        TINY_PNG[:33]  # signature and IHDR
+        + png_chunk(b"imGc", b"") * 1_000_000
+        + TINY_PNG[33:]
+    )
+
+
+@functools.cache
+def _million_chunk_answer() -> bytes:
+    image = base64.b64encode(million_chunk_png())
+    return b'{"created": 1, "data": [{"b64_json": "' + image + b'"}]}'
+
+
+async def million_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request 200 with one base64 PNG of a million chunks."""
+    await answers_every_request(b"200 OK", _million_chunk_answer())(reader, writer)
+
+
+def lone_surrogates(image_base: str) -> Handler:
+    """Answers, by turns, an error whose message holds a lone surrogate (and a control
+    character) and an accepted answer whose image URL, under ``image_base``, holds one: both
+    valid JSON, neither encodable as UTF-8 once decoded."""
+    count = 0
+    url = image_base.encode() + b"/img\\ud800.png"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            count += 1
+            if count % 2:
+                body = b'{"error": {"message": "bad \\ud800 request\\u0007", "type": "x"}}'
+                writer.write(_answer(b"400 Bad Request", body))
+            else:
+                body = b'{"created": 1, "data": [{"url": "' + url + b'"}]}'
+                writer.write(_answer(b"200 OK", body))
+            await writer.drain()
+
+    return handler
+
+
+# --- the key in disguise -------------------------------------------------------------------
+
+
+def mixed_escapes(text: str, seed: int) -> str:
+    """``text`` as JSON string content, about half its characters written as ``\\uXXXX``."""
+    rng = random.Random(seed)
+    return "".join(f"\\u{ord(c):04x}" if rng.random() < 0.5 else c for c in text)
+
+
+def b64_at(key: str, shift: int, seed: int) -> str:
+    """``key`` base64-encoded inside a longer blob, starting ``shift`` bytes into a group."""
+    rng = random.Random(seed)
+    blob = rng.randbytes(30 + shift) + key.encode() + rng.randbytes(29)
+    return base64.b64encode(blob).decode()
+
+
+def disguised_answers(key: str) -> tuple[bytes, bytes]:
+    """An error answer and an accepted one, hiding ``key`` every way but verbatim: JSON
+    ``\\u`` escapes mixed at random, and base64 at all three alignments."""
+    error = (
+        '{"error": {"message": "invalid api key '
+        + mixed_escapes(key, 1)
+        + '", "type": "invalid_request_error", "param": "'
+        + b64_at(key, 0, 2)
+        + '", "code": "'
+        + b64_at(key, 1, 3)
+        + '"}, "trace": "'
+        + b64_at(key, 2, 4)
+        + '"}'
+    ).encode()
+    accepted = (
+        '{"created": 1, "data": [{"b64_json": "'
+        + b64_at(key, 1, 5)
+        + '", "revised_prompt": "you are '
+        + mixed_escapes(key, 6)
+        + '"}, {"b64_json": "'
+        + b64_at(key, 2, 7)
+        + '"}, {"b64_json": "'
+        + b64_at(key, 0, 8)
+        + '"}]}'
+    ).encode()
+    return error, accepted
+
+
+def echo_disguised(key: str, seen: list[bytes]) -> Handler:
+    """Answers, by turns, 400 and 200, ``key`` hidden in the body, in a header *name* and in a
+    header value (base64)."""
+    error, accepted = disguised_answers(key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            seen.append(request)
+            status, body = (b"400 Bad Request", error) if len(seen) % 2 else (b"200 OK", accepted)
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+                b"x-key-" + key.encode() + b": seen\r\n"
+                b"x-trace: " + b64_at(key, 2, 9).encode() + b"\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+
+    return handler
+
+
+def key_in_header_name(key: str) -> Handler:
+    """Answers every request 400 with a response header whose *name* is the key."""
+    body = b'{"error": {"message": "no", "type": "invalid_request_error"}}'
+    response = (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        + key.encode()
+        + b": 1\r\nx-"
+        + key.encode()
+        + b"-seen: yes\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
+# --- servers that bill what they do not deliver ----------------------------------------------
+
+
+def images_asked(request: bytes) -> int:
+    """How many images a generating server would make for ``request``: a POST whose body is a
+    JSON object with a string prompt and ``n`` absent or an integer from 1 to 10."""
+    if not request.startswith(b"POST"):
+        return 0
+    try:
+        body = json.loads(request.split(b"\r\n\r\n", 1)[1])
+    except ValueError:
+        return 0
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return 0
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    return n if type(n) is int and 1 <= n <= 10 else 0
+
+
+def generates_then(fault: str, generated: list[int]) -> Handler:
+    """A server that generates the images asked (adding them to ``generated[0]``), then
+    answers ``502`` (``fault="502"``) or resets the connection (``fault="reset"``): billed,
+    never delivered. Anything it would not generate for is answered 400."""
+    refusal = b'{"error": {"message": "no", "type": "invalid_request_error"}}'
+    bad_gateway = b'{"error": {"message": "upstream failed", "type": "server_error"}}'
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            images = images_asked(request)
+            if not images:
+                writer.write(_answer(b"400 Bad Request", refusal))
+                await writer.drain()
+                continue
+            generated[0] += images
+            if fault == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
+            writer.write(_answer(b"502 Bad Gateway", bad_gateway))
+            await writer.drain()
+
+    return handler
+
+
 class FakeNetwork:
     """A stub resolver and a pretend network, so tests never reach a non-loopback address.
 
@@ -368,13 +612,27 @@ def free_port() -> int:
 __all__ = [
     "TINY_PNG",
     "FakeNetwork",
+    "answers_every_request",
+    "b64_at",
+    "disguised_answers",
+    "echo_disguised",
     "echo_key",
     "endless_body",
     "free_port",
+    "generates_then",
     "gzip_bomb",
     "gzip_zeros",
     "huge_json",
+    "images_asked",
+    "key_in_header_name",
+    "lone_surrogates",
+    "million_chunk_png",
+    "million_chunks",
+    "million_events",
+    "million_items",
+    "mixed_escapes",
     "never_answers",
+    "png_chunk",
     "random_bytes",
     "read_request",
     "resets",
