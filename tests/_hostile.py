@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -22,6 +23,7 @@ import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -610,8 +612,10 @@ def free_port() -> int:
 
 
 __all__ = [
+    "TARGETS",
     "TINY_PNG",
     "FakeNetwork",
+    "Target",
     "answers_every_request",
     "b64_at",
     "disguised_answers",
@@ -641,4 +645,61 @@ __all__ = [
     "serves_image",
     "sets_cookies",
     "stacked_gzip",
+    "start_target",
 ]
+
+
+# --- the acceptance targets, by name ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Target:
+    """A running hostile target: its base URL, the models a run needs for its fault to show,
+    what another loopback origin (``other_base``, where image URLs point) received, and how
+    many images the target says it generated."""
+
+    base_url: str
+    models: str
+    other_base: str
+    other_seen: list[bytes]
+    generated: list[int]
+
+
+def _cookie_target(key: str, other: str, seen: list[bytes], generated: list[int]) -> Handler:
+    port = urlsplit(other).port
+    return sets_cookies(key, [f"{other}/a.png", f"http://localhost:{port}/b.png"], [])
+
+
+#: name -> (models, handler maker(key, other_base, other_seen, generated)).
+TARGETS: dict[str, tuple[str, Callable[[str, str, list[bytes], list[int]], Handler]]] = {
+    "gzip-bomb": ("dall-e-2", lambda *_: gzip_bomb),
+    "gzip-gzip": ("dall-e-2", lambda *_: stacked_gzip),
+    "million-items": ("dall-e-2", lambda *_: million_items),
+    "million-events": ("gpt-image-1", lambda *_: million_events),
+    "million-png-chunks": ("dall-e-2", lambda *_: million_chunks),
+    "retry-after-flood": ("dall-e-2", lambda *_: retry_after_flood),
+    "lone-surrogates": ("dall-e-2", lambda key, other, *_: lone_surrogates(other)),
+    "cookie-key-other-port": ("dall-e-2", _cookie_target),
+    "key-in-header-name": ("dall-e-2", lambda key, *_: key_in_header_name(key)),
+    "key-disguised": ("dall-e-2", lambda key, *_: echo_disguised(key, [])),
+    "generate-then-502": (
+        "dall-e-2",
+        lambda key, o, s, generated: generates_then("502", generated),
+    ),
+    "generate-then-reset": (
+        "dall-e-2",
+        lambda key, o, s, generated: generates_then("reset", generated),
+    ),
+}
+
+
+@contextlib.contextmanager
+def start_target(name: str, key: str) -> Iterator[Target]:
+    """Serve the target ``name`` and, on another loopback port, a recording image server."""
+    models, make = TARGETS[name]
+    other_seen: list[bytes] = []
+    generated = [0]
+    with serve(serves_image(other_seen)) as other_v1:
+        other = other_v1.removesuffix("/v1")
+        with serve(make(key, other, other_seen, generated)) as base_url:
+            yield Target(base_url, models, other, other_seen, generated)
