@@ -273,3 +273,51 @@ def test_ten_honest_4mb_images_in_one_answer_pass(tmp_path):
     with serve(answers_every_request(b"200 OK", body)) as base_url:
         [result] = asyncio.run(go(base_url))
     assert result.outcome is Outcome.PASS, [f.__dict__ for f in result.findings]
+
+
+# --- the measuring tool ------------------------------------------------------------------------
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hostile_bench", ROOT / "tools/hostile_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_finds_the_key_wherever_it_is_written(tmp_path):
+    bench = _bench_module()
+    key = bench.KEY
+    assert bench.key_found(tmp_path, b"", []) == "no"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)  # as JSON may carry it
+    (tmp_path / "report.json").write_text('{"message": "' + escaped + '"}')
+    assert bench.key_found(tmp_path, key.encode(), [b"GET / HTTP/1.1\r\nCookie: a=b\r\n\r\n"]) == (
+        "other-origin, report.json, stdout/stderr"
+    )
+
+
+def test_the_bench_tabulates_each_target(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools/hostile_bench.py"),
+            "--only",
+            "key-in-header-name,generate-then-502",
+            "--json",
+            str(tmp_path / "rows.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["case"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+    assert rows["key-in-header-name"]["status"] == "1" and rows["key-in-header-name"]["report"]
+    assert rows["key-in-header-name"]["key_found"] == "no"
+    assert rows["generate-then-502"]["generated"] > 0 and rows["generate-then-502"]["rss_mb"] > 10
+    assert "| key-in-header-name | 1 |" in result.stdout
