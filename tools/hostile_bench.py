@@ -170,6 +170,7 @@ def main() -> None:
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(source)},
+        cwd=tempfile.gettempdir(),  # as the runs: not this tree's directory first on sys.path
         check=True,
     ).stdout.strip()
     print(f"imgconf from {probe}; peak RSS by {time_v or 'getrusage'}", file=sys.stderr)
