@@ -95,6 +95,11 @@ _STREAM_EVENT_CAP = 64 * 1024 * 1024
 #: its count alone beyond these, in bounded time.
 MAX_ITEMS = 16
 MAX_EVENTS = 256
+#: Events read from one stream at most; beyond, the stream is a finding and is not read further.
+MAX_STREAM_EVENTS = 10_000
+#: JSON objects and arrays an answer may hold before it is parsed (a conformant one has a few
+#: dozen): counted on the bytes, so a million items never become a million Python objects.
+MAX_JSON_CONTAINERS = 100_000
 
 
 # --- profile rules, cached ---------------------------------------------------------------
@@ -209,10 +214,18 @@ def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
 
 
 def _json(body: bytes) -> tuple[Any, bool]:
+    """The body parsed, or (None, False). Bounded: too deep a nesting ends in RecursionError,
+    and Python refuses integers of more than a few thousand digits."""
     try:
         return json.loads(body), True
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None, False
+
+
+def _containers(body: bytes) -> int:
+    """How many JSON objects and arrays the body may hold, counted without parsing it (braces
+    inside strings count too: an over-estimate, and base64 has none)."""
+    return body.count(b"{") + body.count(b"[")
 
 
 def _text_excerpt(body: bytes, limit: int = 80) -> str:
@@ -638,6 +651,14 @@ def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbna
         exchange.content_type == "application/json",
         f"Content-Type is {exchange.content_type or 'missing'!r}, not application/json",
     )
+    containers = _containers(exchange.response_body)
+    if not v.check(
+        "response.schema",
+        containers <= MAX_JSON_CONTAINERS,
+        f"the answer holds about {containers} JSON objects and arrays (a conformant one holds "
+        f"a few dozen): not parsed",
+    ):
+        return
     answer, ok = _json(exchange.response_body)
     if not v.check("transport.well_formed", ok, "the 2xx body is not JSON"):
         return
@@ -790,27 +811,41 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
     contract = load_contract()
     validator = contract.validator("stream_event")
     parser = SSEParser()
+    # Events are counted as they arrive: the first MAX_EVENTS are kept and judged one by one,
+    # later ones only counted by type (a legal stream has at most 4 per image), and reading
+    # stops at MAX_STREAM_EVENTS, so a flood costs bounded time and memory.
     events: list[str] = []
+    bad: list[str] = []
+    nulls: list[str] = []
+    partials = completed = seen = 0
+    last_type = None
     body = exchange.response_body
-    try:
+
+    def arriving() -> Iterator[str]:
         for start in range(0, len(body), 1 << 16):
-            events.extend(parser.feed(body[start : start + (1 << 16)]))
-        events.extend(parser.close())
+            yield from parser.feed(body[start : start + (1 << 16)])
+        yield from parser.close()
+
+    try:
+        for raw in arriving():
+            seen += 1
+            if seen > MAX_STREAM_EVENTS:
+                bad.append(
+                    f"more than {MAX_STREAM_EVENTS} events (a stream has at most "
+                    f"{4 * max(1, asked.n)} here): not read further"
+                )
+                break
+            if len(events) < MAX_EVENTS:
+                events.append(raw)
+            elif "image_generation.partial_image" in raw:
+                partials, last_type = partials + 1, "image_generation.partial_image"
+            elif "image_generation.completed" in raw:
+                completed, last_type = completed + 1, "image_generation.completed"
     except ValueError as exc:
         v.check("transport.well_formed", False, f"the event stream is malformed: {exc}")
         return
-    bad: list[str] = []
-    nulls: list[str] = []
-    partials = completed = 0
-    last_type = None
-    # Beyond MAX_EVENTS, events are only counted by type (a legal stream has at most 40).
-    for raw in events[MAX_EVENTS:]:
-        if "image_generation.partial_image" in raw:
-            partials, last_type = partials + 1, "image_generation.partial_image"
-        elif "image_generation.completed" in raw:
-            completed, last_type = completed + 1, "image_generation.completed"
     tail_type = last_type
-    for number, raw in enumerate(events[:MAX_EVENTS]):
+    for number, raw in enumerate(events):
         if raw.strip() == "[DONE]":
             continue
         event, ok = _json(raw.encode())
@@ -1016,6 +1051,9 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         anywhere = common[0] if common else Reason.NO_CONTROL
     for result in results:
         case = result.case
+        if _is_control(case) and result.status in AUTH_REFUSALS:
+            # The key is refused for this model: no verdict on whether the model is served.
+            _unprove(result, Reason.AUTH_REFUSED)
         if _is_control(case) or (result.exchange is None and result.reason):
             continue  # the controls themselves, and cases never answered
         status = result.status

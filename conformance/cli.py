@@ -256,8 +256,17 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
     help="Fetch image URLs on loopback, private, link-local or metadata addresses even when "
     "the target is not on one.",
 )
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Raise or lower a bound (repeatable): body_cap, error_cap, fetch_cap, inflight_cap "
+    "(bytes, or with KiB/MiB/GiB), retries, max_retry_wait, retry_budget (seconds), "
+    "retry_budget_count.",
+)
 @fail_on_option("Fail the run on MUST failures only, or on SHOULD warnings too.")
-def run_command(allow_private_urls: bool, **options: Any) -> None:
+def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.
 
     Exit 0 (PASS) when no MUST rule failed and everything a PASS needs was observed, 1 (FAIL)
@@ -267,8 +276,8 @@ def run_command(allow_private_urls: bool, **options: Any) -> None:
     """
     from .running import run_cli
 
-    if allow_private_urls:
-        options["extra"] = {"allow_private_urls": True}
+    options["extra"] = {"allow_private_urls": True} if allow_private_urls else {}
+    options["limits"] = limits
     _call(run_cli, **options)
 
 

@@ -94,7 +94,8 @@ def report_document(run: RunResult, *, replay: ReplayInfo | None = None) -> dict
 
 def _renderers(run: RunResult, report: dict[str, Any]) -> dict[str, Callable[[], bytes]]:
     return {
-        "json": lambda: json.dumps(report, indent=1, ensure_ascii=False).encode(),
+        # Compact, so the C encoder writes it (an indent forces the pure-Python one).
+        "json": lambda: json.dumps(report, ensure_ascii=False, separators=(",", ":")).encode(),
         "junit": lambda: render_junit(report),
         "markdown": lambda: render_markdown(report).encode(),
         "html": lambda: render_html(report, thumbnails_of(run)).encode(),

@@ -124,6 +124,9 @@ class Exchange:
     elapsed: float = 0.0
     error: str | None = None
     truncated: bool = False
+    #: False only when the request surely never reached the server (the connection could not
+    #: be made): what the budget may give back.
+    sent: bool = True
     #: Image URLs fetched for this exchange (without the key).
     fetches: list[Exchange] = field(default_factory=list)
     #: Earlier attempts answered 429/503 and retried.

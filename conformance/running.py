@@ -92,14 +92,14 @@ class BudgetLedger(Protocol):
 def may_have_generated(exchange: Exchange) -> bool:
     """Whether the target may have generated the images of the request behind ``exchange``.
 
-    A 2xx did (even if its body then broke); any other status refused the request. Without an
-    answer, a connection that failed or was dropped, or bytes that were not HTTP, mean the
-    request was not served. A timeout is the exception: the target may still be generating
-    what it never got to send, and a real vendor bills it, so it keeps its reservation.
+    Only a 4xx refused the request, and only a connection that could not be made surely sent
+    nothing: those give their reservation back. Everything else keeps it: a 2xx generated; a
+    5xx, a time-out, a dropped connection or an answer that is not HTTP may have come after
+    generating, and a real vendor bills that.
     """
     if exchange.status is not None:
-        return 200 <= exchange.status < 300
-    return exchange.error == "timeout"
+        return not 400 <= exchange.status < 500
+    return exchange.sent
 
 
 @dataclass
@@ -306,6 +306,9 @@ class Runner:
         self.stop_reason: str | None = None
         self.stop_kind: Reason | None = None
         self._streak = 0
+        #: Reservations each case in flight holds (one more for each try sent again).
+        self._reservations: dict[str, int] = {}
+        transport.resend_gate = self._reserve_again
         self._stop = asyncio.Event()
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
@@ -358,14 +361,18 @@ class Runner:
                 self._report(results[index])
                 continue
             exchange = None
+            self._reservations[case.id] = 1
             try:
                 await self.pacer.wait(case)
                 exchange = await self.transport.send_case(case)
             except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
                 results[index] = internal_error(case, exc, None)
             finally:
-                # Stopped mid-request, the request may have reached the server: keep it.
+                # Stopped mid-request, the request may have reached the server: keep it. Each
+                # earlier try that was sent again keeps its own reservation.
                 generated = exchange is None or may_have_generated(exchange)
+                for _ in range(self._reservations.pop(case.id, 1) - 1):
+                    self.budget.settle(case, generated=True)
                 self.budget.settle(case, generated=generated)
                 self._settled.set()
             if exchange is not None:
@@ -374,6 +381,13 @@ class Runner:
                 except Exception as exc:  # recording or bookkeeping: never lose the rest
                     results[index] = internal_error(case, exc, exchange)
             self._report(results[index])
+
+    async def _reserve_again(self, case: Case) -> bool:
+        """A try that may have generated is sent again only if its images fit once more."""
+        if self._stop.is_set() or not self.budget.reserve(case):
+            return False
+        self._reservations[case.id] = self._reservations.get(case.id, 1) + 1
+        return True
 
     async def _reserve(self, case: Case) -> bool:
         """Reserve the case's budget, waiting while reservations in flight may be refunded.
@@ -488,6 +502,47 @@ class RunSettings:
     body_cap: int | None = None
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``--limit NAME=VALUE``: transport bounds raised or lowered (see :data:`LIMITS`).
+    limits: tuple[str, ...] = ()
+
+
+#: Bounds ``--limit`` may set: the transport's, with their unit.
+LIMITS = {
+    "body_cap": "bytes",
+    "error_cap": "bytes",
+    "fetch_cap": "bytes",
+    "inflight_cap": "bytes",
+    "retries": "count",
+    "max_retry_wait": "seconds",
+    "retry_budget": "seconds",
+    "retry_budget_count": "count",
+}
+_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def parse_limits(items: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs as transport settings; a SetupError names the bad one."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        name, text = name.strip(), text.strip().lower()
+        unit = LIMITS.get(name)
+        if unit is None:
+            raise SetupError(f"--limit: unknown bound {name!r} (known: {', '.join(LIMITS)})")
+        try:
+            if unit == "bytes":
+                digits = text.rstrip("kmgib")
+                value: Any = int(float(digits) * _UNITS[text[len(digits) :]])
+            elif unit == "count":
+                value = int(text)
+            else:
+                value = float(text)
+        except (ValueError, KeyError):
+            raise SetupError(f"--limit: {item!r} needs a number of {unit}") from None
+        if value < 0 or (unit == "bytes" and value == 0):
+            raise SetupError(f"--limit: {item!r} must be positive")
+        out[name] = value
+    return out
 
 
 def _check_settings(settings: RunSettings, profile: Profile) -> None:
@@ -503,6 +558,7 @@ def _check_settings(settings: RunSettings, profile: Profile) -> None:
         raise SetupError("--explore must be >= 0")
     if settings.record_cap < 1:
         raise SetupError("--record-cap must be at least 1 (MiB)")
+    parse_limits(settings.limits)
     if settings.rate is not None:
         try:
             Rate.parse(settings.rate)
@@ -680,6 +736,7 @@ def _run(
         timeout=settings.timeout,
         **({"body_cap": settings.body_cap} if settings.body_cap else {}),
         **settings.extra,
+        **parse_limits(settings.limits),
     )
     if not embedded:
         asyncio.run(check_target(config))

@@ -29,10 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
-
-import hypothesis
-from hypothesis import strategies as st
+from typing import TYPE_CHECKING, Any
 
 from .contract import (
     OPTIONAL_FIELDS,
@@ -43,6 +40,9 @@ from .contract import (
     load_contract,
 )
 from .errors import SetupError
+
+if TYPE_CHECKING:
+    from hypothesis import strategies as st
 from .profiles import Profile, load_profile
 
 __all__ = [
@@ -498,6 +498,8 @@ def _spec(model: str, profile: Profile | None) -> tuple[ModelSpec, Profile]:
 
 
 def _custom_sizes_strategy(custom: CustomSizes) -> st.SearchStrategy[str]:
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     step = custom.multiple_of
     edges = st.integers(math.ceil(custom.safe_min_edge / step), custom.safe_max_edge // step).map(
         lambda k: k * step
@@ -511,6 +513,8 @@ def _custom_sizes_strategy(custom: CustomSizes) -> st.SearchStrategy[str]:
 
 def _field_strategy(spec: ModelSpec, param: str, contract: Contract) -> st.SearchStrategy[Any]:
     """Any valid non-null value of a field for a model (whole ranges, not just the corners)."""
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     if param == "size":
         enum = st.sampled_from(spec.sizes)
         return enum | _custom_sizes_strategy(spec.custom_sizes) if spec.custom_sizes else enum
@@ -525,6 +529,8 @@ def _field_strategy(spec: ModelSpec, param: str, contract: Contract) -> st.Searc
 
 
 def _prompts(limit: int) -> st.SearchStrategy[str]:
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     return st.one_of(
         st.just(DEFAULT_PROMPT),
         st.text(min_size=1, max_size=60),
@@ -538,6 +544,8 @@ def valid_requests(model: str, profile: Profile | None = None) -> st.SearchStrat
     drawn from its valid values, ``null`` or left out; prompts up to exactly the model's limit
     in mixed scripts; custom sizes inside the safe zone. Fields are drawn in the spec's order
     and a value that would break a cross-field rule of the schema is left out instead."""
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     spec, _ = _spec(model, profile)
     contract = load_contract()
     fields = {
@@ -563,6 +571,8 @@ def invalid_requests(
 ) -> st.SearchStrategy[tuple[dict, str]]:
     """``(body, rule_id)``: a valid body with one rule of the profile broken, for every request
     rule (MUST and SHOULD) that applies to the model and that a body can break alone."""
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     spec, prof = _spec(model, profile)
     contract = load_contract()
     applicable = {r.id for r in prof.rules().values() if model in r.models}
@@ -697,6 +707,8 @@ def invalid_requests(
 
 def _broken_custom(custom: CustomSizes, rule: str, examples: Sequence[str]) -> st.SearchStrategy:
     """Custom sizes that break ``rule`` alone: the computed examples, and random ones."""
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
     step = custom.multiple_of
     # Aspect and maximum breaks need both sides on the step: draw them there.
     unit = 1 if rule == "request.size.custom.divisible" else step
@@ -736,6 +748,8 @@ def draw_examples(
     shrunk or remembered between runs. ``strategy.example()`` would not do: it is random on
     purpose. Fewer come back only when the strategy runs out of new values.
     """
+    import hypothesis  # only when drawing: a run without --explore never imports it
+
     if count <= 0:
         return []
     drawn: list[Any] = []

@@ -35,11 +35,10 @@ import io
 import ipaddress
 import json
 import math
-import re
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,8 +74,6 @@ RETRY_STATUSES = (429, 503)
 _REDIRECTS = (301, 302, 303, 307, 308)
 #: What is kept of a body cut at the cap.
 _HEAD = 64 * 1024
-_B64_RUN = re.compile(rb'"(b64_json|partial_image_b64)"\s*:\s*"[A-Za-z0-9+/=\\]{64,}"')
-_LONG_STRING = re.compile(rb'"([^"\\]|\\.){2000,}"')
 #: The largest piece a content coding is undone by at once: the cap is checked between pieces.
 _PIECE = 64 * 1024
 #: The content codings undone (with the standard library's zlib); any other is refused.
@@ -168,15 +165,68 @@ def is_http_url(url: object) -> bool:
 
 
 def excerpt(body: bytes, limit: int = 4096) -> bytes:
-    """A body short enough to keep for every case: base64 runs and long strings elided, cut."""
-    if not body:
-        return body
-    head = body[: limit * 64]
-    head = _B64_RUN.sub(lambda m: b'"' + m.group(1) + b'": "<base64 elided>"', head)
-    head = _LONG_STRING.sub(b'"<long string elided>"', head)
-    if len(head) > limit or len(body) > limit * 64:
-        return head[:limit] + b"...<cut>"
-    return head
+    """A body short enough to keep for every case: base64 values and long strings elided, cut.
+
+    Built by finding keys and quotes (C-speed ``find``), never by scanning base64 with a
+    pattern, so its cost does not grow with a 4 MB image: each elided string costs one search
+    for its closing quote, and at most ``limit`` bytes are copied.
+    """
+    out = bytearray()
+    pos, size = 0, len(body)
+    while pos < size and len(out) < limit:
+        start = body.find(b'"', pos, pos + limit)
+        if start == -1:
+            out += body[pos : pos + limit - len(out)]
+            pos += limit
+            break
+        end = _closing_quote(body, start + 1)
+        if end == -1:  # an unterminated string: keep what fits
+            out += body[pos : pos + limit - len(out)]
+            pos = size
+            break
+        out += body[pos:start]
+        value = body[start : end + 1]
+        if _is_image_key(out) and len(value) > 66:
+            out += b'"<base64 elided>"'
+        elif len(value) > _LONG:
+            out += b'"<long string elided>"'
+        else:
+            out += value
+        pos = end + 1
+    if pos < size or len(out) > limit:
+        return bytes(out[:limit]) + b"...<cut>"
+    return bytes(out)
+
+
+#: Strings longer than this (quotes included) are elided from a kept excerpt.
+_LONG = 2000
+_IMAGE_KEYS = (b'"b64_json"', b'"partial_image_b64"')
+
+
+def _closing_quote(body: bytes, start: int, escaped: int = 1000) -> int:
+    """The index of the quote that ends a JSON string opened just before ``start``; -1 when
+    there is none, or when more than ``escaped`` escaped quotes come first (bounded work)."""
+    for _ in range(escaped + 1):
+        end = body.find(b'"', start)
+        if end == -1:
+            return -1
+        window = body[max(start, end - 4096) : end]
+        backslashes = len(window) - len(window.rstrip(b"\\"))
+        if backslashes == len(window) == 4096:  # a run of escapes longer than the window
+            while end - backslashes - 1 >= start and body[end - backslashes - 1] == 0x5C:
+                backslashes += 1
+        if backslashes % 2 == 0:
+            return end
+        start = end + 1
+    return -1
+
+
+def _is_image_key(before: bytearray) -> bool:
+    """Whether the text kept so far ends with an image key and its colon."""
+    tail = bytes(before[-40:]).rstrip()
+    if not tail.endswith(b":"):
+        return False
+    return tail[:-1].rstrip().endswith(_IMAGE_KEYS)
 
 
 #: The headers of a GET under the base URL are those of a plain request with the key.
@@ -588,6 +638,9 @@ class Transport:
         )
         self._retry_seconds_left = config.retry_budget
         self._retries_left = config.retry_budget_count
+        #: Asked before a request that may already have generated is sent again (after a 503,
+        #: or a connection dropped once it was sent): the runner reserves the budget again.
+        self.resend_gate: Callable[[Case], Awaitable[bool]] | None = None
 
     async def __aenter__(self) -> Transport:
         return self
@@ -680,12 +733,18 @@ class Transport:
         headers = self._request_headers(case)
         content = case.content()
         attempts: list[dict[str, Any]] = []
+
+        async def resend() -> bool:
+            return self.resend_gate is None or await self.resend_gate(case)
+
         while True:
             exchange = await self._exchange(
-                "POST", url, headers, content, self.config.body_cap, lease
+                "POST", url, headers, content, self.config.body_cap, lease, resend=resend
             )
             if exchange.status not in RETRY_STATUSES or len(attempts) >= self.config.retries:
                 break
+            if exchange.status >= 500 and not await resend():
+                break  # a 503 may have generated: sending again must fit the budget again
             asked = _retry_after(exchange.response_headers)
             wait = asked
             if wait is None:
@@ -760,6 +819,7 @@ class Transport:
         lease: Lease,
         *,
         image: bool = False,
+        resend: Callable[[], Awaitable[bool]] | None = None,
     ) -> Exchange:
         started = time.time()
         clock = time.perf_counter()
@@ -783,6 +843,8 @@ class Transport:
                         raise
                     if not _dropped_before_answer(exc):
                         raise
+                    if resend is not None and not await resend():
+                        raise  # it may have reached the server: again only within budget
                     # A kept-alive connection dropped it before any answer: once more, fresh.
                     exchange.attempts.append(
                         {
@@ -812,12 +874,17 @@ class Transport:
             exchange.error = "connection" if dropped else "protocol"
         except (httpx.LocalProtocolError, httpx.DecodingError):
             exchange.error = "protocol"
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # No connection, so no request: unless a first try went out before a reconnect.
+            exchange.error = "timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection"
+            exchange.sent = any(a.get("reconnected") for a in exchange.attempts)
         except httpx.TimeoutException:
             exchange.error = "timeout"
         except (httpx.TransportError, OSError):
             exchange.error = "connection"
         except httpx.InvalidURL:
             exchange.error = "scheme"
+            exchange.sent = False
         except ValueError:
             # A redirect to a URL that does not parse (a port out of range, a broken IPv6
             # literal): what the target answered is not usable HTTP.

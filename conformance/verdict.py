@@ -17,13 +17,13 @@ left unobserved. ``--fail-on should`` makes a SHOULD warning a FAIL too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cases import ANY_MODEL
 from .contract import Rule, load_contract
-from .coverage import aimed_rules
+from .coverage import aimed_rules, case_spec
 from .results import CaseResult, Reason, RunResult, blocks
 
 __all__ = [
@@ -43,20 +43,15 @@ EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 3}
 MESSAGES_PER_CELL = 5
 
 
-def _spec_of(result: CaseResult) -> Any:
-    models = load_contract().models
-    case = result.case
-    body = case.body if isinstance(case.body, dict) else {}
-    name = body.get("model") if isinstance(body.get("model"), str) else case.model
-    return models.get(name)
-
-
-def case_rules(result: CaseResult, catalogue: Mapping[str, Rule]) -> dict[str, str]:
+def case_rules(
+    result: CaseResult, catalogue: Mapping[str, Rule], models: Sequence[str] = ()
+) -> dict[str, str]:
     """Each rule the case touched: ``pass``, ``fail``/``warn`` (by the finding's level) or a
     not-observed reason. A case never judged counts every rule it aimed at, with its reason."""
     out: dict[str, str] = {}
     if result.reason and not result.checked and not result.findings and not result.unobserved:
-        for rule in aimed_rules(result.case, _spec_of(result), catalogue):
+        spec = case_spec(result.case, models or list(load_contract().models))
+        for rule in aimed_rules(result.case, spec, catalogue):
             out[rule] = result.reason
         out[result.case.rule] = result.reason
         return out
@@ -112,7 +107,7 @@ def build_matrix(
 
     for result in results:
         case = result.case
-        statuses = case_rules(result, catalogue)
+        statuses = case_rules(result, catalogue, models)
         messages = {f.rule: f.message for f in reversed(result.findings)}
         for rule, status in statuses.items():
             item = entry(case.model, rule, case.level if rule == case.rule else "MUST")
@@ -144,8 +139,11 @@ def build_matrix(
         if item["status"] != "not_observed":
             item["reasons"] = []
         item["reasons"].sort(key=lambda r: (not blocks(r), r))
-        item["blocking"] = item["status"] == "not_observed" and any(
-            blocks(r) for r in item["reasons"]
+        # Only a MUST rule unobserved keeps a run from PASS (a SHOULD one never fails it).
+        item["blocking"] = (
+            item["status"] == "not_observed"
+            and item["level"] == "MUST"
+            and any(blocks(r) for r in item["reasons"])
         )
     order = {rule: i for i, rule in enumerate(catalogue)}
     rank = {m: i for i, m in enumerate([ANY_MODEL, *models])}

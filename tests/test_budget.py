@@ -102,13 +102,28 @@ def test_a_wrongly_accepted_request_keeps_its_reservation_and_the_cap_holds():
         (Exchange("POST", "u", {}, b"", status=200, error="too_large"), True),
         (Exchange("POST", "u", {}, b"", status=400), False),
         (Exchange("POST", "u", {}, b"", status=429), False),
-        (Exchange("POST", "u", {}, b"", status=500), False),
-        (Exchange("POST", "u", {}, b"", error="connection"), False),
-        (Exchange("POST", "u", {}, b"", error="protocol"), False),
+        # A server may generate and then answer 5xx, drop the connection or send garbage:
+        # only a 4xx, or a connection never made, surely generated nothing.
+        (Exchange("POST", "u", {}, b"", status=500), True),
+        (Exchange("POST", "u", {}, b"", status=502), True),
+        (Exchange("POST", "u", {}, b"", error="connection"), True),
+        (Exchange("POST", "u", {}, b"", error="protocol"), True),
+        (Exchange("POST", "u", {}, b"", error="connection", sent=False), False),
         # No answer in time: the server may still be generating (and billing) it.
         (Exchange("POST", "u", {}, b"", error="timeout"), True),
     ],
-    ids=["2xx", "2xx-cut", "400", "429", "500", "dropped", "garbage", "timeout"],
+    ids=[
+        "2xx",
+        "2xx-cut",
+        "400",
+        "429",
+        "500",
+        "502",
+        "dropped",
+        "garbage",
+        "refused",
+        "timeout",
+    ],
 )
 def test_what_settles_a_reservation(exchange: Exchange, kept: bool):
     assert may_have_generated(exchange) is kept
@@ -318,3 +333,32 @@ def test_rate_flag_and_profile_field_are_checked(text, ok, tmp_path, capsys):
     profile.write_text("name: p\nmodels: [dall-e-2]\nrate: {requests_per_minute: 0}\n")
     assert main_entry(["plan", "--profile", str(profile)]) == 2
     assert "rate" in capsys.readouterr().err
+
+
+def test_a_503_that_may_have_generated_is_retried_only_on_a_fresh_reservation():
+    """A server may generate and then answer 503: the retry reserves again, and both keep."""
+
+    def answers():
+        yield httpx.Response(503, headers={"retry-after": "0"}, json=REFUSAL)
+        yield httpx.Response(400, json=REFUSAL)
+
+    roomy = Budget(max_images=6)
+    _, calls = execute([invalid(0)], answers(), roomy)
+    assert calls == 2 and roomy.images == 3  # the 503 kept 3; the refused retry gave 3 back
+    tight = Budget(max_images=3)
+    results, calls = execute([invalid(0)], answers(), tight)
+    assert calls == 1 and tight.images == 3  # no room to send it again: not sent again
+    assert results[0].reason == "throttled"
+
+
+def test_a_server_that_generates_then_fails_is_billed_no_more_than_the_cap():
+    generated = 0
+
+    def handler(request):
+        nonlocal generated
+        generated += json.loads(request.content)["n"] - 10
+        return httpx.Response(502, text="bad gateway")
+
+    budget = Budget(max_images=7)
+    execute([invalid(i) for i in range(10)], handler, budget, concurrency=4)
+    assert generated <= 7 and budget.images <= 7

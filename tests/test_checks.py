@@ -675,3 +675,28 @@ def test_optional_nulls_are_told_from_required_ones_through_refs_and_branches():
         "items": [{"id": None}, {"id": 1}],
     }
     assert found == ["b", "items/*/note"]
+
+
+def test_a_million_items_or_events_never_become_a_million_objects():
+    import time
+    import tracemalloc
+
+    items = b'{"created": 1, "data": [' + b",".join([b'{"b64_json": "AAAA"}'] * 1_000_000) + b"]}"
+    event = b'data: {"type": "image_generation.partial_image", "b64_json": "AAAA"}\n\n'
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = run(
+        make_case(gpt_body()),
+        httpx.Response(200, content=items, headers={"content-type": "application/json"}),
+    )
+    assert "response.schema" in rules_of(result, "MUST")
+    streamed = run(
+        make_case(gpt_body(stream=True)),
+        httpx.Response(200, content=event * 500_000, headers={"content-type": "text/event-stream"}),
+    )
+    assert "stream.event.schema" in rules_of(streamed, "MUST")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert time.perf_counter() - started < 10
+    # Beyond the bodies themselves (20 MB and 36 MB), judging holds little.
+    assert peak < 400 * 2**20, peak

@@ -521,3 +521,13 @@ def test_partial_images_out_of_range_is_sent_with_and_without_stream(plan: Plan)
             if c.model == model and c.rule == "request.partial_images.range"
         }
         assert sent == {(v, stream) for v in outside for stream in (False, True)}, model
+
+
+def test_a_plan_without_explore_never_imports_hypothesis():
+    code = (
+        "import sys; from conformance.planning import build_plan; "
+        "from conformance.profiles import load_profile; build_plan(load_profile()); "
+        "import conformance.running; print('hypothesis' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -103,11 +103,11 @@ def invalid_case(index: int) -> Case:
     )
 
 
-def run_cases(count: int, *, always_drop: bool = False):
+def run_cases(count: int, *, always_drop: bool = False, max_images: int = 22):
     async def go():
         async with stale_keep_alive_server(always_drop=always_drop) as server:
             config = TransportConfig(server.base_url, api_key=KEY, timeout=5)
-            budget = Budget(max_images=11)
+            budget = Budget(max_images=max_images)
             async with Transport(config) as transport:
                 runner = Runner(transport, PROFILE, concurrency=1, budget=budget)
                 results = await runner.run([invalid_case(i) for i in range(count)])
@@ -127,8 +127,16 @@ def test_a_request_on_a_connection_dropped_after_the_previous_answer_gets_its_ow
     first, second, third = (r.exchange for r in results)
     assert first.attempts == [] and third.attempts == []
     assert second.attempts[0]["reconnected"] is True and second.retries == 0
-    # Refused in the end: the reservation came back, the same one, retry or not.
-    assert budget.images == 0 and budget.in_flight == 0
+    # The dropped try may have reached the server: it keeps its reservation, and the resend
+    # took one of its own, given back when it was refused.
+    assert budget.images == 11 and budget.in_flight == 0
+
+
+def test_a_resend_that_does_not_fit_the_budget_is_not_sent():
+    server, results, budget = run_cases(2, max_images=11)
+    assert [json.loads(b)["prompt"] for b in server.requests] == ["p0", "p1"]
+    assert [f.rule for f in results[1].findings] == ["transport.connection"]
+    assert budget.images == 11 and budget.in_flight == 0
 
 
 def test_a_second_drop_on_a_fresh_connection_is_the_finding():

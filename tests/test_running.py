@@ -202,3 +202,22 @@ def test_an_unknown_host_is_a_one_line_set_up_error(tmp_path, capsys, monkeypatc
     assert len(err) == 1
     assert "nothing listening at no-such-host.invalid:443 (unknown host)" in err[0]
     assert not any(tmp_path.iterdir())
+
+
+def test_limits_are_parsed_with_units_and_bad_ones_are_one_line(tmp_path, capsys):
+    from conformance.cli import main_entry
+    from conformance.running import parse_limits
+
+    assert parse_limits(("body_cap=128MiB", "retries=1", "retry_budget=2.5")) == {
+        "body_cap": 128 << 20,
+        "retries": 1,
+        "retry_budget": 2.5,
+    }
+    for bad in ("nope=1", "body_cap=", "body_cap=-1KiB", "retries=x"):
+        assert main_entry(["run", "--limit", bad, "--report-dir", str(tmp_path)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    # A lowered body cap is enforced: the answers no longer fit.
+    args = ["run", "--models", "dall-e-2", "--report-dir", str(tmp_path), "--limit"]
+    assert main_entry([*args, "body_cap=1KiB"]) == 1
+    report = (tmp_path / "report.json").read_text()
+    assert "exceeds the size cap" in report

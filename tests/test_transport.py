@@ -666,3 +666,19 @@ def test_each_checked_address_is_tried_in_turn(network):
         network.names["img.test"] = ["127.0.0.2", "127.0.0.1"]  # nothing listens on the first
         fetched = fetch_from("http://127.0.0.1:9/v1", f"http://img.test:{port}/a.png")
     assert fetched.status == 200 and network.connected == ["127.0.0.2", "127.0.0.1"]
+
+
+def test_excerpt_work_does_not_grow_with_the_images():
+    """Bounded work per answer: a few finds, no pattern scanning base64 (issue: 26-38 ms)."""
+    image = b"QUFB" * 1_000_000  # 4 MB of base64
+    item = b'{"b64_json": "' + image + b'", "revised_prompt": "a \\"quoted\\" word"}'
+    body = b'{"created": 1, "data": [' + b",".join([item] * 8) + b"]}"
+    started = time.perf_counter()
+    short = excerpt(body)
+    assert time.perf_counter() - started < 0.05
+    assert b"QUFB" not in short and short.count(b"<base64 elided>") == 8
+    assert b'"a \\"quoted\\" word"' in short
+    # A hostile run of escaped quotes is bounded too.
+    started = time.perf_counter()
+    excerpt(b'{"m": "' + b'\\"' * 10_000_000 + b'"}')
+    assert time.perf_counter() - started < 0.5

@@ -164,6 +164,14 @@ def test_a_refusal_proves_its_rule_only_next_to_an_accepted_control() -> None:
     assert alone[0].reason == Reason.NO_CONTROL
 
 
+def test_a_control_refused_for_the_key_is_not_a_broken_contract() -> None:
+    from conformance.results import Finding
+
+    refused = _result(_control(), 403, findings=[Finding("request.valid.accepted", "MUST", "403")])
+    (settled,) = settle_controls([refused])
+    assert not settled.failed_rules and settled.reason == Reason.AUTH_REFUSED
+
+
 def test_a_5xx_everywhere_is_a_server_error_not_a_broken_request_rule() -> None:
     from conformance.results import Finding
 
