@@ -612,6 +612,7 @@ def free_port() -> int:
 
 
 __all__ = [
+    "RECORDED",
     "TARGETS",
     "TINY_PNG",
     "FakeNetwork",
@@ -691,6 +692,12 @@ TARGETS: dict[str, tuple[str, Callable[[str, str, list[bytes], list[int]], Handl
         lambda key, o, s, generated: generates_then("reset", generated),
     ),
 }
+
+#: Targets whose answers put the key, or text no format can encode, where a recording keeps
+#: them: runs against these also ``--record`` so the HAR is checked as well.
+RECORDED = frozenset(
+    {"lone-surrogates", "cookie-key-other-port", "key-in-header-name", "key-disguised"}
+)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _hostile import TARGETS, answers_every_request, million_items, serve, start_target
+from _hostile import RECORDED, TARGETS, answers_every_request, million_items, serve, start_target
 from PIL import Image
 
 from conformance.cases import Case
@@ -40,12 +40,7 @@ WALL_LIMIT = 60.0
 RSS_LIMIT_MB = 400
 #: Targets whose single run takes longer than 20 s (the retry budget is spent in waits).
 SLOW = {"retry-after-flood"}
-#: Bounds that hold only once JSON answers are capped before they are parsed, and stream
-#: events counted as they arrive (a million items take 3 GB and 30 s to parse whole).
-PARSED_WHOLE = pytest.mark.xfail(strict=False, reason="JSON caps before parsing")
-STREAM_COLLECTED = pytest.mark.xfail(strict=False, reason="stream events counted as they arrive")
-MARKS = {"retry-after-flood": [pytest.mark.slow], "million-items": [PARSED_WHOLE]}
-MARKS["million-events"] = [STREAM_COLLECTED]
+MARKS = {name: [pytest.mark.slow] for name in SLOW}
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 #: The address space a run may reserve: far above the bound measured, it only keeps a
 #: regression from taking the (shared) machine down with it before the test can fail.
@@ -127,7 +122,8 @@ def test_a_hostile_target_ends_bounded_with_a_report_and_no_key(name, tmp_path):
     reports = tmp_path / "reports"
     with start_target(name, KEY) as target:
         run = imgconf(
-            [*_base_args(target.base_url), "--models", target.models],
+            [*_base_args(target.base_url), "--models", target.models]
+            + (["--record", str(tmp_path / "run.har")] if name in RECORDED else []),
             reports,
         )
     assert run.status in (1, 3), (run.status, run.stderr[-2000:])
@@ -136,6 +132,7 @@ def test_a_hostile_target_ends_bounded_with_a_report_and_no_key(name, tmp_path):
     assert run.rss_mb < RSS_LIMIT_MB, run.rss_mb
     report = json.loads((reports / "report.json").read_text())
     assert report["cases"]
+    assert name not in RECORDED or (tmp_path / "run.har").is_file()
     assert_key_nowhere([tmp_path], run)
     assert_nothing_reached_the_other_origin(target.other_seen)
     if name == "cookie-key-other-port":
@@ -163,7 +160,6 @@ def test_a_zero_cost_cap_makes_a_generate_then_502_server_generate_nothing(tmp_p
     assert generated == 0
 
 
-@pytest.mark.xfail(strict=False, reason="refunds on 5xx")
 @pytest.mark.parametrize("fault", ["generate-then-502", "generate-then-reset"])
 def test_an_image_cap_holds_against_a_server_that_bills_then_fails(fault, tmp_path):
     run, generated = _budget_run(fault, tmp_path, "--max-images", "5")
@@ -186,7 +182,6 @@ def _record_args(base_url: str, tmp_path: Path) -> list[str]:
     ]
 
 
-@PARSED_WHOLE
 def test_recording_the_million_items_target_stays_within_its_cap(tmp_path):
     with serve(million_items) as base_url:
         run = imgconf(_record_args(base_url, tmp_path), tmp_path / "reports")

@@ -11,7 +11,8 @@ killed and marked so. For comparing revisions::
     python tools/hostile_bench.py --source /tmp/old
     python tools/hostile_bench.py
 
-Columns: the target; the exit status (``killed`` past the limit); wall seconds; peak RSS in MB;
+Runs against the targets in ``RECORDED`` also ``--record`` (the HAR is searched for the key
+too). Columns: the target; the exit status (``killed`` past the limit); wall seconds; peak RSS in MB;
 whether report.json was written; whether the key was found anywhere: in any file the run wrote,
 its stdout or stderr (verbatim or JSON-escaped), or in what the other origin received (the key,
 a cookie or an Authorization header); and for the billing targets, the images the server says it
@@ -37,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "tests"))
 
-from _hostile import TARGETS, start_target  # noqa: E402
+from _hostile import RECORDED, TARGETS, start_target  # noqa: E402
 
 #: A key of no vendor's shape, so only a redaction that knows the key itself can catch it.
 KEY = "Qv7_bench-Kb2mW9xZ4pLr8TnY3cJd6FgH"
@@ -98,6 +99,8 @@ def run_case(name: str, source: Path, kill_after: float, time_v: str | None) -> 
         argv = [sys.executable, "-c", "from conformance.cli import run; run()", "run"]
         argv += ["--base-url", t.base_url, "--api-key", KEY, "--timeout", "10"]
         argv += ["--models", t.models, "--report-dir", str(reports)]
+        if name in RECORDED:
+            argv += ["--record", str(workdir / "run.har")]
         if time_v:
             argv = [time_v, "-v", "-o", str(timing), *argv]
         env = {**os.environ, "PYTHONPATH": str(source)}
