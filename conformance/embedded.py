@@ -14,7 +14,7 @@ either in a child process (the default) or in a thread of this process:
 - ``mode="thread"``: uvicorn in a daemon thread; starts faster (tens of milliseconds against
   about 200 ms for the child) and suits tests that make a few requests.
 
-Measured with ``tests/scripts/bench_server.py`` (2 cores, concurrency 8, a client that decodes every
+Measured with ``tools/bench_server.py`` (2 cores, concurrency 8, a client that decodes every
 image): about 600 requests per second from the child process against about 160 from the thread,
 whose server and client contend for one interpreter lock. That is why the child is the default.
 """

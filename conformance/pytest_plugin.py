@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import pickle
@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -376,13 +376,42 @@ def _safe(name: str) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process of the session (xdist workers included)."""
+    """An exclusive lock shared by every process of the session (xdist workers included).
+
+    An operating-system lock on an open file, so a worker that dies releases it.
+    """
     with path.open("a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        _lock_file(handle, lock=True)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _lock_file(handle, lock=False)
+
+
+def _lock_file(handle: IO[str], lock: bool) -> None:
+    """Take or release the lock: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows.
+
+    Imported here, not at the top: this module is loaded by every pytest run wherever imgconf
+    is installed, and each of the two exists on one platform only.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        handle.seek(0)  # msvcrt locks bytes from the current position
+        if not lock:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError as error:  # LK_LOCK gives up after ten tries a second apart
+                if error.errno != errno.EDEADLOCK:
+                    raise
+    else:
+        fcntl.flock(handle, fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
 
 
 class SharedBudget:

@@ -1,12 +1,17 @@
-"""Shared fixtures: the reference server in-process (ASGI) and for real (uvicorn on loopback)."""
+"""Shared fixtures: the reference server in-process (ASGI) and for real (uvicorn on loopback),
+and ``imgconf run`` called in-process."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 from starlette.testclient import TestClient
 
+from conformance.cli import main_entry
 from conformance.embedded import RunningServer, start_reference_server
 from conformance.quirks import parse_quirks
 from conformance.reference_server import ServerConfig, create_app
@@ -57,3 +62,35 @@ def reference_server() -> Iterator[RunningServer]:
     """One real reference server (strict, child process) on a free loopback port."""
     with start_reference_server() as server:
         yield server
+
+
+class Target(Protocol):
+    """A server to run against: a running reference server, a proxy in front of one, ..."""
+
+    base_url: str
+    api_key: str
+
+
+#: ``imgconf_run(*ARGS, target=None, report_dir=None)``: see :func:`imgconf_run`.
+RunCommand = Callable[..., tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture
+def imgconf_run(tmp_path: Path) -> RunCommand:
+    """``imgconf run ARGS`` in this process: its exit status and the report.json it wrote.
+
+    ``target`` adds its ``--base-url`` and ``--api-key``; the reports go to ``report_dir``,
+    else to the test's ``tmp_path``. The report is read back as the source of truth.
+    """
+
+    def run(
+        *args: str, target: Target | None = None, report_dir: Path | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        directory = tmp_path if report_dir is None else report_dir
+        argv = ["run", "--report-dir", str(directory), *args]
+        if target is not None:
+            argv += ["--base-url", target.base_url, "--api-key", target.api_key]
+        status = main_entry(argv)
+        return status, json.loads((directory / "report.json").read_text())
+
+    return run

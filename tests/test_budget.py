@@ -164,14 +164,7 @@ def test_reservations_of_a_dead_process_are_not_waited_for(tmp_path: Path):
 # --- imgconf run, end to end ------------------------------------------------------------------
 
 
-def run(base_url: str, key: str, report_dir: Path, *extra: str) -> tuple[int, dict]:
-    status = main_entry(
-        ["run", "--base-url", base_url, "--api-key", key, "--report-dir", str(report_dir), *extra]
-    )
-    return status, json.loads((report_dir / "report.json").read_text())
-
-
-def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: Path):
+def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: Path, imgconf_run):
     cap = 40
     plan = build_plan(PROFILE, max_images=cap)
     negatives = {c.id for c in plan.cases if not spends(c)}
@@ -180,9 +173,7 @@ def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: 
         start_reference_server(mode="thread") as upstream,
         run_proxy(upstream.base_url, upstream.api_key) as proxy,
     ):
-        status, report = run(
-            proxy.base_url, proxy.api_key, tmp_path, "--max-images", str(cap), "--concurrency", "8"
-        )
+        status, report = imgconf_run("--max-images", str(cap), "--concurrency", "8", target=proxy)
     assert status == 0
     sent = {c["id"] for c in report["cases"] if c["response"] is not None}
     skipped = {c["id"]: c for c in report["cases"] if c["response"] is None}
@@ -200,7 +191,7 @@ def test_a_tight_cap_sends_every_negative_case_to_a_conformant_server(tmp_path: 
         assert f"{count} cases: cut by the budget: {origin}" in markdown
 
 
-def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(tmp_path: Path):
+def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(imgconf_run):
     cap = 40
     accepting = ("accept-n-out-of-range", "accept-bad-enums", "accept-any-size", "no-auth")
     plan = build_plan(PROFILE, max_images=cap)
@@ -209,9 +200,7 @@ def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(tmp_
         start_reference_server(quirks=accepting, mode="thread") as upstream,
         run_proxy(upstream.base_url, upstream.api_key) as proxy,
     ):
-        status, report = run(
-            proxy.base_url, proxy.api_key, tmp_path, "--max-images", str(cap), "--concurrency", "8"
-        )
+        status, report = imgconf_run("--max-images", str(cap), "--concurrency", "8", target=proxy)
     assert status == 1
     assert 0 < proxy.stats.images <= cap
     assert report["budget"]["spent"]["images"] <= cap
@@ -284,12 +273,10 @@ def test_a_cost_cap_over_unpriced_models_is_refused_at_start(tmp_path: Path, cap
     assert main_entry([*args, "--models", "gpt-image-2", "--max-images", "0"]) == 3
 
 
-def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(tmp_path: Path):
+def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(imgconf_run):
     quirks = ("accept-n-out-of-range", "dall-e-3-multi", "no-auth")
     with start_reference_server(quirks=quirks) as server:
-        status, report = run(
-            server.base_url, server.api_key, tmp_path, "--max-cost", "0", "--models", "dall-e-3"
-        )
+        status, report = imgconf_run("--max-cost", "0", "--models", "dall-e-3", target=server)
     assert status == 3
     assert all(case["response"] is None for case in report["cases"])
     assert report["budget"]["spent"]["images"] == 0

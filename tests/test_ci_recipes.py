@@ -1,5 +1,6 @@
 """The CI recipes: the example files parse, every imgconf command in them is one imgconf accepts,
-the README shows them as they are, and recipe (a) gates a real proxy when its steps are run."""
+the README shows them as they are, their install lines install a working imgconf from a copy of
+this repository (offline), and recipe (a) gates a real proxy when its steps are run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,13 +21,17 @@ import click
 import pytest
 import yaml
 
+from conformance import __version__
 from conformance.cli import main
 
 TESTS = Path(__file__).resolve().parent
-EXAMPLES = TESTS / "ci_examples"
-README = TESTS.parent / "README.md"
+ROOT = TESTS.parent
+EXAMPLES = ROOT / "examples" / "ci"
+README = ROOT / "README.md"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yml"))
 SHELL_OPERATORS = {"&", "&&", "||", "|", ";", "2>&1"}
+#: How every job installs imgconf: from its repository, checked out into ./imgconf.
+INSTALL_LINE = "pip install ./imgconf"
 
 
 def shell_scripts(document: Any) -> Iterator[str]:
@@ -145,7 +151,9 @@ def run_gate_job(workdir: Path, fault: str | None) -> tuple[list[int], Path]:
     """Run the gate-proxy job's shell steps in order, as a runner would; statuses and summary.
 
     The workflow's fixed ports are swapped for free ones; ``./scripts/start-proxy`` is the
-    pass-through proxy of these tests (with ``fault`` it is a broken release of it).
+    pass-through proxy of these tests (with ``fault`` it is a broken release of it). The
+    checkout and install steps are left out: this environment's imgconf stands for the one they
+    install (``test_the_install_lines_install_a_working_imgconf`` runs those).
     """
     workflow = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     job = workflow["jobs"]["gate-proxy"]
@@ -157,13 +165,15 @@ def run_gate_job(workdir: Path, fault: str | None) -> tuple[list[int], Path]:
     ports = {"8080": str(free_port()), "8081": str(free_port())}
     summary = workdir / "summary.md"
     env = {**os.environ, **job["env"], "GITHUB_STEP_SUMMARY": str(summary), "CI": "true"}
+    # The steps' ``imgconf`` is the one installed beside this interpreter, activated or not.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("OPENAI_API_KEY", None)
     statuses: list[int] = []
     groups: list[int] = []
     try:
         for step in job["steps"]:
             script = step.get("run")
-            if script is None or script.startswith("pip install"):
+            if script is None or script == INSTALL_LINE:
                 continue
             if step.get("if") != "always()" and any(statuses):
                 continue
@@ -200,3 +210,158 @@ def test_recipe_a_fails_a_broken_proxy_and_still_publishes(tmp_path: Path) -> No
     text = summary.read_text()
     assert "FAIL" in text and "transport.no_5xx" in text
     assert "transport.no_5xx" in (tmp_path / "reports" / "junit.xml").read_text()
+
+
+# --- the install lines, run for real -----------------------------------------------------
+
+#: pip told to use nothing but what is already here: no index, no configuration files (which may
+#: name one), no isolated build environment (it would download the build backend).
+OFFLINE_PIP = {
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_NO_INDEX": "1",
+    "PIP_NO_BUILD_ISOLATION": "0",  # pip reads this one inverted: "0" turns isolation off
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+
+
+def install_lines(path: Path) -> list[str]:
+    """The lines of a recipe that fetch or install imgconf, in order."""
+    document = yaml.safe_load(path.read_text())
+    lines = (line.strip() for script in shell_scripts(document) for line in script.splitlines())
+    return [line for line in lines if line.startswith(("pip ", "git clone"))]
+
+
+def test_every_job_installs_imgconf_from_its_checkout() -> None:
+    workflow = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
+    assert set(workflow["env"]) == {"IMGCONF_REPOSITORY", "IMGCONF_REF"}
+    for name, job in workflow["jobs"].items():
+        steps = job["steps"]
+        installs = [i for i, s in enumerate(steps) if s.get("run") == INSTALL_LINE]
+        checkouts = [
+            i
+            for i, s in enumerate(steps)
+            if s.get("uses", "").startswith("actions/checkout")
+            and s.get("with", {}).get("path") == "imgconf"
+        ]
+        assert len(installs) == 1 and len(checkouts) == 1, name
+        assert steps[checkouts[0]]["with"]["repository"] == "${{ env.IMGCONF_REPOSITORY }}"
+        assert steps[checkouts[0]]["with"]["ref"] == "${{ env.IMGCONF_REF }}"
+        # After the project's own checkout (which empties the workspace), before the install.
+        assert all(
+            i < checkouts[0]
+            for i, s in enumerate(steps)
+            if s.get("uses") == "actions/checkout@v4" and "with" not in s
+        ), name
+        assert checkouts[0] < installs[0], name
+    assert install_lines(EXAMPLES / "gitlab-ci.yml") == [
+        'git clone --quiet --depth 1 --branch "$IMGCONF_REF" "$IMGCONF_REPOSITORY" imgconf',
+        INSTALL_LINE,
+    ]
+    assert not any("pip install imgconf" in path.read_text() for path in EXAMPLE_FILES)
+
+
+def clean_copy(destination: Path) -> None:
+    """This tree as a fresh clone would hold it once committed: tracked and new files, not the
+    ignored ones (virtual environments, caches, reports)."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    if listing.returncode != 0:
+        pytest.skip(f"{ROOT} is not a git checkout")
+    listed = listing.stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the tree is not copied
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
+@pytest.fixture(scope="module")
+def imgconf_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository of this tree on the branch the recipes name, standing in for imgconf's."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repository = tmp_path_factory.mktemp("imgconf-repository")
+    clean_copy(repository)
+    ref = yaml.safe_load((EXAMPLES / "gitlab-ci.yml").read_text())["variables"]["IMGCONF_REF"]
+    git = ["git", "-c", "user.name=imgconf", "-c", "user.email=imgconf@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", ref], cwd=repository, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repository, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "imgconf"], cwd=repository, check=True)
+    return repository
+
+
+def offline_venv(path: Path) -> Path:
+    """A new virtual environment that sees this one's packages (imgconf's dependencies and its
+    build backend) through a ``.pth`` line, so that installing imgconf downloads nothing."""
+    pytest.importorskip("hatchling", reason="the build backend is in the test extra")
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site) / "imgconf-test-dependencies.pth").write_text("\n".join(sitepackages()) + "\n")
+    return path / "bin"
+
+
+def sitepackages() -> list[str]:
+    """Where this environment's packages are installed."""
+    import site
+
+    return [*site.getsitepackages(), site.getusersitepackages()]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_the_install_lines_install_a_working_imgconf(
+    path: Path, imgconf_repository: Path, tmp_path: Path
+) -> None:
+    """The recipe's own lines, run in order in a job's empty workspace, give a working imgconf.
+
+    GitHub's checkout step is a clone into the step's ``path``; GitLab's clone line runs as it
+    is, with ``IMGCONF_REPOSITORY`` pointing at a local copy of this tree.
+    """
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    scripts = offline_venv(tmp_path / "venv")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    document = yaml.safe_load(path.read_text())
+    env |= document.get("variables", {}) | document.get("env", {}) | OFFLINE_PIP
+    env |= {
+        "PATH": f"{scripts}{os.pathsep}{env.get('PATH', '')}",
+        "VIRTUAL_ENV": str(scripts.parent),
+        "IMGCONF_REPOSITORY": imgconf_repository.as_uri(),
+    }
+    lines = install_lines(path)
+    if not any(line.startswith("git clone") for line in lines):  # GitHub: the checkout step
+        checkout = ["git", "clone", "-q", "--branch", env["IMGCONF_REF"]]
+        subprocess.run([*checkout, env["IMGCONF_REPOSITORY"], "imgconf"], cwd=workspace, check=True)
+    for line in lines:
+        completed = subprocess.run(
+            ["bash", "-e", "-c", line], cwd=workspace, env=env, capture_output=True, text=True
+        )
+        assert completed.returncode == 0, f"{line}\n{completed.stdout}{completed.stderr}"
+    version = subprocess.run(
+        [scripts / "imgconf", "--version"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert version.returncode == 0 and __version__ in version.stdout, version.stderr
+    installed = subprocess.run(
+        [scripts / "python", "-c", "import conformance; print(conformance.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    package = Path(installed.strip()).parent
+    assert package.is_relative_to(scripts.parent)  # the installed copy, not this tree
+    assert (package / "_schemas" / "rules.yaml").is_file()
+    assert (package / "py.typed").is_file()
+    rules = subprocess.run(
+        [scripts / "imgconf", "rules"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert rules.returncode == 0 and "request.prompt.required" in rules.stdout, rules.stderr

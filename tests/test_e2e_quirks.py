@@ -1,13 +1,10 @@
 """End to end against the reference server: a conformant one passes, every quirk fails.
 
-``imgconf run`` is called in-process (``main_entry``) with the report written to a temporary
-directory; the verdict is read back from report.json, the source of truth.
+``imgconf run`` is called in-process (the ``imgconf_run`` fixture) with the report written to a
+temporary directory; the verdict is read back from report.json, the source of truth.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
@@ -21,32 +18,25 @@ OPENAI_RULES = load_profile("openai").rules()
 GPT_KINDS = ("answer", "image", "stream")
 
 
-def run(base_url: str, key: str, report_dir: Path, *extra: str) -> tuple[int, dict]:
-    status = main_entry(
-        ["run", "--base-url", base_url, "--api-key", key, "--report-dir", str(report_dir), *extra]
-    )
-    return status, json.loads((report_dir / "report.json").read_text())
-
-
 def failed_rules(report: dict) -> set[str]:
     return {entry.split(" @ ")[0] for entry in report["verdict"]["failed"]}
 
 
 @pytest.mark.parametrize("lenient", [False, True], ids=["strict", "lenient"])
-def test_the_reference_server_passes_the_full_plan(lenient, tmp_path):
+def test_the_reference_server_passes_the_full_plan(lenient, imgconf_run):
     with start_reference_server(lenient=lenient) as server:
-        status, report = run(server.base_url, server.api_key, tmp_path)
+        status, report = imgconf_run(target=server)
     assert status == 0, report["verdict"]
     assert report["verdict"]["status"] == "pass" and not report["verdict"]["failed"]
     outcomes = {case["outcome"] for case in report["cases"]}
     assert outcomes <= {"pass", "warn"}, outcomes
 
 
-def test_the_applerouter_profile_holds_dalle_answers_to_its_usage_claim(tmp_path):
+def test_the_applerouter_profile_holds_dalle_answers_to_its_usage_claim(imgconf_run):
     # The vendor documents `usage` as required in every answer: a MUST under its profile. The
     # reference server answers like OpenAI (no usage for dall-e), which that profile fails.
     with start_reference_server() as server:
-        status, report = run(server.base_url, server.api_key, tmp_path, "--profile", "applerouter")
+        status, report = imgconf_run("--profile", "applerouter", target=server)
     assert status == 1
     assert failed_rules(report) == {"response.usage.present"}
     failing_models = {e.split(" @ ")[1] for e in report["verdict"]["failed"]}
@@ -74,19 +64,13 @@ def quirk_models(quirk: Quirk) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(QUIRKS))
-def test_every_quirk_fails_the_run_and_names_its_rule(name, tmp_path):
+def test_every_quirk_fails_the_run_and_names_its_rule(name, imgconf_run):
     quirk = QUIRKS[name]
     # The slow quirk is judged against a short timeout: it must time out, not wait 10 minutes.
     timeout = "1" if quirk.parameter else "5"
     with start_reference_server(quirks=(name,)) as server:
-        status, report = run(
-            server.base_url,
-            server.api_key,
-            tmp_path,
-            "--models",
-            ",".join(quirk_models(quirk)),
-            "--timeout",
-            timeout,
+        status, report = imgconf_run(
+            "--models", ",".join(quirk_models(quirk)), "--timeout", timeout, target=server
         )
     if quirk.verdict == "incomplete":
         # It hides what the rules need: never a PASS, and the report says why.

@@ -2,7 +2,7 @@
 
 Slow and networked for the installs: marked ``peers``, excluded by default. Run with
 ``pytest -m peers`` (all four) or ``pytest -m peers -k llmock``. Each test installs its peer
-(once, under /tmp/imgconf-peers), runs ``tests/peers/run_peers.py`` for it, and checks that the
+(once, under /tmp/imgconf-peers), runs ``tools/peers.py`` for it, and checks that the
 rules it broke are exactly the ones the README's table lists for it.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "peers" / "run_peers.py"
+SCRIPT = ROOT / "tools" / "peers.py"
 README = ROOT / "README.md"
 PEERS = ("litellm", "llmock", "mock-ai-api", "prism")
 

@@ -440,7 +440,7 @@ def test_reports_are_written_atomically_and_one_failing_format_spares_the_others
 
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     """The page opens in a real browser: the verdict banner is drawn in its colour at the top."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     render_report = pytest.importorskip("render_report")
     if render_report.find_browser() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")

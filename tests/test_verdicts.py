@@ -8,16 +8,12 @@ predicted coverage equals the observed one.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
 import pytest
 
 from conformance import checks
 from conformance.cases import CONTROL_ORIGIN, Case
 from conformance.checks import settle_controls
-from conformance.cli import main_entry
 from conformance.contract import load_contract
 from conformance.embedded import start_reference_server
 from conformance.planning import build_plan
@@ -27,11 +23,6 @@ from conformance.verdict import build_matrix, decide
 from tests.test_checks import b64, error, gpt_answer, image_bytes, make_case, ok_json, run
 
 OPENAI = load_profile("openai")
-
-
-def run_cli(tmp_path: Path, *args: str) -> tuple[int, dict]:
-    status = main_entry(["run", "--report-dir", str(tmp_path), *args])
-    return status, json.loads((tmp_path / "report.json").read_text())
 
 
 # --- reasons are data ------------------------------------------------------------------------
@@ -215,7 +206,7 @@ def test_a_budget_cut_does_not_block_a_pass_but_is_listed() -> None:
     assert not cell["blocking"]
 
 
-def test_an_error_while_judging_is_recorded_and_the_rest_still_judged(tmp_path, monkeypatch):
+def test_an_error_while_judging_is_recorded_and_the_rest_still_judged(imgconf_run, monkeypatch):
     real = checks.judge
 
     def flaky(case, exchange, profile, **kw):
@@ -224,7 +215,7 @@ def test_an_error_while_judging_is_recorded_and_the_rest_still_judged(tmp_path, 
         return real(case, exchange, profile, **kw)
 
     monkeypatch.setattr("conformance.running.judge", flaky)
-    status, report = run_cli(tmp_path, "--models", "dall-e-2")
+    status, report = imgconf_run("--models", "dall-e-2")
     assert status == 3
     broken = [c for c in report["cases"] if c["reason"] == "internal_error"]
     assert broken and all("OverflowError" in c["note"] for c in broken)
@@ -234,27 +225,25 @@ def test_an_error_while_judging_is_recorded_and_the_rest_still_judged(tmp_path, 
 # --- end to end -------------------------------------------------------------------------------
 
 
-def test_no_budget_sends_nothing_that_could_generate_and_is_incomplete(tmp_path) -> None:
-    status, report = run_cli(tmp_path, "--max-images", "0")
+def test_no_budget_sends_nothing_that_could_generate_and_is_incomplete(imgconf_run) -> None:
+    status, report = imgconf_run("--max-images", "0")
     assert status == 3
     assert all(c["response"] is None for c in report["cases"])
     assert report["verdict"]["models_unjudged"] == list(OPENAI.models)
     assert any("request.n.max" in line for line in report["verdict"]["not_observed"])
 
 
-def test_one_image_of_budget_is_still_incomplete(tmp_path) -> None:
-    status, report = run_cli(tmp_path, "--max-images", "1")
+def test_one_image_of_budget_is_still_incomplete(imgconf_run) -> None:
+    status, report = imgconf_run("--max-images", "1")
     assert status == 3
     assert len(report["verdict"]["models_unjudged"]) == len(OPENAI.models) - 1
 
 
 @pytest.mark.parametrize("lenient", [False, True], ids=["strict", "lenient"])
-def test_the_plan_predicts_the_coverage_the_run_observes(lenient, tmp_path) -> None:
+def test_the_plan_predicts_the_coverage_the_run_observes(lenient, imgconf_run) -> None:
     plan = build_plan(OPENAI)
     with start_reference_server(lenient=lenient) as server:
-        status, report = run_cli(
-            tmp_path, "--base-url", server.base_url, "--api-key", server.api_key
-        )
+        status, report = imgconf_run(target=server)
     assert status == 0, report["verdict"]
     observed = report["coverage"]["per_model"]
     predicted = plan.coverage["rules"]
@@ -264,28 +253,14 @@ def test_the_plan_predicts_the_coverage_the_run_observes(lenient, tmp_path) -> N
     assert report["coverage"]["pairwise"]["gpt-image-1"]["covered"] > 0
 
 
-def test_a_rerun_sends_exactly_the_unsettled_cases_again(tmp_path) -> None:
+def test_a_rerun_sends_exactly_the_unsettled_cases_again(tmp_path, imgconf_run) -> None:
     with start_reference_server(quirks=("dall-e-3-multi",)) as broken:
-        status, first = run_cli(
-            tmp_path / "a",
-            "--base-url",
-            broken.base_url,
-            "--api-key",
-            broken.api_key,
-            "--seed",
-            "4",
-        )
+        status, first = imgconf_run("--seed", "4", target=broken, report_dir=tmp_path / "a")
     assert status == 1
     failed = {c["id"] for c in first["cases"] if c["outcome"] == "fail"}
     with start_reference_server() as fixed:
-        status, again = run_cli(
-            tmp_path / "b",
-            "--base-url",
-            fixed.base_url,
-            "--api-key",
-            fixed.api_key,
-            "--from",
-            str(tmp_path / "a" / "report.json"),
+        status, again = imgconf_run(
+            "--from", str(tmp_path / "a" / "report.json"), target=fixed, report_dir=tmp_path / "b"
         )
     assert status == 0, again["verdict"]
     sent = {c["id"] for c in again["cases"]}
@@ -295,31 +270,21 @@ def test_a_rerun_sends_exactly_the_unsettled_cases_again(tmp_path) -> None:
     assert all(bodies[c["id"]] == c["request"] for c in again["cases"])
 
 
-def test_the_console_names_every_broken_rule_with_its_models(tmp_path, capsys) -> None:
+def test_the_console_names_every_broken_rule_with_its_models(imgconf_run, capsys) -> None:
     with start_reference_server(quirks=("dall-e-3-multi", "wrong-size")) as server:
-        run_cli(tmp_path, "--base-url", server.base_url, "--api-key", server.api_key)
+        imgconf_run(target=server)
     out = capsys.readouterr().out
     assert "FAIL request.n.max.dall-e-3 on dall-e-3" in out
     line = next(line for line in out.splitlines() if "FAIL image.size on" in line)
     assert all(model in line for model in OPENAI.models), line
 
 
-def test_a_run_deadline_stops_sending_and_the_run_is_incomplete(tmp_path) -> None:
+def test_a_run_deadline_stops_sending_and_the_run_is_incomplete(imgconf_run) -> None:
     import time
 
     with start_reference_server(quirks=("slow:1",)) as server:
         started = time.monotonic()
-        status, report = run_cli(
-            tmp_path,
-            "--base-url",
-            server.base_url,
-            "--api-key",
-            server.api_key,
-            "--models",
-            "dall-e-2",
-            "--max-duration",
-            "2",
-        )
+        status, report = imgconf_run("--models", "dall-e-2", "--max-duration", "2", target=server)
     assert time.monotonic() - started < 12
     assert status == 3
     assert any("--max-duration" in line for line in report["verdict"]["incomplete_reasons"])

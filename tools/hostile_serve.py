@@ -2,7 +2,7 @@
 
 For measuring ``imgconf run`` against it by hand, e.g. peak memory and wall time::
 
-    python tests/scripts/hostile_serve.py gzip_bomb &
+    python tools/hostile_serve.py gzip_bomb &
     /usr/bin/time -v imgconf run --base-url http://127.0.0.1:PORT/v1 --timeout 10 ...
 
 Prints the base URL on its first line.
@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _hostile
 

@@ -1,6 +1,6 @@
 """Requests per second of the embedded reference server (a measurement, not a test).
 
-    python tests/scripts/bench_server.py [--requests 200] [--concurrency 8] [--mode process|thread|both]
+    python tools/bench_server.py [--requests 200] [--concurrency 8] [--mode process|thread|both]
 
 Three workloads, each against a fresh embedded server:
 

@@ -26,10 +26,10 @@ checked by hand against what the peer really sent.
 
 Usage::
 
-    python tests/peers/run_peers.py                  # all peers
-    python tests/peers/run_peers.py --peer prism     # one peer
-    python tests/peers/run_peers.py --list
-    python tests/peers/run_peers.py --summary-json out.json -- --seed 3   # extra imgconf flags
+    python tools/peers.py                  # all peers
+    python tools/peers.py --peer prism     # one peer
+    python tools/peers.py --list
+    python tools/peers.py --summary-json out.json -- --seed 3   # extra imgconf flags
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Any
 import httpx
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORKDIR = Path(os.environ.get("IMGCONF_PEERS_DIR", "/tmp/imgconf-peers"))
 DEFAULT_SPEC = REPO.parent / "shared" / "openai-spec" / "openapi.yaml"
 DEFAULT_REPORTS = REPO / "reports" / "peers"
@@ -708,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get(INSIDE_ENV):
         if not loopback_works():
             print(
-                "run_peers: the loopback interface is down in the namespace ('ip' missing?)",
+                "peers: the loopback interface is down in the namespace ('ip' missing?)",
                 file=sys.stderr,
             )
             return 2
@@ -720,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if status is not None:
             return status
         print(
-            "run_peers: cannot make a loopback-only network namespace here (unshare -n); "
+            "peers: cannot make a loopback-only network namespace here (unshare -n); "
             "peers answer image URLs on other hosts, which imgconf would fetch. "
             "Run as root, or pass --no-isolate to run anyway.",
             file=sys.stderr,

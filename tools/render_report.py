@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Render a report.html to a PNG with headless Chromium, to see the page as a reader would.
 
-    python tests/scripts/render_report.py reports/report.html [--out report.png] [--width 1400]
+    python tools/render_report.py reports/report.html [--out report.png] [--width 1400]
 
 Chromium runs with its network features off (no background fetches, no QUIC, no component
 updates) and a throwaway profile; the page itself references nothing outside the file. Exit 2

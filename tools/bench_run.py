@@ -5,7 +5,7 @@ server (in its own process, so client CPU is measured apart), then sends the sam
 a plain httpx loop that reads the answers and judges nothing. Prints cases per second, wall
 time, client CPU per request (``time.process_time``) and the overhead ratio of judging.
 
-    python tests/scripts/bench_run.py [--rounds 3] [--concurrency 8] [--profile openai]
+    python tools/bench_run.py [--rounds 3] [--concurrency 8] [--profile openai]
                                       [--previous REV]
 
 With ``--previous REV`` it also times the whole ``imgconf run`` command (start-up, plan, send,
@@ -103,7 +103,7 @@ def command_run(
 
 def compare_with_previous(revision: str, rounds: int, concurrency: int) -> None:
     """Time this tree's ``imgconf run`` against the same command at ``revision``."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp, start_reference_server() as server:
         worktree = Path(tmp) / "previous"
         subprocess.run(
