@@ -14,16 +14,18 @@ import base64
 import contextlib
 import dataclasses
 import functools
+import html
 import ipaddress
 import json
 import random
+import re
 import socket
 import struct
 import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -388,6 +390,34 @@ def disguised_answers(key: str) -> tuple[bytes, bytes]:
     return error, accepted
 
 
+def _unescape(text: str) -> str:
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def key_disguises(data: bytes, key: str) -> set[str]:
+    """Every disguise of ``key`` readable in ``data``: an oracle independent of imgconf's own
+    redaction (it decodes every base64 run at every offset rather than knowing the forms)."""
+    text = data.decode("utf-8", "replace")
+    found = set()
+    views = {
+        "verbatim": text,
+        "json-escaped": _unescape(text),
+        "percent-encoded": unquote(text),
+        "html-escaped": html.unescape(text),
+    }
+    for name, view in views.items():
+        if key.lower() in view.lower():
+            found.add(name)
+    for run in re.findall(r"[A-Za-z0-9+/_-]{16,}", _unescape(text)):
+        for offset in range(4):
+            chunk = run[offset:]
+            chunk = chunk[: len(chunk) // 4 * 4].replace("-", "+").replace("_", "/")
+            with contextlib.suppress(ValueError):
+                if key.encode() in base64.b64decode(chunk):
+                    found.add("base64")
+    return found
+
+
 def echo_disguised(key: str, seen: list[bytes]) -> Handler:
     """Answers, by turns, 400 and 200, ``key`` hidden in the body, in a header *name* and in a
     header value (base64)."""
@@ -629,6 +659,7 @@ __all__ = [
     "gzip_zeros",
     "huge_json",
     "images_asked",
+    "key_disguises",
     "key_in_header_name",
     "lone_surrogates",
     "million_chunk_png",

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import html
 import json
 import random
-import re
 import string
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import unquote
 
-from _hostile import b64_at, disguised_answers, echo_disguised, echo_key, serve
+from _hostile import b64_at, disguised_answers, echo_disguised, echo_key, key_disguises, serve
 
 from conformance.embedded import start_reference_server
 
@@ -153,32 +148,8 @@ def _b64_at(shift: int, seed: int) -> str:
     return b64_at(ODD_KEY, shift, seed)
 
 
-def _unescape(text: str) -> str:
-    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
-
-
 def disguises_found(data: bytes, key: str = ODD_KEY) -> set[str]:
-    """Every disguise of ``key`` readable in ``data``: an oracle independent of imgconf's own
-    redaction (it decodes every base64 run at every offset rather than knowing the forms)."""
-    text = data.decode("utf-8", "replace")
-    found = set()
-    views = {
-        "verbatim": text,
-        "json-escaped": _unescape(text),
-        "percent-encoded": unquote(text),
-        "html-escaped": html.unescape(text),
-    }
-    for name, view in views.items():
-        if key.lower() in view.lower():
-            found.add(name)
-    for run in re.findall(r"[A-Za-z0-9+/_-]{16,}", _unescape(text)):
-        for offset in range(4):
-            chunk = run[offset:]
-            chunk = chunk[: len(chunk) // 4 * 4].replace("-", "+").replace("_", "/")
-            with contextlib.suppress(ValueError):
-                if key.encode() in base64.b64decode(chunk):
-                    found.add("base64")
-    return found
+    return key_disguises(data, key)
 
 
 def _odd_answers() -> tuple[bytes, bytes]:

@@ -14,7 +14,7 @@ killed and marked so. For comparing revisions::
 Runs against the targets in ``RECORDED`` also ``--record`` (the HAR is searched for the key
 too). Columns: the target; the exit status (``killed`` past the limit); wall seconds; peak RSS in MB;
 whether report.json was written; whether the key was found anywhere: in any file the run wrote,
-its stdout or stderr (verbatim or JSON-escaped), or in what the other origin received (the key,
+its stdout or stderr (verbatim, escaped, or base64 at any alignment), or in what the other origin received (the key,
 a cookie or an Authorization header); and for the billing targets, the images the server says it
 generated.
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "tests"))
 
-from _hostile import RECORDED, TARGETS, start_target  # noqa: E402
+from _hostile import RECORDED, TARGETS, key_disguises, start_target  # noqa: E402
 
 #: A key of no vendor's shape, so only a redaction that knows the key itself can catch it.
 KEY = "Qv7_bench-Kb2mW9xZ4pLr8TnY3cJd6FgH"
@@ -55,18 +55,13 @@ class Row:
     generated: int | None
 
 
-def _unescape(text: str) -> str:
-    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
-
-
 def key_found(directory: Path, output: bytes, other_seen: list[bytes]) -> str:
     """Where the key was found: file names, ``stdout/stderr``, ``other-origin``; or ``no``."""
     places = []
     blobs = [(p.name, p.read_bytes()) for p in directory.rglob("*") if p.is_file()]
     blobs.append(("stdout/stderr", output))
     for name, data in blobs:
-        text = data.decode("utf-8", "replace")
-        if KEY in text or KEY in _unescape(text):
+        if key_disguises(data, KEY):
             places.append(name)
     for request in other_seen:
         head = request.split(b"\r\n\r\n")[0].lower()
