@@ -11,12 +11,14 @@ killed and marked so. For comparing revisions::
     python tools/hostile_bench.py --source /tmp/old
     python tools/hostile_bench.py
 
-Runs against the targets in ``RECORDED`` also ``--record`` (the HAR is searched for the key
-too). Columns: the target; the exit status (``killed`` past the limit); wall seconds; peak RSS in MB;
-whether report.json was written; whether the key was found anywhere: in any file the run wrote,
-its stdout or stderr (verbatim, escaped, or base64 at any alignment), or in what the other origin received (the key,
-a cookie or an Authorization header); and for the billing targets, the images the server says it
-generated.
+Runs against the targets in ``RECORDED`` also ``--record`` (the HAR is searched too); runs
+against the targets that bill then fail also ``--max-images 5``.
+
+Columns: the target; the exit status (``killed`` past the limit); wall seconds; peak RSS in
+MB; whether report.json was written; where the key was found (``no``): any file the run wrote,
+its stdout or stderr (verbatim, escaped, or base64 at any alignment), or ``other-origin`` (the
+other port received the key, a cookie or an Authorization header); and for the capped targets,
+the images the server says it generated.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "tests"))
 
 from _hostile import RECORDED, TARGETS, key_disguises, start_target  # noqa: E402
+
+#: Runs against servers that bill images they never deliver are capped, to show the cap holds.
+IMAGE_CAP = 5
+CAPPED = {"generate-then-502", "generate-then-reset"}
 
 #: A key of no vendor's shape, so only a redaction that knows the key itself can catch it.
 KEY = "Qv7_bench-Kb2mW9xZ4pLr8TnY3cJd6FgH"
@@ -96,6 +102,8 @@ def run_case(name: str, source: Path, kill_after: float, time_v: str | None) -> 
         argv += ["--models", t.models, "--report-dir", str(reports)]
         if name in RECORDED:
             argv += ["--record", str(workdir / "run.har")]
+        if name in CAPPED:
+            argv += ["--max-images", str(IMAGE_CAP)]
         if time_v:
             argv = [time_v, "-v", "-o", str(timing), *argv]
         env = {**os.environ, "PYTHONPATH": str(source)}
@@ -123,7 +131,7 @@ def run_case(name: str, source: Path, kill_after: float, time_v: str | None) -> 
             rss = max(before, after) / 1024 if status != "killed" else None
         if "Traceback" in output.decode("utf-8", "replace"):
             status += " (traceback)"
-        generated = t.generated[0] if name.startswith("generate-then") else None
+        generated = t.generated[0] if name in CAPPED else None
         return Row(
             case=name,
             status=status,
@@ -137,7 +145,8 @@ def run_case(name: str, source: Path, kill_after: float, time_v: str | None) -> 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| case | exit | wall s | peak RSS MB | report.json | key found | images billed |",
+        "| case | exit | wall s | peak RSS MB | report.json | key found"
+        f" | images billed (--max-images {IMAGE_CAP}) |",
         "|---|---|---:|---:|---|---|---:|",
     ]
     for r in rows:
