@@ -978,9 +978,15 @@ def format_plan(plan: Plan) -> str:
                     titles = "; ".join(c.title for c in group if c.rule == rule)
                     lines.append(_clip(f"    {rule}: {titles}"))
     lines.append("")
-    order = " > ".join(CUT_ORDER)
+    order = ", then ".join(CUT_ORDER[1:])
+    cut_rule = (
+        f"Over a budget the plan cuts {order}, each group from its end. It never cuts "
+        "negative cases and free probes: they are sent first (after the controls), each only "
+        "if its worst case (a server that wrongly accepts it) still fits what is left, else it "
+        "is not observed (budget)."
+    )
     if plan.max_cost is None and plan.max_images is None:
-        lines.append(f"Budget: none given (--max-cost, --max-images). Cut order: {order}.")
+        lines.append(f"Budget: none given (--max-cost, --max-images). {cut_rule}")
     else:
         limits = []
         if plan.max_cost is not None:
@@ -988,8 +994,7 @@ def format_plan(plan: Plan) -> str:
         if plan.max_images is not None:
             limits.append(f"max images {plan.max_images}")
         lines.append(
-            f"Budget: {', '.join(limits)}. Cut order: {order} "
-            "(negative cases spend nothing on a conformant server and are never cut)."
+            f"Budget: {', '.join(limits)}. {cut_rule}"
         )
     if plan.cut:
         cut = plan.coverage["cut"]

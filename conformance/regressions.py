@@ -169,7 +169,8 @@ def format_diff(diff: RegressionDiff) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path, name: str) -> dict[str, Any]:
+def load_report(path: Path, name: str) -> dict[str, Any]:
+    """A report.json read for a command (``name`` is the argument that named it)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -180,6 +181,6 @@ def _load(path: Path, name: str) -> dict[str, Any]:
 
 def diff_cli(old: Path, new: Path, fail_on: str = "must", say: Any = print) -> int:
     """The ``imgconf diff`` job: print the diff; exit 1 on a new MUST failure."""
-    diff = compare(_load(old, "OLD"), _load(new, "NEW"))
+    diff = compare(load_report(old, "OLD"), load_report(new, "NEW"))
     say(format_diff(diff))
     return diff.exit_code(fail_on)

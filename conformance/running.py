@@ -658,16 +658,11 @@ _ONLY = {"failed": ("fail",), "warned": ("warn",), "unobserved": ("not_observed"
 
 def _earlier_report(settings: RunSettings) -> dict[str, Any]:
     """The ``--from`` report, read and checked (a set-up error otherwise)."""
-    import json
+    from .regressions import load_report
 
     path = settings.from_report
     assert path is not None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SetupError(f"--from: no such file {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SetupError(f"--from: cannot read {path} as JSON ({type(exc).__name__})") from None
+    report = load_report(path, "--from")
     if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
         raise SetupError(f"--from: {path} is not an imgconf report.json")
     return report
@@ -853,12 +848,9 @@ def _finish(
     if settings.baseline is not None:
         import json
 
-        from .regressions import combine_exit_codes, compare, format_diff
+        from .regressions import combine_exit_codes, compare, format_diff, load_report
 
-        try:
-            old = json.loads(settings.baseline.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SetupError(f"--baseline: cannot read {settings.baseline} ({exc})") from None
+        old = load_report(settings.baseline, "--baseline")
         written = [p for p in paths.values() if Path(p).suffix == ".json"]
         new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
         diff = compare(old, new)

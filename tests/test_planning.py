@@ -389,7 +389,7 @@ def test_plan_command_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "images" in out and "$" in out
     assert "No price for gpt-image-2" in out
     assert "Cut by the budget" in out
-    assert " > ".join(CUT_ORDER) in out
+    assert ", then ".join(CUT_ORDER[1:]) in out and "never cuts negative cases" in out
     assert "request.n.max: n=11" in out
 
 
