@@ -996,9 +996,7 @@ def format_plan(plan: Plan) -> str:
             limits.append(f"max cost {_usd(plan.max_cost)}")
         if plan.max_images is not None:
             limits.append(f"max images {plan.max_images}")
-        lines.append(
-            f"Budget: {', '.join(limits)}. {cut_rule}"
-        )
+        lines.append(f"Budget: {', '.join(limits)}. {cut_rule}")
     if plan.cut:
         cut = plan.coverage["cut"]
         lines.append(

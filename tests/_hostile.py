@@ -1,24 +1,31 @@
 """Tiny hostile HTTP targets on 127.0.0.1, each in its own thread and event loop.
 
 Each one misbehaves in one way a broken server or proxy does: it never answers, resets the
-connection, answers random bytes, an endless body, or a 200 MB JSON document. ``imgconf run``
-must turn each into a finding within bounded time and memory.
+connection, answers random bytes, an endless body, a 200 MB JSON document, a decompression bomb,
+a million items, events or PNG chunks, text no format can encode, the key in disguise, or bills
+images it then answers 502 or resets. ``imgconf run`` must turn each into a finding within
+bounded time and memory, without the key reaching any output or any other origin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import functools
+import html
 import ipaddress
 import json
 import random
+import re
 import socket
 import struct
 import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -242,6 +249,275 @@ def _tiny_png() -> bytes:
 TINY_PNG = _tiny_png()
 
 
+def _answer(status: bytes, body: bytes, content_type: bytes = b"application/json") -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type + b"\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+def answers_every_request(status: bytes, body: bytes, content_type: bytes = b"application/json"):
+    """Answers every request on a connection with the same ``status`` and ``body``."""
+    response = _answer(status, body, content_type)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
+@functools.cache
+def _million_items() -> bytes:
+    """An accepted answer whose ``data`` holds a million (empty) items: 16 MB, under any body
+    cap, but 2.5 GB of Python objects if parsed whole."""
+    return b'{"created": 1, "data": [' + b",".join([b'{"b64_json": ""}'] * 1_000_000) + b"]}"
+
+
+async def million_items(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await answers_every_request(b"200 OK", _million_items())(reader, writer)
+
+
+@functools.cache
+def _million_events() -> bytes:
+    """A server-sent event stream of a million tiny events (10 MB)."""
+    partial = b'data: {"type": "image_generation.partial_image"}\n\n'
+    return partial * 10 + b"data: {}\n\n" * 1_000_000
+
+
+async def million_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request 200 with a million-event stream (streamed or not, it was asked)."""
+    await answers_every_request(b"200 OK", _million_events(), b"text/event-stream")(reader, writer)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@functools.cache
+def million_chunk_png() -> bytes:
+    """A valid 1x1 PNG with a million empty ancillary chunks between IHDR and IDAT (12 MB)."""
+    return (
+        TINY_PNG[:33]  # signature and IHDR
+        + png_chunk(b"imGc", b"") * 1_000_000
+        + TINY_PNG[33:]
+    )
+
+
+@functools.cache
+def _million_chunk_answer() -> bytes:
+    image = base64.b64encode(million_chunk_png())
+    return b'{"created": 1, "data": [{"b64_json": "' + image + b'"}]}'
+
+
+async def million_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request 200 with one base64 PNG of a million chunks."""
+    await answers_every_request(b"200 OK", _million_chunk_answer())(reader, writer)
+
+
+def lone_surrogates(image_base: str) -> Handler:
+    """Answers, by turns, an error whose message holds a lone surrogate (and a control
+    character) and an accepted answer whose image URL, under ``image_base``, holds one: both
+    valid JSON, neither encodable as UTF-8 once decoded."""
+    count = 0
+    url = image_base.encode() + b"/img\\ud800.png"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            count += 1
+            if count % 2:
+                body = b'{"error": {"message": "bad \\ud800 request\\u0007", "type": "x"}}'
+                writer.write(_answer(b"400 Bad Request", body))
+            else:
+                body = b'{"created": 1, "data": [{"url": "' + url + b'"}]}'
+                writer.write(_answer(b"200 OK", body))
+            await writer.drain()
+
+    return handler
+
+
+# --- the key in disguise -------------------------------------------------------------------
+
+
+def mixed_escapes(text: str, seed: int) -> str:
+    """``text`` as JSON string content, about half its characters written as ``\\uXXXX``."""
+    rng = random.Random(seed)
+    return "".join(f"\\u{ord(c):04x}" if rng.random() < 0.5 else c for c in text)
+
+
+def b64_at(key: str, shift: int, seed: int) -> str:
+    """``key`` base64-encoded inside a longer blob, starting ``shift`` bytes into a group."""
+    rng = random.Random(seed)
+    blob = rng.randbytes(30 + shift) + key.encode() + rng.randbytes(29)
+    return base64.b64encode(blob).decode()
+
+
+def disguised_answers(key: str) -> tuple[bytes, bytes]:
+    """An error answer and an accepted one, hiding ``key`` every way but verbatim: JSON
+    ``\\u`` escapes mixed at random, and base64 at all three alignments."""
+    error = (
+        '{"error": {"message": "invalid api key '
+        + mixed_escapes(key, 1)
+        + '", "type": "invalid_request_error", "param": "'
+        + b64_at(key, 0, 2)
+        + '", "code": "'
+        + b64_at(key, 1, 3)
+        + '"}, "trace": "'
+        + b64_at(key, 2, 4)
+        + '"}'
+    ).encode()
+    accepted = (
+        '{"created": 1, "data": [{"b64_json": "'
+        + b64_at(key, 1, 5)
+        + '", "revised_prompt": "you are '
+        + mixed_escapes(key, 6)
+        + '"}, {"b64_json": "'
+        + b64_at(key, 2, 7)
+        + '"}, {"b64_json": "'
+        + b64_at(key, 0, 8)
+        + '"}]}'
+    ).encode()
+    return error, accepted
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def key_disguises(data: bytes, key: str) -> set[str]:
+    """Every disguise of ``key`` readable in ``data``: an oracle independent of imgconf's own
+    redaction (it decodes every base64 run at every offset rather than knowing the forms)."""
+    text = data.decode("utf-8", "replace")
+    found = set()
+    views = {
+        "verbatim": text,
+        "json-escaped": _unescape(text),
+        "percent-encoded": unquote(text),
+        "html-escaped": html.unescape(text),
+    }
+    for name, view in views.items():
+        if key.lower() in view.lower():
+            found.add(name)
+    for run in re.findall(r"[A-Za-z0-9+/_-]{16,}", _unescape(text)):
+        for offset in range(4):
+            chunk = run[offset:]
+            chunk = chunk[: len(chunk) // 4 * 4].replace("-", "+").replace("_", "/")
+            with contextlib.suppress(ValueError):
+                if key.encode() in base64.b64decode(chunk):
+                    found.add("base64")
+    return found
+
+
+def echo_disguised(key: str, seen: list[bytes]) -> Handler:
+    """Answers, by turns, 400 and 200, ``key`` hidden in the body, in a header *name* and in a
+    header value (base64)."""
+    error, accepted = disguised_answers(key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            seen.append(request)
+            status, body = (b"400 Bad Request", error) if len(seen) % 2 else (b"200 OK", accepted)
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+                b"x-key-" + key.encode() + b": seen\r\n"
+                b"x-trace: " + b64_at(key, 2, 9).encode() + b"\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+
+    return handler
+
+
+def key_in_header_name(key: str) -> Handler:
+    """Answers every request 400 with a response header whose *name* is the key."""
+    body = b'{"error": {"message": "no", "type": "invalid_request_error"}}'
+    response = (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        + key.encode()
+        + b": 1\r\nx-"
+        + key.encode()
+        + b"-seen: yes\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
+# --- servers that bill what they do not deliver ----------------------------------------------
+
+
+def images_asked(request: bytes) -> int:
+    """How many images a generating server would make for ``request``: a POST whose body is a
+    JSON object with a string prompt and ``n`` absent or an integer from 1 to 10."""
+    if not request.startswith(b"POST"):
+        return 0
+    try:
+        body = json.loads(request.split(b"\r\n\r\n", 1)[1])
+    except ValueError:
+        return 0
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return 0
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    return n if type(n) is int and 1 <= n <= 10 else 0
+
+
+def generates_then(fault: str, generated: list[int]) -> Handler:
+    """A server that generates the images asked (adding them to ``generated[0]``), then
+    answers ``502`` (``fault="502"``) or resets the connection (``fault="reset"``): billed,
+    never delivered. Anything it would not generate for is answered 400."""
+    refusal = b'{"error": {"message": "no", "type": "invalid_request_error"}}'
+    bad_gateway = b'{"error": {"message": "upstream failed", "type": "server_error"}}'
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            images = images_asked(request)
+            if not images:
+                writer.write(_answer(b"400 Bad Request", refusal))
+                await writer.drain()
+                continue
+            generated[0] += images
+            if fault == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
+            writer.write(_answer(b"502 Bad Gateway", bad_gateway))
+            await writer.drain()
+
+    return handler
+
+
 class FakeNetwork:
     """A stub resolver and a pretend network, so tests never reach a non-loopback address.
 
@@ -366,15 +642,33 @@ def free_port() -> int:
 
 
 __all__ = [
+    "RECORDED",
+    "TARGETS",
     "TINY_PNG",
     "FakeNetwork",
+    "Target",
+    "answers_every_request",
+    "b64_at",
+    "disguised_answers",
+    "echo_disguised",
     "echo_key",
     "endless_body",
     "free_port",
+    "generates_then",
     "gzip_bomb",
     "gzip_zeros",
     "huge_json",
+    "images_asked",
+    "key_disguises",
+    "key_in_header_name",
+    "lone_surrogates",
+    "million_chunk_png",
+    "million_chunks",
+    "million_events",
+    "million_items",
+    "mixed_escapes",
     "never_answers",
+    "png_chunk",
     "random_bytes",
     "read_request",
     "resets",
@@ -383,4 +677,67 @@ __all__ = [
     "serves_image",
     "sets_cookies",
     "stacked_gzip",
+    "start_target",
 ]
+
+
+# --- the acceptance targets, by name ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Target:
+    """A running hostile target: its base URL, the models a run needs for its fault to show,
+    what another loopback origin (``other_base``, where image URLs point) received, and how
+    many images the target says it generated."""
+
+    base_url: str
+    models: str
+    other_base: str
+    other_seen: list[bytes]
+    generated: list[int]
+
+
+def _cookie_target(key: str, other: str, seen: list[bytes], generated: list[int]) -> Handler:
+    port = urlsplit(other).port
+    return sets_cookies(key, [f"{other}/a.png", f"http://localhost:{port}/b.png"], [])
+
+
+#: name -> (models, handler maker(key, other_base, other_seen, generated)).
+TARGETS: dict[str, tuple[str, Callable[[str, str, list[bytes], list[int]], Handler]]] = {
+    "gzip-bomb": ("dall-e-2", lambda *_: gzip_bomb),
+    "gzip-gzip": ("dall-e-2", lambda *_: stacked_gzip),
+    "million-items": ("dall-e-2", lambda *_: million_items),
+    "million-events": ("gpt-image-1", lambda *_: million_events),
+    "million-png-chunks": ("dall-e-2", lambda *_: million_chunks),
+    "retry-after-flood": ("dall-e-2", lambda *_: retry_after_flood),
+    "lone-surrogates": ("dall-e-2", lambda key, other, *_: lone_surrogates(other)),
+    "cookie-key-other-port": ("dall-e-2", _cookie_target),
+    "key-in-header-name": ("dall-e-2", lambda key, *_: key_in_header_name(key)),
+    "key-disguised": ("dall-e-2", lambda key, *_: echo_disguised(key, [])),
+    "generate-then-502": (
+        "dall-e-2",
+        lambda key, o, s, generated: generates_then("502", generated),
+    ),
+    "generate-then-reset": (
+        "dall-e-2",
+        lambda key, o, s, generated: generates_then("reset", generated),
+    ),
+}
+
+#: Targets whose answers put the key, or text no format can encode, where a recording keeps
+#: them: runs against these also ``--record`` so the HAR is checked as well.
+RECORDED = frozenset(
+    {"lone-surrogates", "cookie-key-other-port", "key-in-header-name", "key-disguised"}
+)
+
+
+@contextlib.contextmanager
+def start_target(name: str, key: str) -> Iterator[Target]:
+    """Serve the target ``name`` and, on another loopback port, a recording image server."""
+    models, make = TARGETS[name]
+    other_seen: list[bytes] = []
+    generated = [0]
+    with serve(serves_image(other_seen)) as other_v1:
+        other = other_v1.removesuffix("/v1")
+        with serve(make(key, other, other_seen, generated)) as base_url:
+            yield Target(base_url, models, other, other_seen, generated)

@@ -17,7 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from _hostile import read_request, serve
+from _hostile import lone_surrogates, read_request, serve
 from _report_fixtures import case, exchange
 from PIL import Image
 
@@ -293,31 +293,6 @@ def test_sigterm_while_recording_exits_within_seconds_with_reports_and_recording
     assert "body_elided" not in entries[0]["_imgconf"]
 
 
-def surrogates(image_port: list[int]):
-    """Answers, by turns, an error whose message holds a lone surrogate and an accepted answer
-    whose image URL holds one (both valid JSON)."""
-    count = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal count
-        while True:
-            try:
-                await read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            count += 1
-            if count % 2:
-                body = b'{"error": {"message": "bad \\ud800 request\\u0007", "type": "x"}}'
-                writer.write(_answer(b"400 Bad Request", body))
-            else:
-                url = f"http://127.0.0.1:{image_port[0]}/img\\ud800.png".encode()
-                body = b'{"created": 1, "data": [{"url": "' + url + b'"}]}'
-                writer.write(_answer(b"200 OK", body))
-            await writer.drain()
-
-    return handler
-
-
 async def _png_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         await read_request(reader)
@@ -326,11 +301,11 @@ async def _png_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 def test_lone_surrogates_in_messages_and_urls_still_give_every_report(tmp_path, capsys):
-    port: list[int] = []
-    with serve(_png_server) as image_base:
-        port.append(int(image_base.split(":")[2].split("/")[0]))
-        with serve(surrogates(port)) as base_url:
-            status = main_entry(_run(base_url, tmp_path))
+    with (
+        serve(_png_server) as image_base,
+        serve(lone_surrogates(image_base.removesuffix("/v1"))) as base_url,
+    ):
+        status = main_entry(_run(base_url, tmp_path))
     assert status == 1
     assert "Traceback" not in capsys.readouterr().err
     texts = {name: (tmp_path / "reports" / name).read_bytes().decode("utf-8") for name in REPORTS}

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import html
 import json
 import random
-import re
 import string
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import unquote
 
-from _hostile import echo_key, read_request, serve
+from _hostile import b64_at, disguised_answers, echo_disguised, echo_key, key_disguises, serve
 
 from conformance.embedded import start_reference_server
 
@@ -149,96 +144,20 @@ ODD_KEY = "Zq9-" + "".join(
 )
 
 
-def _mixed_escapes(text: str, seed: int) -> str:
-    """``text`` as JSON string content, about half its characters written as ``\\uXXXX``."""
-    rng = random.Random(seed)
-    return "".join(f"\\u{ord(c):04x}" if rng.random() < 0.5 else c for c in text)
-
-
 def _b64_at(shift: int, seed: int) -> str:
-    """The key base64-encoded inside a longer blob, starting ``shift`` bytes into a group."""
-    rng = random.Random(seed)
-    blob = rng.randbytes(30 + shift) + ODD_KEY.encode() + rng.randbytes(29)
-    return base64.b64encode(blob).decode()
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+    return b64_at(ODD_KEY, shift, seed)
 
 
 def disguises_found(data: bytes, key: str = ODD_KEY) -> set[str]:
-    """Every disguise of ``key`` readable in ``data``: an oracle independent of imgconf's own
-    redaction (it decodes every base64 run at every offset rather than knowing the forms)."""
-    text = data.decode("utf-8", "replace")
-    found = set()
-    views = {
-        "verbatim": text,
-        "json-escaped": _unescape(text),
-        "percent-encoded": unquote(text),
-        "html-escaped": html.unescape(text),
-    }
-    for name, view in views.items():
-        if key.lower() in view.lower():
-            found.add(name)
-    for run in re.findall(r"[A-Za-z0-9+/_-]{16,}", _unescape(text)):
-        for offset in range(4):
-            chunk = run[offset:]
-            chunk = chunk[: len(chunk) // 4 * 4].replace("-", "+").replace("_", "/")
-            with contextlib.suppress(ValueError):
-                if key.encode() in base64.b64decode(chunk):
-                    found.add("base64")
-    return found
+    return key_disguises(data, key)
 
 
 def _odd_answers() -> tuple[bytes, bytes]:
-    """An error answer and an accepted one, hiding the key every way but verbatim."""
-    error = (
-        '{"error": {"message": "invalid api key '
-        + _mixed_escapes(ODD_KEY, 1)
-        + '", "type": "invalid_request_error", "param": "'
-        + _b64_at(0, 2)
-        + '", "code": "'
-        + _b64_at(1, 3)
-        + '"}, "trace": "'
-        + _b64_at(2, 4)
-        + '"}'
-    ).encode()
-    accepted = (
-        '{"created": 1, "data": [{"b64_json": "'
-        + _b64_at(1, 5)
-        + '", "revised_prompt": "you are '
-        + _mixed_escapes(ODD_KEY, 6)
-        + '"}, {"b64_json": "'
-        + _b64_at(2, 7)
-        + '"}, {"b64_json": "'
-        + _b64_at(0, 8)
-        + '"}]}'
-    ).encode()
-    return error, accepted
+    return disguised_answers(ODD_KEY)
 
 
 def odd_echo(seen: list[bytes]):
-    """Answers, by turns, 400 and 200, the key hidden in the body, a header name and a header
-    value (base64)."""
-    error, accepted = _odd_answers()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request = await read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            seen.append(request)
-            status, body = (b"400 Bad Request", error) if len(seen) % 2 else (b"200 OK", accepted)
-            writer.write(
-                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-                b"x-key-" + ODD_KEY.encode() + b": seen\r\n"
-                b"x-trace: " + _b64_at(2, 9).encode() + b"\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-            await writer.drain()
-
-    return handler
+    return echo_disguised(ODD_KEY, seen)
 
 
 def test_the_odd_answers_hide_the_key_every_way_the_oracle_reads():

@@ -29,6 +29,9 @@ HANDLERS = (
     "gzip_bomb",
     "stacked_gzip",
     "retry_after_flood",
+    "million_items",
+    "million_events",
+    "million_chunks",
 )
 
 
