@@ -429,7 +429,7 @@ def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) ->
         v.check(case.rule, False, f"answered {status} where {due} was due")
         return False
     if case.auth in MALFORMED_AUTH:
-        what = "with Bearer and no token" if case.auth == "blank-bearer" else "with another scheme"
+        what = f"with a malformed credential ({case.title})"
         if v.check(
             case.rule, rejected, f"a request {what} is answered {status}, not refused with a 4xx"
         ):
