@@ -296,7 +296,14 @@ def test_header_flags_reach_a_gateway_that_routes_on_them_and_env_values_stay_se
     with run_proxy(
         reference_server.base_url, reference_server.api_key, require_headers=routing
     ) as proxy:
-        base = ["imgconf", "run", "--base-url", proxy.base_url, "--api-key", proxy.api_key]
+        base = [
+            str(Path(sys.executable).parent / "imgconf"),
+            "run",
+            "--base-url",
+            proxy.base_url,
+            "--api-key",
+            proxy.api_key,
+        ]
         base += ["--models", "dall-e-2", "--concurrency", "4"]
         routed = subprocess.run(
             [
