@@ -339,6 +339,11 @@ def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: An
     metavar="NAME|FILE",
     help="Be reached this profile's way: its base path and path, auth style, required query.",
 )
+@click.option(
+    "--realistic-images",
+    is_flag=True,
+    help="Answer photographic-like pictures of 1-4 MB, as real vendors do (for benchmarks).",
+)
 def serve_command(
     host: str,
     port: int,
@@ -348,6 +353,7 @@ def serve_command(
     list_quirks: bool,
     url_ttl: float,
     profile: str | None,
+    realistic_images: bool,
 ) -> None:
     """Run the reference server: an OpenAI-like POST /v1/images/generations on loopback."""
     from .embedded import list_quirks as print_quirks
@@ -364,6 +370,7 @@ def serve_command(
         quirks=quirks,
         url_ttl=url_ttl,
         profile=profile,
+        realistic_images=realistic_images,
     )
 
 

@@ -101,6 +101,7 @@ def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "cri
         "lenient": config_dict["lenient"],
         "quirks": parse_quirks(config_dict["quirks"]),
         "url_ttl": config_dict["url_ttl"],
+        "realistic_images": config_dict.get("realistic_images", False),
     }
     if config_dict.get("profile"):
         from .profiles import load_profile
@@ -132,12 +133,14 @@ def start_reference_server(
     port: int = 0,
     mode: Literal["process", "thread"] = "process",
     profile: str | None = None,
+    realistic_images: bool = False,
 ) -> Iterator[RunningServer]:
     """Run a reference server for the duration of the ``with`` block.
 
     ``quirks`` are names as ``imgconf serve --quirk`` takes them (``"slow:2"``); an unknown one
     is a SetupError before anything starts. ``profile`` (a name or file) makes it reached the
     profile's way: its path, auth style and required query.
+    ``realistic_images``: photographic-like pictures of 1-4 MB (benchmarks).
     """
     active = quirks if isinstance(quirks, ActiveQuirks) else parse_quirks(quirks)
     config = {
@@ -146,6 +149,7 @@ def start_reference_server(
         "quirks": list(active.spec()),
         "url_ttl": url_ttl,
         "profile": _profile_file(profile),
+        "realistic_images": realistic_images,
     }
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
@@ -269,6 +273,7 @@ def serve_forever(
     quirks: Iterable[str] = (),
     url_ttl: float = 3600.0,
     profile: str | None = None,
+    realistic_images: bool = False,
 ) -> int:
     """``imgconf serve``: run in the foreground until Ctrl-C or SIGTERM; print the URL first.
 
@@ -289,6 +294,7 @@ def serve_forever(
         "quirks": list(active.spec()),
         "url_ttl": url_ttl,
         "profile": profile_file,
+        "realistic_images": realistic_images,
     }
     server = _uvicorn_server(config, in_thread=False, log_level="info")
     mode = "lenient" if lenient else "strict"
@@ -302,6 +308,7 @@ def serve_forever(
         loaded = load_profile(profile_file or profile)
         base = join_url(base, "", loaded.query)
         how = f", profile {loaded.name}, key in the {loaded.auth.where()}"
+    extra += ", realistic images" if realistic_images else ""
     print(
         f"imgconf reference server ({mode}{extra}{how}) at {base}  key: {shown}",
         flush=True,

@@ -1,5 +1,11 @@
 """The reference server's pictures: a flat colour and a shape derived from the prompt.
 
+With ``realistic`` (``imgconf serve --realistic-images``, for benchmarks) a picture is instead
+photographic-like: noise over colour gradients, with an alpha channel that varies across the
+whole range on a transparent background. Such pictures do not compress, so a 1024-class image is
+1-4 MB of base64 as real vendors send; they ignore the prompt and are cached per size, format and
+background, so that after the first request the server's CPU does not compete with its client's.
+
 The images must be real (they decode, at the asked size and format, with true transparency) and
 visibly tied to the prompt, yet cheap: a full default run asks for hundreds of images up to
 2048 pixels a side in well under a second of server CPU each. So the variety is deliberately
@@ -20,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 __all__ = [
     "FORMATS",
@@ -82,6 +88,8 @@ class ImageSpec:
     detail: int = 0
     #: A transparent picture whose alpha is then set to 255 everywhere (the ``opaque-alpha`` quirk).
     opaque_alpha: bool = False
+    #: Photographic-like (noise over gradients) instead of a flat shape: see the module's doc.
+    realistic: bool = False
 
 
 def spec_for_prompt(prompt: str, width: int, height: int, *, index: int = 0, **kw) -> ImageSpec:
@@ -146,14 +154,45 @@ def _draw(spec: ImageSpec, width: int, height: int) -> Image.Image:
     return image
 
 
+#: Standard deviation (8-bit levels) of the realistic pictures' noise: faint for lossless
+#: encodings, strong for lossy ones, so that 1024-class images are 1-4 MB of base64 in each.
+LOSSLESS_NOISE, LOSSY_NOISE = 1.25, 64.0
+
+
+def _lossy(spec: ImageSpec) -> bool:
+    return spec.format == "jpeg" or (
+        spec.format == "webp" and spec.compression is not None and spec.compression < 100
+    )
+
+
+def _photo(spec: ImageSpec, width: int, height: int) -> Image.Image:
+    """Noise over three gradients (one a channel), as incompressible as a photograph; on a
+    transparent background the alpha is a noisy radial fade, so every level from clear to
+    opaque occurs and an alpha check has real values to read."""
+    sigma = LOSSY_NOISE if _lossy(spec) else LOSSLESS_NOISE
+    size = (width, height)
+    ramp = Image.linear_gradient("L")
+    bases = [
+        ramp.resize(size),
+        ramp.rotate(90).resize(size),
+        Image.radial_gradient("L").resize(size),
+    ]
+    if spec.transparent:
+        bases.append(ImageChops.invert(Image.radial_gradient("L").resize(size)))
+    # effect_noise is centred on 128: add it with an offset of -128 to keep each base's level.
+    bands = [ImageChops.add(base, Image.effect_noise(size, sigma), 1.0, -128) for base in bases]
+    return Image.merge("RGBA" if spec.transparent else "RGB", bands)
+
+
 def render(spec: ImageSpec) -> Picture:
     """Draw and encode one image (no cache)."""
+    draw = _photo if spec.realistic else _draw
     if spec.detail > 0:
         scale = 2 ** (spec.detail + 2)
-        small = _draw(spec, max(spec.width // scale, 1), max(spec.height // scale, 1))
+        small = draw(spec, max(spec.width // scale, 1), max(spec.height // scale, 1))
         image = small.resize((spec.width, spec.height), Image.Resampling.NEAREST)
     else:
-        image = _draw(spec, spec.width, spec.height)
+        image = draw(spec, spec.width, spec.height)
     if spec.opaque_alpha and image.mode == "RGBA":
         image.putalpha(255)
     pil_format = FORMATS[spec.format][0]

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,6 +126,8 @@ class ServerConfig:
     #: Query parameters every request must carry with these values (``api-version``): one that
     #: lacks one, or has another value, is answered 404, as a URL that names no resource.
     query: Mapping[str, str] = field(default_factory=dict)
+    #: Photographic-like pictures of 1-4 MB (for benchmarks; see :mod:`conformance.imaging`).
+    realistic_images: bool = False
 
     @classmethod
     def for_profile(cls, profile: Profile, **options: Any) -> ServerConfig:
@@ -441,7 +443,7 @@ class ReferenceServer:
         transparent = gen.background == "transparent" and fmt != "jpeg"
         if "lost-alpha" in self.quirks:
             transparent = False
-        return spec_for_prompt(
+        spec = spec_for_prompt(
             gen.prompt,
             width,
             height,
@@ -452,6 +454,10 @@ class ReferenceServer:
             detail=detail,
             opaque_alpha=transparent and "opaque-alpha" in self.quirks,
         )
+        if self.config.realistic_images:
+            # One picture per size, format and background, whatever the prompt: cached once.
+            spec = replace(spec, colour=0, shape=0, realistic=True)
+        return spec
 
     async def _pictures(self, gen: Generation, indexes: range, detail: int = 0) -> list[Picture]:
         """The pictures of items ``indexes``; drawing (when not cached) runs in a worker thread

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from conformance.contract import load_contract
 from conformance.embedded import start_reference_server
 from conformance.errors import SetupError
 from conformance.imaging import ImageSpec, render, spec_for_prompt
+from conformance.reference_server import ServerConfig, create_app
 from conformance.validation import parse_size, request_violations
 
 CONTRACT = load_contract()
@@ -537,3 +538,84 @@ def test_same_prompt_same_picture() -> None:
     a = spec_for_prompt("a fox", 64, 64)
     assert a == spec_for_prompt("a fox", 64, 64)
     assert spec_for_prompt("a fox", 64, 64, index=1).shape != a.shape
+
+
+# --- realistic images (``serve --realistic-images``, for benchmarks) ----------------------------
+
+REALISTIC = [
+    ("1024x1024", "png", "transparent"),
+    ("1536x1024", "png", "transparent"),
+    ("1024x1024", "jpeg", "opaque"),
+    ("1024x1536", "webp", "transparent"),
+    ("1024x1024", "webp", "opaque"),
+]
+
+
+@pytest.fixture(scope="module")
+def realistic_client() -> Iterator[TestClient]:
+    config = ServerConfig(api_key="sk-realistic", realistic_images=True)
+    with TestClient(create_app(config), headers={"Authorization": "Bearer sk-realistic"}) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("size", "fmt", "background"), REALISTIC)
+def test_realistic_images_are_large_and_photographic(
+    realistic_client: TestClient, size: str, fmt: str, background: str
+) -> None:
+    body = body_for("gpt-image-1", size=size, output_format=fmt, background=background)
+    b64 = realistic_client.post(PATH, json=body).json()["data"][0]["b64_json"]
+    assert 1_000_000 <= len(b64) <= 4 * 1024 * 1024  # what real vendors send at 1024-class
+    image = decode(base64.b64decode(b64))
+    assert f"{image.width}x{image.height}" == size and image.format == fmt.upper()
+    crop = image.convert("RGB").crop((0, 0, 128, 128))
+    assert len(crop.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 4000  # noise, not flat
+    if background == "transparent":
+        alpha = image.getchannel("A")
+        low, high = alpha.getextrema()
+        assert low < 32 and high > 223  # clear and opaque parts, and ...
+        assert len(alpha.getcolors(256) or ()) > 128  # ... every level between
+    else:
+        assert image.mode == "RGB"
+
+
+def test_realistic_images_are_cached_per_size_format_and_background(
+    realistic_client: TestClient,
+) -> None:
+    def picture(**fields: Any) -> str:
+        body = body_for("gpt-image-1", size="1024x1024", output_format="jpeg", **fields)
+        return realistic_client.post(PATH, json=body).json()["data"][0]["b64_json"]
+
+    assert picture(prompt="a fox") == picture(prompt="a whale")  # drawn once, whatever the prompt
+    server = realistic_client.app.state.server
+    assert all(spec.realistic for spec in server.images._items)
+
+
+def test_default_images_stay_small_and_flat(reference_client) -> None:
+    body = body_for("gpt-image-1", size="1024x1024", output_format="png")
+    b64 = reference_client().post(PATH, json=body).json()["data"][0]["b64_json"]
+    assert len(b64) < 100_000
+
+
+def test_serve_command_takes_realistic_images() -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from conformance.cli import run; run()", "serve"),
+            *("--api-key", "sk-serve-123456", "--realistic-images"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "realistic images" in line
+        response = httpx.post(
+            line.split(" at ", 1)[1].split()[0] + "/images/generations",
+            json=body_for("gpt-image-1", size="1024x1024", output_format="jpeg"),
+            headers={"Authorization": "Bearer sk-serve-123456"},
+            timeout=30,
+        )
+        assert len(response.json()["data"][0]["b64_json"]) >= 1_000_000
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) in (0, -15)
