@@ -1,0 +1,656 @@
+"""A benchmark that looks like production: imgconf against answers of 1-4 MB per image.
+
+The reference server runs with ``realistic_images`` (``imgconf serve --realistic-images``):
+photographic-like pictures (noise over gradients, alpha varying from clear to opaque on
+transparent backgrounds), encoded once per size, format and background and then served from its
+cache, so its CPU does not compete with the client's after a warm-up pass. Every client runs in
+its own process; its CPU (user + sys) and peak RSS come from ``wait4`` on that process, so they
+cover it and anything it started. All traffic stays on 127.0.0.1; every client is killed after
+``--cap`` seconds.
+
+Scenarios (``--scenario``, repeatable; all by default):
+
+- ``realistic``: the plan for ``--models`` (default gpt-image-1,gpt-image-2) sent by (a) the real
+  ``imgconf run --base-url ...`` command (start-up, plan, pre-flight, send, judge, reports),
+  (b) a plain httpx loop sending the same bodies that reads, JSON-parses and base64-decodes
+  every answer (the floor), (c) Schemathesis with OpenAI's OpenAPI document cut to the
+  endpoint (when it is installed; it sends its own requests, mostly refused ones).
+- ``uhd``: gpt-image-2 at 3840x2160 in png, jpeg and webp, opaque and transparent. imgconf's
+  plan sends no such size, so imgconf's send-and-judge loop (``Runner``) is called on cases
+  built here, against the plain loop on the same bodies.
+- ``latency``: the server sleeps 1 s per request (the ``slow:1`` quirk; listen backlog 1024);
+  concurrency 1, 8, 32 and 64 with ``--rounds`` (20) requests per slot in flight (64x20 at 64),
+  imgconf's ``Runner`` against the plain loop. Speedup is requests/s over the same client's
+  at concurrency 1 (ideal: the concurrency).
+
+    python tools/bench_realistic.py                       # everything, a few minutes
+    python tools/bench_realistic.py --scenario latency --rounds 5
+    python tools/bench_realistic.py --scenario realistic --cprofile /tmp/imgconf.prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO.parent / "shared" / "openai-spec" / "openapi.yaml"
+KEY_ENV = "IMGCONF_BENCH_KEY"
+SCENARIOS = ("realistic", "uhd", "latency")
+LATENCY_LEVELS = (1, 8, 32, 64)
+UHD_SIZE = "3840x2160"
+#: (output_format, background) of the 3840x2160 requests.
+UHD_KINDS = (
+    ("png", "opaque"),
+    ("png", "transparent"),
+    ("jpeg", "opaque"),
+    ("webp", "opaque"),
+    ("webp", "transparent"),
+)
+
+
+# --- the cases each client sends (built the same way in every process) ----------------------
+
+
+def plan_cases(models: list[str]) -> list:
+    """The cases ``imgconf run --models ...`` sends (default profile and seed)."""
+    from conformance.planning import build_plan
+    from conformance.profiles import load_profile
+
+    return list(build_plan(load_profile("openai"), models=models).cases)
+
+
+def _control(model: str) -> object:
+    return next(c for c in plan_cases([model]) if c.id == f"{model}/control")
+
+
+def uhd_cases(repeat: int) -> list:
+    """gpt-image-2 at 3840x2160 in every format and background, ``repeat`` times each."""
+    control = _control("gpt-image-2")
+    cases = []
+    for round_number in range(repeat):
+        for fmt, background in UHD_KINDS:
+            body = {**control.body, "size": UHD_SIZE, "quality": "low"}
+            body.update(output_format=fmt, background=background)
+            cases.append(
+                dataclasses.replace(
+                    control,
+                    id=f"gpt-image-2/uhd-{fmt}-{background}#{round_number}",
+                    body=body,
+                    title=f"{UHD_SIZE} {fmt} {background}",
+                )
+            )
+    return cases
+
+
+def latency_cases(count: int) -> list:
+    """``count`` copies of gpt-image-1's control request (1024x1024), each its own case."""
+    control = _control("gpt-image-1")
+    return [dataclasses.replace(control, id=f"{control.id}#{i}") for i in range(count)]
+
+
+def build_cases(scenario: str, models: list[str], amount: int) -> list:
+    if scenario == "realistic":
+        return plan_cases(models)
+    if scenario == "uhd":
+        return uhd_cases(amount)
+    return latency_cases(amount)
+
+
+# --- the clients, each run in a child process (``--child``) -----------------------------------
+
+
+async def plain_loop(cases: list, base_url: str, key: str, concurrency: int) -> dict:
+    """The floor: send each body, read the answer, parse its JSON, base64-decode every image."""
+    from conformance.transport import WRONG_KEY
+
+    queue = list(reversed(cases))
+    statuses: Counter[str] = Counter()
+    images = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal images
+            while queue:
+                case = queue.pop()
+                headers = {"content-type": "application/json"}
+                if case.auth == "valid":
+                    headers["authorization"] = f"Bearer {key}"
+                elif case.auth == "wrong":
+                    headers["authorization"] = f"Bearer {WRONG_KEY}"
+                url = f"{base_url}/images/generations{case.path_suffix}"
+                try:
+                    response = await client.post(url, content=case.content(), headers=headers)
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+                    continue
+                statuses[str(response.status_code)] += 1
+                if response.status_code != 200:
+                    continue
+                for item in _items(response):
+                    if "b64_json" in item:
+                        base64.b64decode(item["b64_json"])
+                        images += 1
+                    elif str(item.get("url", "")).startswith("http://127.0.0.1:"):
+                        await client.get(item["url"])
+                        images += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"statuses": dict(statuses), "images": images}
+
+
+def _items(response: httpx.Response) -> list[dict]:
+    """The image items of an answer: ``data`` of a JSON one, every event of a stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        events = []
+        for line in response.text.splitlines():
+            if line.startswith("data:"):
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line[5:]))
+        return [e for e in events if isinstance(e, dict)]
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        return []
+    data = answer.get("data") if isinstance(answer, dict) else None
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+async def imgconf_runner(cases: list, base_url: str, key: str, concurrency: int) -> dict:
+    """imgconf's send-and-judge loop (what ``imgconf run`` does per case; no report files)."""
+    from conformance.profiles import load_profile
+    from conformance.running import Runner
+    from conformance.transport import Transport, TransportConfig
+
+    profile = load_profile("openai")
+    config = TransportConfig(base_url=base_url, path=profile.path, api_key=key, timeout=120)
+    async with Transport(config) as transport:
+        results = await Runner(transport, profile, concurrency=concurrency).run(cases)
+    return {"outcomes": dict(Counter(r.outcome.value for r in results))}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    cases = build_cases(args.scenario[0], args.models.split(","), args.amount)
+    job = plain_loop if args.child == "loop" else imgconf_runner
+    started = time.perf_counter()
+    summary = asyncio.run(job(cases, args.base_url, os.environ[KEY_ENV], args.concurrency))
+    summary.update(requests=len(cases), wall=time.perf_counter() - started)
+    print(json.dumps(summary), flush=True)
+
+
+# --- measuring a client process ----------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """One client's run: the numbers of its process tree."""
+
+    scenario: str
+    client: str
+    requests: int
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+    status: str
+    images: int = 0
+    concurrency: int = 0
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def sending(self) -> float:
+        """Seconds from the first request out to the last answer judged (a client run by this
+        script says; for a whole command, its wall time)."""
+        return self.detail.get("wall", self.wall)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.sending if self.sending else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu / self.requests if self.requests else 0.0
+
+
+def measure(
+    argv: list[str], env: dict[str, str], cap: float, cwd: Path | None = None
+) -> tuple[float, float, float, str, str]:
+    """Run ``argv`` to its end (killed after ``cap`` s): wall s, CPU s, peak RSS MB of its
+    tree (from ``wait4``: the process and the descendants it waited for), status, stdout."""
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        status = ""
+        while True:
+            pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > cap:
+                os.killpg(proc.pid, signal.SIGKILL)
+                status = f"killed after {cap:.0f} s"
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(code)
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, status or f"exit {proc.returncode}", stdout
+
+
+def run_child(
+    client: str, scenario: str, server, args: argparse.Namespace, concurrency: int, amount: int
+) -> Measured:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", client]
+    argv += ["--scenario", scenario, "--models", args.models, "--amount", str(amount)]
+    argv += ["--concurrency", str(concurrency), "--base-url", server.base_url]
+    env = {**os.environ, KEY_ENV: server.api_key}
+    wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
+    lines = stdout.strip().splitlines()
+    detail = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    name = "plain loop" if client == "loop" else "imgconf Runner"
+    seen = detail.get("outcomes") or detail.get("statuses") or {}
+    status += "; " + " ".join(f"{k} {v}" for k, v in sorted(seen.items())) if seen else ""
+    return Measured(
+        scenario,
+        name,
+        detail.get("requests", 0),
+        wall,
+        cpu,
+        rss,
+        status,
+        images=detail.get("images", 0),
+        concurrency=concurrency,
+        detail=detail,
+    )
+
+
+def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> Measured:
+    """The whole ``imgconf run`` command against the benchmark server."""
+    argv = [_imgconf(), "run", "--base-url", server.base_url, "--models", args.models]
+    argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
+    env = {**os.environ, "OPENAI_API_KEY": server.api_key}
+    wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
+    requests = len(plan_cases(args.models.split(",")))
+    with contextlib.suppress(OSError, ValueError):
+        report = json.loads((report_dir / "report.json").read_text())
+        requests = len([r for r in report.get("results", []) if r.get("exchange")]) or requests
+    verdict = next((w for w in stdout.split() if w in ("PASS", "FAIL", "INCOMPLETE")), "")
+    return Measured(
+        "realistic",
+        "imgconf run",
+        requests,
+        wall,
+        cpu,
+        rss,
+        f"{status} {verdict}".strip(),
+        concurrency=args.concurrency,
+    )
+
+
+def _imgconf() -> str:
+    """The ``imgconf`` of this interpreter's environment."""
+    candidate = Path(sys.executable).with_name("imgconf")
+    if not candidate.exists():
+        raise SystemExit("imgconf is not installed in this environment (pip install -e .)")
+    return str(candidate)
+
+
+SCHEMATHESIS_HOOK = """\
+import atexit, json, os
+import schemathesis
+
+_seen = {"requests": 0, "accepted": 0}
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    _seen["requests"] += 1
+    _seen["accepted"] += 200 <= response.status_code < 300
+
+
+atexit.register(lambda: open(os.environ["BENCH_ST_COUNT"], "w").write(json.dumps(_seen)))
+"""
+
+
+def run_schemathesis(server, args: argparse.Namespace, workdir: Path) -> Measured | str:
+    """Schemathesis on OpenAI's document cut to the endpoint (read from ``--spec``, written to a
+    temporary directory, never into the project); a string says why it could not run."""
+    executable = Path(sys.executable).with_name("schemathesis")
+    if not executable.exists():
+        return "Schemathesis is not installed here (pip install schemathesis)"
+    if not args.spec.is_file():
+        return f"OpenAI's spec is not at {args.spec} (pass --spec)"
+    sys.path.insert(0, str(REPO / "tools"))
+    from peers import write_prism_document  # the endpoint's operation and what it references
+
+    document = write_prism_document(args.spec, workdir)
+    (workdir / "bench_st_hook.py").write_text(SCHEMATHESIS_HOOK)
+    counts = workdir / "st-count"
+    argv = [str(executable), "run", str(document), "--url", server.url]
+    argv += ["-H", f"Authorization: Bearer {server.api_key}", "--checks", "all"]
+    argv += ["--continue-on-failure", "--max-examples", str(args.st_examples)]
+    argv += ["--workers", str(args.concurrency), "--request-timeout", "120"]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "bench_st_hook",
+        "PYTHONPATH": str(workdir),
+        "BENCH_ST_COUNT": str(counts),
+    }
+    # Run in the temporary directory: Schemathesis keeps a cache in its working directory.
+    wall, cpu, rss, status, _ = measure(argv, env, args.cap, cwd=workdir)
+    try:
+        seen = json.loads(counts.read_text())  # written by the hook above
+    except (OSError, ValueError):
+        return f"Schemathesis ran ({status}) but did not report its requests"
+    return Measured(
+        "realistic",
+        "Schemathesis",
+        seen["requests"],
+        wall,
+        cpu,
+        rss,
+        f"{status}; {seen['accepted']} answered 2xx",
+        concurrency=args.concurrency,
+    )
+
+
+# --- the scenarios ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def benchmark_server(quirks: tuple[str, ...] = ()) -> Iterator:
+    from conformance.embedded import start_reference_server
+
+    with start_reference_server(quirks=quirks, realistic_images=True) as server:
+        yield server
+
+
+def realistic(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    rows = []
+    with benchmark_server() as server, tempfile.TemporaryDirectory() as tmp:
+        run_child("loop", "realistic", server, args, args.concurrency, 0)  # warm the cache
+        loop = run_child("loop", "realistic", server, args, args.concurrency, 0)
+        command = run_imgconf_command(server, args, Path(tmp) / "report")
+        command.images = loop.images  # the same bodies: the same images
+        rows += [command, loop]
+        st = run_schemathesis(server, args, Path(tmp))
+        if isinstance(st, str):
+            notes.append(f"Schemathesis: not run: {st}")
+        else:
+            rows.append(st)
+        if args.cprofile:
+            profile_imgconf(server, args, Path(tmp) / "profiled", notes)
+    return rows
+
+
+def uhd(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    sizes = {c.body.get("size") for c in plan_cases(["gpt-image-2"]) if isinstance(c.body, dict)}
+    if UHD_SIZE not in sizes:
+        notes.append(
+            f"uhd: imgconf's plan for gpt-image-2 sends no {UHD_SIZE} request, so imgconf's "
+            f"Runner judges {len(UHD_KINDS)}x{args.uhd_repeat} such cases built here"
+        )
+    with benchmark_server() as server:
+        run_child("loop", "uhd", server, args, args.concurrency, 1)  # warm the cache
+        loop = run_child("loop", "uhd", server, args, args.concurrency, args.uhd_repeat)
+        judged = run_child("runner", "uhd", server, args, args.concurrency, args.uhd_repeat)
+    judged.images = loop.images
+    return [judged, loop]
+
+
+def latency(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    notes.append(
+        f"latency: the server sleeps 1 s per request; {args.rounds} requests per slot in flight "
+        "(concurrency x rounds requests); gpt-image-1 1024x1024 png"
+    )
+    rows = []
+    with benchmark_server(("slow:1",)) as server:
+        run_child("loop", "latency", server, args, 1, 1)  # warm the cache
+        for level in LATENCY_LEVELS:
+            pair = [
+                run_child(client, "latency", server, args, level, level * args.rounds)
+                for client in ("runner", "loop")
+            ]
+            for row in pair:
+                row.scenario = f"latency c={level}"
+            pair[0].images = pair[1].images  # the same bodies: the same images
+            rows += pair
+    return rows
+
+
+PROFILED_RUN = """\
+import cProfile, pstats, sys, threading, time
+
+import conformance.running as running
+
+# CPU time per thread (time.thread_time), in the main thread and in the threads that judge
+# answers with images (asyncio.to_thread), merged at the end.
+judging, lock, local = [], threading.Lock(), threading.local()
+original = running.judge
+
+
+def judge(*args, **kwargs):
+    if threading.current_thread() is threading.main_thread():
+        return original(*args, **kwargs)
+    profile = getattr(local, "profile", None)
+    if profile is None:
+        profile = local.profile = cProfile.Profile(time.thread_time)
+        with lock:
+            judging.append(profile)
+    profile.enable()
+    try:
+        return original(*args, **kwargs)
+    finally:
+        profile.disable()
+
+
+running.judge = judge
+main = cProfile.Profile(time.thread_time)
+sys.argv = ["imgconf", *sys.argv[2:]]
+main.enable()
+try:
+    from conformance.cli import run
+
+    run()
+except SystemExit:
+    pass
+finally:
+    main.disable()
+    stats = pstats.Stats(main)
+    for profile in judging:
+        stats.add(profile)
+    stats.dump_stats(OUT)
+"""
+
+
+def profile_imgconf(server, args: argparse.Namespace, report_dir: Path, notes: list[str]) -> None:
+    """``imgconf run`` under cProfile (CPU time of every thread, the judging threads included)
+    against the same server; the top 15 functions by cumulative time go to FILE.txt."""
+    import pstats
+
+    driver = report_dir.parent / "profiled_run.py"
+    driver.write_text(PROFILED_RUN.replace("OUT)", f"{str(args.cprofile)!r})"))
+    argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
+    argv += ["--models", args.models, "--concurrency", str(args.concurrency)]
+    argv += ["--report-dir", str(report_dir)]
+    measure(argv, {**os.environ, "OPENAI_API_KEY": server.api_key}, args.cap)
+    with contextlib.suppress(OSError):
+        out = Path(args.cprofile).with_suffix(".txt")
+        with out.open("w") as stream:
+            stats = pstats.Stats(str(args.cprofile), stream=stream)
+            stats.sort_stats("cumulative").print_stats(15)
+            stats.sort_stats("tottime").print_stats(15)
+        notes.append(f"cProfile of imgconf run: {args.cprofile} (top 15 in {out})")
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}; "
+        f"Python {platform.python_version()}; load average {load}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def ratios(rows: list[Measured]) -> list[str]:
+    """The ratios the targets name, from the rows there are."""
+    by = {(r.scenario, r.client): r for r in rows}
+    lines = []
+    for scenario, target_wall, target_cpu in (
+        ("realistic", 1.2, 2.0),
+        ("uhd", None, 60.0),
+    ):
+        imgconf = by.get((scenario, "imgconf run")) or by.get((scenario, "imgconf Runner"))
+        loop = by.get((scenario, "plain loop"))
+        if imgconf is None or loop is None:
+            continue
+        extra = 1000 * (imgconf.cpu - loop.cpu) / max(loop.images, 1)
+        line = (
+            f"{scenario}: imgconf/loop wall x{imgconf.wall / loop.wall:.2f}"
+            + (f" (target <= {target_wall})" if target_wall else "")
+            + f", CPU x{imgconf.cpu / loop.cpu:.2f}, CPU per image +{extra:.1f} ms above the "
+            f"loop's (target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
+        )
+        st = by.get((scenario, "Schemathesis"))
+        if st is not None and st.requests:
+            line += (
+                f"; imgconf/Schemathesis CPU per request x"
+                f"{imgconf.cpu_ms_per_request / st.cpu_ms_per_request:.2f}, "
+                f"request rate x{imgconf.rate / st.rate:.2f}"
+            )
+        lines.append(line)
+    speedups = {}
+    for client in ("imgconf Runner", "plain loop"):
+        base = by.get(("latency c=1", client))
+        for level in LATENCY_LEVELS:
+            row = by.get((f"latency c={level}", client))
+            if base and row and base.rate:
+                speedups[client, level] = row.rate / base.rate
+    parts = []
+    for level in (32, 64):
+        if ("imgconf Runner", level) in speedups and ("plain loop", level) in speedups:
+            mine, floor = speedups["imgconf Runner", level], speedups["plain loop", level]
+            parts.append(
+                f"at {level}: imgconf x{mine:.1f}, loop x{floor:.1f}, ratio {mine / floor:.2f}"
+            )
+    if parts:
+        lines.append("latency speedup (target ratio >= 0.95): " + "; ".join(parts))
+    return lines
+
+
+def print_table(rows: list[Measured], notes: list[str]) -> None:
+    speed = {}
+    for row in rows:
+        if row.scenario.startswith("latency"):
+            base = next(
+                (r for r in rows if r.scenario == "latency c=1" and r.client == row.client), None
+            )
+            if base and base.rate:
+                speed[id(row)] = f"x{row.rate / base.rate:.1f}"
+    loops = {r.scenario: r for r in rows if r.client == "plain loop"}
+    header = (
+        f"{'scenario':16} {'client':15} {'reqs':>5} {'imgs':>5} {'wall s':>7} {'send s':>7} "
+        f"{'req/s':>7} "
+        f"{'CPU ms/req':>10} {'+CPU ms/img':>11} {'RSS MB':>7} {'speedup':>7}  status"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        loop = loops.get(row.scenario)
+        above = ""
+        if loop is not None and row is not loop and loop.images and row.images:
+            above = f"{1000 * (row.cpu - loop.cpu) / loop.images:+.1f}"
+        print(
+            f"{row.scenario:16} {row.client:15} {row.requests:5d} {row.images or '':>5} "
+            f"{row.wall:7.2f} {row.sending:7.2f} {row.rate:7.1f} {row.cpu_ms_per_request:10.2f} {above:>11} "
+            f"{row.peak_rss_mb:7.0f} {speed.get(id(row), ''):>7}  {row.status}"
+        )
+    print("-" * len(header))
+    print(
+        "wall: the client process from start to exit; send: its first request to its last "
+        "answer (req/s and speedup use it); CPU: user+sys of the process tree, start-up "
+        "included; +CPU ms/img: (CPU - the plain loop's CPU) / images; RSS: peak of the tree."
+    )
+    for line in ratios(rows):
+        print(line)
+    for note in notes:
+        print(f"note: {note}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS)
+    parser.add_argument("--models", default="gpt-image-1,gpt-image-2")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=20, help="Latency: requests per slot.")
+    parser.add_argument(
+        "--uhd-repeat", type=int, default=4, help="3840x2160: requests per format/background."
+    )
+    parser.add_argument("--st-examples", type=int, default=50, help="Schemathesis --max-examples.")
+    parser.add_argument("--cap", type=float, default=300.0, help="Seconds any one client may run.")
+    parser.add_argument("--spec", type=Path, default=SPEC, help="OpenAI's openapi.yaml.")
+    parser.add_argument("--cprofile", type=Path, help="Also profile one imgconf run into FILE.")
+    # Internal: run one client (the parent measures this process).
+    parser.add_argument("--child", choices=["loop", "runner"], help=argparse.SUPPRESS)
+    parser.add_argument("--amount", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child_main(args)
+        return
+    scenarios = args.scenario or list(SCENARIOS)
+    print(machine())
+    print(
+        f"models {args.models}, concurrency {args.concurrency} (latency: {LATENCY_LEVELS}), "
+        f"cap {args.cap:.0f} s per client",
+        flush=True,
+    )
+    rows: list[Measured] = []
+    notes: list[str] = []
+    for scenario in scenarios:
+        started = time.perf_counter()
+        rows += {"realistic": realistic, "uhd": uhd, "latency": latency}[scenario](args, notes)
+        print(f"  {scenario} done in {time.perf_counter() - started:.0f} s", flush=True)
+    print()
+    print_table(rows, notes)
+
+
+if __name__ == "__main__":
+    main()
