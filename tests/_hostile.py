@@ -258,7 +258,11 @@ def _answer(status: bytes, body: bytes, content_type: bytes = b"application/json
 
 def answers_every_request(status: bytes, body: bytes, content_type: bytes = b"application/json"):
     """Answers every request on a connection with the same ``status`` and ``body``."""
-    response = _answer(status, body, content_type)
+    return answers_with(_answer(status, body, content_type))
+
+
+def answers_with(response: bytes) -> Handler:
+    """Answers every request on a (kept-alive) connection with the same raw ``response``."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -455,17 +459,7 @@ def key_in_header_name(key: str) -> Handler:
         + b"\r\n\r\n"
         + body
     )
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            writer.write(response)
-            await writer.drain()
-
-    return handler
+    return answers_with(response)
 
 
 # --- servers that bill what they do not deliver ----------------------------------------------

@@ -17,7 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from _hostile import lone_surrogates, read_request, serve
+from _hostile import answers_every_request, lone_surrogates, read_request, serve
 from _report_fixtures import case, exchange
 from PIL import Image
 
@@ -181,17 +181,7 @@ def many_large_items(items: int, size: int):
     """Answers every request 200 with ``items`` base64 strings of ``size`` bytes each."""
     item = b'{"b64_json": "' + b"QUFB" * (size // 4) + b'"}'
     body = b'{"created": 1, "data": [' + b", ".join([item] * items) + b"]}"
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            writer.write(_answer(b"200 OK", body))
-            await writer.drain()
-
-    return handler
+    return answers_every_request(b"200 OK", body)
 
 
 def _run(base_url: str, tmp_path: Path, *extra: str) -> list[str]:
