@@ -20,7 +20,7 @@ from typing import Any
 from .cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
 from .contract import ModelSpec, Rule, load_contract
 from .coverage import ABSENCE_RULES, aimed_rules, answering_model, case_spec, expected_param
-from .images import decode_base64, inspect_image
+from .images import GalleryPicks, decode_base64, inspect_image, thumbnail_of
 from .profiles import Profile
 from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, judged_outcome
 from .validation import parse_size
@@ -508,10 +508,15 @@ def check_image(
     index: int,
     source: str,
     *,
-    thumbnails: bool,
+    thumbnails: bool | GalleryPicks,
     url: str | None = None,
 ) -> ImageInfo:
-    """image.*: decodes, in the asked format, at the asked size, with alpha when transparent."""
+    """image.*: decodes, in the asked format, at the asked size, with alpha when transparent.
+
+    ``thumbnails``: True makes one for every image; a :class:`GalleryPicks` only for the images
+    the gallery shows, decided once the image is judged (the decode the check made is kept
+    until then, so a picked image is not decoded twice).
+    """
     info = ImageInfo(index=index, source=source, byte_size=len(data or b""), url=url)
     where = f"image {index}" + (" (partial)" if source == "partial" else "")
     if data is None:
@@ -521,7 +526,13 @@ def check_image(
         return info
     partial = source == "partial"
     want_alpha = asked.transparent and not partial and v.applies("image.alpha")
-    facts = inspect_image(data, check_alpha=want_alpha, thumbnail=thumbnails and not partial)
+    picks = thumbnails if isinstance(thumbnails, GalleryPicks) and not partial else None
+    facts = inspect_image(
+        data,
+        check_alpha=want_alpha,
+        thumbnail=thumbnails is True and not partial,
+        keep_pixels=picks is not None,
+    )
     info.format, info.width, info.height = facts.format, facts.width, facts.height
     info.has_alpha, info.thumbnail = facts.has_alpha, facts.thumbnail
     problems: list[str] = []
@@ -560,6 +571,8 @@ def check_image(
             problems.append("opaque alpha" if facts.has_alpha else "no alpha channel")
     info.ok = not problems
     info.problems = problems
+    if picks is not None and facts.decodes and picks.take(v.model, facts.format, info.ok):
+        info.thumbnail = thumbnail_of(data, facts)
     v.images.append(info)
     return info
 

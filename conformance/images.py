@@ -18,7 +18,11 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    complete scan never reads them, a cut one decodes them as its missing blocks and the pixels
    differ. WebP: libwebp refuses a bitstream that ends early, so one decode suffices.
 3. **Pixels beyond that only to answer a question**: the alpha band's extrema when
-   ``background: transparent`` was asked, a thumbnail for the report.
+   ``background: transparent`` was asked, a thumbnail for the report. A decode made for the
+   check (JPEG, WebP) or for alpha also serves the thumbnail; a PNG is decoded for a thumbnail
+   only once the gallery has picked it (:class:`GalleryPicks`, :func:`thumbnail_of`). A PNG
+   decoded for its pixels is still inflated by step 2: Pillow's decoder stops at the last row,
+   so it accepts a stream that lacks its end (Adler-32) or holds fewer rows than IHDR declares.
 
 A hostile image is a problem of that image (``decodes`` False, with a ``problem``), never a
 crash or a hang.
@@ -31,6 +35,7 @@ import binascii
 import io
 import re
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -43,10 +48,12 @@ __all__ = [
     "MAX_CHUNKS",
     "MAX_JPEG_SCANS",
     "MAX_PIXELS",
+    "GalleryPicks",
     "ImageFacts",
     "decode_base64",
     "inspect_image",
     "sniff_format",
+    "thumbnail_of",
 ]
 
 # --- bounds: every limit on the work one image may cost, in one place -------------------------
@@ -99,6 +106,9 @@ class ImageFacts:
     #: Why it does not decode (or what decoding refused), for the report.
     problem: str | None = None
     thumbnail: bytes | None = None
+    #: The image as decoded for the check or for alpha, kept (``keep_pixels``) so that a
+    #: thumbnail asked for afterwards needs no second decode; None when nothing was decoded.
+    pixels: Image.Image | None = field(default=None, repr=False, compare=False)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -122,12 +132,19 @@ def decode_base64(value: str) -> bytes | None:
         return None
 
 
-def inspect_image(data: bytes, *, check_alpha: bool = False, thumbnail: bool = False) -> ImageFacts:
+def inspect_image(
+    data: bytes,
+    *,
+    check_alpha: bool = False,
+    thumbnail: bool = False,
+    keep_pixels: bool = False,
+) -> ImageFacts:
     """Read one image's format and size, check that all of it is there, and (when asked) its
     lowest alpha and a thumbnail.
 
     ``decodes`` means the file is a PNG, JPEG or WebP within the bounds, structurally sound and
-    complete (see the module's docstring for how each format is checked).
+    complete (see the module's docstring for how each format is checked). ``keep_pixels`` keeps
+    whatever decode the check made in ``facts.pixels``, for :func:`thumbnail_of` later.
     """
     facts = ImageFacts(format=sniff_format(data))
     if not data:
@@ -147,7 +164,7 @@ def inspect_image(data: bytes, *, check_alpha: bool = False, thumbnail: bool = F
             warnings.simplefilter("ignore")
             layout = read_layout(data)
             facts.width, facts.height, facts.has_alpha = layout.width, layout.height, layout.alpha
-            image = _CHECK_WHOLE[facts.format](data, layout, want_pixels)
+            image = _CHECK_WHOLE[facts.format](data, layout, want_pixels or keep_pixels)
             if want_pixels:
                 image = image or _decode(data, facts.format)
                 facts.has_alpha = _alpha_from_header(image)
@@ -162,7 +179,52 @@ def inspect_image(data: bytes, *, check_alpha: bool = False, thumbnail: bool = F
     facts.decodes = True
     if thumbnail:
         facts.thumbnail = _thumbnail(image)
+    elif keep_pixels:
+        facts.pixels = image
     return facts
+
+
+def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
+    """A thumbnail of an image ``inspect_image`` found whole: from the decode it kept, else from
+    one decode now (JPEG at a reduced scale through ``draft``). None when it does not decode."""
+    if not facts.decodes or facts.format not in DECODERS:
+        return None
+    image, facts.pixels = facts.pixels, None
+    if image is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image = Image.open(io.BytesIO(data), formats=(DECODERS[facts.format],))
+        except Exception:  # checked whole already; a decoder's surprise costs the thumbnail only
+            return None
+    return _thumbnail(image)
+
+
+class GalleryPicks:
+    """Which images get a thumbnail: the ones the report's gallery shows, decided as each image
+    is judged so that no other is made. Every broken image (one that decodes but does not match
+    the request) up to ``broken``, and one image that matches per model and format.
+
+    Shared by the judging threads, hence the lock.
+    """
+
+    def __init__(self, broken: int) -> None:
+        self.broken_left = broken
+        self._kinds: set[tuple[str | None, str | None]] = set()
+        self._lock = threading.Lock()
+
+    def take(self, model: str | None, fmt: str | None, ok: bool) -> bool:
+        """Whether this image gets a thumbnail (its slot taken if so)."""
+        with self._lock:
+            if not ok:
+                if self.broken_left <= 0:
+                    return False
+                self.broken_left -= 1
+                return True
+            if (model, fmt) in self._kinds:
+                return False
+            self._kinds.add((model, fmt))
+            return True
 
 
 class _Refused(Exception):
@@ -621,14 +683,21 @@ def _min_alpha(image: Image.Image) -> int | None:
 
 
 def _thumbnail(image: Image.Image) -> bytes | None:
-    """A small PNG for the report (None when this mode cannot be shown)."""
+    """A small PNG for the report (None when this mode cannot be shown).
+
+    ``image`` is shrunk in place (it is not used afterwards): no full-size copy, and an image
+    not yet loaded is decoded at a reduced scale where its format allows (JPEG ``draft``), else
+    reduced by whole factors before resampling (Pillow's ``reducing_gap``). The PNG is written
+    at the fastest compression: it is small either way.
+    """
     try:
-        small = image.copy()
-        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        if small.mode not in ("RGB", "RGBA", "L", "LA"):
-            small = small.convert("RGBA" if _alpha_from_header(small) else "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):
+            image = image.convert("RGBA" if _alpha_from_header(image) else "RGB")
         out = io.BytesIO()
-        small.save(out, format="PNG", optimize=False)
+        image.save(out, format="PNG", compress_level=1)
     except (OSError, ValueError):
         return None
     return out.getvalue()

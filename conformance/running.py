@@ -15,8 +15,9 @@ The runner owns the order of things and the limits that keep a run safe against 
   many transport failures in a row as there are workers, with no HTTP answer in between) the
   run stops sending instead of timing out case after case, and reports what it saw.
 - **Signals**: Ctrl-C or SIGTERM stops sending; the report is still written, marked incomplete.
-- **Memory**: an answer is judged, handed to the recorder, then trimmed to an excerpt; only a
-  bounded number of thumbnails is kept for the report's gallery.
+- **Memory**: an answer is judged, handed to the recorder, then trimmed to an excerpt; a
+  thumbnail is made only for an image the report's gallery shows (every broken one up to
+  ``MAX_THUMBNAILS``, one matching image per model and format).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from . import __version__
 from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .checks import judge, settle_controls
 from .errors import SetupError
+from .images import GalleryPicks
 from .preflight import AuthWatch, check_target, check_writable
 from .profiles import Profile, Rate, load_profile
 from .redact import printable, register_secrets, strip_url
@@ -300,7 +302,8 @@ class Runner:
         self.budget = budget or Budget()
         self.recorder = recorder
         self.progress = progress
-        self.thumbnails_left = max_thumbnails
+        #: Which images get a thumbnail (the ones the gallery shows); None: none at all.
+        self.gallery = GalleryPicks(max_thumbnails) if max_thumbnails > 0 else None
         self.pacer = Pacer(rate)
         self.failure_streak = failure_streak or max(2, self.concurrency)
         self.stop_reason: str | None = None
@@ -405,7 +408,7 @@ class Runner:
         return True
 
     async def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
-        wanted = self.thumbnails_left > 0 and case.expect != "reject"
+        wanted = self.gallery if case.expect != "reject" and self.gallery is not None else False
         try:
             if _heavy(exchange):
                 # Images are checked whole (and decoded where a rule needs pixels): off the
@@ -417,12 +420,6 @@ class Runner:
                 result = judge(case, exchange, self.profile, thumbnails=wanted)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
             result = internal_error(case, exc, exchange)
-        for info in result.images:
-            if info.thumbnail is not None:
-                if self.thumbnails_left > 0:
-                    self.thumbnails_left -= 1
-                else:
-                    info.thumbnail = None
         if self.recorder is not None:
             self.recorder.add(case, exchange)
         trim(exchange)

@@ -402,3 +402,111 @@ def test_a_truncated_image_fails_image_decodes_whatever_was_asked():
         make_case(body), ok_json(gpt_answer(output_format="jpeg", data=[{"b64_json": b64(cut)}]))
     )
     assert rules_of(result, "MUST") == {"image.decodes"}
+
+
+# --- pixels decoded once, and the same verdict whatever is asked of them ---------------------
+
+
+def cut_variants() -> dict[str, bytes]:
+    """Every kind of cut image above, by name."""
+    out: dict[str, bytes] = {}
+    for name, data in intact().items():
+        for kept in (0.02, 0.3, 0.7, 0.98):
+            out[f"{name} cut {kept}"] = data[: int(len(data) * kept)]
+        if name.startswith("png"):
+            out[f"{name} cut+IEND"] = data[: int(len(data) * 0.7)] + IEND
+        if name.startswith("jpeg"):
+            out[f"{name} cut+EOI"] = data[: int(len(data) * 0.7)].rstrip(b"\xff") + EOI
+    data = intact()["png-many-idat"]
+    idats = [chunk for chunk in png_chunks(data) if chunk[0] == b"IDAT"]
+    out["png cut between IDATs"] = data[: idats[len(idats) // 2][2]] + IEND
+    _, start, end = idats[-1]
+    out["png without its Adler-32"] = (
+        data[:start] + png_chunk(b"IDAT", data[start + 8 : end - 4][:-4]) + IEND
+    )
+    rows = [b"\x00" + bytes(3 * 8)] * 4
+    out["png with fewer rows than declared"] = png_ihdr(8, 8) + png_rgb(rows, 8)[33:]
+    return out
+
+
+@pytest.mark.parametrize("name", list(cut_variants()))
+def test_a_cut_image_is_refused_also_when_its_pixels_are_wanted(name):
+    data = cut_variants()[name]
+    for options in ({"check_alpha": True}, {"thumbnail": True}, {"keep_pixels": True}):
+        facts = inspect_image(data, **options)
+        assert not facts.decodes and facts.pixels is None and facts.thumbnail is None, options
+
+
+def test_pillow_alone_accepts_the_png_cuts_the_inflate_check_catches():
+    """Why a PNG decoded for its pixels is still inflated: Pillow stops at the last row."""
+    for name in ("png without its Adler-32", "png with fewer rows than declared"):
+        Image.open(io.BytesIO(cut_variants()[name]), formats=("PNG",)).load()
+        refused(cut_variants()[name])
+
+
+def count_opens(monkeypatch) -> list:
+    opened: list = []
+    real_open = Image.open
+
+    def spy(fp, mode="r", formats=None):
+        opened.append(formats)
+        return real_open(fp, mode, formats)
+
+    monkeypatch.setattr(images.Image, "open", spy)
+    return opened
+
+
+def shows_a_thumbnail(thumb: bytes | None) -> bool:
+    """Read without the spy of ``count_opens``, which counts imgconf's decodes only."""
+    return bool(thumb) and _size_of(thumb) == (160, 160)
+
+
+def _size_of(png: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", png[16:24])
+
+
+@pytest.mark.parametrize("name", variants())
+def test_a_thumbnail_costs_no_decode_beyond_the_checks(name, monkeypatch):
+    opened = count_opens(monkeypatch)
+    data = intact()[name]
+    checked = inspect_image(data, keep_pixels=True)
+    opens_for_the_check = len(opened)
+    assert shows_a_thumbnail(images.thumbnail_of(data, checked))
+    # JPEG and WebP are decoded by their check; a PNG (inflated, not decoded) once more.
+    assert len(opened) == opens_for_the_check + name.startswith("png")
+    assert checked.pixels is None  # handed over, not kept twice
+    # Alpha and a thumbnail asked together: one decode serves both.
+    opened.clear()
+    facts = inspect_image(data, check_alpha=True, keep_pixels=True)
+    assert images.thumbnail_of(data, facts)
+    assert len(opened) == (2 if name.startswith("jpeg") else 1)
+
+
+def test_a_jpeg_thumbnail_without_a_kept_decode_is_decoded_at_a_reduced_scale(monkeypatch):
+    from PIL.JpegImagePlugin import JpegImageFile
+
+    scales: list = []
+    real_draft = JpegImageFile.draft
+    monkeypatch.setattr(
+        JpegImageFile, "draft", lambda im, *a: scales.append(a) or real_draft(im, *a)
+    )
+    data = encode(picture(side=1024), "JPEG", quality=90)
+    facts = inspect_image(data)
+    assert facts.decodes and facts.pixels is None
+    thumb = images.thumbnail_of(data, facts)
+    assert thumb and Image.open(io.BytesIO(thumb)).size == (160, 160)
+    assert scales and max(scales[-1][1]) < 1024  # decoded at a reduced scale
+
+
+def test_no_thumbnail_of_an_image_that_does_not_decode():
+    cut = intact()["png-rgb"][:500]
+    assert images.thumbnail_of(cut, inspect_image(cut, keep_pixels=True)) is None
+
+
+def test_the_gallery_picks_every_broken_image_up_to_its_bound_and_one_match_per_kind():
+    picks = images.GalleryPicks(broken=2)
+    assert [picks.take("gpt-image-1", "png", False) for _ in range(3)] == [True, True, False]
+    assert [picks.take("gpt-image-1", "png", True) for _ in range(2)] == [True, False]
+    assert picks.take("gpt-image-1", "jpeg", True)
+    assert picks.take("gpt-image-2", "png", True)
+    assert not picks.take("gpt-image-2", "png", True)

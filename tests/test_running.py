@@ -143,13 +143,25 @@ def test_stop_cancels_in_flight_and_skips_the_rest():
     assert "interrupted" in results[0].note
 
 
-def test_thumbnails_are_bounded_per_run():
+def test_thumbnails_are_made_only_for_what_the_gallery_shows():
+    # Matching images: one per model and format, however many there are.
     _runner, results, _ = execute(
         cases(10), lambda r: httpx.Response(200, json=ANSWER), max_thumbnails=3
     )
     kept = [i for r in results for i in r.images if i.thumbnail]
-    assert len(kept) == 3
+    assert len(kept) == 1
     assert kept[0].thumbnail.startswith(b"\x89PNG")
+    # Broken ones (here the wrong size): every one, up to the bound.
+    wrong_size = gpt_answer([png(512, 512, (1, 2, 3))])
+    _runner, results, _ = execute(
+        cases(10), lambda r: httpx.Response(200, json=wrong_size), max_thumbnails=3
+    )
+    assert all(r.outcome is Outcome.FAIL for r in results)
+    assert sum(1 for r in results for i in r.images if i.thumbnail) == 3
+    _runner, results, _ = execute(
+        cases(10), lambda r: httpx.Response(200, json=wrong_size), max_thumbnails=0
+    )
+    assert not any(i.thumbnail for r in results for i in r.images)
 
 
 # --- the command's set-up errors: one line, exit 2, nothing sent ------------------------------
