@@ -11,8 +11,9 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    against the file and every chunk's size against the RIFF. The walk also reads the declared
    size and refuses, before anything is decoded, what would cost too much (the bounds below).
 2. **Completeness where structure cannot tell.**
-   PNG: the IDAT stream is inflated in bounded steps (nothing kept) and must end exactly at the
-   size IHDR declares, so a file cut on a chunk boundary with IEND appended is caught.
+   PNG: the IDAT stream is inflated in bounded steps and must end exactly at the size IHDR
+   declares, so a file cut on a chunk boundary with IEND appended is caught. (Nothing is kept
+   unless the pixels are wanted; see step 3.)
    JPEG: libjpeg silently zero-fills a scan cut short by an appended EOI (Pillow shows no
    warning), so the image is decoded twice, the second time with filler bytes before the EOI: a
    complete scan never reads them, a cut one decodes them as its missing blocks and the pixels
@@ -20,9 +21,10 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
 3. **Pixels beyond that only to answer a question**: the alpha band's extrema when
    ``background: transparent`` was asked, a thumbnail for the report. A decode made for the
    check (JPEG, WebP) or for alpha also serves the thumbnail; a PNG is decoded for a thumbnail
-   only once the gallery has picked it (:class:`GalleryPicks`, :func:`thumbnail_of`). A PNG
-   decoded for its pixels is still inflated by step 2: Pillow's decoder stops at the last row,
-   so it accepts a stream that lacks its end (Adler-32) or holds fewer rows than IHDR declares.
+   only once the gallery has picked it (:class:`GalleryPicks`, :func:`thumbnail_of`). A PNG's
+   pixels are decoded from step 2's inflate, not from the file: Pillow's decoder cannot replace
+   step 2 (it stops at the last row, so it accepts a stream that lacks its end, the Adler-32,
+   or holds fewer rows than IHDR declares), and two inflates would cost twice.
 
 A hostile image is a problem of that image (``decodes`` False, with a ``problem``), never a
 crash or a hang.
@@ -81,6 +83,12 @@ MAX_JPEG_SCANS = 100
 #: image's size. (The total it may inflate is the raw size IHDR declares, which MAX_PIXELS
 #: bounds; a stream that inflates beyond it is refused at once.)
 INFLATE_STEP = 1 << 20
+
+#: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
+#: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,
+#: so that its image data is inflated once, not twice. It holds the raw data twice meanwhile;
+#: above this (beyond 2048x2048 RGBA) Pillow inflates the file again instead.
+REWRAP_LIMIT = 16 << 20
 
 #: The side of the report's thumbnails, in pixels.
 THUMBNAIL_SIDE = 160
@@ -164,7 +172,7 @@ def inspect_image(
             warnings.simplefilter("ignore")
             layout = read_layout(data)
             facts.width, facts.height, facts.has_alpha = layout.width, layout.height, layout.alpha
-            image = _CHECK_WHOLE[facts.format](data, layout, want_pixels or keep_pixels)
+            image = _CHECK_WHOLE[facts.format](data, layout, want_pixels, keep_pixels)
             if want_pixels:
                 image = image or _decode(data, facts.format)
                 facts.has_alpha = _alpha_from_header(image)
@@ -366,10 +374,20 @@ def _png_header(ihdr: bytes) -> _PngLayout:
     )
 
 
-def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Image | None:
+def _check_png(
+    data: bytes, layout: _PngLayout, want_pixels: bool, keep: bool = False
+) -> Image.Image | None:
     """The IDAT stream inflates to exactly the declared rows, each with a valid filter byte
-    (checked for non-interlaced images, whose rows all have one length)."""
+    (checked for non-interlaced images, whose rows all have one length).
+
+    When the pixels are wanted (and the raw data within REWRAP_LIMIT), the inflated rows are
+    also stored into a zlib stream of uncompressed blocks and the image decoded from that: the
+    same rows, with no second inflate. (A thumbnail alone, ``keep``, decodes nothing here: the
+    gallery may not pick the image.)
+    """
     inflater = zlib.decompressobj()
+    stored = zlib.compressobj(0) if want_pixels and layout.raw_size <= REWRAP_LIMIT else None
+    blocks: list[bytes] = []
     produced = 0
     try:
         for piece in _inflate(inflater, memoryview(data), layout.idat):
@@ -381,6 +399,8 @@ def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Imag
                     f"its image data inflates beyond the {layout.raw_size} bytes "
                     "its header declares"
                 )
+            if stored is not None:
+                blocks.append(stored.compress(piece))
     except zlib.error as exc:
         raise _Refused(f"its image data does not inflate ({exc})") from None
     if produced < layout.raw_size:
@@ -389,7 +409,23 @@ def _check_png(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Imag
         )
     if not inflater.eof:
         raise _Refused("its compressed image data does not end (the file was cut)")
-    return None
+    if stored is None:
+        return None
+    blocks.append(stored.flush())
+    return _decode(_png_with_idat(data, layout, blocks), "png")
+
+
+def _png_with_idat(data: bytes, layout: _PngLayout, stream: list[bytes]) -> bytes:
+    """The PNG's chunks before its image data, then ``stream`` as one IDAT chunk, then IEND.
+    (Chunks after the image data tell nothing about the pixels.)"""
+    size = sum(len(block) for block in stream)
+    crc = zlib.crc32(b"IDAT")
+    for block in stream:
+        crc = zlib.crc32(block, crc)
+    head = data[: layout.idat[0][0] - 8]
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    idat = struct.pack(">I", size) + b"IDAT"
+    return b"".join([head, idat, *stream, struct.pack(">I", crc), iend])
 
 
 def _inflate(
@@ -542,12 +578,14 @@ def _jpeg_frame(body: bytes) -> tuple[_JpegLayout, tuple[int, ...]]:
     return _JpegLayout(width, height, False), tuple(body[6::3])
 
 
-def _check_jpeg(data: bytes, layout: _JpegLayout, want_pixels: bool) -> Image.Image | None:
+def _check_jpeg(
+    data: bytes, layout: _JpegLayout, want_pixels: bool, keep: bool = False
+) -> Image.Image | None:
     """Decode with and without filler before the EOI: the pixels differ when a scan was cut
     (libjpeg decodes the filler as the missing blocks instead of zeros)."""
     image = _decode(data, "jpeg")
     digest = _pixel_digest(image)
-    if not want_pixels:
+    if not (want_pixels or keep):
         image = None
     filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
     if _pixel_digest(filled) != digest:
@@ -643,10 +681,12 @@ def _vp8l_header(body: bytes) -> _Layout:
     return _Layout(width, height, bool(bits >> 28 & 1))
 
 
-def _check_webp(data: bytes, layout: _Layout, want_pixels: bool) -> Image.Image | None:
+def _check_webp(
+    data: bytes, layout: _Layout, want_pixels: bool, keep: bool = False
+) -> Image.Image | None:
     """libwebp refuses a bitstream that ends before its last macroblock or pixel."""
     image = _decode(data, "webp")
-    return image if want_pixels else None
+    return image if want_pixels or keep else None
 
 
 _LAYOUT_READERS: dict[str, Callable[[bytes], _Layout]] = {

@@ -510,3 +510,33 @@ def test_the_gallery_picks_every_broken_image_up_to_its_bound_and_one_match_per_
     assert picks.take("gpt-image-1", "jpeg", True)
     assert picks.take("gpt-image-2", "png", True)
     assert not picks.take("gpt-image-2", "png", True)
+
+
+@pytest.mark.parametrize("name", variants("png"))
+def test_a_png_decoded_for_its_pixels_is_inflated_once(name, monkeypatch):
+    data = intact()[name]
+    handed: list[bytes] = []
+    real_decode = images._decode
+    monkeypatch.setattr(images, "_decode", lambda d, f: handed.append(d) or real_decode(d, f))
+    facts = inspect_image(data, check_alpha=True, keep_pixels=True)
+    assert facts.decodes and len(handed) == 1
+    # Pillow was handed the check's inflated rows in stored blocks, not the file's stream.
+    assert handed[0] != data and len(handed[0]) > images._png_layout(data).raw_size
+    assert facts.pixels.tobytes() == Image.open(io.BytesIO(data)).tobytes()
+    assert facts.pixels.info.get("transparency") == Image.open(io.BytesIO(data)).info.get(
+        "transparency"
+    )
+    # Beyond the bound, Pillow inflates the file itself; the facts are the same.
+    monkeypatch.setattr(images, "REWRAP_LIMIT", 0)
+    handed.clear()
+    again = inspect_image(data, check_alpha=True)
+    assert handed == [data]
+    assert (again.min_alpha, again.has_alpha) == (facts.min_alpha, facts.has_alpha)
+
+
+def test_a_thumbnail_alone_does_not_decode_a_png_before_it_is_picked(monkeypatch):
+    decoded: list = []
+    real_decode = images._decode
+    monkeypatch.setattr(images, "_decode", lambda d, f: decoded.append(f) or real_decode(d, f))
+    assert inspect_image(intact()["png-rgba"], keep_pixels=True).pixels is None
+    assert decoded == []
