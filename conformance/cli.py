@@ -422,7 +422,8 @@ def plan_command(
 def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: str) -> None:
     """Judge a recording (imgconf run --record) again with today's rules, calling no one.
 
-    Exit 0 when no MUST rule failed, 1 when one did, 2 when the file cannot be read.
+    Exit 0 (PASS), 1 when a MUST rule failed, 3 when the recording cannot show what a PASS needs
+    (INCOMPLETE: images left out of it, cases not answered), 2 when the file cannot be read.
     """
     from .replay import replay_cli
 
@@ -436,8 +437,8 @@ def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: s
 def diff_command(old: Path, new: Path, fail_on: str) -> None:
     """Compare two report.json files: new failures, fixed ones, changed warnings.
 
-    Exit 1 on a new MUST failure (or a new warning with --fail-on should), else 0; 2 when a
-    file cannot be read.
+    Exit 1 on a new MUST failure (or a new warning with --fail-on should), else 3 when the new
+    run is INCOMPLETE, else 0; 2 when a file cannot be read.
     """
     from .regressions import diff_cli
 

@@ -140,9 +140,12 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> RegressionDiff:
 def format_diff(diff: RegressionDiff) -> str:
     """The diff as lines a person reads in a CI log."""
     if not (diff.new_failures or diff.fixed or diff.changed_warnings or diff.not_rechecked):
-        return (
-            f"imgconf diff: no change against the baseline "
-            f"({diff.compared} rule x model judged in both)"
+        return "\n".join(
+            [
+                f"imgconf diff: no change against the baseline "
+                f"({diff.compared} rule x model judged in both)",
+                *(f"  INCOMPLETE     {reason}" for reason in diff.incomplete),
+            ]
         )
     lines = [
         f"imgconf diff: {len(diff.new_failures)} new failures, {len(diff.fixed)} fixed, "

@@ -157,3 +157,16 @@ def test_end_to_end_record_replay_and_diff(tmp_path: Path, capsys) -> None:
     status, _ = _run(tmp_path, "gated", (), "--baseline", str(bad / "report.json"))
     assert status == 0
     assert "FIXED" in capsys.readouterr().out
+
+
+def test_diff_exits_3_when_the_new_run_is_incomplete(tmp_path: Path, capsys) -> None:
+    from _report_fixtures import incomplete_run, passing_run
+
+    from conformance.report_json import build_report
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(build_report(passing_run())))
+    new.write_text(json.dumps(build_report(incomplete_run())))
+    assert main_entry(["diff", str(old), str(new)]) == 3
+    assert "INCOMPLETE" in capsys.readouterr().out
+    assert main_entry(["diff", str(old), str(old)]) == 0
