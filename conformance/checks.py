@@ -657,7 +657,9 @@ def check_revised_prompt(v: _Verdict, answer: Mapping[str, Any]) -> None:
     )
 
 
-def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool):
+def check_json_answer(
+    v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
+):
     """response.*: a JSON ImagesResponse with exactly n images delivered as asked."""
     v.check(
         "response.content_type",
@@ -697,7 +699,12 @@ def check_json_answer(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbna
 
 
 def check_items(
-    v: _Verdict, exchange: Exchange, asked: _Asked, data: list[Any], *, thumbnails: bool
+    v: _Verdict,
+    exchange: Exchange,
+    asked: _Asked,
+    data: list[Any],
+    *,
+    thumbnails: bool | GalleryPicks,
 ) -> None:
     """response.b64_json / response.url / response.url.fetch, then each image."""
     fetches = iter(exchange.fetches)
@@ -813,7 +820,9 @@ class SSEParser:
         return data
 
 
-def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool) -> None:
+def check_stream(
+    v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
+) -> None:
     """stream.*: an event stream of valid events, few enough partials, one completed per image."""
     if not v.check(
         "stream.content_type",
@@ -901,7 +910,7 @@ def check_stream(v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: 
 
 
 def judge(
-    case: Case, exchange: Exchange, profile: Profile, *, thumbnails: bool = False
+    case: Case, exchange: Exchange, profile: Profile, *, thumbnails: bool | GalleryPicks = False
 ) -> CaseResult:
     """The verdict on one exchange. Pure: no network, no files; safe to re-run on a recording.
 
@@ -948,7 +957,7 @@ def _judge_as(
     rules: Mapping[str, Rule],
     model: str | None,
     *,
-    thumbnails: bool,
+    thumbnails: bool | GalleryPicks,
 ) -> CaseResult:
     v = _Verdict(case, rules, model)
     result = CaseResult(
