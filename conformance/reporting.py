@@ -102,12 +102,6 @@ def _renderers(run: RunResult, report: dict[str, Any]) -> dict[str, Callable[[],
     }
 
 
-def render_all(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, bytes]:
-    """Every report's bytes, by format name."""
-    report = report_document(run, replay=replay)
-    return {name: render() for name, render in _renderers(run, report).items()}
-
-
 def write_reports(
     run: RunResult, directory: Path, *, replay: ReplayInfo | None = None
 ) -> dict[str, Path]:
