@@ -11,10 +11,22 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ANY_MODEL", "CONTROL_ORIGIN", "MALFORMED_AUTH", "Auth", "Case", "Expect", "Kind"]
+__all__ = [
+    "ANY_MODEL",
+    "CONTROL_ORIGIN",
+    "MALFORMED_AUTH",
+    "WRONG_KEY",
+    "Auth",
+    "Case",
+    "Expect",
+    "Kind",
+]
 
 #: The model of a case that does not depend on one (a non-JSON body, a missing key).
 ANY_MODEL = "*"
+#: The key sent by ``auth: wrong`` cases (and shown in their reproducers): plainly not a real
+#: key.
+WRONG_KEY = "sk-imgconf-wrong-key-0000000000000000"
 #: The origin of a model's *control*: its plain valid request, sent first. A refusal proves a
 #: request rule only when the same target accepted the control in the same run.
 CONTROL_ORIGIN = "control"

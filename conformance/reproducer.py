@@ -14,7 +14,7 @@ import shlex
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .cases import Case
+from .cases import WRONG_KEY, Case
 from .reach import AuthStyle
 from .redact import strip_url
 
@@ -24,8 +24,6 @@ __all__ = ["curl_command"]
 INLINE_LIMIT = 1500
 #: The longest repeating unit looked for in a long string.
 MAX_PERIOD = 64
-#: What an ``auth: wrong`` case sends instead of the key.
-WRONG_KEY_PLACEHOLDER = "sk-not-a-valid-key"
 
 
 def curl_command(
@@ -46,9 +44,7 @@ def curl_command(
     elif case.auth == "valid":
         lines.append('-H "Authorization: Bearer $OPENAI_API_KEY"')
     elif case.auth == "wrong":
-        lines.append(
-            shlex.quote(f"Authorization: Bearer {WRONG_KEY_PLACEHOLDER}").join(("-H ", ""))
-        )
+        lines.append(shlex.quote(f"Authorization: Bearer {WRONG_KEY}").join(("-H ", "")))
     elif case.auth == "blank-bearer":
         lines.append("-H 'Authorization: Bearer'")
     elif case.auth == "other-scheme":
@@ -74,7 +70,7 @@ def _styled_header(case: Case, name: str) -> list[str]:
     if case.auth == "valid":
         return [f'-H "{name}: $OPENAI_API_KEY"']
     if case.auth == "wrong":
-        return [shlex.quote(f"{name}: {WRONG_KEY_PLACEHOLDER}").join(("-H ", ""))]
+        return [shlex.quote(f"{name}: {WRONG_KEY}").join(("-H ", ""))]
     if case.auth == "blank-bearer":
         return [shlex.quote(f"{name};").join(("-H ", ""))]
     return []
@@ -88,7 +84,7 @@ def _styled_url(case: Case, url: str, auth: AuthStyle) -> str:
     parts = urlsplit(url)
     params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != auth.name]
     if case.auth in ("wrong", "blank-bearer"):
-        params.append((auth.name, WRONG_KEY_PLACEHOLDER if case.auth == "wrong" else ""))
+        params.append((auth.name, WRONG_KEY if case.auth == "wrong" else ""))
     bare = urlunsplit(parts._replace(query=urlencode(params)))
     if case.auth != "valid":
         return shlex.quote(bare)

@@ -50,7 +50,7 @@ import httpcore
 import httpx
 
 from . import __version__
-from .cases import ANY_MODEL, Case
+from .cases import ANY_MODEL, WRONG_KEY, Case
 from .errors import SetupError
 from .reach import AuthStyle, join_url, proxy_secret
 from .redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
@@ -70,8 +70,6 @@ __all__ = [
     "resolve_host",
 ]
 
-#: The key sent by ``auth: wrong`` cases: plainly not a real key.
-WRONG_KEY = "sk-imgconf-wrong-key-0000000000000000"
 MIB = 1024 * 1024
 #: Statuses retried (honouring Retry-After) before a case is called inconclusive.
 RETRY_STATUSES = (429, 503)

@@ -396,11 +396,15 @@ def test_reproducers_send_the_exact_bytes(tmp_path: Path, body, raw, auth) -> No
     headers, sent = out.read_bytes().split(b"\n", 1)
     assert sent == the_case.content()
     auth_headers = [h for h in json.loads(headers) if h.startswith("Authorization")]
-    expected = {"valid": ["Authorization: Bearer sk-test-key"], "missing": []}.get(auth)
-    if expected is not None:
-        assert auth_headers == expected
-    else:
-        assert auth_headers and "sk-test-key" not in auth_headers[0]
+    from conformance.cases import WRONG_KEY
+
+    # Byte for byte: the wrong key is the one the run sent.
+    expected = {
+        "valid": ["Authorization: Bearer sk-test-key"],
+        "missing": [],
+        "wrong": [f"Authorization: Bearer {WRONG_KEY}"],
+    }[auth]
+    assert auth_headers == expected
     assert len(command) < 1000
 
 
