@@ -111,9 +111,10 @@ def _banner(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
     word = {"pass": "PASS", "fail": "FAIL", "incomplete": "INCOMPLETE"}[verdict["status"]]
     meaning = {
-        "pass": "No MUST rule of the contract failed.",
+        "pass": "No MUST rule of the contract failed, and everything a PASS needs was observed.",
         "fail": "At least one MUST rule failed: the target is not conformant.",
-        "incomplete": "The run stopped early: the verdict covers only what was sent.",
+        "incomplete": "No MUST rule failed, but imgconf could not observe what a PASS needs: "
+        "not a pass.",
     }[verdict["status"]]
     return (
         f'<header class="banner {e(verdict["status"])}"><div class="big">{word}</div>'
