@@ -198,6 +198,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
         ]
     parts = ["\n".join(head), "\n".join(_family_table(report)) + "\n"]
+    if verdict["status"] == "incomplete":
+        reasons = [_cell(r) for r in verdict.get("incomplete_reasons", [])]
+        parts.append(
+            "### Why not a PASS\n\n"
+            "No MUST rule failed, but imgconf could not observe what a PASS needs:\n\n"
+            + "\n".join(f"- {reason}" for reason in reasons)
+            + "\n"
+        )
     failed = _by_rule([i for i in report["matrix"] if i["status"] == "fail"])
     warned = _by_rule([i for i in report["matrix"] if i["status"] == "warn"])
     size = sum(len(p) for p in parts)

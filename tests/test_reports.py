@@ -457,3 +457,10 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
         assert image.size == (1000, 800)
         red, green, blue = image.convert("RGB").getpixel((10, 10))
     assert red > 150 and green < 80 and blue < 80  # the FAIL banner, #cf222e
+
+
+def test_an_incomplete_report_says_why_it_is_not_a_pass(tmp_path: Path) -> None:
+    paths = write_reports(incomplete_run(), tmp_path)
+    text = paths["markdown"].read_text()
+    assert "### Why not a PASS" in text and "(throttled)" in text
+    assert "not a pass" in paths["html"].read_text()
