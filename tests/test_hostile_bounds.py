@@ -9,7 +9,6 @@ memory of imgconf's process tree is measured, not guessed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import random
@@ -32,6 +31,7 @@ from _hostile import (
     serve,
     start_target,
 )
+from _report_fixtures import gpt_answer
 from PIL import Image
 
 from conformance.cases import Case
@@ -227,20 +227,7 @@ def _noise_png(seed: int) -> bytes:
 
 def _ten_large_images_answer() -> tuple[bytes, list[int]]:
     images = [_noise_png(seed) for seed in range(10)]
-    answer = {
-        "created": 1,
-        "data": [{"b64_json": base64.b64encode(image).decode()} for image in images],
-        "background": "transparent",
-        "output_format": "png",
-        "size": "1024x1024",
-        "quality": "low",
-        "usage": {
-            "input_tokens": 1,
-            "output_tokens": 2,
-            "total_tokens": 3,
-            "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
-        },
-    }
+    answer = gpt_answer(images, background="transparent")
     return json.dumps(answer).encode(), [len(image) for image in images]
 
 
