@@ -120,7 +120,7 @@ def main() -> None:
 @click.option("--level", type=click.Choice(["MUST", "SHOULD"]), default=None)
 def rules_command(profile: str, model: str | None, level: str | None) -> None:
     """List the contract's rules as a profile holds them."""
-    from .profiles import load_profile
+    from .contract.profiles import load_profile
 
     try:
         prof = load_profile(profile)
@@ -142,7 +142,7 @@ def rules_command(profile: str, model: str | None, level: str | None) -> None:
 @main.command("profiles")
 def profiles_command() -> None:
     """List the built-in profiles."""
-    from .profiles import builtin_profiles, load_profile
+    from .contract.profiles import builtin_profiles, load_profile
 
     for name in builtin_profiles():
         prof = load_profile(name)
@@ -157,7 +157,7 @@ def spec_diff_command(openapi_file: Path, as_json: bool) -> None:
 
     Exit 0 when they agree, 1 when they differ, 2 when the file cannot be read.
     """
-    from .specdiff import spec_diff_cli
+    from .contract.specdiff import spec_diff_cli
 
     _call(spec_diff_cli, openapi_file=openapi_file, as_json=as_json)
 
@@ -299,7 +299,7 @@ def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: An
     (throttled, refused key, no accepted control, interrupted, ...), 2 for a usage or set-up
     error.
     """
-    from .running import run_cli
+    from .engine.runner import run_cli
 
     options["extra"] = {"allow_private_urls": True} if allow_private_urls else {}
     options["limits"] = limits
@@ -356,8 +356,8 @@ def serve_command(
     realistic_images: bool,
 ) -> None:
     """Run the reference server: an OpenAI-like POST /v1/images/generations on loopback."""
-    from .embedded import list_quirks as print_quirks
-    from .embedded import serve_forever
+    from .server.launcher import list_quirks as print_quirks
+    from .server.launcher import serve_forever
 
     if list_quirks:
         _call(print_quirks)
@@ -392,7 +392,7 @@ def plan_command(
     as_json: bool,
 ) -> None:
     """Show the cases a run would send, the images and cost, and what the budget cuts."""
-    from .planning import plan_cli
+    from .generation.planning import plan_cli
 
     _call(
         plan_cli,
@@ -425,7 +425,7 @@ def replay_command(file: Path, report_dir: Path, profile: str | None, fail_on: s
     Exit 0 (PASS), 1 when a MUST rule failed, 3 when the recording cannot show what a PASS needs
     (INCOMPLETE: images left out of it, cases not answered), 2 when the file cannot be read.
     """
-    from .replay import replay_cli
+    from .reports.replay import replay_cli
 
     _call(replay_cli, file=file, report_dir=report_dir, profile=profile, fail_on=fail_on)
 
@@ -440,7 +440,7 @@ def diff_command(old: Path, new: Path, fail_on: str) -> None:
     Exit 1 on a new MUST failure (or a new warning with --fail-on should), else 3 when the new
     run is INCOMPLETE, else 0; 2 when a file cannot be read.
     """
-    from .regressions import diff_cli
+    from .reports.diff import diff_cli
 
     _call(diff_cli, old=old, new=new, fail_on=fail_on)
 

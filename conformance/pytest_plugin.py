@@ -146,7 +146,7 @@ class Settings:
         base_url = config.getoption("imgconf_base_url")
         if not base_url:
             return None
-        from .transport import is_loopback
+        from .engine.transport import is_loopback
 
         key = config.getoption("imgconf_api_key") or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -183,7 +183,7 @@ class Settings:
     def reach(self, profile: Any) -> dict[str, Any]:
         """Transport settings of how the target is reached: the profile's auth style and
         query, the extra headers with their ``env:`` values read (and registered as secrets)."""
-        from .reach import resolve_headers
+        from .contract.reach import resolve_headers
         from .redact import register_secrets
 
         headers, secrets = resolve_headers(profile.headers, self.headers, profile.auth)
@@ -204,11 +204,11 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     if settings is None:
         return
+    from .contract.profiles import load_profile
+    from .engine.preflight import check_target
+    from .engine.transport import TransportConfig
     from .errors import SetupError
-    from .preflight import check_target
-    from .profiles import load_profile
     from .redact import register_secrets
-    from .transport import TransportConfig
 
     # Known before anything is sent or written, in every process (the controller under xdist
     # sends nothing but writes the reports).
@@ -275,7 +275,7 @@ class State:
 
     def build_plan(self) -> Any:
         if self.plan is None:
-            from .planning import build_plan
+            from .generation.planning import build_plan
 
             self.plan = build_plan(
                 self.profile,
@@ -325,9 +325,9 @@ class State:
         """The whole session as one run: every model's results (sent here, by another worker,
         or now), settled against their controls."""
         from . import __version__
-        from .checks import settle_controls
+        from .engine.checks import settle_controls
+        from .engine.results import RunResult
         from .redact import strip_url
-        from .results import RunResult
 
         plan = self.build_plan()
         results: list[Any] = []
@@ -358,8 +358,8 @@ class State:
     def settled_results(self, model: str) -> list[Any]:
         """The model's results with its refusals settled against the controls they lean on
         (a model-independent probe leans on any accepted valid request: the first model's)."""
-        from .cases import ANY_MODEL
-        from .checks import settle_controls
+        from .engine.checks import settle_controls
+        from .generation.cases import ANY_MODEL
 
         results = list(self.results_for(model))
         plan = self.build_plan()
@@ -368,8 +368,8 @@ class State:
         return [r for r in settle_controls(results) if r.case.model == model]
 
     def _send(self, model: str) -> list[Any]:
-        from .running import Runner, cut_result
-        from .transport import Transport, TransportConfig
+        from .engine.runner import Runner, cut_result
+        from .engine.transport import Transport, TransportConfig
 
         cases, cut = self.model_cases(model)
         settings = self.settings
@@ -449,7 +449,7 @@ class SharedBudget:
 
     Each case's images and cost are reserved before it is sent, under the lock, and settled
     once answered (a refused request gives its reservation back), exactly like
-    :class:`conformance.running.Budget` does within one process. Reservations in flight are
+    :class:`conformance.engine.runner.Budget` does within one process. Reservations in flight are
     counted per process, so a case that does not fit can wait for another worker's to settle;
     those of a process that has died are not waited for.
     """
@@ -472,7 +472,7 @@ class SharedBudget:
         tmp.replace(self.path)
 
     def _budget(self, ledger: dict[str, Any]) -> Any:
-        from .running import Budget
+        from .engine.runner import Budget
 
         return Budget(
             max_images=self.max_images,
@@ -536,11 +536,11 @@ def _alive(pid: int) -> bool:
 
 def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
     """The rule x model items of a plan: every cell of the run's scope and every rule its cases
-    aim at (:func:`conformance.verdict.in_scope`, :func:`conformance.coverage.aimed_rules`), so
+    aim at (:func:`conformance.engine.verdict.in_scope`, :func:`conformance.generation.coverage.aimed_rules`), so
     the items are the cells ``imgconf run`` reports; and one ``verdict`` item at the end."""
-    from .cases import ANY_MODEL
-    from .coverage import aimed_rules, case_spec
-    from .verdict import in_scope
+    from .engine.verdict import in_scope
+    from .generation.cases import ANY_MODEL
+    from .generation.coverage import aimed_rules, case_spec
 
     rules = profile.rules()
     items: dict[str, dict[str, None]] = {}
@@ -674,7 +674,7 @@ def judge_item(
     rule the plan did not foresee for it) belongs to the rule its case exercises, so nothing
     is lost.
     """
-    from .verdict import build_matrix
+    from .engine.verdict import build_matrix
 
     cells = {(i["model"], i["rule"]): i for i in build_matrix(results, [], catalogue)}
     cell = cells.get((model, rule))
@@ -738,7 +738,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(_STATE, None)
     if state is None or _is_worker(config) or state.settings.report_dir is None:
         return
-    from .reporting import write_reports
+    from .reports.writer import write_reports
 
     run = state.run_result(missing_ok=True)
     if run.results:

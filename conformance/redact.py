@@ -19,7 +19,7 @@ of those encodings:
   error bodies), is also searched through up to three layers of JSON, percent and HTML
   encoding; one still hiding a secret past them is withheld whole.
 
-The transport redacts every :class:`~conformance.results.Exchange` as it is built, and every
+The transport redacts every :class:`~conformance.engine.results.Exchange` as it is built, and every
 writer (reports, the HAR recording, console lines, the pytest plugin's output) passes what it
 writes through the same process-wide redactor once more, so a secret that reaches a finding by
 way of a decoding step the transport could not foresee is still caught on the way out.

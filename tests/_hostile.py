@@ -532,7 +532,7 @@ class FakeNetwork:
     def install(self, monkeypatch: Any) -> FakeNetwork:
         import httpcore
 
-        import conformance.transport
+        import conformance.engine.transport
 
         real_connect = httpcore.AnyIOBackend.connect_tcp
         network = self
@@ -559,7 +559,7 @@ class FakeNetwork:
                 return stream
             return _Routed(stream, (host, port))
 
-        monkeypatch.setattr(conformance.transport, "resolve_host", resolve)
+        monkeypatch.setattr(conformance.engine.transport, "resolve_host", resolve)
         monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect)
         return self
 

@@ -10,8 +10,16 @@ import time
 
 from PIL import Image
 
-from conformance.cases import ANY_MODEL, Case
-from conformance.results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, RunResult
+from conformance.engine.results import (
+    CaseResult,
+    Exchange,
+    Finding,
+    ImageInfo,
+    Outcome,
+    Reason,
+    RunResult,
+)
+from conformance.generation.cases import ANY_MODEL, Case
 
 TARGET = "http://user:pa55@127.0.0.1:9/v1"
 ENDPOINT = "http://127.0.0.1:9/v1/images/generations"

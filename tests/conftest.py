@@ -12,9 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from conformance.cli import main_entry
-from conformance.embedded import RunningServer, start_reference_server
-from conformance.quirks import parse_quirks
-from conformance.reference_server import ServerConfig, create_app
+from conformance.server.app import ServerConfig, create_app
+from conformance.server.launcher import RunningServer, start_reference_server
+from conformance.server.quirks import parse_quirks
 
 TEST_KEY = "sk-test-reference-0123456789"
 

@@ -25,10 +25,10 @@ from test_checks import (
 )
 from test_reference_server import PATH, body_for
 
-from conformance.cases import MALFORMED_AUTH, Case
-from conformance.reproducer import curl_command
-from conformance.results import Outcome
-from conformance.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.engine.results import Outcome
+from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.generation.cases import MALFORMED_AUTH, Case
+from conformance.reports.reproducer import curl_command
 
 
 def auth_case(auth: str, **fields: object) -> Case:

@@ -19,15 +19,15 @@ import pytest
 import respx
 from _passthrough_proxy import run_proxy
 
-from conformance.cases import Case
 from conformance.cli import main_entry
-from conformance.embedded import start_reference_server
-from conformance.planning import build_plan, spends
-from conformance.profiles import load_profile
+from conformance.contract.profiles import load_profile
+from conformance.engine.results import Exchange, Outcome
+from conformance.engine.runner import Budget, Runner, may_have_generated
+from conformance.engine.transport import Transport, TransportConfig
+from conformance.generation.cases import Case
+from conformance.generation.planning import build_plan, spends
 from conformance.pytest_plugin import SharedBudget
-from conformance.results import Exchange, Outcome
-from conformance.running import Budget, Runner, may_have_generated
-from conformance.transport import Transport, TransportConfig
+from conformance.server.launcher import start_reference_server
 
 BASE = "http://target.test/v1"
 ENDPOINT = BASE + "/images/generations"
@@ -283,8 +283,8 @@ def test_a_zero_cost_cap_generates_nothing_even_where_everything_is_accepted(img
 
 
 def test_the_pacer_spaces_requests_and_images_evenly():
-    from conformance.profiles import Rate
-    from conformance.running import Pacer
+    from conformance.contract.profiles import Rate
+    from conformance.engine.runner import Pacer
 
     async def go() -> list[float]:
         pacer = Pacer(Rate(requests_per_minute=600, images_per_minute=300))
@@ -309,7 +309,7 @@ def test_the_pacer_spaces_requests_and_images_evenly():
     [("60", True), ("60,5", True), (",5", True), ("0", False), ("x", False), ("5,-1", False)],
 )
 def test_rate_flag_and_profile_field_are_checked(text, ok, tmp_path, capsys):
-    from conformance.profiles import Rate
+    from conformance.contract.profiles import Rate
 
     if ok:
         Rate.parse(text)

@@ -18,12 +18,12 @@ import pytest
 import respx
 from PIL import Image
 
-from conformance.cases import Case
-from conformance.checks import ANSWER_RULES, SSEParser, judge
-from conformance.contract import load_contract
-from conformance.profiles import load_profile
-from conformance.results import CaseResult, Outcome
-from conformance.transport import Transport, TransportConfig
+from conformance.contract.loader import load_contract
+from conformance.contract.profiles import load_profile
+from conformance.engine.checks import ANSWER_RULES, SSEParser, judge
+from conformance.engine.results import CaseResult, Outcome
+from conformance.engine.transport import Transport, TransportConfig
+from conformance.generation.cases import Case
 
 BASE = "http://target.test/v1"
 ENDPOINT = BASE + "/images/generations"
@@ -647,7 +647,7 @@ def test_stream_events_keep_their_required_nulls_and_no_other_null_is_invented()
 
 
 def test_optional_nulls_are_told_from_required_ones_through_refs_and_branches():
-    from conformance.checks import _drop_optional_nulls
+    from conformance.engine.checks import _drop_optional_nulls
 
     schema = {
         "type": "object",

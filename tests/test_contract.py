@@ -11,8 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from conformance.contract import ContractError, load_contract, parse_rules
-from conformance.validation import request_violations
+from conformance.contract.loader import ContractError, load_contract, parse_rules
+from conformance.contract.oracle import request_violations
 
 CONTRACT = load_contract()
 REQUEST = CONTRACT.validator("request")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from conformance.cli import main_entry
-from conformance.embedded import start_reference_server
-from conformance.profiles import load_profile
-from conformance.quirks import QUIRKS, Quirk
+from conformance.contract.profiles import load_profile
+from conformance.server.launcher import start_reference_server
+from conformance.server.quirks import QUIRKS, Quirk
 
 OPENAI_RULES = load_profile("openai").rules()
 #: Quirks that show only in answers carrying GPT-only features (usage, output_format, streams).

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main_entry
-from conformance.profiles import load_profile
+from conformance.contract.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((ROOT / "examples" / "profiles").glob("*.yaml"))

@@ -11,10 +11,10 @@ import pytest
 from _report_fixtures import case, exchange, gpt_answer, png
 
 from conformance.cli import main_entry
-from conformance.har import HarError, HarRecorder, read_har
-from conformance.profiles import load_profile
-from conformance.replay import replay
-from conformance.results import Exchange
+from conformance.contract.profiles import load_profile
+from conformance.engine.results import Exchange
+from conformance.reports.har import HarError, HarRecorder, read_har
+from conformance.reports.replay import replay
 
 META = {
     "tool_version": "0.1.0",

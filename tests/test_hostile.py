@@ -30,8 +30,8 @@ from _hostile import (
 from _passthrough_proxy import run_proxy
 
 from conformance.cli import main_entry
-from conformance.embedded import start_reference_server
-from conformance.preflight import ANSWER_TIMEOUT
+from conformance.engine.preflight import ANSWER_TIMEOUT
+from conformance.server.launcher import start_reference_server
 
 TIMEOUT = 2.0
 MIB = 1024 * 1024

@@ -34,11 +34,11 @@ from _hostile import (
 from _report_fixtures import gpt_answer
 from PIL import Image
 
-from conformance.cases import Case
-from conformance.profiles import load_profile
-from conformance.results import Outcome
-from conformance.running import Runner
-from conformance.transport import Transport, TransportConfig
+from conformance.contract.profiles import load_profile
+from conformance.engine.results import Outcome
+from conformance.engine.runner import Runner
+from conformance.engine.transport import Transport, TransportConfig
+from conformance.generation.cases import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024

@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 from test_checks import b64, gpt_answer, gpt_body, make_case, ok_json, rules_of, run
 
-from conformance import images
-from conformance.images import MAX_CHUNKS, MAX_JPEG_SCANS, MAX_PIXELS, inspect_image
-from conformance.imaging import (
+from conformance.engine import image_facts as images
+from conformance.engine.image_facts import MAX_CHUNKS, MAX_JPEG_SCANS, MAX_PIXELS, inspect_image
+from conformance.engine.results import Outcome
+from conformance.server.pictures import (
     FORMATS,
     render,
     spec_for_prompt,
@@ -27,7 +28,6 @@ from conformance.imaging import (
     truncate_png,
     truncate_webp,
 )
-from conformance.results import Outcome
 
 SIDE = 256
 IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))

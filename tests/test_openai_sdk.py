@@ -10,8 +10,8 @@ import openai
 import pytest
 from PIL import Image
 
-from conformance.contract import load_contract
-from conformance.profiles import load_profile
+from conformance.contract.loader import load_contract
+from conformance.contract.profiles import load_profile
 
 MODELS = load_profile("openai").models
 GPT = [name for name in MODELS if load_contract().models[name].is_gpt]

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance.cases import ANY_MODEL, MALFORMED_AUTH
 from conformance.cli import main_entry
-from conformance.contract import load_contract
+from conformance.contract.loader import load_contract
+from conformance.contract.oracle import parse_body, request_violations
+from conformance.contract.profiles import load_profile
 from conformance.errors import SetupError
-from conformance.planning import (
+from conformance.generation.cases import ANY_MODEL, MALFORMED_AUTH
+from conformance.generation.planning import (
     CUT_ORDER,
     DEFAULT,
     Plan,
@@ -26,8 +28,6 @@ from conformance.planning import (
     pairwise_factors,
     spends,
 )
-from conformance.profiles import load_profile
-from conformance.validation import parse_body, request_violations
 
 CONTRACT = load_contract()
 OPENAI = load_profile("openai")
@@ -343,7 +343,7 @@ def test_budget_in_images_and_the_free_negative_cases() -> None:
 
 
 def _group(case) -> str:
-    from conformance.planning import _group as group
+    from conformance.generation.planning import _group as group
 
     return group(case)
 
@@ -481,7 +481,7 @@ def test_gpt_image_2_custom_sizes_span_the_safe_zone(plan: Plan) -> None:
 def test_custom_sizes_added_later_keep_the_earlier_cases_ids(plan: Plan) -> None:
     """The zone's corners and the other fields come first among the each-choice cases, so
     their ids (which reports are compared by) did not move when more sizes were planned."""
-    from conformance.strategies import custom_size_corners
+    from conformance.generation.strategies import custom_size_corners
 
     spec = CONTRACT.models["gpt-image-2"]
     corners = set(custom_size_corners(spec.custom_sizes))
@@ -525,9 +525,9 @@ def test_partial_images_out_of_range_is_sent_with_and_without_stream(plan: Plan)
 
 def test_a_plan_without_explore_never_imports_hypothesis():
     code = (
-        "import sys; from conformance.planning import build_plan; "
-        "from conformance.profiles import load_profile; build_plan(load_profile()); "
-        "import conformance.running; print('hypothesis' in sys.modules)"
+        "import sys; from conformance.generation.planning import build_plan; "
+        "from conformance.contract.profiles import load_profile; build_plan(load_profile()); "
+        "import conformance.engine.runner; print('hypothesis' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

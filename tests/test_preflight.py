@@ -24,10 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from conformance.cases import Case
 from conformance.cli import main_entry
-from conformance.errors import SetupError
-from conformance.preflight import (
+from conformance.engine.preflight import (
     ENDPOINT,
     REFUSED,
     UNSURE,
@@ -37,10 +35,12 @@ from conformance.preflight import (
     check_writable,
     classify,
 )
-from conformance.quirks import parse_quirks
-from conformance.reference_server import ServerConfig, create_app
-from conformance.results import Exchange
-from conformance.transport import TransportConfig
+from conformance.engine.results import Exchange
+from conformance.engine.transport import TransportConfig
+from conformance.errors import SetupError
+from conformance.generation.cases import Case
+from conformance.server.app import ServerConfig, create_app
+from conformance.server.quirks import parse_quirks
 
 KEY = "sk-preflight-right-key-0123456789"
 WRONG = "sk-preflight-wrong-key-9876543210"
@@ -202,8 +202,8 @@ def test_a_conformant_server_passes_with_one_request_more_than_the_plan(
 
 
 def dall_e_2_plan():
-    from conformance.planning import build_plan
-    from conformance.profiles import load_profile
+    from conformance.contract.profiles import load_profile
+    from conformance.generation.planning import build_plan
 
     return build_plan(load_profile("openai"), models=["dall-e-2"], seed=0)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main_entry
-from conformance.contract import load_contract
-from conformance.profiles import ProfileError, builtin_profiles, load_profile
+from conformance.contract.loader import load_contract
+from conformance.contract.profiles import ProfileError, builtin_profiles, load_profile
 
 
 def test_openai_profile_has_every_model_of_the_spec() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from _passthrough_proxy import run_proxy
 
-from conformance.embedded import RunningServer, start_reference_server
-from conformance.planning import build_plan
-from conformance.profiles import load_profile
+from conformance.contract.profiles import load_profile
+from conformance.generation.planning import build_plan
+from conformance.server.launcher import RunningServer, start_reference_server
 
 pytest_plugins = ["pytester"]
 

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 from test_reference_server import BREAKERS, PATH, PROMPT, body_for, parse_sse
 
-from conformance.contract import load_contract
-from conformance.embedded import start_reference_server
+from conformance.contract.loader import load_contract
+from conformance.contract.oracle import request_violations
 from conformance.errors import SetupError
-from conformance.imaging import render, spec_for_prompt
-from conformance.quirks import KINDS, QUIRKS, parse_quirks
-from conformance.validation import request_violations
+from conformance.server.launcher import start_reference_server
+from conformance.server.pictures import render, spec_for_prompt
+from conformance.server.quirks import KINDS, QUIRKS, parse_quirks
 
 CONTRACT = load_contract()
 Probe = Callable[[Any], None]

@@ -32,16 +32,16 @@ import pytest
 import uvicorn
 from _passthrough_proxy import run_proxy
 
-from conformance.cases import Case
 from conformance.cli import main_entry
-from conformance.contract import load_contract
+from conformance.contract.loader import load_contract
+from conformance.contract.profiles import ProfileError, load_profile, parse_profile
+from conformance.contract.reach import AuthStyle, join_url, resolve_headers
+from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
 from conformance.errors import SetupError
-from conformance.planning import build_plan
-from conformance.profiles import ProfileError, load_profile, parse_profile
-from conformance.reach import AuthStyle, join_url, resolve_headers
-from conformance.reference_server import ServerConfig, create_app
-from conformance.reproducer import curl_command
-from conformance.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.generation.cases import Case
+from conformance.generation.planning import build_plan
+from conformance.reports.reproducer import curl_command
+from conformance.server.app import ServerConfig, create_app
 
 pytest_plugins = ["pytester"]
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from _hostile import read_request
 
-from conformance.cases import Case
-from conformance.embedded import start_reference_server
-from conformance.profiles import load_profile
-from conformance.results import Outcome
-from conformance.running import Budget, Runner
-from conformance.transport import Transport, TransportConfig
+from conformance.contract.profiles import load_profile
+from conformance.engine.results import Outcome
+from conformance.engine.runner import Budget, Runner
+from conformance.engine.transport import Transport, TransportConfig
+from conformance.generation.cases import Case
+from conformance.server.launcher import start_reference_server
 
 PROFILE = load_profile("openai")
 KEY = "sk-reconnect-0000"

@@ -22,9 +22,9 @@ from _report_fixtures import case, exchange
 from PIL import Image
 
 from conformance.cli import main_entry
-from conformance.har import HarRecorder, read_har
-from conformance.replay import replay
-from conformance.results import Exchange
+from conformance.engine.results import Exchange
+from conformance.reports.har import HarRecorder, read_har
+from conformance.reports.replay import replay
 
 MIB = 1024 * 1024
 META = {"tool_version": "0", "target": "http://127.0.0.1:9/v1", "profile": "openai", "seed": 0}

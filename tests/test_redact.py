@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from conformance.engine.transport import Transport, TransportConfig
 from conformance.redact import (
     REDACTED,
     Redactor,
@@ -18,7 +19,6 @@ from conformance.redact import (
     safe_document,
     safe_text,
 )
-from conformance.transport import Transport, TransportConfig
 
 SECRET = "Tq7_vK2-mXpL9zRw4NcB8yHd3JfG6sQa0eU1oIi"
 
@@ -109,7 +109,7 @@ def test_console_and_pytest_lines_go_through_the_redactor(capsys):
 def test_a_reproducer_has_nothing_safe_text_must_change_so_it_stays_exact():
     from _report_fixtures import case
 
-    from conformance.reproducer import curl_command
+    from conformance.reports.reproducer import curl_command
 
     odd = "del\x7f nel\x85 lone\ud800 nonchar\ufffe nul\x00 " + "x" * 2000
     for body in ({"prompt": odd[:40]}, {"prompt": odd}):

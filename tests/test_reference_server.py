@@ -21,12 +21,12 @@ import pytest
 from PIL import Image, ImageChops
 from starlette.testclient import TestClient
 
-from conformance.contract import load_contract
-from conformance.embedded import start_reference_server
+from conformance.contract.loader import load_contract
+from conformance.contract.oracle import parse_size, request_violations
 from conformance.errors import SetupError
-from conformance.imaging import ImageSpec, render, spec_for_prompt
-from conformance.reference_server import ServerConfig, create_app
-from conformance.validation import parse_size, request_violations
+from conformance.server.app import ServerConfig, create_app
+from conformance.server.launcher import start_reference_server
+from conformance.server.pictures import ImageSpec, render, spec_for_prompt
 
 CONTRACT = load_contract()
 MODELS = CONTRACT.models

@@ -12,8 +12,8 @@ from _report_fixtures import failing_run, passing_run
 
 from conformance.cli import main_entry
 from conformance.errors import SetupError
-from conformance.regressions import compare, format_diff
-from conformance.report_json import build_report
+from conformance.reports.diff import compare, format_diff
+from conformance.reports.document import build_report
 
 
 def test_a_new_failure_is_found_and_a_fixed_one_counted() -> None:
@@ -99,7 +99,7 @@ MODELS = "dall-e-2,gpt-image-1"
 
 
 def _run(tmp_path: Path, name: str, quirks: tuple[str, ...] = (), *extra: str) -> tuple[int, Path]:
-    from conformance.embedded import start_reference_server
+    from conformance.server.launcher import start_reference_server
 
     key = "sk-e2e-0123456789abcdefghijklmnop"
     with start_reference_server(api_key=key, quirks=quirks, mode="thread") as server:
@@ -162,7 +162,7 @@ def test_end_to_end_record_replay_and_diff(tmp_path: Path, capsys) -> None:
 def test_diff_exits_3_when_the_new_run_is_incomplete(tmp_path: Path, capsys) -> None:
     from _report_fixtures import incomplete_run, passing_run
 
-    from conformance.report_json import build_report
+    from conformance.reports.document import build_report
 
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps(build_report(passing_run())))

@@ -25,15 +25,15 @@ from _report_fixtures import (
 )
 from jsonschema import Draft202012Validator
 
-from conformance import reporting
-from conformance.contract import schemas_dir
-from conformance.report_html import GALLERY_IMAGES
-from conformance.report_json import build_report
-from conformance.report_junit import junit_counts
-from conformance.report_markdown import MAX_CHARS
-from conformance.reporting import write_reports
-from conformance.reproducer import curl_command
-from conformance.results import CaseResult, Finding, Outcome
+from conformance.contract.loader import schemas_dir
+from conformance.engine.results import CaseResult, Finding, Outcome
+from conformance.reports import writer as reporting
+from conformance.reports.document import build_report
+from conformance.reports.html import GALLERY_IMAGES
+from conformance.reports.junit import junit_counts
+from conformance.reports.markdown import MAX_CHARS
+from conformance.reports.reproducer import curl_command
+from conformance.reports.writer import write_reports
 
 RUNS = {
     "passing": passing_run,
@@ -196,7 +196,7 @@ def test_junit_parses_and_its_counts_match_report_json(written) -> None:
 
 
 def test_junit_turns_warnings_into_failures_under_fail_on_should() -> None:
-    from conformance.report_junit import render_junit
+    from conformance.reports.junit import render_junit
 
     run = failing_run()
     run.fail_on = "should"
@@ -244,7 +244,7 @@ def test_markdown_stays_below_a_pr_comment_limit() -> None:
     report = build_report(run_of(results, models=[f"m{i}" for i in range(3)]))
     template = next(i for i in report["matrix"] if i["status"] == "fail")
     report["matrix"] = [{**template, "rule": f"request.rule{index}"} for index in range(2000)]
-    from conformance.report_markdown import render_markdown
+    from conformance.reports.markdown import render_markdown
 
     text = render_markdown(report)
     assert len(text) < MAX_CHARS + 5000
@@ -340,7 +340,7 @@ def test_html_has_banner_matrix_failures_reproducer_and_gallery(tmp_path: Path) 
 
 
 def test_the_gallery_is_bounded() -> None:
-    from conformance.report_html import render_html
+    from conformance.reports.html import render_html
 
     run = passing_run()
     template = run.results[0]
@@ -396,7 +396,7 @@ def test_reproducers_send_the_exact_bytes(tmp_path: Path, body, raw, auth) -> No
     headers, sent = out.read_bytes().split(b"\n", 1)
     assert sent == the_case.content()
     auth_headers = [h for h in json.loads(headers) if h.startswith("Authorization")]
-    from conformance.cases import WRONG_KEY
+    from conformance.generation.cases import WRONG_KEY
 
     # Byte for byte: the wrong key is the one the run sent.
     expected = {

@@ -8,11 +8,11 @@ import httpx
 import respx
 from _report_fixtures import gpt_answer, png
 
-from conformance.cases import Case
-from conformance.profiles import load_profile
-from conformance.results import Outcome
-from conformance.running import Budget, Runner
-from conformance.transport import Transport, TransportConfig
+from conformance.contract.profiles import load_profile
+from conformance.engine.results import Outcome
+from conformance.engine.runner import Budget, Runner
+from conformance.engine.transport import Transport, TransportConfig
+from conformance.generation.cases import Case
 
 BASE = "http://target.test/v1"
 ENDPOINT = BASE + "/images/generations"
@@ -218,7 +218,7 @@ def test_an_unknown_host_is_a_one_line_set_up_error(tmp_path, capsys, monkeypatc
 
 def test_limits_are_parsed_with_units_and_bad_ones_are_one_line(tmp_path, capsys):
     from conformance.cli import main_entry
-    from conformance.running import parse_limits
+    from conformance.engine.runner import parse_limits
 
     assert parse_limits(("body_cap=128MiB", "retries=1", "retry_budget=2.5")) == {
         "body_cap": 128 << 20,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from _hostile import b64_at, disguised_answers, echo_disguised, echo_key, key_disguises, serve
 
-from conformance.embedded import start_reference_server
+from conformance.server.launcher import start_reference_server
 
 KEY = "sk-imgconf-known-secret-7f3a9c1e5b2d4680"
 

@@ -22,9 +22,15 @@ import pytest
 import yaml
 
 from conformance.cli import main_entry
-from conformance.contract import load_contract
+from conformance.contract.loader import load_contract
+from conformance.contract.specdiff import (
+    Difference,
+    SpecDiff,
+    diff_spec,
+    load_openapi,
+    spec_diff_cli,
+)
 from conformance.errors import SetupError
-from conformance.specdiff import Difference, SpecDiff, diff_spec, load_openapi, spec_diff_cli
 
 SPECS = Path(__file__).parent / "fixtures" / "specs"
 FAITHFUL = SPECS / "faithful.yaml"

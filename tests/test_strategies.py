@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.contract import load_contract
+from conformance.contract.loader import load_contract
+from conformance.contract.oracle import request_violations
+from conformance.contract.profiles import load_profile
 from conformance.errors import SetupError
-from conformance.profiles import load_profile
-from conformance.strategies import (
+from conformance.generation.strategies import (
     DEFAULT_PROMPT,
     body_key,
     custom_size_corners,
@@ -33,7 +34,6 @@ from conformance.strategies import (
     prompt_of_length,
     valid_requests,
 )
-from conformance.validation import request_violations
 
 CONTRACT = load_contract()
 MODELS = list(CONTRACT.models)
@@ -222,9 +222,9 @@ def test_explore_requests_alternate_valid_and_invalid_and_skip_planned_bodies() 
 # constants, which is why the drawing runs in a fresh interpreter), then the same call.
 _OTHER_PROCESS = """\
 import json, sys
-import conformance.running, conformance.reference_server, conformance.reporting
-from conformance.profiles import load_profile
-from conformance.strategies import explore_requests
+import conformance.engine.runner, conformance.server.app, conformance.reports.writer
+from conformance.contract.profiles import load_profile
+from conformance.generation.strategies import explore_requests
 drawn = explore_requests(["gpt-image-1", "dall-e-2"], load_profile("openai"), seed=11, count=6)
 json.dump(drawn, sys.stdout)
 """

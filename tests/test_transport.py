@@ -17,11 +17,8 @@ import pytest
 import respx
 from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, serve, serves_image
 
-from conformance.cases import Case
-from conformance.errors import SetupError
-from conformance.redact import strip_url
-from conformance.results import Exchange
-from conformance.transport import (
+from conformance.engine.results import Exchange
+from conformance.engine.transport import (
     REDACTED,
     Transport,
     TransportConfig,
@@ -30,6 +27,9 @@ from conformance.transport import (
     is_loopback,
     probe_target,
 )
+from conformance.errors import SetupError
+from conformance.generation.cases import Case
+from conformance.redact import strip_url
 
 BASE = "http://target.test/v1"
 ENDPOINT = BASE + "/images/generations"
@@ -382,8 +382,8 @@ def test_a_gzip_body_that_does_not_decode_or_ends_early_is_refused():
 
 
 def test_an_unasked_coding_is_a_should_finding_and_stacked_a_must():
-    from conformance.checks import judge
-    from conformance.profiles import load_profile
+    from conformance.contract.profiles import load_profile
+    from conformance.engine.checks import judge
 
     profile = load_profile("openai")
     exchange = send(
@@ -453,7 +453,7 @@ def test_reads_in_flight_stay_within_the_run_wide_cap_and_all_finish():
 
 
 def test_the_leader_never_waits_so_half_read_answers_cannot_deadlock():
-    from conformance.transport import InFlightBudget, _BodyTooLarge
+    from conformance.engine.transport import InFlightBudget, _BodyTooLarge
 
     async def go():
         budget = InFlightBudget(limit=100, lane=60)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conformance import checks
-from conformance.cases import CONTROL_ORIGIN, Case
-from conformance.checks import settle_controls
-from conformance.contract import load_contract
-from conformance.embedded import start_reference_server
-from conformance.planning import build_plan
-from conformance.profiles import load_profile
-from conformance.results import CaseResult, Outcome, Reason, RunResult
-from conformance.verdict import build_matrix, decide
+from conformance.contract.loader import load_contract
+from conformance.contract.profiles import load_profile
+from conformance.engine import checks
+from conformance.engine.checks import settle_controls
+from conformance.engine.results import CaseResult, Outcome, Reason, RunResult
+from conformance.engine.verdict import build_matrix, decide
+from conformance.generation.cases import CONTROL_ORIGIN, Case
+from conformance.generation.planning import build_plan
+from conformance.server.launcher import start_reference_server
 from tests.test_checks import b64, error, gpt_answer, image_bytes, make_case, ok_json, run
 
 OPENAI = load_profile("openai")
@@ -116,7 +116,7 @@ def test_conditional_rules_are_not_applicable_when_their_condition_never_arose()
 
 
 def _result(case: Case, status: int | None, *, checked=(), findings=()) -> CaseResult:
-    from conformance.results import Exchange
+    from conformance.engine.results import Exchange
 
     exchange = Exchange("POST", "http://x/v1/images/generations", {}, b"", status=status)
     result = CaseResult(case=case, outcome=Outcome.PASS, status=status, exchange=exchange)
@@ -156,7 +156,7 @@ def test_a_refusal_proves_its_rule_only_next_to_an_accepted_control() -> None:
 
 
 def test_a_control_refused_for_the_key_is_not_a_broken_contract() -> None:
-    from conformance.results import Finding
+    from conformance.engine.results import Finding
 
     refused = _result(_control(), 403, findings=[Finding("request.valid.accepted", "MUST", "403")])
     (settled,) = settle_controls([refused])
@@ -164,7 +164,7 @@ def test_a_control_refused_for_the_key_is_not_a_broken_contract() -> None:
 
 
 def test_a_5xx_everywhere_is_a_server_error_not_a_broken_request_rule() -> None:
-    from conformance.results import Finding
+    from conformance.engine.results import Finding
 
     broken = [Finding("request.n.max", "MUST", "500"), Finding("transport.no_5xx", "MUST", "500")]
     results = settle_controls(
@@ -197,7 +197,7 @@ def test_a_throttled_negative_blocks_a_pass() -> None:
 
 
 def test_a_budget_cut_does_not_block_a_pass_but_is_listed() -> None:
-    from conformance.running import cut_result
+    from conformance.engine.runner import cut_result
 
     control = _result(_control(), 200, checked=["request.valid.accepted"])
     matrix = build_matrix([control, cut_result(_negative())], ["dall-e-2"], OPENAI.rules())
@@ -214,7 +214,7 @@ def test_an_error_while_judging_is_recorded_and_the_rest_still_judged(imgconf_ru
             raise OverflowError("int too large to convert")
         return real(case, exchange, profile, **kw)
 
-    monkeypatch.setattr("conformance.running.judge", flaky)
+    monkeypatch.setattr("conformance.engine.runner.judge", flaky)
     status, report = imgconf_run("--models", "dall-e-2")
     assert status == 3
     broken = [c for c in report["cases"] if c["reason"] == "internal_error"]

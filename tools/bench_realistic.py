@@ -71,8 +71,8 @@ UHD_KINDS = (
 
 def plan_cases(models: list[str]) -> list:
     """The cases ``imgconf run --models ...`` sends (default profile and seed)."""
-    from conformance.planning import build_plan
-    from conformance.profiles import load_profile
+    from conformance.contract.profiles import load_profile
+    from conformance.generation.planning import build_plan
 
     return list(build_plan(load_profile("openai"), models=models).cases)
 
@@ -119,7 +119,7 @@ def build_cases(scenario: str, models: list[str], amount: int) -> list:
 
 async def plain_loop(cases: list, base_url: str, key: str, concurrency: int) -> dict:
     """The floor: send each body, read the answer, parse its JSON, base64-decode every image."""
-    from conformance.transport import WRONG_KEY
+    from conformance.engine.transport import WRONG_KEY
 
     queue = list(reversed(cases))
     statuses: Counter[str] = Counter()
@@ -176,9 +176,9 @@ def _items(response: httpx.Response) -> list[dict]:
 
 async def imgconf_runner(cases: list, base_url: str, key: str, concurrency: int) -> dict:
     """imgconf's send-and-judge loop (what ``imgconf run`` does per case; no report files)."""
-    from conformance.profiles import load_profile
-    from conformance.running import Runner
-    from conformance.transport import Transport, TransportConfig
+    from conformance.contract.profiles import load_profile
+    from conformance.engine.runner import Runner
+    from conformance.engine.transport import Transport, TransportConfig
 
     profile = load_profile("openai")
     config = TransportConfig(base_url=base_url, path=profile.path, api_key=key, timeout=120)
@@ -383,7 +383,7 @@ def run_schemathesis(server, args: argparse.Namespace, workdir: Path) -> Measure
 
 @contextlib.contextmanager
 def benchmark_server(quirks: tuple[str, ...] = ()) -> Iterator:
-    from conformance.embedded import start_reference_server
+    from conformance.server.launcher import start_reference_server
 
     with start_reference_server(quirks=quirks, realistic_images=True) as server:
         yield server
@@ -445,7 +445,7 @@ def latency(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
 PROFILED_RUN = """\
 import cProfile, pstats, sys, threading, time
 
-import conformance.running as running
+import conformance.engine.runner as running
 
 # CPU time per thread (time.thread_time), in the main thread and in the threads that judge
 # answers with images (asyncio.to_thread), merged at the end.

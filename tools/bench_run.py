@@ -30,12 +30,12 @@ from pathlib import Path
 
 import httpx
 
-from conformance.cases import Case
-from conformance.embedded import start_reference_server
-from conformance.planning import build_plan
-from conformance.profiles import Profile, load_profile
-from conformance.running import Runner
-from conformance.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.contract.profiles import Profile, load_profile
+from conformance.engine.runner import Runner
+from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.generation.cases import Case
+from conformance.generation.planning import build_plan
+from conformance.server.launcher import start_reference_server
 
 
 async def judged(

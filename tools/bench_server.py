@@ -27,7 +27,7 @@ from collections.abc import Callable
 import httpx
 from PIL import Image
 
-from conformance.embedded import start_reference_server
+from conformance.server.launcher import start_reference_server
 
 Body = Callable[[int], dict]
 

@@ -383,7 +383,7 @@ def litellm_config(upstream: str, models: Sequence[str]) -> dict[str, Any]:
 
 
 def _start_litellm(venv: Path, logs: Path, options: argparse.Namespace) -> Started:
-    from conformance.profiles import load_profile
+    from conformance.contract.profiles import load_profile
 
     upstream_port, port = free_port(), free_port()
     upstream = spawn(

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.oracle import request_violations, resolve_model
 from .cases import MALFORMED_AUTH, Case
-from .contract import ModelSpec, Rule, load_contract
-from .validation import request_violations, resolve_model
 
 __all__ = [
     "ABSENCE_RULES",

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import SetupError
+from ..errors import SetupError
 
 __all__ = [
     "AUTH_STYLES",
@@ -302,7 +302,7 @@ def check_proxy(url: str | None) -> str | None:
     except ValueError:
         parts = None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        from .redact import strip_url
+        from ..redact import strip_url
 
         raise SetupError(f"--proxy must be an http(s) URL (got {strip_url(url)!r})")
     return url

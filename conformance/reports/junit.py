@@ -14,7 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from .cases import ANY_MODEL
+from ..generation.cases import ANY_MODEL
 
 __all__ = ["junit_counts", "render_junit"]
 

@@ -24,8 +24,8 @@ from typing import Any
 import click
 import yaml
 
-from .contract import GPT_FAMILY, Contract, load_contract, parse_yaml
-from .errors import SetupError
+from ..errors import SetupError
+from .loader import GPT_FAMILY, Contract, load_contract, parse_yaml
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
 

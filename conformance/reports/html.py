@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .cases import ANY_MODEL
-from .report_json import model_label
+from ..generation.cases import ANY_MODEL
+from .document import model_label
 
 __all__ = ["GALLERY_BYTES", "GALLERY_IMAGES", "Thumbnail", "render_html"]
 

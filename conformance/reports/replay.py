@@ -1,6 +1,6 @@
 """``imgconf replay FILE.har``: judge a recording again with today's rules, calling no one.
 
-Each recorded case is judged by the same :func:`~conformance.checks.judge` as a live run, under
+Each recorded case is judged by the same :func:`~conformance.engine.checks.judge` as a live run, under
 the profile the recording names (or ``--profile``), and the four reports are written. A replay
 answers "would this recorded server pass today's imgconf?" and lets a rule change be tried on
 real answers without paying for them again.
@@ -8,7 +8,7 @@ real answers without paying for them again.
 A recording made without images cannot prove anything about the images: for those cases the
 image checks (and URL fetches) are left out, the case is judged on the rest, and the report and
 the command's output say which rules were not judged again. The same holds for an answer whose
-body the recording left out (over its caps, see :mod:`conformance.har`): it was not observed, so
+body the recording left out (over its caps, see :mod:`conformance.reports.har`): it was not observed, so
 every rule that reads the body is left out for that case and said so.
 """
 
@@ -20,15 +20,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cases import Case
-from .checks import conclude
-from .contract import load_contract
-from .errors import SetupError
+from .. import __version__
+from ..contract.loader import load_contract
+from ..contract.profiles import Profile, load_profile
+from ..engine.checks import conclude
+from ..engine.results import CaseResult, Exchange, Reason, RunResult
+from ..errors import SetupError
+from ..generation.cases import Case
+from .document import ReplayInfo
 from .har import read_har
-from .profiles import Profile, load_profile
-from .report_json import ReplayInfo
-from .results import CaseResult, Exchange, Reason, RunResult
 
 __all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
 
@@ -103,7 +103,7 @@ def replay(
     thumbnails: int = 48,
 ) -> tuple[RunResult, ReplayInfo]:
     """Judge every recorded exchange again; the run it makes and what could not be redone."""
-    from .checks import judge, settle_controls
+    from ..engine.checks import judge, settle_controls
 
     meta, pairs = read_har(path)
     prof = load_profile(profile or str(meta.get("profile") or "openai"))
@@ -153,7 +153,7 @@ def replay_cli(
     file: Path, report_dir: Path, profile: str | None, fail_on: str, say: Any = print
 ) -> int:
     """The ``imgconf replay`` job: the exit status of the run's verdict (0, 1 or 3)."""
-    from .reporting import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
+    from .writer import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
 
     if fail_on not in ("must", "should"):
         raise SetupError("--fail-on must be 'must' or 'should'")

@@ -14,9 +14,9 @@ import shlex
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .cases import WRONG_KEY, Case
-from .reach import AuthStyle
-from .redact import strip_url
+from ..contract.reach import AuthStyle
+from ..generation.cases import WRONG_KEY, Case
+from ..redact import strip_url
 
 __all__ = ["curl_command"]
 

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .redact import printable, redact_document, safe_document
-from .report_html import Thumbnail, render_html
-from .report_json import ReplayInfo, build_report
-from .report_junit import render_junit
-from .report_markdown import render_markdown
-from .results import Outcome, RunResult
+from ..engine.results import Outcome, RunResult
+from ..redact import printable, redact_document, safe_document
+from .document import ReplayInfo, build_report
+from .html import Thumbnail, render_html
+from .junit import render_junit
+from .markdown import render_markdown
 
 __all__ = [
     "FILE_MODE",

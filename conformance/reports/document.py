@@ -1,7 +1,7 @@
 """``report.json``: the source of truth of a run, from which every other format is rendered.
 
 The document is described by ``schemas/report.schema.json``. It is built from a
-:class:`~conformance.results.RunResult` alone, so a replayed recording and a live run give the
+:class:`~conformance.engine.results.RunResult` alone, so a replayed recording and a live run give the
 same document. Its centre is the *matrix*: one entry per rule x model that the run exercised
 (or meant to), with the worst status any case gave it. JUnit test cases, the Markdown table,
 the HTML matrix and the regression diff are all views of that one list, so their counts agree.
@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import ANY_MODEL, Case
-from .contract import Rule
-from .coverage import coverage_summary
-from .redact import scrub_text, strip_url
+from ..contract.loader import Rule
+from ..engine.results import CaseResult, Exchange, Outcome, RunResult
+from ..engine.verdict import CELL_RANK, decide
+from ..engine.verdict import build_matrix as verdict_matrix
+from ..generation.cases import ANY_MODEL, Case
+from ..generation.coverage import coverage_summary
+from ..redact import scrub_text, strip_url
 from .reproducer import curl_command
-from .results import CaseResult, Exchange, Outcome, RunResult
-from .verdict import CELL_RANK, decide
-from .verdict import build_matrix as verdict_matrix
 
 __all__ = [
     "FORMAT",
@@ -114,8 +114,8 @@ def _iso(timestamp: float) -> str | None:
 def _profile_path(run: RunResult) -> str:
     """The run's endpoint path (a replay of a recording whose profile file is gone takes the
     default profile's; each recorded exchange carries its URL anyway)."""
-    from .errors import SetupError
-    from .profiles import load_profile
+    from ..contract.profiles import load_profile
+    from ..errors import SetupError
 
     try:
         return load_profile(run.profile).path
@@ -125,9 +125,9 @@ def _profile_path(run: RunResult) -> str:
 
 def _profile_auth(run: RunResult) -> Any:
     """The run's auth style, for reproducers (bearer when the profile is gone)."""
-    from .errors import SetupError
-    from .profiles import load_profile
-    from .reach import AuthStyle
+    from ..contract.profiles import load_profile
+    from ..contract.reach import AuthStyle
+    from ..errors import SetupError
 
     if run.auth is not None:
         return run.auth
@@ -224,7 +224,7 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
 
 
 def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
-    """One entry per rule x model (see :mod:`conformance.verdict`), its messages made safe."""
+    """One entry per rule x model (see :mod:`conformance.engine.verdict`), its messages made safe."""
     matrix = verdict_matrix(run.results, run.models, catalogue)
     for item in matrix:
         item["messages"] = [clean_text(m) for m in item["messages"]]

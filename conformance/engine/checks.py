@@ -2,7 +2,7 @@
 
 :func:`judge` is pure: it reads the case, the exchange (with image URLs already fetched into
 ``exchange.fetches`` by the transport) and the profile, and returns a
-:class:`~conformance.results.CaseResult`. No I/O, so a recording can be re-judged later with
+:class:`~conformance.engine.results.CaseResult`. No I/O, so a recording can be re-judged later with
 the rules of the day. Each rule family has one function here; every rule is named by its id in
 ``schemas/rules.yaml`` and reported at the level the *profile* holds it, so a vendor profile
 that raises a SHOULD to a MUST changes the verdict without changing the code.
@@ -17,13 +17,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
-from .contract import ModelSpec, Rule, load_contract
-from .coverage import ABSENCE_RULES, aimed_rules, answering_model, case_spec, expected_param
-from .images import GalleryPicks, decode_base64, inspect_image, thumbnail_of
-from .profiles import Profile
+from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.oracle import parse_size
+from ..contract.profiles import Profile
+from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
+from ..generation.coverage import (
+    ABSENCE_RULES,
+    aimed_rules,
+    answering_model,
+    case_spec,
+    expected_param,
+)
+from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
 from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, judged_outcome
-from .validation import parse_size
 
 __all__ = [
     "ANSWER_RULES",
@@ -914,7 +920,7 @@ def judge(
 ) -> CaseResult:
     """The verdict on one exchange. Pure: no network, no files; safe to re-run on a recording.
 
-    Every rule the case aims at (:func:`~conformance.coverage.aimed_rules`) ends held, broken,
+    Every rule the case aims at (:func:`~conformance.generation.coverage.aimed_rules`) ends held, broken,
     or not observed with a reason. A request without ``model`` may be answered as any model of
     the profile: the answer is judged as the first model it is valid for, and which model that
     is (the documented default or another) is the SHOULD rule ``request.model.default``.

@@ -7,11 +7,11 @@ read as a stream and cut at a cap, retries are few and their waits capped. A req
 kept-alive connection dropped before any answer is sent once more on a fresh connection: the
 drop is what the *previous* answer on that connection left behind (a server that crashed and
 reset it), not this request's verdict; a second drop is. Failures become an
-:class:`~conformance.results.Exchange` with ``error`` set, never an exception: a broken server is
+:class:`~conformance.engine.results.Exchange` with ``error`` set, never an exception: a broken server is
 a finding for the checks, not a crash.
 
 The API key is sent only to the target's origin, in the profile's auth style (a header or a
-query parameter, :class:`~conformance.reach.AuthStyle`), with the run's extra headers and query:
+query parameter, :class:`~conformance.contract.reach.AuthStyle`), with the run's extra headers and query:
 redirects are followed only within it, and image URLs are fetched by a client of their own that
 carries nothing of the target's (no key, no extra header, no proxy, no cookie: neither client
 keeps cookies at all, since a cookie set by the target would go back to every port and scheme
@@ -49,11 +49,11 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from . import __version__
-from .cases import ANY_MODEL, WRONG_KEY, Case
-from .errors import SetupError
-from .reach import AuthStyle, join_url, proxy_secret
-from .redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
+from .. import __version__
+from ..contract.reach import AuthStyle, join_url, proxy_secret
+from ..errors import SetupError
+from ..generation.cases import ANY_MODEL, WRONG_KEY, Case
+from ..redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
 from .results import Exchange
 
 __all__ = [

@@ -20,12 +20,12 @@ So, per model of the profile, :func:`build_plan` makes:
    breaks the contract. ``n`` takes 1 and 2 here (2 stands for every n > 1; the maximum is a
    boundary case), which keeps the array's images few.
 4. **Each-choice cases**: any value of any field the cases above left out (custom sizes across
-   the safe zone, :func:`~conformance.strategies.custom_size_examples`; ``user``), on the cheap
+   the safe zone, :func:`~conformance.generation.strategies.custom_size_examples`; ``user``), on the cheap
    body.
 5. **Explore cases** (``--explore N``): N more per model, drawn from the Hypothesis strategies
-   :func:`~conformance.strategies.valid_requests` and
-   :func:`~conformance.strategies.invalid_requests` alternately, under the plan's seed
-   (:func:`conformance.strategies.explore_requests`); bodies the plan already has are skipped.
+   :func:`~conformance.generation.strategies.valid_requests` and
+   :func:`~conformance.generation.strategies.invalid_requests` alternately, under the plan's seed
+   (:func:`conformance.generation.strategies.explore_requests`); bodies the plan already has are skipped.
    Each is labelled by the oracle (:func:`request_violations`): valid ones expect acceptance,
    the others are held to the first MUST rule they break, else the first SHOULD one. Drawing
    runs in a fresh interpreter (so ``imgconf plan`` and ``imgconf run`` draw the same) and ends
@@ -54,11 +54,12 @@ from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
+from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.oracle import request_violations, resolve_model
+from ..contract.profiles import Profile
+from ..errors import SetupError
 from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
-from .contract import ModelSpec, Rule, load_contract
 from .coverage import aimed_rules, case_spec, coverage_summary
-from .errors import SetupError
-from .profiles import Profile
 from .strategies import (
     DEFAULT_PROMPT,
     custom_size_corners,
@@ -70,7 +71,6 @@ from .strategies import (
     prompt_of_length,
     unsupported_param_variants,
 )
-from .validation import request_violations, resolve_model
 
 __all__ = ["AUTH_PROBES", "CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
 
@@ -1025,7 +1025,7 @@ def plan_cli(
 
     import click
 
-    from .profiles import load_profile
+    from ..contract.profiles import load_profile
 
     plan = build_plan(
         load_profile(profile),

@@ -43,11 +43,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cases import Case
-from .errors import SetupError
-from .images import sniff_format
-from .redact import (
+from .. import __version__
+from ..engine.image_facts import sniff_format
+from ..engine.results import Exchange
+from ..errors import SetupError
+from ..generation.cases import Case
+from ..redact import (
     map_strings,
     printable,
     redact_bytes,
@@ -56,8 +57,7 @@ from .redact import (
     redact_url,
     safe_text,
 )
-from .reporting import FILE_MODE
-from .results import Exchange
+from .writer import FILE_MODE
 
 __all__ = [
     "DEFAULT_ENTRY_CAP",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .cases import Case
+from ..generation.cases import Case
 
 __all__ = [
     "CaseResult",
@@ -58,7 +58,7 @@ class Reason(StrEnum):
 
 def blocks(reason: str) -> bool:
     """Whether a MUST rule unobserved for this reason keeps a run from PASS."""
-    from .contract import load_contract
+    from ..contract.loader import load_contract
 
     declared = load_contract().reasons.get(reason)
     return True if declared is None else declared.blocks
@@ -203,7 +203,7 @@ class RunResult:
     #: How the target's TLS was verified: ``{"verify": bool, "ca_bundle": path or None}``
     #: (None: not known, as in a replay).
     tls: dict[str, Any] | None = None
-    #: How the key was sent (a :class:`~conformance.reach.AuthStyle`), for the reproducers
+    #: How the key was sent (a :class:`~conformance.contract.reach.AuthStyle`), for the reproducers
     #: (None: the profile's, loaded by its name).
     auth: Any = None
 
@@ -214,9 +214,9 @@ class RunResult:
         contract.
         """
         if self.rules is None:
-            from .contract import load_contract
-            from .errors import SetupError
-            from .profiles import load_profile
+            from ..contract.loader import load_contract
+            from ..contract.profiles import load_profile
+            from ..errors import SetupError
 
             try:
                 self.rules = load_profile(self.profile).rules()
@@ -233,7 +233,7 @@ class RunResult:
         return [r for r in self.results if r.outcome is Outcome.WARN]
 
     def verdict(self) -> Any:
-        """The run's :class:`~conformance.verdict.RunVerdict` (decided from its cells)."""
+        """The run's :class:`~conformance.engine.verdict.RunVerdict` (decided from its cells)."""
         from .verdict import decide
 
         return decide(self)

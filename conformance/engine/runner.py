@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import __version__
-from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
+from .. import __version__
+from ..contract.profiles import Profile, Rate, load_profile
+from ..errors import SetupError
+from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, Case
+from ..redact import printable, register_secrets, strip_url
 from .checks import judge, settle_controls
-from .errors import SetupError
-from .images import GalleryPicks
+from .image_facts import GalleryPicks
 from .preflight import AuthWatch, check_target, check_writable
-from .profiles import Profile, Rate, load_profile
-from .redact import printable, register_secrets, strip_url
 from .results import CaseResult, Exchange, Outcome, Reason, RunResult
 from .transport import (
     Transport,
@@ -501,7 +501,7 @@ class RunSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``--limit NAME=VALUE``: transport bounds raised or lowered (see :data:`LIMITS`).
     limits: tuple[str, ...] = ()
-    #: How the target is reached (:mod:`conformance.reach`): ``--header 'NAME: VALUE'`` (a
+    #: How the target is reached (:mod:`conformance.contract.reach`): ``--header 'NAME: VALUE'`` (a
     #: value ``env:VAR`` read from the environment), ``--ca-bundle``, ``--insecure``, ``--proxy``.
     headers: tuple[str, ...] = ()
     ca_bundle: str | None = None
@@ -552,7 +552,7 @@ def reach_config(settings: RunSettings, profile: Profile) -> dict[str, Any]:
     """The transport settings of how the target is reached: the profile's auth style and
     query, extra headers (``env:`` values read and registered as secrets), TLS and proxy.
     Each bad one is a SetupError."""
-    from .reach import check_proxy, proxy_secret, resolve_headers, ssl_context
+    from ..contract.reach import check_proxy, proxy_secret, resolve_headers, ssl_context
 
     if settings.insecure and settings.ca_bundle is not None:
         raise SetupError("--insecure and --ca-bundle contradict each other: give one")
@@ -657,7 +657,7 @@ def run_cli(**options: Any) -> int:
     _check_settings(settings, profile)
     reach_config(settings, profile)  # a bad header, CA file or proxy: exit 2 before anything
     if settings.base_url is None:
-        from .embedded import start_reference_server
+        from ..server.launcher import start_reference_server
 
         with start_reference_server(api_key=settings.api_key, profile=settings.profile) as server:
             return _run(settings, profile, server.base_url, server.api_key, embedded=True)
@@ -666,7 +666,7 @@ def run_cli(**options: Any) -> int:
 
 
 def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_images: Any) -> Any:
-    from .planning import build_plan
+    from ..generation.planning import build_plan
 
     return build_plan(
         profile,
@@ -684,7 +684,7 @@ _ONLY = {"failed": ("fail",), "warned": ("warn",), "unobserved": ("not_observed"
 
 def _earlier_report(settings: RunSettings) -> dict[str, Any]:
     """The ``--from`` report, read and checked (a set-up error otherwise)."""
-    from .regressions import load_report
+    from ..reports.diff import load_report
 
     path = settings.from_report
     assert path is not None
@@ -770,7 +770,7 @@ def _run(
         plan = _rerun_plan(plan, settings)
     recorder = None
     if settings.record is not None:
-        from .har import HarRecorder
+        from ..reports.har import HarRecorder
 
         recorder = HarRecorder(
             settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
@@ -782,7 +782,7 @@ def _run(
         f"(profile {profile.name}, seed {settings.seed})"
     )
     if not embedded:
-        from .planning import plan_warnings
+        from ..generation.planning import plan_warnings
 
         for warning in plan_warnings(plan):
             say(f"imgconf: {warning}")
@@ -868,7 +868,7 @@ async def _execute(
 def _finish(
     run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
 ) -> int:
-    from .reporting import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
+    from ..reports.writer import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
 
     paths = write_reports(run, settings.report_dir)
     say(f"imgconf: {outcome_counts(run)} in {run.finished - run.started:.1f} s")
@@ -880,7 +880,7 @@ def _finish(
     if settings.baseline is not None:
         import json
 
-        from .regressions import combine_exit_codes, compare, format_diff, load_report
+        from ..reports.diff import combine_exit_codes, compare, format_diff, load_report
 
         old = load_report(settings.baseline, "--baseline")
         written = [p for p in paths.values() if Path(p).suffix == ".json"]

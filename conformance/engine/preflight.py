@@ -35,10 +35,10 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .cases import ANY_MODEL, Case
-from .contract import load_contract
-from .errors import SetupError
-from .redact import strip_url
+from ..contract.loader import load_contract
+from ..errors import SetupError
+from ..generation.cases import ANY_MODEL, Case
+from ..redact import strip_url
 from .results import Exchange
 from .transport import Transport, TransportConfig, probe_target
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cases import ANY_MODEL
-from .contract import Rule, load_contract
-from .coverage import aimed_rules, case_spec
+from ..contract.loader import Rule, load_contract
+from ..generation.cases import ANY_MODEL
+from ..generation.coverage import aimed_rules, case_spec
 from .results import CaseResult, Reason, RunResult, blocks
 
 __all__ = [

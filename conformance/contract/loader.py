@@ -68,7 +68,7 @@ class ContractError(Exception):
 
 def schemas_dir() -> Path:
     """Where the data lives: the installed copy first, else the source checkout's ``schemas/``."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for candidate in (here / "_schemas", here.parent / "schemas"):
         if (candidate / SCHEMA_FILES["request"]).is_file():
             return candidate

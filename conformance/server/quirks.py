@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import SetupError
+from ..errors import SetupError
 
 __all__ = ["QUIRKS", "ActiveQuirks", "Quirk", "parse_quirks"]
 

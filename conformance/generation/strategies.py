@@ -6,9 +6,9 @@ request schema. Nothing is typed twice. Three consumers share these value spaces
 
 - :func:`valid_requests` and :func:`invalid_requests` are Hypothesis strategies, for property
   tests and for anyone who wants to fuzz an endpoint with their own harness. They do not consult
-  :func:`conformance.validation.request_violations`: they are built from the data alone, so the
+  :func:`conformance.contract.oracle.request_violations`: they are built from the data alone, so the
   property tests that hold them to that oracle can fail.
-- The planner (:mod:`conformance.planning`) takes :func:`param_values`, the prompts, the custom
+- The planner (:mod:`conformance.generation.planning`) takes :func:`param_values`, the prompts, the custom
   sizes and :func:`invalid_variants` to build its fixed, deterministic plan.
 - :func:`explore_requests` draws the extra requests of ``--explore`` from the two strategies
   themselves, with Hypothesis's engine under a fixed seed (:func:`draw_examples`), so the same
@@ -31,7 +31,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contract import (
+from ..contract.loader import (
     OPTIONAL_FIELDS,
     Contract,
     ContractError,
@@ -39,11 +39,11 @@ from .contract import (
     ModelSpec,
     load_contract,
 )
-from .errors import SetupError
+from ..errors import SetupError
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st
-from .profiles import Profile, load_profile
+from ..contract.profiles import Profile, load_profile
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -730,7 +730,7 @@ import json, sys
 request = json.load(sys.stdin)
 if request["package_root"] not in sys.path:
     sys.path.append(request["package_root"])
-from conformance.strategies import explore_here
+from conformance.generation.strategies import explore_here
 json.dump(explore_here(request), sys.stdout)
 """
 
@@ -788,7 +788,7 @@ def explore_requests(
     """For each model, ``count`` bodies for ``--explore``: half (rounded up) from
     :func:`valid_requests`, the rest from :func:`invalid_requests`, alternately, valid first;
     all distinct and none equal to a body in ``exclude``. The invalid ones come without their
-    label: the caller asks :func:`conformance.validation.request_violations`, as for any body.
+    label: the caller asks :func:`conformance.contract.oracle.request_violations`, as for any body.
 
     Hypothesis starts each half with its simplest example (a bare valid request; the bare request
     with one rule broken), whatever the seed, unless ``exclude`` has it; the rest follow the seed.
@@ -804,7 +804,7 @@ def explore_requests(
         "seed": seed,
         "count": count,
         "exclude": sorted({body_key(body) for body in exclude}),
-        "package_root": str(Path(__file__).resolve().parent.parent),
+        "package_root": str(Path(__file__).resolve().parents[2]),
     }
     # Hypothesis caches its Unicode tables (a second's work) under its storage directory, by
     # default ``.hypothesis`` in the working directory: the user's cache directory keeps them

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import SetupError
+from ..errors import SetupError
 from .quirks import ActiveQuirks, parse_quirks
 
 __all__ = ["RunningServer", "list_quirks", "serve_forever", "start_reference_server"]
@@ -94,7 +94,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "critical"):
     import uvicorn
 
-    from .reference_server import ServerConfig, create_app, hide_dropped_connection_logs
+    from .app import ServerConfig, create_app, hide_dropped_connection_logs
 
     options = {
         "api_key": config_dict["api_key"],
@@ -104,7 +104,7 @@ def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "cri
         "realistic_images": config_dict.get("realistic_images", False),
     }
     if config_dict.get("profile"):
-        from .profiles import load_profile
+        from ..contract.profiles import load_profile
 
         profile = load_profile(config_dict["profile"])
         config = ServerConfig.for_profile(profile, **options)
@@ -221,7 +221,7 @@ class _ProcessStopper:
 def _start_process(config: dict, sock: socket.socket) -> _ProcessStopper:
     env = {**os.environ, _CONFIG_ENV: json.dumps({**config, "fd": sock.fileno()})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conformance.embedded"],
+        [sys.executable, "-m", "conformance.server.launcher"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -247,7 +247,7 @@ def _profile_file(profile: str | None) -> str | None:
     profile that does not load is a SetupError here, before anything starts."""
     if profile is None:
         return None
-    from .profiles import load_profile
+    from ..contract.profiles import load_profile
 
     loaded = load_profile(profile)
     return str(loaded.file) if loaded.file is not None else profile
@@ -258,8 +258,8 @@ def _base_path(profile: str | None) -> str:
     (``/openai/deployments/{deployment}`` is reached at ``/openai/deployments/deployment``)."""
     if profile is None:
         return "/v1"
-    from .profiles import load_profile
-    from .reference_server import ServerConfig
+    from ..contract.profiles import load_profile
+    from .app import ServerConfig
 
     base = ServerConfig.for_profile(load_profile(profile), api_key="").base_path
     return re.sub(r"\{(\w+)(?::\w+)?\}", r"\1", base)
@@ -302,8 +302,8 @@ def serve_forever(
     base = f"http://{host}:{sock.getsockname()[1]}{_base_path(profile_file)}"
     how = ""
     if profile is not None:
-        from .profiles import load_profile
-        from .reach import join_url
+        from ..contract.profiles import load_profile
+        from ..contract.reach import join_url
 
         loaded = load_profile(profile_file or profile)
         base = join_url(base, "", loaded.query)

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from .contract import LEVELS, Contract, Rule, load_contract, read_data_file
-from .errors import SetupError
+from ..errors import SetupError
+from .loader import LEVELS, Contract, Rule, load_contract, read_data_file
 from .reach import AuthStyle, check_header, parse_query
 
 __all__ = ["Profile", "ProfileError", "Rate", "builtin_profiles", "load_profile"]

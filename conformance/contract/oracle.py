@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
+from .loader import GPT_FAMILY, Contract, ModelSpec, load_contract
 
 __all__ = [
     "GPT_ONLY_FIELDS",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cases import ANY_MODEL
-from .report_json import model_label
+from ..generation.cases import ANY_MODEL
+from .document import model_label
 
 __all__ = ["render_markdown"]
 

@@ -1,10 +1,10 @@
 """The reference server: an OpenAI-like ``POST /v1/images/generations`` on Starlette.
 
 It answers the way OpenAI does and reads every rule from the contract data: which requests to
-refuse is decided by :func:`conformance.validation.request_violations`, never by limits typed
+refuse is decided by :func:`conformance.contract.oracle.request_violations`, never by limits typed
 here. Strict mode (the default) refuses a request on its first violation of any level, as OpenAI
 does; lenient mode refuses only MUST violations and quietly drops what it does not use, the other
-way a conformant vendor may behave. Quirks (:mod:`conformance.quirks`) bend it on purpose.
+way a conformant vendor may behave. Quirks (:mod:`conformance.server.quirks`) bend it on purpose.
 
 Routes: ``POST /v1/images/generations`` (with or without a trailing slash) and
 ``GET /files/{token}.{ext}``, the images handed out as URLs, which need no key and expire.
@@ -37,8 +37,17 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .contract import GPT_FAMILY, Contract, ModelSpec, load_contract
-from .imaging import (
+from ..contract.loader import GPT_FAMILY, Contract, ModelSpec, load_contract
+from ..contract.oracle import (
+    Violation,
+    parse_body,
+    parse_size,
+    request_violations,
+    resolve_model,
+)
+from ..contract.profiles import Profile
+from ..contract.reach import AuthStyle
+from .pictures import (
     SHAPES,
     ImageCache,
     ImageSpec,
@@ -48,16 +57,7 @@ from .imaging import (
     truncate_png,
     truncate_webp,
 )
-from .profiles import Profile
 from .quirks import QUIRKS, ActiveQuirks
-from .reach import AuthStyle
-from .validation import (
-    Violation,
-    parse_body,
-    parse_size,
-    request_violations,
-    resolve_model,
-)
 
 __all__ = ["ServerConfig", "create_app", "hide_dropped_connection_logs"]
 
@@ -126,7 +126,7 @@ class ServerConfig:
     #: Query parameters every request must carry with these values (``api-version``): one that
     #: lacks one, or has another value, is answered 404, as a URL that names no resource.
     query: Mapping[str, str] = field(default_factory=dict)
-    #: Photographic-like pictures of 1-4 MB (for benchmarks; see :mod:`conformance.imaging`).
+    #: Photographic-like pictures of 1-4 MB (for benchmarks; see :mod:`conformance.server.pictures`).
     realistic_images: bool = False
 
     @classmethod

@@ -1,0 +1,1 @@
+"""The contract as data: schemas, rules, models, profiles, the request oracle, spec-diff."""

@@ -1,0 +1,1 @@
+"""Sending and judging: the transport, the runner, the checks, results and verdicts."""

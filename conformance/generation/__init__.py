@@ -1,0 +1,1 @@
+"""What to send: cases, strategies, the budgeted plan and the coverage it aims at."""

@@ -1,0 +1,1 @@
+"""What a run leaves behind: report.json and the formats rendered from it, HAR, replay, diff."""

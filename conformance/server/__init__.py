@@ -1,0 +1,1 @@
+"""The embedded reference server: the app, its quirks, its pictures and its launcher."""
