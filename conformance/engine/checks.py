@@ -787,7 +787,7 @@ def check_items(
         url = item.get("url")
         fetch = next(fetches, None) if isinstance(url, str) else None
         if asked.delivery == BASE64:
-            b64 = item.get("b64_json")
+            b64 = item.get(BASE64)
             if v.check(
                 RESPONSE_B64_JSON,
                 isinstance(b64, str) and bool(b64),
@@ -800,7 +800,7 @@ def check_items(
             isinstance(url, str) and url.lower().startswith(("http://", "https://")),
             f"item {index} has no http(s) url"
             + (f" (got {str(url)[:60]!r})" if url else "")
-            + (" (it has b64_json)" if "b64_json" in item else ""),
+            + (" (it has b64_json)" if BASE64 in item else ""),
         ):
             continue
         if fetch is None or not fetched_all:
@@ -952,7 +952,7 @@ def check_stream(
             bad.append(f"event {number}: {_first(errors)}")
             continue
         last_type = event["type"]
-        data = decode_base64(event["b64_json"])
+        data = decode_base64(event[BASE64])
         if last_type == "image_generation.partial_image":
             check_image(v, asked, data, partials, "partial", thumbnails=False)
             partials += 1
