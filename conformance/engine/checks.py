@@ -31,6 +31,7 @@ from ..generation.coverage import (
 )
 from ..generation.showing import (
     BASE64,
+    URL,
     Answer,
     Showing,
     delivery,
@@ -780,11 +781,11 @@ def check_items(
     """response.b64_json / response.url / response.url.fetch, then each image."""
     fetches = iter(exchange.fetches)
     fetched_all = len(exchange.fetches) >= sum(
-        1 for item in data if isinstance(item, dict) and isinstance(item.get("url"), str)
+        1 for item in data if isinstance(item, dict) and isinstance(item.get(URL), str)
     )
     for index, item in enumerate(data):
         item = item if isinstance(item, dict) else {}
-        url = item.get("url")
+        url = item.get(URL)
         fetch = next(fetches, None) if isinstance(url, str) else None
         if asked.delivery == BASE64:
             b64 = item.get(BASE64)

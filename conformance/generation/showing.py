@@ -69,16 +69,15 @@ class Showing:
     #: The ``$defs`` entry of the response schema the rule is judged by, if any.
     answer_schema: str | None = None
 
-    def asked_by(self, body: Mapping[str, Any], spec: ModelSpec | None) -> bool:
-        """Whether a request asks what the rule needs (no model: only the values count)."""
-        for name, want in self.asks.items():
-            if spec is not None and not spec.takes(name):
-                return False
-            if not _same(body.get(name), want):
-                return False
-        if self.delivery is not None:
-            return spec is not None and delivery(body, spec) == self.delivery
-        return True
+    def asked_by(self, body: Mapping[str, Any], spec: ModelSpec) -> bool:
+        """Whether a request to the model ``spec`` asks what the rule needs."""
+        if not all(spec.takes(name) for name in self.asks) or not self.carries(body):
+            return False
+        return self.delivery is None or delivery(body, spec) == self.delivery
+
+    def carries(self, body: Mapping[str, Any]) -> bool:
+        """Whether ``body`` holds the values the rule asks, whatever model it goes to."""
+        return all(_same(body.get(name), want) for name, want in self.asks.items())
 
     def shown(
         self,
@@ -95,6 +94,8 @@ class Showing:
         model = spec.name if spec is not None else None
         if self.with_rule is not None and not rule_applies(rules, self.with_rule, model):
             return False
+        if spec is None:
+            return not self.asks and self.delivery is None
         return self.asked_by(body, spec)
 
 
