@@ -25,6 +25,7 @@ __all__ = [
     "Answer",
     "Showing",
     "delivery",
+    "parse_showing",
     "rule_applies",
     "showings",
     "streams",
@@ -136,11 +137,11 @@ def showings() -> Mapping[str, Showing]:
     found = {}
     for entry in catalogue["rules"]:
         if "shown_by" in entry:
-            found[entry["id"]] = _parse(entry["id"], entry["shown_by"], contract.rules)
+            found[entry["id"]] = parse_showing(entry["id"], entry["shown_by"], contract.rules)
     return MappingProxyType(found)
 
 
-def _parse(rule_id: str, raw: Any, rules: Mapping[str, Rule]) -> Showing:
+def parse_showing(rule_id: str, raw: Any, rules: Mapping[str, Rule]) -> Showing:
     """One ``shown_by`` entry; a ContractError names what is wrong in it."""
     if not isinstance(raw, Mapping) or not raw.get("answers"):
         raise ContractError(f"rule {rule_id}: shown_by needs `answers`")
