@@ -3,9 +3,11 @@
 :func:`judge` is pure: it reads the case, the exchange (with image URLs already fetched into
 ``exchange.fetches`` by the transport) and the profile, and returns a
 :class:`~conformance.engine.results.CaseResult`. No I/O, so a recording can be re-judged later with
-the rules of the day. Each rule family has one function here; every rule is named by its id in
-``schemas/rules.yaml`` and reported at the level the *profile* holds it, so a vendor profile
-that raises a SHOULD to a MUST changes the verdict without changing the code.
+the rules of the day. Each answer rule is registered once in :data:`ANSWER_CHECKS` under its id
+in ``schemas/rules.yaml``, with the catalogue's ``shown_by`` declaration of which answers show
+it beside it; each rule family has one function here that judges its rules through those
+entries. Rules are reported at the level the *profile* holds them, so a vendor profile that
+raises a SHOULD to a MUST changes the verdict without changing the code.
 
 Every rule judged is listed in ``CaseResult.checked`` (held or not): that is the coverage.
 """
@@ -200,8 +202,8 @@ class _Judgement:
         """Whether the case's model is held to the rule under the profile."""
         return rule_applies(self.rules, check.id, self.model)
 
-    def asked(self, check: AnswerCheck, asked: _Asked) -> bool:
-        """Whether the rule is held for this request (its model and what it asks)."""
+    def held_to(self, check: AnswerCheck, asked: _Asked) -> bool:
+        """Whether the answer to this request is held to the rule (its model, what it asks)."""
         return check.applies(asked, self.rules, self.model)
 
     def check(self, rule: AnswerCheck | str, ok: bool, message: str = "") -> bool:
@@ -241,16 +243,14 @@ def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
     spec = contract.models[model or _answering_model(case, profile)]
     body: Mapping[str, Any] = case.body if isinstance(case.body, dict) else {}
 
-    def value_default(name: str) -> Any:
-        return fields[name].get("default")
-
     def value(name: str) -> Any:
-        got = body.get(name)
-        return value_default(name) if got is None else got
+        """The field as asked; its default where the body or the model leaves it out."""
+        got = body.get(name) if spec.takes(name) else None
+        return fields[name].get("default") if got is None else got
 
     n = body.get("n")
     n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
-    fmt = value("output_format") if spec.takes("output_format") else value_default("output_format")
+    fmt = value("output_format")
     size = body.get("size") if spec.takes("size") else None
     wxh = parse_size(size) if isinstance(size, str) else None
     partial = value("partial_images") if spec.takes("partial_images") else 0
@@ -595,7 +595,7 @@ def check_image(
         v.images.append(info)
         return info
     partial = source == "partial"
-    want_alpha = not partial and v.asked(IMAGE_ALPHA, asked)
+    want_alpha = not partial and v.held_to(IMAGE_ALPHA, asked)
     picks = thumbnails if isinstance(thumbnails, GalleryPicks) and not partial else None
     facts = inspect_image(
         data,
