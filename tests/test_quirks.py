@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 from test_reference_server import BREAKERS, PATH, PROMPT, body_for, parse_sse
 
-from conformance.contract.loader import load_contract
+from conformance.contract.loader import ContractError, load_contract
 from conformance.contract.oracle import request_violations
 from conformance.errors import SetupError
 from conformance.server.launcher import start_reference_server
 from conformance.server.pictures import render, spec_for_prompt
-from conformance.server.quirks import KINDS, QUIRKS, parse_quirks
+from conformance.server.quirks import KINDS, QUIRKS, load_quirks, parse_quirks
 
 CONTRACT = load_contract()
 Probe = Callable[[Any], None]
@@ -510,3 +510,47 @@ def test_list_quirks_prints_every_quirk(capsys) -> None:
     for line, quirk in zip(lines, QUIRKS.values(), strict=True):
         shows = quirk.breaks[0] if quirk.breaks else f"INCOMPLETE ({quirk.reasons[0]})"
         assert line.startswith(quirk.name) and shows in line and quirk.description in line
+
+
+# --- quirks.yaml ------------------------------------------------------------------------------
+
+
+def write_quirks(tmp_path, entry: str):
+    path = tmp_path / "quirks.yaml"
+    path.write_text("quirks:\n" + entry)
+    return path
+
+
+def test_quirks_are_read_from_the_data_file() -> None:
+    assert load_quirks() == QUIRKS
+    slow = QUIRKS["slow"]
+    assert (slow.parameter, slow.default) == ("SECONDS", 600.0)
+    assert QUIRKS["throttle-invalid"].verdict == "incomplete"
+
+
+def test_a_quirk_naming_an_undeclared_rule_is_an_error(tmp_path) -> None:
+    path = write_quirks(
+        tmp_path, "  - {name: typo, kind: answer, description: d, breaks: [response.shcema]}\n"
+    )
+    with pytest.raises(ContractError, match=r"typo.*response\.shcema"):
+        load_quirks(path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("{name: q, kind: sideways, breaks: [response.schema]}", "kind"),
+        ("{name: q, kind: answer, breaks: [response.schema], verdict: maybe}", "verdict"),
+        ("{name: q, kind: answer, verdict: incomplete, reasons: [bored]}", "reasons"),
+        ("{kind: answer}", "without a name"),
+    ],
+)
+def test_a_malformed_quirk_is_an_error(tmp_path, entry: str, says: str) -> None:
+    with pytest.raises(ContractError, match=says):
+        load_quirks(write_quirks(tmp_path, f"  - {entry}\n"))
+
+
+def test_a_quirk_given_twice_is_an_error(tmp_path) -> None:
+    entry = "  - {name: q, kind: answer, breaks: [response.schema]}\n"
+    with pytest.raises(ContractError, match="twice"):
+        load_quirks(write_quirks(tmp_path, entry * 2))

@@ -3,9 +3,11 @@
 :func:`judge` is pure: it reads the case, the exchange (with image URLs already fetched into
 ``exchange.fetches`` by the transport) and the profile, and returns a
 :class:`~conformance.engine.results.CaseResult`. No I/O, so a recording can be re-judged later with
-the rules of the day. Each rule family has one function here; every rule is named by its id in
-``schemas/rules.yaml`` and reported at the level the *profile* holds it, so a vendor profile
-that raises a SHOULD to a MUST changes the verdict without changing the code.
+the rules of the day. Each answer rule is registered once in :data:`ANSWER_CHECKS` under its id
+in ``schemas/rules.yaml``, with the catalogue's ``shown_by`` declaration of which answers show
+it beside it; each rule family has one function here that judges its rules through those
+entries. Rules are reported at the level the *profile* holds them, so a vendor profile that
+raises a SHOULD to a MUST changes the verdict without changing the code.
 
 Every rule judged is listed in ``CaseResult.checked`` (held or not): that is the coverage.
 """
@@ -15,87 +17,141 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.loader import ContractError, ModelSpec, Rule, load_contract
 from ..contract.oracle import parse_size
 from ..contract.profiles import Profile
+from ..contract.registry import Registry
 from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
 from ..generation.coverage import (
-    ABSENCE_RULES,
     aimed_rules,
     answering_model,
     case_spec,
     expected_param,
 )
+from ..generation.showing import (
+    BASE64,
+    URL,
+    Answer,
+    Showing,
+    delivery,
+    rule_applies,
+    showings,
+    streams,
+)
 from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
 from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, judged_outcome
 
 __all__ = [
+    "ANSWER_CHECKS",
     "ANSWER_RULES",
+    "AnswerCheck",
     "SSEParser",
     "judge",
 ]
 
+# --- the answer rules ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class AnswerCheck:
+    """One answer rule the judge holds answers to, and when it applies.
+
+    ``showing`` is the rule's ``shown_by`` declaration in ``rules.yaml``: which answers show it
+    and to which requests. The plan predicts its coverage from the same declaration, so the
+    rules a case is expected to show and the rules the judge checks cannot drift apart.
+    """
+
+    id: str
+    showing: Showing
+
+    def applies(self, asked: _Asked, rules: Mapping[str, Rule], model: str | None) -> bool:
+        """Whether the rule is held for this request: the model's rule, and the request asks
+        what it needs (``image.alpha`` a transparent background, say)."""
+        return rule_applies(rules, self.id, model) and self.showing.asked_by(asked.body, asked.spec)
+
+
+#: Every answer rule :func:`judge` implements, by id: one entry each, declared in rules.yaml.
+ANSWER_CHECKS: Registry[AnswerCheck] = Registry("engine")
+
+
+def _answer_rule(rule_id: str) -> AnswerCheck:
+    """Register the check of ``rule_id``, with the applicability the catalogue declares."""
+    showing = showings().get(rule_id)
+    if showing is None:
+        raise ContractError(f"answer rule {rule_id!r} has no shown_by in rules.yaml")
+    return ANSWER_CHECKS.add(rule_id, AnswerCheck(rule_id, showing))
+
+
+# The case's own rules, judged on the answer's status (:func:`check_status`).
+VALID_ACCEPTED = _answer_rule("request.valid.accepted")
+UNSUPPORTED_PARAM = _answer_rule("request.unsupported_param")
+MODEL_DEFAULT = _answer_rule("request.model.default")
+AUTH_MISSING = _answer_rule("auth.missing")
+AUTH_WRONG = _answer_rule("auth.wrong")
+AUTH_STATUS_401 = _answer_rule("auth.status_401")
+# A 2xx JSON answer and its items.
+RESPONSE_CONTENT_TYPE = _answer_rule("response.content_type")
+RESPONSE_SCHEMA = _answer_rule("response.schema")
+RESPONSE_DATA_COUNT = _answer_rule("response.data.count")
+RESPONSE_B64_JSON = _answer_rule("response.b64_json")
+RESPONSE_URL = _answer_rule("response.url")
+RESPONSE_URL_FETCH = _answer_rule("response.url.fetch")
+# Each image, in a JSON answer or a stream.
+IMAGE_DECODES = _answer_rule("image.decodes")
+IMAGE_FORMAT = _answer_rule("image.format")
+IMAGE_SIZE = _answer_rule("image.size")
+IMAGE_ALPHA = _answer_rule("image.alpha")
+# A 2xx event stream.
+STREAM_CONTENT_TYPE = _answer_rule("stream.content_type")
+STREAM_EVENT_SCHEMA = _answer_rule("stream.event.schema")
+STREAM_PARTIAL_COUNT = _answer_rule("stream.partial.count")
+STREAM_COMPLETED = _answer_rule("stream.completed")
+# What a JSON answer (or a stream's completed events) carries beyond the images.
+USAGE_SCHEMA = _answer_rule("response.usage.schema")
+USAGE_PRESENT = _answer_rule("response.usage.present")
+USAGE_TOTAL = _answer_rule("response.usage.total")
+REVISED_PROMPT = _answer_rule("response.revised_prompt")
+ECHO = _answer_rule("response.echo")
+NULLS = _answer_rule("response.nulls")
+# Refusals.
+ERROR_ENVELOPE = _answer_rule("error.envelope")
+ERROR_STATUS_400 = _answer_rule("error.status_400")
+ERROR_FIELDS = _answer_rule("error.fields")
+ERROR_PARAM = _answer_rule("error.param")
+# Every exchange: the faults it must not have.
+NO_5XX = _answer_rule("transport.no_5xx")
+WELL_FORMED = _answer_rule("transport.well_formed")
+CONNECTION = _answer_rule("transport.connection")
+TIMEOUT = _answer_rule("transport.timeout")
+TRAILING_SLASH = _answer_rule("transport.trailing_slash")
+RETRY_AFTER = _answer_rule("transport.retry_after")
+CONTENT_ENCODING = _answer_rule("transport.content_encoding")
+
 #: The rules about answers that :func:`judge` implements, by id (the test suite holds this
 #: list and the catalogue to each other).
-ANSWER_RULES = (
-    "request.valid.accepted",
-    "request.unsupported_param",
-    "request.model.default",
-    "auth.missing",
-    "auth.wrong",
-    "auth.status_401",
-    "response.content_type",
-    "response.schema",
-    "response.data.count",
-    "response.b64_json",
-    "response.url",
-    "response.url.fetch",
-    "image.decodes",
-    "image.format",
-    "image.size",
-    "image.alpha",
-    "stream.content_type",
-    "stream.event.schema",
-    "stream.partial.count",
-    "stream.completed",
-    "response.usage.schema",
-    "response.usage.present",
-    "response.usage.total",
-    "response.revised_prompt",
-    "response.echo",
-    "response.nulls",
-    "error.envelope",
-    "error.status_400",
-    "error.fields",
-    "error.param",
-    "transport.no_5xx",
-    "transport.well_formed",
-    "transport.connection",
-    "transport.timeout",
-    "transport.trailing_slash",
-    "transport.retry_after",
-    "transport.content_encoding",
-)
+ANSWER_RULES = tuple(ANSWER_CHECKS)
+#: The rules every completed exchange holds (it breaks at most the one naming its fault).
+_ABSENCES = tuple(c for _, c in ANSWER_CHECKS.items() if Answer.EXCHANGE in c.showing.answers)
 
 _TRANSPORT_ERRORS = {
-    "timeout": ("transport.timeout", "no complete answer within the timeout"),
-    "connection": ("transport.connection", "the connection was refused or dropped"),
-    "protocol": ("transport.well_formed", "the answer is not valid HTTP"),
-    "too_large": ("transport.well_formed", "the answer body exceeds the size cap"),
-    "scheme": ("transport.well_formed", "the request URL is not http(s)"),
+    "timeout": (TIMEOUT, "no complete answer within the timeout"),
+    "connection": (CONNECTION, "the connection was refused or dropped"),
+    "protocol": (WELL_FORMED, "the answer is not valid HTTP"),
+    "too_large": (WELL_FORMED, "the answer body exceeds the size cap"),
+    "scheme": (WELL_FORMED, "the request URL is not http(s)"),
     "encoding": (
-        "transport.well_formed",
+        WELL_FORMED,
         "the answer's Content-Encoding is stacked, unknown or does not decode",
     ),
     "blocked_address": (
-        "response.url.fetch",
+        RESPONSE_URL_FETCH,
         "it reaches a loopback, private, link-local or metadata address and the target is not "
         "on one (--allow-private-urls fetches it)",
     ),
 }
-_ECHO_FIELDS = ("background", "output_format", "size", "quality")
 _STREAM_EVENT_CAP = 64 * 1024 * 1024
 #: Items and events judged one by one; a hostile answer with a million of them is judged on
 #: its count alone beyond these, in bounded time.
@@ -122,7 +178,7 @@ def _profile_rules(profile: Profile) -> dict[str, Rule]:
     return entry[1]
 
 
-class _Verdict:
+class _Judgement:
     """Collects checked rules and findings for one case, at the profile's levels."""
 
     def __init__(self, case: Case, rules: Mapping[str, Rule], model: str | None) -> None:
@@ -142,14 +198,17 @@ class _Verdict:
             return rule.level
         return self.case.level if rule_id == self.case.rule else "MUST"
 
-    def applies(self, rule_id: str) -> bool:
-        """Whether a rule holds for the case's model under the profile."""
-        rule = self.rules.get(rule_id)
-        if rule is None or not rule.models:
-            return False
-        return self.model is None or self.model in rule.models
+    def applies(self, check: AnswerCheck) -> bool:
+        """Whether the case's model is held to the rule under the profile."""
+        return rule_applies(self.rules, check.id, self.model)
 
-    def check(self, rule_id: str, ok: bool, message: str = "") -> bool:
+    def held_to(self, check: AnswerCheck, asked: _Asked) -> bool:
+        """Whether the answer to this request is held to the rule (its model, what it asks)."""
+        return check.applies(asked, self.rules, self.model)
+
+    def check(self, rule: AnswerCheck | str, ok: bool, message: str = "") -> bool:
+        """Record ``rule`` as judged, held or broken. A plain id is the case's own rule."""
+        rule_id = rule if isinstance(rule, str) else rule.id
         self.checked[rule_id] = None
         if not ok:
             self.findings.append(Finding(rule_id, self.level(rule_id), message))
@@ -165,10 +224,10 @@ class _Asked:
 
     spec: ModelSpec
     n: int
-    delivery: str  # "b64" or "url"
+    #: The answer item field the images come in (:data:`BASE64` or :data:`URL`).
+    delivery: str
     output_format: str
     size: tuple[int, int] | None
-    transparent: bool
     stream: bool
     partial_images: int
     body: Mapping[str, Any]
@@ -185,38 +244,45 @@ def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
     body: Mapping[str, Any] = case.body if isinstance(case.body, dict) else {}
 
     def value(name: str) -> Any:
-        got = body.get(name)
+        """The field as asked; its default where the body or the model leaves it out."""
+        got = body.get(name) if spec.takes(name) else None
         return fields[name].get("default") if got is None else got
 
     n = body.get("n")
     n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
-    if spec.takes("response_format"):
-        delivery = "b64" if value("response_format") == "b64_json" else "url"
-    else:
-        delivery = "b64"
-    fmt = (
-        value("output_format")
-        if spec.takes("output_format")
-        else fields["output_format"].get("default", "png")
-    )
+    fmt = value("output_format")
     size = body.get("size") if spec.takes("size") else None
     wxh = parse_size(size) if isinstance(size, str) else None
-    stream = spec.takes("stream") and body.get("stream") is True
     partial = value("partial_images") if spec.takes("partial_images") else 0
     return _Asked(
         spec=spec,
         n=n,
-        delivery=delivery,
+        delivery=delivery(body, spec),
         output_format=str(fmt),
         size=wxh,
-        transparent=spec.takes("background") and body.get("background") == "transparent",
-        stream=stream,
+        stream=streams(body, spec),
         partial_images=partial if isinstance(partial, int) else 0,
         body=body,
     )
 
 
 # --- small helpers ----------------------------------------------------------------------
+
+
+def _answer_schema(check: AnswerCheck) -> str:
+    """The response schema's ``$defs`` entry a rule is judged by (its ``answer_schema``)."""
+    name = check.showing.answer_schema
+    if name is None:
+        raise ContractError(f"rule {check.id}: shown_by names no answer_schema")
+    return name
+
+
+@cache
+def _echo_fields() -> tuple[str, ...]:
+    """The request fields an answer states as resolved: what the echo rule's schema requires,
+    but ``usage`` (a rule of its own)."""
+    required = load_contract().schemas["response"]["$defs"][_answer_schema(ECHO)]["required"]
+    return tuple(name for name in required if name != "usage")
 
 
 def _json(body: bytes) -> tuple[Any, bool]:
@@ -337,16 +403,16 @@ def without_optional_nulls(answer: Any, schema_name: str) -> tuple[Any, list[str
     return _drop_optional_nulls(answer, root, root, "", found), found
 
 
-def check_nulls(v: _Verdict, found: list[str]) -> None:
+def check_nulls(v: _Judgement, found: list[str]) -> None:
     """response.nulls: optional fields are left out, not set to null (SHOULD)."""
     shown = ", ".join(found[:6]) + (f" (+{len(found) - 6} more)" if len(found) > 6 else "")
-    v.check("response.nulls", not found, f"optional fields set to null: {shown}")
+    v.check(NULLS, not found, f"optional fields set to null: {shown}")
 
 
 # --- rule families ------------------------------------------------------------------------
 
 
-def check_transport(v: _Verdict, exchange: Exchange) -> bool:
+def check_transport(v: _Judgement, exchange: Exchange) -> bool:
     """transport.*: a complete HTTP answer within the timeout and the cap; no 5xx.
 
     These are absences: every exchange that completed holds them, and one that did not breaks
@@ -354,25 +420,23 @@ def check_transport(v: _Verdict, exchange: Exchange) -> bool:
     retried like a 429), so it neither holds nor breaks ``transport.no_5xx``.
     """
     if exchange.error is not None:
-        rule, message = _TRANSPORT_ERRORS.get(
-            exchange.error, ("transport.well_formed", exchange.error)
-        )
+        rule, message = _TRANSPORT_ERRORS.get(exchange.error, (WELL_FORMED, exchange.error))
         v.check(rule, False, message)
         return False
     status = exchange.status or 0
     encoding = exchange.content_encoding
-    for rule in ABSENCE_RULES:
-        if rule == "transport.no_5xx":
+    for rule in _ABSENCES:
+        if rule is NO_5XX:
             if status != 503:
                 v.check(rule, not 500 <= status < 600, f"answered {status} (a server error)")
-        elif rule == "transport.content_encoding":
+        elif rule is CONTENT_ENCODING:
             v.check(rule, not encoding, f"the answer is {encoding}-encoded; identity was asked")
         else:
             v.check(rule, True)
     return True
 
 
-def check_retry_after(v: _Verdict, exchange: Exchange) -> None:
+def check_retry_after(v: _Judgement, exchange: Exchange) -> None:
     """transport.retry_after: every 429 seen carries Retry-After (SHOULD)."""
     seen = [a for a in exchange.attempts if a.get("status") == 429]
     missing = [a for a in seen if a.get("retry_after") is None]
@@ -381,15 +445,15 @@ def check_retry_after(v: _Verdict, exchange: Exchange) -> None:
         if "retry-after" not in exchange.response_headers:
             missing.append({})
     if seen:
-        v.check("transport.retry_after", not missing, "a 429 answer carries no Retry-After")
+        v.check(RETRY_AFTER, not missing, "a 429 answer carries no Retry-After")
 
 
-def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, validation: bool):
+def check_error(v: _Judgement, exchange: Exchange, expected_param: str | None, *, validation: bool):
     """error.*: the envelope (MUST); 400, the OpenAI fields and param (SHOULD)."""
     contract = load_contract()
     data, ok = _json(exchange.response_body)
     if not v.check(
-        "error.envelope",
+        ERROR_ENVELOPE,
         ok and not list(contract.validator("error").iter_errors(data)),
         'the error body is not {"error": {"message": "..."}}'
         + ("" if ok else " (not JSON)")
@@ -398,16 +462,16 @@ def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, 
         return
     if validation:
         v.check(
-            "error.status_400",
+            ERROR_STATUS_400,
             exchange.status == 400,
             f"a validation error is answered {exchange.status}, not 400",
         )
     missing = [e.message for e in contract.sub_validator("error", "openai-error").iter_errors(data)]
-    v.check("error.fields", not missing, f"the error object lacks keys: {'; '.join(missing)}")
+    v.check(ERROR_FIELDS, not missing, f"the error object lacks keys: {'; '.join(missing)}")
     if validation and expected_param is not None:
         got = data["error"].get("param")
         v.check(
-            "error.param",
+            ERROR_PARAM,
             got == expected_param,
             f"error.param is {got!r}, expected {expected_param!r}",
         )
@@ -417,7 +481,7 @@ def check_error(v: _Verdict, exchange: Exchange, expected_param: str | None, *, 
 AUTH_REFUSALS = frozenset({401, 403})
 
 
-def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) -> bool:
+def check_status(v: _Judgement, exchange: Exchange, expected_param: str | None) -> bool:
     """The case's own rule: accepted, rejected, 401, or either, as the case expects.
 
     Judged as if the run's control request had been accepted; :func:`settle_controls` takes
@@ -439,7 +503,7 @@ def check_status(v: _Verdict, exchange: Exchange, expected_param: str | None) ->
         if v.check(
             case.rule, rejected, f"a request {what} is answered {status}, not refused with a 4xx"
         ):
-            v.check("auth.status_401", status == 401, f"a request {what} is answered {status}")
+            v.check(AUTH_STATUS_401, status == 401, f"a request {what} is answered {status}")
             check_error(v, exchange, None, validation=False)
         return False
     if case.auth != "valid":
@@ -508,7 +572,7 @@ def _size_ok(asked: _Asked, width: int | None, height: int | None) -> bool:
 
 
 def check_image(
-    v: _Verdict,
+    v: _Judgement,
     asked: _Asked,
     data: bytes | None,
     index: int,
@@ -526,12 +590,12 @@ def check_image(
     info = ImageInfo(index=index, source=source, byte_size=len(data or b""), url=url)
     where = f"image {index}" + (" (partial)" if source == "partial" else "")
     if data is None:
-        v.check("image.decodes", False, f"{where}: b64_json is not valid base64")
+        v.check(IMAGE_DECODES, False, f"{where}: b64_json is not valid base64")
         info.ok, info.problems = False, ["not valid base64"]
         v.images.append(info)
         return info
     partial = source == "partial"
-    want_alpha = asked.transparent and not partial and v.applies("image.alpha")
+    want_alpha = not partial and v.held_to(IMAGE_ALPHA, asked)
     picks = thumbnails if isinstance(thumbnails, GalleryPicks) and not partial else None
     facts = inspect_image(
         data,
@@ -542,17 +606,17 @@ def check_image(
     info.format, info.width, info.height = facts.format, facts.width, facts.height
     info.has_alpha, info.thumbnail = facts.has_alpha, facts.thumbnail
     problems: list[str] = []
-    if not v.check("image.decodes", facts.decodes, f"{where}: {facts.problem}"):
+    if not v.check(IMAGE_DECODES, facts.decodes, f"{where}: {facts.problem}"):
         problems.append(facts.problem or "does not decode")
     elif not partial:
         if not v.check(
-            "image.format",
+            IMAGE_FORMAT,
             facts.format == asked.output_format,
             f"{where}: is {facts.format or 'of unknown format'}, {asked.output_format} was asked",
         ):
             problems.append(f"format {facts.format}, asked {asked.output_format}")
         if not v.check(
-            "image.size",
+            IMAGE_SIZE,
             _size_ok(asked, facts.width, facts.height),
             f"{where}: is {facts.width}x{facts.height}, "
             + (
@@ -564,7 +628,7 @@ def check_image(
             problems.append(f"size {facts.width}x{facts.height}")
         see_through = facts.min_alpha is not None and facts.min_alpha < 255
         if want_alpha and not v.check(
-            "image.alpha",
+            IMAGE_ALPHA,
             bool(facts.has_alpha) and see_through,
             f"{where}: "
             + (
@@ -583,10 +647,10 @@ def check_image(
     return info
 
 
-def _split_schema_errors(v: _Verdict, answer: Any) -> dict[str, list[Any]]:
+def _split_schema_errors(v: _Judgement, answer: Any) -> dict[str, list[Any]]:
     """Schema errors of the answer, by the rule that owns the field they are about."""
     contract = load_contract()
-    echo = v.applies("response.echo")
+    echo = v.applies(ECHO)
     owners: dict[str, list[Any]] = {}
     if isinstance(answer, dict) and isinstance(answer.get("data"), list):
         data = answer["data"]
@@ -596,116 +660,118 @@ def _split_schema_errors(v: _Verdict, answer: Any) -> dict[str, list[Any]]:
     for error in contract.validator("response").iter_errors(answer):
         top = error.absolute_path[0] if error.absolute_path else None
         if top == "usage":
-            rule = "response.usage.schema"
-        elif top in _ECHO_FIELDS and echo:
-            rule = "response.echo"
+            rule = USAGE_SCHEMA
+        elif top in _echo_fields() and echo:
+            rule = ECHO
         else:
-            rule = "response.schema"
+            rule = RESPONSE_SCHEMA
         owners.setdefault(rule, []).append(error)
     return owners
 
 
-def check_usage(v: _Verdict, answer: Mapping[str, Any], errors: list[Any] | None) -> None:
+def check_usage(v: _Judgement, answer: Mapping[str, Any], errors: list[Any] | None) -> None:
     """response.usage.*: present (where the profile asks), valid, totals adding up."""
-    if v.applies("response.usage.present"):
-        v.check("response.usage.present", "usage" in answer, "the answer carries no `usage`")
+    if v.applies(USAGE_PRESENT):
+        v.check(USAGE_PRESENT, "usage" in answer, "the answer carries no `usage`")
     if "usage" not in answer:
         return
-    v.check("response.usage.schema", not errors, (errors and f"usage: {_first(errors)}") or "")
+    v.check(USAGE_SCHEMA, not errors, (errors and f"usage: {_first(errors)}") or "")
     check_usage_total(v, answer["usage"])
 
 
-def check_usage_total(v: _Verdict, usage: Any) -> None:
+def check_usage_total(v: _Judgement, usage: Any) -> None:
     if not isinstance(usage, dict):
         return
     parts = [usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")]
     if all(isinstance(p, int) and not isinstance(p, bool) for p in parts):
         v.check(
-            "response.usage.total",
+            USAGE_TOTAL,
             parts[0] + parts[1] == parts[2],
             f"usage.total_tokens is {parts[2]}, input + output is {parts[0] + parts[1]}",
         )
 
 
-def check_echo(v: _Verdict, asked: _Asked, answer: Mapping[str, Any], errors: list[Any]) -> None:
+def check_echo(v: _Judgement, asked: _Asked, answer: Mapping[str, Any], errors: list[Any]) -> None:
     """response.echo: GPT answers state background, output_format, size, quality as resolved."""
-    if not v.applies("response.echo"):
+    if not v.applies(ECHO):
         return
     contract = load_contract()
     problems = [f"{_path(e)}: {e.message[:120]}" for e in errors]
-    for error in contract.sub_validator("response", "answer.gpt-image").iter_errors(answer):
+    for error in contract.sub_validator("response", _answer_schema(ECHO)).iter_errors(answer):
         # A missing usage is response.usage.present's business, not an echo's.
         if error.validator == "required" and "'usage'" not in error.message:
             problems.append(error.message)
-    for name in _ECHO_FIELDS:
+    for name in _echo_fields():
         want = asked.body.get(name)
         got = answer.get(name)
         if want in (None, "auto") or got is None:
             continue
         if got != want:
             problems.append(f"{name} is {got!r}, {want!r} was asked")
-    v.check("response.echo", not problems, "; ".join(problems))
+    v.check(ECHO, not problems, "; ".join(problems))
 
 
-def check_revised_prompt(v: _Verdict, answer: Mapping[str, Any]) -> None:
-    if not v.applies("response.revised_prompt"):
+def check_revised_prompt(v: _Judgement, answer: Mapping[str, Any]) -> None:
+    if not v.applies(REVISED_PROMPT):
         return
     contract = load_contract()
     missing = [
         e
-        for e in contract.sub_validator("response", "answer.dall-e-3").iter_errors(answer)
+        for e in contract.sub_validator("response", _answer_schema(REVISED_PROMPT)).iter_errors(
+            answer
+        )
         if e.validator == "required" and "revised_prompt" in e.message
     ]
     v.check(
-        "response.revised_prompt",
+        REVISED_PROMPT,
         not missing,
         f"{len(missing)} item(s) carry no revised_prompt",
     )
 
 
 def check_json_answer(
-    v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
+    v: _Judgement, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
 ):
     """response.*: a JSON ImagesResponse with exactly n images delivered as asked."""
     v.check(
-        "response.content_type",
+        RESPONSE_CONTENT_TYPE,
         exchange.content_type == "application/json",
         f"Content-Type is {exchange.content_type or 'missing'!r}, not application/json",
     )
     containers = _containers(exchange.response_body)
     if not v.check(
-        "response.schema",
+        RESPONSE_SCHEMA,
         containers <= MAX_JSON_CONTAINERS,
         f"the answer holds about {containers} JSON objects and arrays (a conformant one holds "
         f"a few dozen): not parsed",
     ):
         return
     answer, ok = _json(exchange.response_body)
-    if not v.check("transport.well_formed", ok, "the 2xx body is not JSON"):
+    if not v.check(WELL_FORMED, ok, "the 2xx body is not JSON"):
         return
     # A null optional field is read as absent, as the SDKs do: a SHOULD of its own, not a
     # schema failure. A required field that is null still fails the schema.
     answer, nulls = without_optional_nulls(answer, "response")
     check_nulls(v, nulls)
     owners = _split_schema_errors(v, answer)
-    schema_errors = owners.get("response.schema", [])
-    v.check("response.schema", not schema_errors, (schema_errors and _first(schema_errors)) or "")
+    schema_errors = owners.get(RESPONSE_SCHEMA, [])
+    v.check(RESPONSE_SCHEMA, not schema_errors, (schema_errors and _first(schema_errors)) or "")
     if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
         return
     data = answer["data"]
     v.check(
-        "response.data.count",
+        RESPONSE_DATA_COUNT,
         len(data) == asked.n,
         f"data holds {len(data)} items, n={asked.n} was asked",
     )
     check_items(v, exchange, asked, data[: max(asked.n, MAX_ITEMS)], thumbnails=thumbnails)
     check_revised_prompt(v, answer)
-    check_usage(v, answer, owners.get("response.usage.schema"))
-    check_echo(v, asked, answer, owners.get("response.echo", []))
+    check_usage(v, answer, owners.get(USAGE_SCHEMA))
+    check_echo(v, asked, answer, owners.get(ECHO, []))
 
 
 def check_items(
-    v: _Verdict,
+    v: _Judgement,
     exchange: Exchange,
     asked: _Asked,
     data: list[Any],
@@ -715,37 +781,37 @@ def check_items(
     """response.b64_json / response.url / response.url.fetch, then each image."""
     fetches = iter(exchange.fetches)
     fetched_all = len(exchange.fetches) >= sum(
-        1 for item in data if isinstance(item, dict) and isinstance(item.get("url"), str)
+        1 for item in data if isinstance(item, dict) and isinstance(item.get(URL), str)
     )
     for index, item in enumerate(data):
         item = item if isinstance(item, dict) else {}
-        url = item.get("url")
+        url = item.get(URL)
         fetch = next(fetches, None) if isinstance(url, str) else None
-        if asked.delivery == "b64":
-            b64 = item.get("b64_json")
+        if asked.delivery == BASE64:
+            b64 = item.get(BASE64)
             if v.check(
-                "response.b64_json",
+                RESPONSE_B64_JSON,
                 isinstance(b64, str) and bool(b64),
                 f"item {index} has no b64_json" + (" (it has a url)" if url else ""),
             ):
                 check_image(v, asked, decode_base64(b64), index, "b64", thumbnails=thumbnails)
             continue
         if not v.check(
-            "response.url",
+            RESPONSE_URL,
             isinstance(url, str) and url.lower().startswith(("http://", "https://")),
             f"item {index} has no http(s) url"
             + (f" (got {str(url)[:60]!r})" if url else "")
-            + (" (it has b64_json)" if "b64_json" in item else ""),
+            + (" (it has b64_json)" if BASE64 in item else ""),
         ):
             continue
         if fetch is None or not fetched_all:
             continue  # not fetched (a recording without images): not judged
         if fetch.error is not None:
             _rule, reason = _TRANSPORT_ERRORS.get(fetch.error, ("", fetch.error))
-            v.check("response.url.fetch", False, f"item {index}: fetching the url failed: {reason}")
+            v.check(RESPONSE_URL_FETCH, False, f"item {index}: fetching the url failed: {reason}")
             continue
         if not v.check(
-            "response.url.fetch",
+            RESPONSE_URL_FETCH,
             fetch.status == 200 and bool(fetch.response_body),
             f"item {index}: fetching the url without the key gave {fetch.status}",
         ):
@@ -827,11 +893,11 @@ class SSEParser:
 
 
 def check_stream(
-    v: _Verdict, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
+    v: _Judgement, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
 ) -> None:
     """stream.*: an event stream of valid events, few enough partials, one completed per image."""
     if not v.check(
-        "stream.content_type",
+        STREAM_CONTENT_TYPE,
         exchange.content_type == "text/event-stream",
         f"a stream: true request is answered {exchange.content_type or 'without Content-Type'}",
     ):
@@ -870,7 +936,7 @@ def check_stream(
             elif "image_generation.completed" in raw:
                 completed, last_type = completed + 1, "image_generation.completed"
     except ValueError as exc:
-        v.check("transport.well_formed", False, f"the event stream is malformed: {exc}")
+        v.check(WELL_FORMED, False, f"the event stream is malformed: {exc}")
         return
     tail_type = last_type
     for number, raw in enumerate(events):
@@ -887,7 +953,7 @@ def check_stream(
             bad.append(f"event {number}: {_first(errors)}")
             continue
         last_type = event["type"]
-        data = decode_base64(event["b64_json"])
+        data = decode_base64(event[BASE64])
         if last_type == "image_generation.partial_image":
             check_image(v, asked, data, partials, "partial", thumbnails=False)
             partials += 1
@@ -896,16 +962,16 @@ def check_stream(
             completed += 1
             check_usage_total(v, event.get("usage"))
     last_type = tail_type or last_type
-    v.check("stream.event.schema", not bad, "; ".join(bad[:3]))
+    v.check(STREAM_EVENT_SCHEMA, not bad, "; ".join(bad[:3]))
     check_nulls(v, nulls)
     allowed = asked.partial_images * asked.n
     v.check(
-        "stream.partial.count",
+        STREAM_PARTIAL_COUNT,
         partials <= allowed,
         f"{partials} partial events; partial_images={asked.partial_images} allows {allowed}",
     )
     v.check(
-        "stream.completed",
+        STREAM_COMPLETED,
         completed == asked.n and last_type == "image_generation.completed",
         f"{completed} completed events for n={asked.n}"
         + ("" if last_type == "image_generation.completed" else "; the stream does not end so"),
@@ -965,7 +1031,7 @@ def _judge_as(
     *,
     thumbnails: bool | GalleryPicks,
 ) -> CaseResult:
-    v = _Verdict(case, rules, model)
+    v = _Judgement(case, rules, model)
     result = CaseResult(
         case=case,
         outcome=Outcome.PASS,

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..contract.loader import load_contract
 from ..errors import SetupError
 from ..generation.cases import ANY_MODEL, Case
+from ..generation.planned import BODY_NOT_JSON
 from ..redact import strip_url
 from .results import Exchange
 from .transport import Transport, TransportConfig, probe_target
@@ -116,7 +117,7 @@ def _not_json_case() -> Case:
         id="preflight.not_json",
         model=ANY_MODEL,
         kind="probe",
-        rule="request.body.not_json",
+        rule=BODY_NOT_JSON.id,
         level="MUST",
         expect="reject",
         raw=NOT_JSON,

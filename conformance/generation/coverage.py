@@ -17,36 +17,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..contract.loader import ModelSpec, Rule, load_contract
-from ..contract.oracle import request_violations, resolve_model
+from ..contract.oracle import GPT_ONLY_FIELDS, request_violations, resolve_model
 from .cases import MALFORMED_AUTH, Case
+from .showing import Answer, rule_applies, showings, streams
 
 __all__ = [
-    "ABSENCE_RULES",
     "aimed_rules",
     "answering_model",
     "case_spec",
+    "conformant_answers",
     "coverage_summary",
     "expected_param",
 ]
-
-#: Rules held by every exchange that completed without the fault they name.
-ABSENCE_RULES = (
-    "transport.no_5xx",
-    "transport.well_formed",
-    "transport.connection",
-    "transport.timeout",
-    "transport.content_encoding",
-)
-#: Error-body rules every refusal shows.
-_ERROR_RULES = ("error.envelope", "error.fields")
-_STREAM_RULES = (
-    "stream.content_type",
-    "stream.event.schema",
-    "stream.partial.count",
-    "stream.completed",
-)
-_ANSWER_RULES = ("response.content_type", "response.schema", "response.data.count")
-_IMAGE_RULES = ("image.decodes", "image.format", "image.size")
 
 
 def expected_param(case: Case, rules: Mapping[str, Rule]) -> str | None:
@@ -60,55 +42,44 @@ def expected_param(case: Case, rules: Mapping[str, Rule]) -> str | None:
     return rule.param if rule else None
 
 
-def _applies(rules: Mapping[str, Rule], rule_id: str, model: str | None) -> bool:
-    rule = rules.get(rule_id)
-    if rule is None or not rule.models:
-        return False
-    return model is None or model in rule.models
+def conformant_answers(case: Case, spec: ModelSpec | None) -> frozenset[Answer]:
+    """The kinds of answer a conformant server gives ``case`` (its answer judged as ``spec``)."""
+    if case.auth != "valid" or case.expect == "reject":
+        kinds = {Answer.EXCHANGE, Answer.REFUSAL}
+        if case.auth in MALFORMED_AUTH:
+            kinds.add(Answer.MALFORMED_AUTH)
+        if case.auth == "valid":
+            kinds.add(Answer.INVALID)
+        return frozenset(kinds)
+    if case.expect == "accept" and spec is not None and isinstance(case.body, Mapping):
+        answer = Answer.STREAM if streams(case.body, spec) else Answer.JSON
+        return frozenset((Answer.EXCHANGE, answer))
+    return frozenset((Answer.EXCHANGE,))
 
 
 def aimed_rules(case: Case, spec: ModelSpec | None, rules: Mapping[str, Rule]) -> set[str]:
     """The rules a conformant answer to ``case`` shows held, for the answering model ``spec``
-    (None when the case does not depend on one, or its answer is not judged as a model's)."""
+    (None when the case does not depend on one, or its answer is not judged as a model's).
+
+    The case's own rule, and every answer rule whose ``shown_by`` (``rules.yaml``) the case's
+    conformant answer meets, for the model's rules.
+    """
     model = spec.name if spec is not None else None
-    out = {case.rule, *ABSENCE_RULES}
-    if case.auth != "valid" or case.expect == "reject":
-        out.update(_ERROR_RULES)
-        if case.auth in MALFORMED_AUTH:
-            out.add("auth.status_401")
-        if case.auth == "valid":
-            out.add("error.status_400")
-            if expected_param(case, rules) is not None:
-                out.add("error.param")
-    elif case.expect == "accept" and spec is not None and isinstance(case.body, Mapping):
-        out.update(_answer_rules(case.body, spec, rules))
-    return {r for r in out if r == case.rule or _applies(rules, r, model)}
-
-
-def _answer_rules(body: Mapping[str, Any], spec: ModelSpec, rules: Mapping[str, Rule]) -> set[str]:
-    """What a conformant 2xx answer to ``body`` shows, for the model ``spec``."""
-    model = spec.name
-    out = {"response.nulls", *_IMAGE_RULES}
-    if spec.takes("background") and body.get("background") == "transparent":
-        out.add("image.alpha")
-    usage = _applies(rules, "response.usage.present", model)
-    if spec.takes("stream") and body.get("stream") is True:
-        out.update(_STREAM_RULES)
-        if usage:
-            out.add("response.usage.total")
-        return out
-    out.update(_ANSWER_RULES)
-    out.update(("response.revised_prompt", "response.echo"))
-    if usage:
-        out.update(("response.usage.present", "response.usage.schema", "response.usage.total"))
-    url = spec.takes("response_format") and body.get("response_format") != "b64_json"
-    out.update(("response.url", "response.url.fetch") if url else ("response.b64_json",))
-    return out
+    answers = conformant_answers(case, spec)
+    body = case.body if isinstance(case.body, Mapping) else {}
+    names_param = Answer.INVALID in answers and expected_param(case, rules) is not None
+    shown = {
+        rule
+        for rule, showing in showings().items()
+        if showing.shown(answers, body, spec, rules, names_param=names_param)
+    }
+    return {case.rule} | {r for r in shown if rule_applies(rules, r, model)}
 
 
 def answering_model(case: Case, models: Sequence[str]) -> str:
     """The model whose answer is judged: the body's model, or the one an omitted model means
-    (the default of the contract; else the profile's first GPT image model)."""
+    (the default of the contract; else the first model of the profile, or of the contract,
+    that takes the fields only some models take)."""
     contract = load_contract()
     body = case.body if isinstance(case.body, dict) else {}
     named = body.get("model")
@@ -119,8 +90,18 @@ def answering_model(case: Case, models: Sequence[str]) -> str:
     resolved = resolve_model(body, contract) if isinstance(body, dict) else None
     if resolved in contract.models:
         return resolved
-    gpt = [m for m in models if contract.models[m].is_gpt]
-    return gpt[0] if gpt else contract.family_models("gpt-image")[0]
+    takers = [m for m in models if _takes_model_only_fields(contract.models[m])]
+    return (
+        takers[0]
+        if takers
+        else next(m for m in contract.models if _takes_model_only_fields(contract.models[m]))
+    )
+
+
+def _takes_model_only_fields(spec: ModelSpec) -> bool:
+    """Whether the model takes every field the default model does not: a model an omitted
+    ``model`` may mean when those fields carry values (the spec does not say which one)."""
+    return set(GPT_ONLY_FIELDS) <= spec.params
 
 
 def case_spec(case: Case, models: Sequence[str]) -> ModelSpec | None:

@@ -60,6 +60,17 @@ from ..contract.profiles import Profile
 from ..errors import SetupError
 from .cases import ANY_MODEL, CONTROL_ORIGIN, Case
 from .coverage import aimed_rules, case_spec, coverage_summary
+from .planned import (
+    AUTH_MISSING,
+    AUTH_WRONG,
+    BODY_NOT_JSON,
+    BODY_NOT_OBJECT,
+    MODEL_DEFAULT,
+    MODEL_UNKNOWN,
+    TRAILING_SLASH,
+    UNSUPPORTED_PARAM,
+    VALID_ACCEPTED,
+)
 from .strategies import (
     DEFAULT_PROMPT,
     custom_size_corners,
@@ -84,10 +95,10 @@ _NOT_PAIRWISE = ("user",)
 #: How the auth probes fail to authenticate: (``Case.auth``, the rule judged, the title). The
 #: malformed headers are held to ``auth.wrong`` (refused with a 4xx; 401 is ``auth.status_401``).
 AUTH_PROBES = (
-    ("missing", "auth.missing", "no Authorization header"),
-    ("wrong", "auth.wrong", "wrong key"),
-    ("blank-bearer", "auth.wrong", "Bearer with no token"),
-    ("other-scheme", "auth.wrong", "the key under another scheme"),
+    ("missing", AUTH_MISSING.id, "no Authorization header"),
+    ("wrong", AUTH_WRONG.id, "wrong key"),
+    ("blank-bearer", AUTH_WRONG.id, "Bearer with no token"),
+    ("other-scheme", AUTH_WRONG.id, "the key under another scheme"),
 )
 
 
@@ -324,7 +335,7 @@ class _ModelPlanner:
         missing = [r for r in wanted if r not in kept]
         if missing:
             raise RuntimeError(f"no request breaks {missing} alone for {self.spec.name}")
-        rule = self.rules.get("request.unsupported_param")
+        rule = self.rules.get(UNSUPPORTED_PARAM.id)
         if rule is not None and self.spec.name in rule.models:
             for variant in unsupported_param_variants(self.spec, self.base, self.contract):
                 broken = [v.rule for v in request_violations(variant.body, self.contract)]
@@ -349,7 +360,7 @@ class _ModelPlanner:
         return self.case(
             dict(self.base),
             kind="valid",
-            rule="request.valid.accepted",
+            rule=VALID_ACCEPTED.id,
             expect="accept",
             origin=CONTROL_ORIGIN,
             title="control: " + _describe(self.base),
@@ -363,7 +374,7 @@ class _ModelPlanner:
         return self.case(
             body,
             kind="valid",
-            rule="request.valid.accepted",
+            rule=VALID_ACCEPTED.id,
             expect="accept",
             origin=origin,
             title=_describe(body),
@@ -481,7 +492,7 @@ class _ModelPlanner:
                 continue
             musts = [r for r in broken if self.rules[r].level == "MUST"]
             rule = (musts or broken)[0]
-            probe = rule == "request.unsupported_param"
+            probe = rule == UNSUPPORTED_PARAM.id
             tags = ("several-rules:" + ",".join(broken),) if len(broken) > 1 else ()
             out.append(
                 self.case(
@@ -642,24 +653,24 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
         out.append(case)
 
     cheap = anchor.base
-    add("request.body.not_json", "truncated JSON", None, "reject", raw=b'{"prompt": "A red ')
-    add("request.body.not_json", "form encoded", None, "reject", raw=b"prompt=A+red+circle")
+    add(BODY_NOT_JSON.id, "truncated JSON", None, "reject", raw=b'{"prompt": "A red ')
+    add(BODY_NOT_JSON.id, "form encoded", None, "reject", raw=b"prompt=A+red+circle")
     for title, body in (("array", [cheap]), ("string", DEFAULT_PROMPT), ("number", 42)):
-        add("request.body.not_object", title, body, "reject")
+        add(BODY_NOT_OBJECT.id, title, body, "reject")
     contract = load_contract()
     unknown = "imgconf-no-such-model"
     while unknown in contract.models:
         unknown += "-x"
-    add("request.model.unknown", f"model={unknown}", {**cheap, "model": unknown}, "reject")
-    add("request.model.unknown", "model=42", {**cheap, "model": 42}, "reject")
+    add(MODEL_UNKNOWN.id, f"model={unknown}", {**cheap, "model": unknown}, "reject")
+    add(MODEL_UNKNOWN.id, "model=42", {**cheap, "model": 42}, "reject")
     style = profile.auth
-    add("auth.missing", style.probe_title("missing"), cheap, "reject", auth="missing")
-    add("auth.wrong", style.probe_title("wrong"), cheap, "reject", auth="wrong")
+    add(AUTH_MISSING.id, style.probe_title("missing"), cheap, "reject", auth="missing")
+    add(AUTH_WRONG.id, style.probe_title("wrong"), cheap, "reject", auth="wrong")
     default_model = resolve_model({"prompt": DEFAULT_PROMPT})
     if default_model in profile.models:
-        add("request.model.default", "model omitted", {"prompt": DEFAULT_PROMPT}, "accept")
+        add(MODEL_DEFAULT.id, "model omitted", {"prompt": DEFAULT_PROMPT}, "accept")
     if not profile.path.endswith("/"):
-        add("transport.trailing_slash", "path with a trailing slash", cheap, "accept",
+        add(TRAILING_SLASH.id, "path with a trailing slash", cheap, "accept",
             path_suffix="/")  # fmt: skip
     return out
 

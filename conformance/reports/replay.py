@@ -23,34 +23,41 @@ from typing import Any
 from .. import __version__
 from ..contract.loader import load_contract
 from ..contract.profiles import Profile, load_profile
-from ..engine.checks import conclude
+from ..engine.checks import RESPONSE_URL_FETCH, WELL_FORMED, conclude
 from ..engine.results import CaseResult, Exchange, Reason, RunResult
 from ..errors import SetupError
 from ..generation.cases import Case
+from ..generation.showing import showings
 from .document import ReplayInfo
 from .har import read_har
 
 __all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
 
 #: Rules judged on the status or a header alone: an answer without its body still shows them.
-_NOT_ON_THE_BODY = frozenset({"response.content_type", "stream.content_type", "error.status_400"})
+_NOT_ON_THE_BODY = frozenset(rule for rule, s in showings().items() if s.reads != "body")
+
+
+def _asked_for(rule_id: str, body: dict) -> bool:
+    """Whether the request asks the values the rule needs (``image.alpha``: a transparent
+    background), as ``shown_by.asks`` declares them."""
+    showing = showings().get(rule_id)
+    return showing is None or showing.carries(body)
 
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
     """The rules a case without its image bytes cannot be judged on."""
     rules = profile.rules()
     body = case.body if isinstance(case.body, dict) else {}
-    transparent = body.get("background") == "transparent"
     out = [
         r.id
         for r in load_contract().rules.values()
         if r.kind == "image"
         and (case.model in rules[r.id].models or case.model not in profile.models)
         # alpha is judged only where a transparent background was asked
-        and (r.id != "image.alpha" or transparent)
+        and _asked_for(r.id, body)
     ]
     if had_fetches:
-        out.append("response.url.fetch")
+        out.append(RESPONSE_URL_FETCH.id)
     return out
 
 
@@ -64,10 +71,10 @@ def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
     return [
         r.id
         for r in load_contract().rules.values()
-        if (r.kind in kinds or r.id == "transport.well_formed")
+        if (r.kind in kinds or r.id == WELL_FORMED.id)
         and r.id not in _NOT_ON_THE_BODY
         and (r.id not in rules or case.model in rules[r.id].models or not rules[r.id].models)
-        and (r.id != "image.alpha" or body.get("background") == "transparent")
+        and _asked_for(r.id, body)
     ]
 
 

@@ -1,26 +1,32 @@
 """Fault injection for the reference server: named, documented deviations from the contract.
 
-Each quirk is one mistake a real vendor or proxy might make, and names the MUST rules of
-``schemas/rules.yaml`` that a correct judge reports against it (it may report more, as
-consequences). imgconf's own end-to-end tests iterate over :data:`QUIRKS`: against every quirk,
-``imgconf run`` must exit 1 and name those rules. Quirks combine freely.
+Each quirk is one mistake a real vendor or proxy might make. What it is, which rules of
+``schemas/rules.yaml`` a correct judge reports against it and the verdict it must produce are
+declared as data in ``schemas/quirks.yaml``; this module reads that file (refusing a quirk that
+names an undeclared rule or reason) and the reference server implements each quirk by name.
+imgconf's own end-to-end tests iterate over :data:`QUIRKS`: against every quirk, ``imgconf run``
+must reach its declared verdict. Quirks combine freely.
 
-The registry is data; the reference server implements each quirk by name. Quirks of kind
-``accept`` are generic: the server simply stops enforcing the rules the quirk breaks (and makes
-the best of the odd value instead, as a sloppy vendor would).
+Quirks of kind ``accept`` are generic: the server simply stops enforcing the rules the quirk
+breaks (and makes the best of the odd value instead, as a sloppy vendor would).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
+from ..contract.loader import ContractError, load_contract, read_data_file, schemas_dir
+from ..contract.registry import declared
 from ..errors import SetupError
 
-__all__ = ["QUIRKS", "ActiveQuirks", "Quirk", "parse_quirks"]
+__all__ = ["QUIRKS", "ActiveQuirks", "Quirk", "load_quirks", "parse_quirks"]
 
 KINDS = ("accept", "reject", "answer", "image", "error", "auth", "stream", "transport")
+VERDICTS = ("fail", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -43,318 +49,60 @@ class Quirk:
     reasons: tuple[str, ...] = ()
 
 
-_QUIRK_LIST = (
-    # --- accepting what must be rejected ---------------------------------------------------
-    Quirk(
-        "accept-n-out-of-range",
-        "accept",
-        "Accepts n=0 and n=11 and clamps them into 1..10 instead of rejecting them.",
-        ("request.n.min", "request.n.max"),
-    ),
-    Quirk(
-        "accept-n-type",
-        "accept",
-        'Accepts a non-integer n ("2", 1.5, true) and coerces it to an integer.',
-        ("request.n.type",),
-    ),
-    Quirk(
-        "dall-e-3-multi",
-        "accept",
-        "Lets dall-e-3 generate more than one image (n up to 10).",
-        ("request.n.max.dall-e-3",),
-    ),
-    Quirk(
-        "accept-long-prompt",
-        "accept",
-        "Does not check the prompt's length at all.",
-        ("request.prompt.max_length",),
-    ),
-    Quirk(
-        "accept-prompt-type",
-        "accept",
-        "Turns a non-string prompt into text, and a missing one into an empty prompt.",
-        ("request.prompt.type", "request.prompt.required"),
-    ),
-    Quirk(
-        "accept-any-size",
-        "accept",
-        "Draws any WxH it is given (and the default size for anything else).",
-        (
-            "request.size.enum",
-            "request.size.custom.divisible",
-            "request.size.custom.aspect",
-            "request.size.custom.max",
-        ),
-    ),
-    Quirk(
-        "accept-bad-enums",
-        "accept",
-        "Replaces enum values it does not know by the field's default instead of rejecting them.",
-        (
-            "request.quality.enum",
-            "request.style.enum",
-            "request.response_format.enum",
-            "request.output_format.enum",
-            "request.background.enum",
-            "request.moderation.enum",
-        ),
-    ),
-    Quirk(
-        "accept-out-of-range",
-        "accept",
-        "Clamps output_compression and partial_images into range instead of rejecting them.",
-        ("request.output_compression.range", "request.partial_images.range"),
-    ),
-    Quirk(
-        "accept-transparent-jpeg",
-        "accept",
-        "Accepts a transparent background with jpeg output (and silently drops the alpha).",
-        ("request.background.transparent_jpeg",),
-    ),
-    Quirk(
-        "accept-stream-type",
-        "accept",
-        'Takes any truthy stream value ("true", 1) as true.',
-        ("request.stream.type",),
-    ),
-    Quirk(
-        "unknown-model-fallback",
-        "accept",
-        "Serves an unknown model with the default model instead of rejecting it.",
-        ("request.model.unknown",),
-    ),
-    # --- rejecting what must be accepted ---------------------------------------------------
-    Quirk(
-        "reject-null",
-        "reject",
-        "Rejects an explicit null in an optional field (a typed model without Optional).",
-        ("request.valid.accepted",),
-    ),
-    Quirk(
-        "byte-counted-prompt",
-        "reject",
-        "Counts the prompt's limit in UTF-8 bytes, so it rejects valid multi-byte prompts.",
-        ("request.valid.accepted",),
-    ),
-    # --- wrong answers ---------------------------------------------------------------------
-    Quirk(
-        "wrong-count",
-        "answer",
-        "Returns one image fewer than asked.",
-        ("response.data.count",),
-    ),
-    Quirk(
-        "missing-created",
-        "answer",
-        "Leaves `created` out of the answer.",
-        ("response.schema",),
-    ),
-    Quirk(
-        "string-created",
-        "answer",
-        "Gives `created` as an ISO 8601 string instead of an integer.",
-        ("response.schema",),
-    ),
-    Quirk(
-        "wrong-content-type",
-        "answer",
-        "Sends its JSON answers as text/plain.",
-        ("response.content_type",),
-    ),
-    Quirk(
-        "truncated-json",
-        "answer",
-        "Cuts every JSON answer off in the middle.",
-        ("transport.well_formed",),
-    ),
-    Quirk(
-        "b64-instead-of-url",
-        "answer",
-        "Returns b64_json when dall-e is asked for URLs.",
-        ("response.url",),
-    ),
-    Quirk(
-        "url-instead-of-b64",
-        "answer",
-        "Returns URLs even where base64 is due (GPT models, dall-e with b64_json).",
-        ("response.b64_json",),
-    ),
-    Quirk(
-        "url-needs-key",
-        "answer",
-        "Serves image URLs only to requests that carry the API key.",
-        ("response.url.fetch",),
-    ),
-    Quirk(
-        "expired-urls",
-        "answer",
-        "Image URLs are already expired when they are handed out (404).",
-        ("response.url.fetch",),
-    ),
-    Quirk(
-        "usage-strings",
-        "answer",
-        "Gives usage token counts as strings.",
-        ("response.usage.schema",),
-    ),
-    # --- wrong images ----------------------------------------------------------------------
-    Quirk(
-        "wrong-size",
-        "image",
-        "Draws every image at half the asked width and height.",
-        ("image.size",),
-    ),
-    Quirk(
-        "wrong-format",
-        "image",
-        "Always encodes png, whatever output_format asks.",
-        ("image.format",),
-    ),
-    Quirk(
-        "lost-alpha",
-        "image",
-        "Drops the alpha channel: transparent backgrounds come back opaque.",
-        ("image.alpha",),
-    ),
-    Quirk(
-        "corrupt-image",
-        "image",
-        "Puts bytes that are not an image (an HTML error page) into b64_json and URLs.",
-        ("image.decodes",),
-    ),
-    Quirk(
-        "opaque-alpha",
-        "image",
-        "Answers a transparent background with RGBA images whose alpha is 255 everywhere.",
-        ("image.alpha",),
-    ),
-    Quirk(
-        "truncated-png-iend",
-        "image",
-        "Cuts PNG images in the middle of their image data and appends an IEND chunk.",
-        ("image.decodes",),
-    ),
-    Quirk(
-        "truncated-jpeg",
-        "image",
-        "Cuts JPEG images in the middle of their scan data and appends an EOI marker.",
-        ("image.decodes",),
-    ),
-    Quirk(
-        "truncated-webp",
-        "image",
-        "Cuts WebP images in half and patches the RIFF size to the shorter file.",
-        ("image.decodes",),
-    ),
-    # --- wrong errors ----------------------------------------------------------------------
-    Quirk(
-        "plain-text-errors",
-        "error",
-        "Answers errors with a text/plain line instead of the JSON envelope.",
-        ("error.envelope",),
-    ),
-    Quirk(
-        "detail-422",
-        "error",
-        'Answers validation errors 422 with {"detail": [...]} (a FastAPI default).',
-        ("error.envelope",),
-    ),
-    Quirk(
-        "500-on-bad-input",
-        "error",
-        "Answers every invalid request with 500 instead of 400.",
-        ("transport.no_5xx", "request.n.max", "request.size.enum"),
-    ),
-    Quirk(
-        "relay-errors-as-502",
-        "error",
-        "Relays every refusal (validation and auth alike) as 502, as a broken gateway does.",
-        ("transport.no_5xx", "auth.missing", "auth.wrong", "request.n.max", "request.size.enum"),
-    ),
-    Quirk(
-        "throttle-invalid",
-        "error",
-        "Answers every request it would refuse as invalid with 429 (Retry-After: 0), so no "
-        "refusal can be seen.",
-        (),
-        verdict="incomplete",
-        reasons=("throttled",),
-    ),
-    # --- authentication --------------------------------------------------------------------
-    Quirk(
-        "no-auth",
-        "auth",
-        "Does not check the Authorization header at all.",
-        ("auth.missing", "auth.wrong"),
-    ),
-    Quirk(
-        "any-key",
-        "auth",
-        "Accepts any bearer key; only a missing header is refused.",
-        ("auth.wrong",),
-    ),
-    Quirk(
-        "auth-403",
-        "auth",
-        "Refuses a missing or wrong key with 403 instead of 401.",
-        ("auth.missing", "auth.wrong"),
-    ),
-    Quirk(
-        "blank-bearer-accepted",
-        "auth",
-        "Accepts 'Authorization: Bearer' with no token, as if the key were not needed.",
-        ("auth.wrong",),
-    ),
-    # --- streams ---------------------------------------------------------------------------
-    Quirk(
-        "auth-skipped-for-stream",
-        "stream",
-        "Serves stream: true requests without checking the key (missing or wrong).",
-        ("auth.missing", "auth.wrong"),
-    ),
-    Quirk(
-        "stream-as-json",
-        "stream",
-        "Answers stream: true with the ordinary JSON answer.",
-        ("stream.content_type",),
-    ),
-    Quirk(
-        "broken-stream",
-        "stream",
-        "Ends the stream before any completed event.",
-        ("stream.completed",),
-    ),
-    Quirk(
-        "stream-bad-json",
-        "stream",
-        "Sends event data that is not JSON (a Python repr).",
-        ("stream.event.schema",),
-    ),
-    Quirk(
-        "too-many-partials",
-        "stream",
-        "Sends one partial image more per image than partial_images asks.",
-        ("stream.partial.count",),
-    ),
-    # --- transport -------------------------------------------------------------------------
-    Quirk(
-        "slow",
-        "transport",
-        "Answers image requests only after SECONDS (default 600), beyond any client timeout.",
-        ("transport.timeout",),
-        parameter="SECONDS",
-        default=600.0,
-    ),
-    Quirk(
-        "reset",
-        "transport",
-        "Drops the connection after the status line of every image request.",
-        ("transport.connection",),
-    ),
-)
+def load_quirks(path: Path | None = None) -> Mapping[str, Quirk]:
+    """The quirks of ``quirks.yaml`` by name, in file order.
 
-#: Every quirk by name, in a stable order.
-QUIRKS: Mapping[str, Quirk] = MappingProxyType({q.name: q for q in _QUIRK_LIST})
+    A ContractError for an entry the judge could not hold the server to: a rule or a
+    not-observed reason ``rules.yaml`` does not declare, an unknown kind or verdict, a name
+    given twice.
+    """
+    raw = read_data_file(path or schemas_dir() / "quirks.yaml")
+    entries = raw.get("quirks") if isinstance(raw, Mapping) else None
+    if not isinstance(entries, list):
+        raise ContractError("quirks.yaml: needs a `quirks:` list")
+    quirks: dict[str, Quirk] = {}
+    for entry in entries:
+        quirk = _quirk(entry)
+        if quirk.name in quirks:
+            raise ContractError(f"quirks.yaml: quirk {quirk.name!r} appears twice")
+        quirks[quirk.name] = quirk
+    return MappingProxyType(quirks)
+
+
+def _quirk(entry: Any) -> Quirk:
+    """One entry of quirks.yaml, checked against the rule catalogue."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+        raise ContractError(f"quirks.yaml: an entry without a name: {entry!r}")
+    name = entry["name"]
+    where = f"quirks.yaml: quirk {name!r}"
+    if entry.get("kind") not in KINDS:
+        raise ContractError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    verdict = entry.get("verdict", "fail")
+    if verdict not in VERDICTS:
+        raise ContractError(f"{where}: verdict must be one of {', '.join(VERDICTS)}")
+    try:
+        breaks = tuple(declared(rule) for rule in entry.get("breaks") or ())
+    except ContractError as exc:
+        raise ContractError(f"{where}: {exc}") from None
+    reasons = tuple(entry.get("reasons") or ())
+    unknown = [r for r in reasons if r not in load_contract().reasons]
+    if unknown:
+        raise ContractError(f"{where}: reasons not declared in rules.yaml: {unknown}")
+    default = entry.get("default")
+    return Quirk(
+        name=name,
+        kind=entry["kind"],
+        description=str(entry.get("description", "")),
+        breaks=breaks,
+        parameter=entry.get("parameter"),
+        default=float(default) if default is not None else None,
+        verdict=verdict,
+        reasons=reasons,
+    )
+
+
+#: Every quirk by name, in a stable order (that of quirks.yaml).
+QUIRKS: Mapping[str, Quirk] = load_quirks()
 
 
 @dataclass(frozen=True)
