@@ -335,6 +335,7 @@ _add("request.output_compression.png", Requires())
 _add("request.partial_images.range", Range())
 _add("request.background.transparent_jpeg", Requires())
 _add("request.unknown_field", UnknownField())
+_add("request.user.type", WrongType())
 
 
 def body_rule(kind: type[Check]) -> str:
