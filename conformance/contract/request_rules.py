@@ -109,10 +109,11 @@ class MaxLength(Check):
     precedence = 30
 
     def broken(self, rule: Rule, value: Any, seen: Seen) -> str | None:
-        limit = seen.spec.limit(str(rule.param), "maxLength") if seen.spec else None
-        if limit is None or not isinstance(value, str) or len(value) <= limit:
+        spec = seen.spec
+        limit = spec.limit(str(rule.param), "maxLength") if spec else None
+        if spec is None or limit is None or not isinstance(value, str) or len(value) <= limit:
             return None
-        return f"'{rule.param}' is {len(value)} characters; {seen.spec.name} takes at most {limit}."  # type: ignore[union-attr]
+        return f"'{rule.param}' is {len(value)} characters; {spec.name} takes at most {limit}."
 
 
 class Minimum(Check):
@@ -247,7 +248,8 @@ class Requires(Check):
 
 
 class Unsupported(Check):
-    """A field the addressed model does not take (the oracle's gate before a field's checks)."""
+    """A field the addressed model does not take (``value`` is the field's name): the oracle's
+    gate before a field's own checks, since a field the model ignores has no limits to break."""
 
     name = "unsupported"
     body_level = True
