@@ -346,6 +346,7 @@ SHOULD_CASES = [
     ("request.quality.model", body_for("gpt-image-1", quality="hd")),
     ("request.quality.model", body_for("dall-e-2", quality="low")),
     ("request.output_compression.png", body_for("gpt-image-1", output_compression=50)),
+    ("request.user.type", body_for("dall-e-2", user=42)),
 ]
 
 

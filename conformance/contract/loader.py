@@ -12,7 +12,8 @@ the schema and the code from drifting apart: the schema *is* the model table.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -22,8 +23,10 @@ import yaml
 
 __all__ = [
     "GPT_FAMILY",
+    "OMIT",
     "Contract",
     "ContractError",
+    "CrossField",
     "CustomSizes",
     "ModelSpec",
     "NotObservedReason",
@@ -60,6 +63,24 @@ LEVELS = ("MUST", "SHOULD")
 #: The model family (``x-imgconf-model.family``) with the GPT image models' own fields and
 #: answers; the code names it wherever those differ from the dall-e models.
 GPT_FAMILY = "gpt-image"
+
+
+class _Omit:
+    """Marks a field left out of a body (as opposed to sent as ``null``)."""
+
+    _instance: _Omit | None = None
+
+    def __new__(cls) -> _Omit:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "OMIT"
+
+
+#: A field left out of a body: what breakers and cross-field triggers use for "absent".
+OMIT = _Omit()
 
 
 class ContractError(Exception):
@@ -108,20 +129,24 @@ class CustomSizes:
     safe_max_edge: int
     safe_max_aspect: float
 
-    def broken_rule(self, width: int, height: int) -> str | None:
-        """The id of the custom-size rule that ``width x height`` breaks, or None when it is valid."""
+    def broken_limit(self, width: int, height: int) -> str | None:
+        """Which stated limit ``width x height`` breaks (``divisible``, ``aspect`` or ``max``,
+        the ``limit:`` of a custom-size rule in ``rules.yaml``), or None when it is valid."""
         if width <= 0 or height <= 0 or width % self.multiple_of or height % self.multiple_of:
-            return "request.size.custom.divisible"
+            return "divisible"
         if max(width, height) / min(width, height) > self.max_aspect:
-            return "request.size.custom.aspect"
+            return "aspect"
         if max(width, height) > self.max_edge or width * height > self.max_pixels:
-            return "request.size.custom.max"
+            return "max"
         return None
+
+    #: Kept for callers that only ask whether a size is valid (None) or not.
+    broken_rule = broken_limit
 
     def is_safe(self, width: int, height: int) -> bool:
         """True for sizes that every conformant server must accept."""
         return (
-            self.broken_rule(width, height) is None
+            self.broken_limit(width, height) is None
             and self.safe_min_edge <= min(width, height)
             and max(width, height) <= self.safe_max_edge
             and max(width, height) / min(width, height) <= self.safe_max_aspect
@@ -144,6 +169,15 @@ class ModelSpec:
     #: Optional fields the model takes (a field whose model schema only allows null is not here).
     params: frozenset[str]
     custom_sizes: CustomSizes | None = None
+    #: The model's own limits, by field: ``maximum`` and ``maxLength`` of its schema.
+    limits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Values the model always uses for fields it does not take (``x-imgconf-model.fixed``):
+    #: what its answers are, whatever the request says.
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    #: Fields its answers state as resolved (``x-imgconf-model.echoes``).
+    echoes: tuple[str, ...] = ()
+    #: Whether its answers carry token usage (``x-imgconf-model.usage``).
+    reports_usage: bool = False
 
     @property
     def is_gpt(self) -> bool:
@@ -155,6 +189,20 @@ class ModelSpec:
     def values(self, param: str) -> tuple[Any, ...]:
         """Allowed non-null values of an enum field for this model (empty if it does not take it)."""
         return self.enums.get(param, ())
+
+    def limit(self, param: str, keyword: str) -> Any:
+        """The model's own ``keyword`` (``maximum``, ``maxLength``) for a field, or None."""
+        return self.limits.get(param, {}).get(keyword)
+
+    def accepts_custom(self, param: str, value: Any) -> bool:
+        """Whether ``value`` is for the model's custom-size rules to judge (a ``WxH`` string on a
+        model with custom sizes) rather than its enum."""
+        return (
+            param == "size"
+            and self.custom_sizes is not None
+            and isinstance(value, str)
+            and parse_wxh(value) is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +218,21 @@ class Rule:
     per_model: bool = True
     param: str | None = None
     schema: bool = False
+    #: Request rules: the OpenAI-style error code a server answers a break with (None: none).
+    error_code: str | None = None
+    #: Request rules: what a server that lets a break through does with the field
+    #: (``drop``: leaves it out, so it means its default; None: makes the best of the value).
+    when_ignored: str | None = None
+    #: Request rules: values of ``param`` that break the rule, as the fixed plan sends them
+    #: (``$base`` inside stands for the valid body's own value of the field).
+    examples: tuple[Any, ...] = ()
+    #: Request rules: the other fields each group of breakers sets (one plan case per group and
+    #: value); ``({},)`` for none.
+    contexts: tuple[Mapping[str, Any], ...] = ({},)
+    #: Request rules: fields a breaker leaves out so that it breaks this rule alone.
+    clear: tuple[str, ...] = ()
+    #: Custom-size rules: the limit of :meth:`CustomSizes.broken_limit` they state.
+    limit: str | None = None
 
     @property
     def family(self) -> str:
@@ -215,6 +278,11 @@ class Contract:
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def request_rules(self) -> dict[str, Rule]:
+        """The rules a request body breaks on its own (kinds ``reject`` and ``either``)."""
+        return {k: r for k, r in self.rules.items() if r.kind in ("reject", "either")}
+
+    @property
     def request_fields(self) -> Mapping[str, Any]:
         """The request schema's top-level property schemas (the union over all models)."""
         return self.schemas["request"]["properties"]
@@ -235,6 +303,57 @@ class Contract:
 
     def family_models(self, family: str) -> tuple[str, ...]:
         return tuple(m.name for m in self.models.values() if m.family == family)
+
+    @property
+    def spec_gpt_image_models(self) -> tuple[str, ...]:
+        """The models OpenAI's spec means by "the GPT image models" (one family here)."""
+        return self.family_models(GPT_FAMILY)
+
+    def bounds(self, param: str) -> tuple[int, int] | None:
+        """``(minimum, maximum)`` of an integer request field; None for the other fields."""
+        branch = _integer_branch(self.request_fields.get(param, {}))
+        return None if branch is None else (int(branch["minimum"]), int(branch["maximum"]))
+
+    def types(self, param: str) -> frozenset[str]:
+        """The JSON types a request field allows (``null`` among them when it is optional)."""
+        return _types(self.request_fields.get(param, {}))
+
+    def is_required(self, param: str) -> bool:
+        return param in self.schemas["request"].get("required", ())
+
+    @cached_property
+    def cross_fields(self) -> tuple[CrossField, ...]:
+        """The request schema's rules between fields, each naming its rule id."""
+        return _cross_fields(self.schemas["request"])
+
+    def cross_field(self, rule_id: str) -> CrossField:
+        for cross in self.cross_fields:
+            if cross.rule == rule_id:
+                return cross
+        raise ContractError(f"the request schema states no cross-field rule {rule_id!r}")
+
+    @property
+    def default_model(self) -> str:
+        """The model an omitted ``model`` means, unless :meth:`omitted_model_fields` carry
+        values."""
+        return str(self.request_fields["model"]["default"])
+
+    @cached_property
+    def omitted_model_fields(self) -> tuple[str, ...]:
+        """Fields that, carrying values, keep an omitted ``model`` from meaning the default (the
+        schema's ``x-imgconf-default-unless`` on ``model``: a schema they must be null in)."""
+        ref = self.request_fields["model"].get("x-imgconf-default-unless", "")
+        definition = self.schemas["request"]["$defs"].get(ref.removeprefix("#/$defs/"), {})
+        return tuple(definition.get("properties", {}))
+
+    def model_taking(self, fields: Iterable[str]) -> str:
+        """The first model that takes all of ``fields`` (what an omitted model with them can
+        mean; the spec leaves open which)."""
+        wanted = set(fields)
+        for spec in self.models.values():
+            if wanted <= spec.params:
+                return spec.name
+        raise ContractError(f"no model takes all of {sorted(wanted)}")
 
     def validator(self, name: str) -> Any:
         """A compiled draft 2020-12 validator for one of the schemas (cached)."""
@@ -276,6 +395,118 @@ def _only_null(schema: Mapping[str, Any]) -> bool:
     return schema.get("type") == "null"
 
 
+_WXH = re.compile(r"^([1-9][0-9]{0,5})x([1-9][0-9]{0,5})$")
+
+
+def parse_wxh(size: str) -> tuple[int, int] | None:
+    """``"1536x864"`` -> ``(1536, 864)``; None for anything that is not a plain ``WxH``."""
+    match = _WXH.match(size)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _integer_branch(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The branch of a (possibly ``anyOf``) field schema that states integer bounds."""
+    for branch in (schema, *schema.get("anyOf", ())):
+        if branch.get("type") == "integer" and "minimum" in branch and "maximum" in branch:
+            return branch
+    return None
+
+
+def _types(schema: Mapping[str, Any]) -> frozenset[str]:
+    """The JSON types a (possibly ``anyOf``) field schema allows; empty when it does not say."""
+    out: set[str] = set()
+    for branch in (schema, *schema.get("anyOf", ())):
+        kind = branch.get("type")
+        out.update([kind] if isinstance(kind, str) else kind or ())
+        if "enum" in branch:
+            out.update(_json_type(v) for v in branch["enum"])
+    return frozenset(out)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "object")
+
+
+def has_type(value: Any, types: frozenset[str]) -> bool:
+    """Whether a JSON value is of one of ``types``, as JSON Schema counts (1.0 is an integer)."""
+    kind = _json_type(value)
+    if kind == "number" and value.is_integer():
+        kind = "integer"
+    return kind in types or (kind == "integer" and "number" in types)
+
+
+@dataclass(frozen=True)
+class CrossField:
+    """A rule between fields that the request schema states (``$defs`` with ``if``/``then``,
+    referenced from its top-level ``allOf`` and naming its rule with ``x-imgconf-rule``)."""
+
+    rule: str
+    description: str
+    #: What an error says about a break (``x-imgconf-message``).
+    message: str
+    #: Fields the ``if`` looks at, and fields the ``then`` constrains, in the schema's order.
+    when: tuple[str, ...]
+    then: tuple[str, ...]
+    schema: Mapping[str, Any] = field(repr=False)
+
+    @cached_property
+    def _validators(self) -> tuple[Any, Any]:
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.schema), Draft202012Validator(self.schema["if"])
+
+    def holds(self, body: Mapping[str, Any]) -> bool:
+        return bool(self._validators[0].is_valid(body))
+
+    def triggers(self, body: Mapping[str, Any]) -> bool:
+        """Whether the ``if`` holds for ``body`` (the ``then`` must too)."""
+        return bool(self._validators[1].is_valid(body))
+
+
+def _mentioned(schema: Any) -> list[str]:
+    """Field names a schema fragment looks at (``properties`` and ``required``), in order."""
+    out: list[str] = []
+    if isinstance(schema, Mapping):
+        for name in (*schema.get("properties", {}), *schema.get("required", ())):
+            if name not in out:
+                out.append(name)
+        for key, sub in schema.items():
+            if key not in ("properties", "required"):
+                out.extend(n for n in _mentioned(sub) if n not in out)
+    elif isinstance(schema, list):
+        for sub in schema:
+            out.extend(n for n in _mentioned(sub) if n not in out)
+    return out
+
+
+def _cross_fields(request: Mapping[str, Any]) -> tuple[CrossField, ...]:
+    out = []
+    for entry in request.get("allOf", ()):
+        ref = entry.get("$ref", "") if set(entry) == {"$ref"} else ""
+        definition = request["$defs"].get(ref.removeprefix("#/$defs/")) if ref else None
+        if definition is None or "x-imgconf-rule" not in definition:
+            continue
+        out.append(
+            CrossField(
+                rule=definition["x-imgconf-rule"],
+                description=definition.get("description", ""),
+                message=definition.get("x-imgconf-message", definition.get("description", "")),
+                when=tuple(_mentioned(definition["if"])),
+                then=tuple(_mentioned(definition["then"])),
+                schema=definition,
+            )
+        )
+    return tuple(out)
+
+
 def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]) -> ModelSpec:
     meta = definition.get("x-imgconf-model", {})
     props: Mapping[str, Any] = definition.get("properties", {})
@@ -306,6 +537,11 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
             safe_max_aspect=safe["max_aspect"],
         )
     sizes = enums["size"]
+    limits = {
+        name: {k: sub[k] for k in ("maximum", "maxLength") if k in sub}
+        for name, sub in props.items()
+        if isinstance(sub, Mapping)
+    }
     return ModelSpec(
         name=name,
         family=meta["family"],
@@ -317,6 +553,10 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
         enums=enums,
         params=frozenset(params),
         custom_sizes=custom,
+        limits={k: v for k, v in limits.items() if v},
+        fixed=dict(meta.get("fixed", {})),
+        echoes=tuple(meta.get("echoes", ())),
+        reports_usage=bool(meta.get("usage", False)),
     )
 
 
@@ -354,8 +594,25 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             per_model=entry.get("per_model", True),
             param=entry.get("param"),
             schema=entry.get("schema", False),
+            **_request_rule_data(entry),
         )
     return rules
+
+
+def _request_rule_data(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a request rule (``reject``, ``either``) that say how to break it and how a
+    server answers a break."""
+    if entry["kind"] not in ("reject", "either"):
+        return {}
+    contexts = entry.get("with", [{}])
+    return {
+        "error_code": entry.get("error_code"),
+        "when_ignored": entry.get("when_ignored"),
+        "examples": tuple(entry.get("examples", ())),
+        "contexts": tuple(contexts if isinstance(contexts, list) else [contexts]),
+        "clear": tuple(entry.get("clear", ())),
+        "limit": entry.get("limit"),
+    }
 
 
 @cache

@@ -25,7 +25,7 @@ import click
 import yaml
 
 from ..errors import SetupError
-from .loader import GPT_FAMILY, Contract, load_contract, parse_yaml
+from .loader import Contract, load_contract, parse_yaml
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
 
@@ -528,7 +528,7 @@ _BACKTICKED = re.compile(r"`([^`]+)`")
 
 def _models_named(phrase: str, contract: Contract) -> list[str]:
     if phrase.lower().startswith("the gpt image models"):
-        return list(contract.family_models(GPT_FAMILY))
+        return list(contract.spec_gpt_image_models)
     return _BACKTICKED.findall(phrase)
 
 
@@ -565,7 +565,7 @@ class _Prose:
         return self.out
 
     def gpt_models(self) -> None:
-        ours = list(self.contract.family_models(GPT_FAMILY))
+        ours = list(self.contract.spec_gpt_image_models)
         found = re.search(r"GPT image models? \(([^)]*)\)", self.text.get("model", ""))
         if not found:
             self.missing("model", "'a GPT image model (`...`)'", _words(ours))
@@ -639,7 +639,7 @@ class _Prose:
             )
             return
         sizes = _BACKTICKED.findall(standard[1])
-        for name in self.contract.family_models(GPT_FAMILY):
+        for name in self.contract.spec_gpt_image_models:
             ours = [s for s in self.contract.models[name].sizes if s != "auto"]
             if set(ours) != set(sizes):
                 spec_text, ours_text = _set_detail(sizes, ours)

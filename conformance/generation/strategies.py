@@ -26,24 +26,27 @@ import subprocess
 import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..contract.loader import (
+    OMIT,
     OPTIONAL_FIELDS,
     Contract,
     ContractError,
+    CrossField,
     CustomSizes,
     ModelSpec,
+    Rule,
     load_contract,
 )
+from ..contract.profiles import Profile, load_profile
+from ..contract.request_rules import REQUEST_RULES, Unsupported, body_rule
 from ..errors import SetupError
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st
-from ..contract.profiles import Profile, load_profile
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -73,22 +76,6 @@ DEFAULT_PROMPT = "A small red circle centred on a plain white background"
 UNKNOWN_FIELD = "imgconf_unknown_field"
 
 
-class _Omit:
-    """Marks a field left out of the body (as opposed to sent as ``null``)."""
-
-    _instance: _Omit | None = None
-
-    def __new__(cls) -> _Omit:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "OMIT"
-
-
-OMIT = _Omit()
-
 # Text in several scripts at once: ASCII, CJK (3 bytes each in UTF-8), emoji outside the BMP
 # (4 bytes, 2 UTF-16 units), a combining accent (two code points, one grapheme) and two
 # right-to-left scripts. A server that counts bytes, UTF-16 units or graphemes instead of
@@ -116,30 +103,18 @@ def prompt_of_length(length: int, *, mixed: bool = True) -> str:
 # --- value spaces ------------------------------------------------------------------------------
 
 
-def _bounds(contract: Contract, param: str) -> tuple[int, int] | None:
-    """``(minimum, maximum)`` of an integer request field from the schema; None for the rest."""
-    schema = contract.request_fields[param]
-    for branch in (schema, *schema.get("anyOf", ())):
-        if branch.get("type") == "integer" and "minimum" in branch and "maximum" in branch:
-            return int(branch["minimum"]), int(branch["maximum"])
-    return None
-
-
 def _integer_bounds(contract: Contract, param: str) -> tuple[int, int]:
     """The bounds of a field the contract gives bounds (n, output_compression, partial_images)."""
-    bounds = _bounds(contract, param)
+    bounds = contract.bounds(param)
     if bounds is None:
         raise ContractError(f"the request schema gives no integer bounds for {param!r}")
     return bounds
 
 
-def _types(contract: Contract, param: str) -> set[str]:
-    schema = contract.request_fields[param]
-    out: set[str] = set()
-    for branch in (schema, *schema.get("anyOf", ())):
-        kind = branch.get("type")
-        out.update([kind] if isinstance(kind, str) else kind or ())
-    return out
+def _model_maximum(spec: ModelSpec, contract: Contract, param: str) -> int:
+    """A field's maximum for one model: the model's own when it states one, else the schema's."""
+    limit = spec.limit(param, "maximum")
+    return int(limit) if limit is not None else _integer_bounds(contract, param)[1]
 
 
 def custom_size_corners(custom: CustomSizes) -> tuple[str, ...]:
@@ -202,11 +177,12 @@ def invalid_custom_sizes(custom: CustomSizes) -> dict[str, tuple[str, ...]]:
         (over_edge, over_edge_short),
         (edge, pixels_short),
     ]
+    rules = {r.limit: r.id for r in load_contract().request_rules.values() if r.limit}
     out: dict[str, list[str]] = {}
     for width, height in candidates:
-        rule = custom.broken_rule(width, height)
-        if rule is not None:
-            out.setdefault(rule, []).append(f"{width}x{height}")
+        limit = custom.broken_limit(width, height)
+        if limit is not None:
+            out.setdefault(rules[limit], []).append(f"{width}x{height}")
     return {rule: tuple(sizes) for rule, sizes in out.items()}
 
 
@@ -227,12 +203,10 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
             out[param] = spec.sizes + customs
         elif spec.values(param):
             out[param] = spec.values(param)
-        elif (bounds := _bounds(contract, param)) is not None:
-            low, high = bounds
-            if param == "n":
-                high = spec.n_max
+        elif (bounds := contract.bounds(param)) is not None:
+            low, high = bounds[0], _model_maximum(spec, contract, param)
             out[param] = tuple(range(low, high + 1)) if high - low <= 4 else (low, high)
-        elif "boolean" in _types(contract, param):
+        elif "boolean" in contract.types(param):
             out[param] = (False, True)
         else:
             out[param] = ("imgconf-conformance",)
@@ -242,23 +216,9 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
 # --- cross-field rules of the schema -------------------------------------------------------
 
 
-@cache
-def _cross_field_validators() -> tuple[Any, ...]:
-    """One validator per cross-field rule of the request schema (the top-level ``allOf`` entries
-    that are plain references, e.g. transparent needs png or webp)."""
-    from jsonschema import Draft202012Validator
-
-    root = load_contract().schemas["request"]
-    out = []
-    for entry in root.get("allOf", ()):
-        ref = entry.get("$ref") if set(entry) == {"$ref"} else None
-        if ref and ref.startswith("#/$defs/"):
-            out.append(Draft202012Validator(root["$defs"][ref.removeprefix("#/$defs/")]))
-    return tuple(out)
-
-
 def _cross_fields_ok(body: Mapping[str, Any]) -> bool:
-    return all(v.is_valid(body) for v in _cross_field_validators())
+    """Whether ``body`` keeps every cross-field rule of the request schema."""
+    return all(cross.holds(body) for cross in load_contract().cross_fields)
 
 
 def _first_allowed(body: dict[str, Any], param: str, candidates: Sequence[Any]) -> Any:
@@ -321,7 +281,7 @@ def _foreign_enum_values(contract: Contract, param: str) -> list[Any]:
     own = set(contract.enum_fields[param])
     out: list[Any] = []
     for other, values in contract.enum_fields.items():
-        if other in (param, "size"):
+        if other == param:
             continue
         out.extend(v for v in values if v not in own and v not in out)
     foreign = out[:1]
@@ -331,13 +291,210 @@ def _foreign_enum_values(contract: Contract, param: str) -> list[Any]:
     return foreign
 
 
-def _lossy_format(spec: ModelSpec, body: dict[str, Any], compression: int) -> Any:
-    """An output format that takes ``output_compression`` within the body's other fields."""
-    return _first_allowed(
-        {**body, "output_compression": compression},
-        "output_format",
-        spec.values("output_format"),
-    )
+def _other_models_values(spec: ModelSpec, contract: Contract, param: str) -> list[Any]:
+    """Values of a field that other models take and this one does not, the field's default
+    aside (a server may take the default from any model)."""
+    default = contract.request_fields[param].get("default")
+    values = [
+        v
+        for other in contract.models.values()
+        for v in other.values(param)
+        if v not in spec.values(param) and v != default
+    ]
+    return list(dict.fromkeys(values))
+
+
+def _crossings(contract: Contract, param: str) -> list[CrossField]:
+    """The schema's cross-field rules whose ``then`` constrains ``param``."""
+    return [cross for cross in contract.cross_fields if param in cross.then]
+
+
+def _triggers(cross: CrossField, field: str, candidates: Sequence[Any]) -> list[Any]:
+    """Those of ``candidates`` (OMIT: left out) for which the rule's ``if`` holds."""
+    return [v for v in candidates if cross.triggers({} if v is OMIT else {field: v})]
+
+
+def _valid_value(spec: ModelSpec, contract: Contract, param: str) -> Any:
+    """A value of ``param`` that breaks none of its own rules: the maximum, or the model's first."""
+    bounds = contract.bounds(param)
+    return bounds[1] if bounds is not None else spec.values(param)[0]
+
+
+@dataclass(frozen=True)
+class Breaking:
+    """What breakers and strategies need about one rule and one model."""
+
+    rule: Rule
+    spec: ModelSpec
+    base: Mapping[str, Any]
+    contract: Contract
+
+    @property
+    def param(self) -> str:
+        return str(self.rule.param)
+
+    def changes(self, context: Mapping[str, Any], value: Any) -> dict[str, Any]:
+        """``context``, the values that let ``param`` be set at all (a format that takes a
+        compression), ``value`` itself, then the rule's ``clear`` fields left out."""
+        out = dict(context)
+        probe = {
+            **self.base,
+            **context,
+            self.param: _valid_value(self.spec, self.contract, self.param),
+        }
+        for cross in _crossings(self.contract, self.param):
+            for field in cross.when:
+                out[field] = _first_allowed(probe, field, self.spec.values(field))
+        out[self.param] = value
+        out.update(dict.fromkeys(self.rule.clear, OMIT))
+        return out
+
+    def title(self, changes: Mapping[str, Any]) -> str:
+        """``field=value`` for each change but the cleared fields (``field omitted`` if left out)."""
+        return ", ".join(
+            f"{k} omitted" if v is OMIT else f"{k}={_short(v)}"
+            for k, v in changes.items()
+            if k not in self.rule.clear
+        )
+
+    def simple(self, values: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"{self.param}={_short(v)}", {self.param: v}) for v in values]
+
+
+# Deterministic breakers, by kind of break (the entry of the rule in REQUEST_RULES): each gives
+# ``(title, changes)`` pairs on top of a valid body.
+
+
+def _break_required(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{b.param} missing", {b.param: OMIT})]
+
+
+def _break_type(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    return b.simple(_substitute(v, b.base.get(b.param)) for v in b.rule.examples)
+
+
+def _break_empty(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{b.param} empty", {b.param: ""})]
+
+
+def _break_max_length(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    limit = b.spec.limit(b.param, "maxLength")
+    if limit is None:
+        return []
+    return [
+        (f"{b.param} {limit + 1} chars ascii", {b.param: _ascii(limit + 1)}),
+        (f"{b.param} {limit + 1} chars mixed scripts", {b.param: prompt_of_length(limit + 1)}),
+    ]
+
+
+def _break_minimum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    low = _integer_bounds(b.contract, b.param)[0]
+    return b.simple((low - 1, low - 2))
+
+
+def _break_maximum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    """Just above the model's maximum and the schema's (the oracle keeps those that break)."""
+    high = _integer_bounds(b.contract, b.param)[1]
+    return b.simple(sorted({_model_maximum(b.spec, b.contract, b.param) + 1, high + 1}))
+
+
+def _break_enum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    """Another field's value and a wrong case; for a field whose values only the models state,
+    other models' values; then the rule's own examples."""
+    if b.param in b.contract.enum_fields:
+        foreign = _foreign_enum_values(b.contract, b.param)
+    else:
+        foreign = _other_models_values(b.spec, b.contract, b.param)
+    return b.simple([*foreign, *b.rule.examples])
+
+
+def _break_model_enum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    values = b.contract.enum_fields.get(b.param, ())
+    return b.simple(v for v in values if v not in b.spec.values(b.param))
+
+
+def _break_custom_size(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    if b.spec.custom_sizes is None:
+        return []
+    return b.simple(invalid_custom_sizes(b.spec.custom_sizes).get(b.rule.id, ()))
+
+
+def _break_range(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    low, high = _integer_bounds(b.contract, b.param)
+    out = []
+    for context in b.rule.contexts:
+        for value in (low - 1, high + 1, *b.rule.examples):
+            changes = b.changes(context, value)
+            out.append((b.title(changes), changes))
+    return out
+
+
+def _break_requires(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    """Set the field the schema's ``if`` looks at so that it holds, and the field its ``then``
+    constrains so that it does not, each to a value the model takes (or leaves out)."""
+    cross = b.contract.cross_field(b.rule.id)
+    out = []
+    for changes in _requires_changes(b, cross):
+        out.append((b.title(changes), changes))
+    return out
+
+
+def _requires_changes(b: Breaking, cross: CrossField) -> list[dict[str, Any]]:
+    clear = dict.fromkeys(b.rule.clear, OMIT)
+    if b.param in cross.when:
+        trigger = _triggers(cross, b.param, b.spec.values(b.param))[:1]
+        out = []
+        for value in trigger:
+            changes = {b.param: value}
+            for field in cross.then:
+                bad = [v for v in b.spec.values(field) if not cross.holds({**changes, field: v})]
+                changes[field] = bad[0] if bad else OMIT
+            if OMIT not in changes.values():
+                out.append({**changes, **clear})
+        return out
+    value = _valid_value(b.spec, b.contract, b.param)
+    out = []
+    for field in cross.when:
+        candidates = [*_triggers(cross, field, b.spec.values(field))[:1], OMIT]
+        for trigger in _triggers(cross, field, candidates):
+            out.append({field: trigger, b.param: value, **clear})
+    return out
+
+
+def _break_unknown_field(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{UNKNOWN_FIELD}={_short(v)}", {UNKNOWN_FIELD: v}) for v in b.rule.examples]
+
+
+_BREAKERS = {
+    "required": _break_required,
+    "type": _break_type,
+    "empty": _break_empty,
+    "max_length": _break_max_length,
+    "minimum": _break_minimum,
+    "maximum": _break_maximum,
+    "model_maximum": _break_maximum,
+    "enum": _break_enum,
+    "model_enum": _break_model_enum,
+    "custom_size": _break_custom_size,
+    "range": _break_range,
+    "requires": _break_requires,
+    "unknown_field": _break_unknown_field,
+}
+
+
+def _substitute(value: Any, base: Any) -> Any:
+    """An example with ``$base`` (the valid body's own value of the field) filled in."""
+    if value == "$base":
+        return base
+    if isinstance(value, list):
+        return [_substitute(v, base) for v in value]
+    return value
+
+
+def _breakable(rule: Rule, spec: ModelSpec, contract: Contract) -> bool:
+    """A rule whose field the model takes (or that is about the body's keys, or required)."""
+    param = rule.param
+    return param is None or contract.is_required(param) or spec.takes(param)
 
 
 def invalid_variants(
@@ -345,107 +502,31 @@ def invalid_variants(
 ) -> list[Variant]:
     """Bodies that each break one rule of ``rules`` on top of a valid ``base`` body.
 
-    Candidates for every request rule a body can break; the planner keeps those that break their
-    rule and nothing else (it asks :func:`request_violations`). Titles are short and stable.
+    Candidates for every request rule a body can break, in the registry's order, from the rule's
+    data and the schema; the planner keeps those that break their rule and nothing else (it asks
+    :func:`request_violations`). Titles are short and stable.
     """
     contract = contract or load_contract()
     wanted = set(rules)
     base = dict(base)
     out: list[Variant] = []
-
-    def add(rule: str, title: str, **changes: Any) -> None:
-        if rule not in wanted:
-            return
-        body = {**base, **{k: v for k, v in changes.items() if v is not OMIT}}
-        for key, value in changes.items():
-            if value is OMIT:
-                body.pop(key, None)
-        out.append(Variant(rule, title, body))
-
-    limit = spec.prompt_max_chars
-    add("request.prompt.required", "prompt missing", prompt=OMIT)
-    for value in (42, [DEFAULT_PROMPT], None):
-        add("request.prompt.type", f"prompt={_short(value)}", prompt=value)
-    add("request.prompt.max_length", f"prompt {limit + 1} chars ascii", prompt=_ascii(limit + 1))
-    add(
-        "request.prompt.max_length",
-        f"prompt {limit + 1} chars mixed scripts",
-        prompt=prompt_of_length(limit + 1),
-    )
-    add("request.prompt.empty", "prompt empty", prompt="")
-
-    n_low, n_high = _integer_bounds(contract, "n")
-    for value in ("1", 1.5, True):
-        add("request.n.type", f"n={_short(value)}", n=value)
-    for value in (n_low - 1, n_low - 2):
-        add("request.n.min", f"n={value}", n=value)
-    for value in sorted({spec.n_max + 1, n_high + 1}):
-        add(f"request.n.max.{spec.name}", f"n={value}", n=value)
-        add("request.n.max", f"n={value}", n=value)
-
-    foreign_sizes = [
-        s for m in contract.models.values() for s in m.sizes if s not in spec.sizes and s != "auto"
-    ]
-    for value in [*dict.fromkeys(foreign_sizes), "1024", "1024X1024", "big", 1024]:
-        add("request.size.enum", f"size={_short(value)}", size=value)
-    if spec.custom_sizes is not None:
-        for rule, sizes in invalid_custom_sizes(spec.custom_sizes).items():
-            for size in sizes:
-                add(rule, f"size={size}", size=size)
-
-    for param in contract.enum_fields:
-        if param == "size" or not spec.takes(param):
+    for rule_id, check in REQUEST_RULES.items():
+        breaker = _BREAKERS.get(check.name)
+        rule = contract.rules[rule_id]
+        if rule_id not in wanted or breaker is None or not _breakable(rule, spec, contract):
             continue
-        for value in _foreign_enum_values(contract, param):
-            add(f"request.{param}.enum", f"{param}={_short(value)}", **{param: value})
-    foreign_quality = [q for q in contract.enum_fields["quality"] if q not in spec.qualities]
-    for value in foreign_quality:
-        add("request.quality.model", f"quality={value}", quality=value)
-
-    for value in ("true", 1):
-        add("request.stream.type", f"stream={_short(value)}", stream=value)
-    if spec.takes("output_compression"):
-        low, high = _integer_bounds(contract, "output_compression")
-        fmt = _lossy_format(spec, base, high)
-        for value in (low - 1, high + 1, (low + high) / 2 + 0.5):
-            add(
-                "request.output_compression.range",
-                f"output_format={fmt}, output_compression={value}",
-                output_format=fmt,
-                output_compression=value,
-            )
-        for fmt in (*spec.values("output_format")[:1], OMIT):
-            title = "output_format omitted" if fmt is OMIT else f"output_format={fmt}"
-            add(
-                "request.output_compression.png",
-                f"{title}, output_compression={high}",
-                output_format=fmt,
-                output_compression=high,
-            )
-    if spec.takes("partial_images"):
-        low, high = _integer_bounds(contract, "partial_images")
-        for value in (low - 1, high + 1):
-            add(
-                "request.partial_images.range",
-                f"stream=true, partial_images={value}",
-                stream=True,
-                partial_images=value,
-            )
-        # Without stream too: a server may check the range only on the streaming path.
-        for value in (low - 1, high + 1):
-            add("request.partial_images.range", f"partial_images={value}", partial_images=value)
-    if spec.takes("background"):
-        transparent, jpeg = "transparent", "jpeg"
-        if transparent in spec.values("background") and jpeg in spec.values("output_format"):
-            add(
-                "request.background.transparent_jpeg",
-                "background=transparent, output_format=jpeg",
-                background=transparent,
-                output_format=jpeg,
-                output_compression=OMIT,
-            )
-    add("request.unknown_field", f"{UNKNOWN_FIELD}=true", **{UNKNOWN_FIELD: True})
+        for title, changes in breaker(Breaking(rule, spec, base, contract)):
+            out.append(Variant(rule_id, title, _apply(base, changes)))
     return out
+
+
+def _apply(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` made (a change to OMIT leaves the field out)."""
+    body = {**base, **{k: v for k, v in changes.items() if v is not OMIT}}
+    for key, value in changes.items():
+        if value is OMIT:
+            body.pop(key, None)
+    return body
 
 
 def unsupported_param_variants(
@@ -453,9 +534,10 @@ def unsupported_param_variants(
 ) -> list[Variant]:
     """One body per field the model does not take, with a value another model takes."""
     contract = contract or load_contract()
+    rule = body_rule(Unsupported)
     out = []
     for param in OPTIONAL_FIELDS:
-        if param in ("model", "user") or spec.takes(param):
+        if param == "model" or spec.takes(param):
             continue
         values: tuple[Any, ...] = ()
         for other in contract.models.values():
@@ -466,7 +548,7 @@ def unsupported_param_variants(
             value = values[-1]
             body = {**base, param: value}
             title = f"{param}={_short(value)}"
-            out.append(Variant("request.unsupported_param", title, body))
+            out.append(Variant(rule, title, body))
     return out
 
 
@@ -520,10 +602,10 @@ def _field_strategy(spec: ModelSpec, param: str, contract: Contract) -> st.Searc
         return enum | _custom_sizes_strategy(spec.custom_sizes) if spec.custom_sizes else enum
     if spec.values(param):
         return st.sampled_from(spec.values(param))
-    bounds = _bounds(contract, param)
+    bounds = contract.bounds(param)
     if bounds is not None:
-        return st.integers(bounds[0], spec.n_max if param == "n" else bounds[1])
-    if "boolean" in _types(contract, param):
+        return st.integers(bounds[0], _model_maximum(spec, contract, param))
+    if "boolean" in contract.types(param):
         return st.booleans()
     return st.text(max_size=40)
 
@@ -570,155 +652,214 @@ def invalid_requests(
     model: str, profile: Profile | None = None
 ) -> st.SearchStrategy[tuple[dict, str]]:
     """``(body, rule_id)``: a valid body with one rule of the profile broken, for every request
-    rule (MUST and SHOULD) that applies to the model and that a body can break alone."""
+    rule (MUST and SHOULD) that applies to the model and that a body can break alone; each
+    rule's breaker is built from its kind of break, its data and the schema."""
     from hypothesis import strategies as st  # imported when drawing only (--explore)
 
     spec, prof = _spec(model, profile)
     contract = load_contract()
     applicable = {r.id for r in prof.rules().values() if model in r.models}
-    n_low, n_high = _integer_bounds(contract, "n")
-    global_fields = set(contract.request_fields)
-
-    def breaker(rule: str, changes: st.SearchStrategy[dict]) -> st.SearchStrategy[tuple]:
-        return st.tuples(changes, st.just(rule))
-
     options: list[st.SearchStrategy[tuple]] = []
-
-    def option(rule: str, changes: st.SearchStrategy[dict]) -> None:
-        if rule in applicable:
-            options.append(breaker(rule, changes))
-
-    limit = spec.prompt_max_chars
-    option("request.prompt.required", st.just({"prompt": OMIT}))
-    not_text = st.one_of(st.integers(), st.booleans(), st.none(), st.lists(st.text(), max_size=2))
-    option("request.prompt.type", not_text.map(lambda v: {"prompt": v}))
-    option(
-        "request.prompt.max_length",
-        st.integers(limit + 1, limit + 64).map(lambda k: {"prompt": prompt_of_length(k)}),
-    )
-    option("request.prompt.empty", st.just({"prompt": ""}))
-    not_integer = st.one_of(
-        st.text(max_size=5),
-        st.booleans(),
-        st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
-    )
-    option("request.n.type", not_integer.map(lambda v: {"n": v}))
-    option("request.n.min", st.integers(max_value=n_low - 1).map(lambda v: {"n": v}))
-    option("request.n.max", st.integers(min_value=n_high + 1).map(lambda v: {"n": v}))
-    option(
-        f"request.n.max.{model}",
-        st.integers(min_value=spec.n_max + 1).map(lambda v: {"n": v}),
-    )
-    foreign = [s for m in contract.models.values() for s in m.sizes if s not in spec.sizes]
-    bad_sizes = st.one_of(
-        st.sampled_from(sorted(set(foreign) - {"auto"}) or ["big"]),
-        st.text(max_size=12).filter(lambda s: s not in spec.sizes and "x" not in s),
-        st.integers(),
-    )
-    if spec.custom_sizes is None:
-        option("request.size.enum", bad_sizes.map(lambda v: {"size": v}))
-    else:
-        option(
-            "request.size.enum",
-            st.one_of(
-                st.text(max_size=12).filter(lambda s: s not in spec.sizes and "x" not in s),
-                st.integers(),
-            ).map(lambda v: {"size": v}),
-        )
-        for rule, sizes in invalid_custom_sizes(spec.custom_sizes).items():
-            option(rule, _broken_custom(spec.custom_sizes, rule, sizes))
-    for param in contract.enum_fields:
-        if param == "size" or not spec.takes(param):
+    for rule_id, check in REQUEST_RULES.items():
+        builder = _DRAWS.get(check.name)
+        rule = contract.rules[rule_id]
+        if rule_id not in applicable or builder is None or not _breakable(rule, spec, contract):
             continue
-        allowed = set(contract.enum_fields[param])
-        option(
-            f"request.{param}.enum",
-            st.text(max_size=12)
-            .filter(lambda v, allowed=allowed: v not in allowed)
-            .map(lambda v, param=param: {param: v}),
-        )
-    foreign_quality = [q for q in contract.enum_fields["quality"] if q not in spec.qualities]
-    if foreign_quality:
-        option(
-            "request.quality.model",
-            st.sampled_from(foreign_quality).map(lambda v: {"quality": v}),
-        )
-    option(
-        "request.stream.type",
-        st.one_of(st.text(max_size=5), st.integers()).map(lambda v: {"stream": v}),
-    )
-    if spec.takes("output_compression"):
-        low, high = _integer_bounds(contract, "output_compression")
-        lossy = [f for f in spec.values("output_format") if f != "png"]
-        out_of_range = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1))
-        option(
-            "request.output_compression.range",
-            st.tuples(st.sampled_from(lossy), out_of_range).map(
-                lambda fv: {
-                    "output_format": fv[0],
-                    "output_compression": fv[1],
-                    "background": OMIT,
-                }
-            ),
-        )
-        option(
-            "request.output_compression.png",
-            st.tuples(st.sampled_from(["png", None, OMIT]), st.integers(low, high)).map(
-                lambda fv: {"output_format": fv[0], "output_compression": fv[1]}
-            ),
-        )
-    if spec.takes("partial_images"):
-        low, high = _integer_bounds(contract, "partial_images")
-        option(
-            "request.partial_images.range",
-            st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1)).map(
-                lambda v: {"stream": True, "partial_images": v}
-            ),
-        )
-    if spec.takes("background") and "transparent" in spec.values("background"):
-        option(
-            "request.background.transparent_jpeg",
-            st.just(
-                {"background": "transparent", "output_format": "jpeg", "output_compression": OMIT}
-            ),
-        )
-    option(
-        "request.unknown_field",
-        st.tuples(
-            st.text(min_size=1, max_size=12).filter(lambda k: k not in global_fields),
-            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
-        ).map(lambda kv: {kv[0]: kv[1]}),
-    )
+        changes = builder(Breaking(rule, spec, {}, contract))
+        if changes is not None:
+            options.append(st.tuples(changes, st.just(rule_id)))
 
     @st.composite
     def bodies(draw: st.DrawFn) -> tuple[dict, str]:
         base = draw(valid_requests(model, prof))
         changes, rule = draw(st.one_of(options))
-        body = dict(base)
-        for key, value in changes.items():
-            if value is OMIT:
-                body.pop(key, None)
-            else:
-                body[key] = value
-        return body, rule
+        return _apply(base, changes), rule
 
     return bodies()
 
 
-def _broken_custom(custom: CustomSizes, rule: str, examples: Sequence[str]) -> st.SearchStrategy:
-    """Custom sizes that break ``rule`` alone: the computed examples, and random ones."""
-    from hypothesis import strategies as st  # imported when drawing only (--explore)
+# Random breakers, by kind of break: each gives a strategy of changes (None: none for the model).
 
+
+def _one(b: Breaking, values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict]:
+    return values.map(lambda v: {b.param: v})
+
+
+def _draw_required(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    return st.just({b.param: OMIT})
+
+
+def _draw_type(b: Breaking) -> st.SearchStrategy[dict] | None:
+    """Values of every JSON type the field's schema does not allow."""
+    from hypothesis import strategies as st
+
+    kinds = {
+        "integer": st.integers(),
+        "boolean": st.booleans(),
+        "null": st.none(),
+        "string": st.text(max_size=5),
+        "number": st.floats(allow_nan=False, allow_infinity=False).filter(
+            lambda f: not f.is_integer()
+        ),
+        "array": st.lists(st.text(), max_size=2),
+    }
+    allowed = b.contract.types(b.param)
+    wrong = [strategy for kind, strategy in kinds.items() if kind not in allowed]
+    return _one(b, st.one_of(wrong)) if wrong else None
+
+
+def _draw_empty(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    return st.just({b.param: ""})
+
+
+def _draw_max_length(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    limit = b.spec.limit(b.param, "maxLength")
+    if limit is None:
+        return None
+    return _one(b, st.integers(limit + 1, limit + 64).map(prompt_of_length))
+
+
+def _draw_minimum(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    return _one(b, st.integers(max_value=_integer_bounds(b.contract, b.param)[0] - 1))
+
+
+def _draw_maximum(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    return _one(b, st.integers(min_value=_integer_bounds(b.contract, b.param)[1] + 1))
+
+
+def _draw_model_maximum(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    return _one(b, st.integers(min_value=_model_maximum(b.spec, b.contract, b.param) + 1))
+
+
+def _draw_enum(b: Breaking) -> st.SearchStrategy[dict] | None:
+    """Text outside the enum; for a field whose values only the models state, also other
+    models' values and numbers (never what the model's custom sizes would judge)."""
+    from hypothesis import strategies as st
+
+    spec, param = b.spec, b.param
+    if param in b.contract.enum_fields:
+        allowed = set(b.contract.enum_fields[param])
+        return _one(b, st.text(max_size=12).filter(lambda v: v not in allowed))
+    own = set(spec.values(param))
+    foreign = [
+        v
+        for v in _other_models_values(spec, b.contract, param)
+        if not spec.accepts_custom(param, v)
+    ]
+    text = st.text(max_size=12).filter(lambda v: v not in own and not spec.accepts_custom(param, v))
+    choices = [st.sampled_from(foreign)] if foreign else []
+    return _one(b, st.one_of(*choices, text, st.integers()))
+
+
+def _draw_model_enum(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    values = [v for _, changes in _break_model_enum(b) for v in changes.values()]
+    return _one(b, st.sampled_from(values)) if values else None
+
+
+def _draw_custom_size(b: Breaking) -> st.SearchStrategy[dict] | None:
+    """The computed examples, and random sizes that break the rule's limit alone."""
+    from hypothesis import strategies as st
+
+    custom = b.spec.custom_sizes
+    if custom is None:
+        return None
+    examples = invalid_custom_sizes(custom).get(b.rule.id, ())
     step = custom.multiple_of
-    # Aspect and maximum breaks need both sides on the step: draw them there.
-    unit = 1 if rule == "request.size.custom.divisible" else step
+    # A side off the step breaks the divisibility limit; the other limits need both sides on
+    # the step: draw them there.
+    off_step = custom.broken_limit(step + 1, step) == b.rule.limit
+    unit = 1 if off_step else step
     sides = st.integers(1, custom.max_edge // unit + 4 * step // unit).map(lambda k: k * unit)
     drawn = (
         st.tuples(sides, sides)
-        .filter(lambda wh: custom.broken_rule(*wh) == rule)
+        .filter(lambda wh: custom.broken_limit(*wh) == b.rule.limit)
         .map(lambda wh: f"{wh[0]}x{wh[1]}")
     )
-    return st.one_of(st.sampled_from(list(examples)), drawn).map(lambda s: {"size": s})
+    return _one(b, st.one_of(st.sampled_from(list(examples)), drawn) if examples else drawn)
+
+
+def _draw_range(b: Breaking) -> st.SearchStrategy[dict] | None:
+    """Out of range, with the rule's first context and what lets the field be set."""
+    from hypothesis import strategies as st
+
+    low, high = _integer_bounds(b.contract, b.param)
+    outside = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1))
+    template = b.changes(b.rule.contexts[0], None)
+    enablers = {}
+    for cross in _crossings(b.contract, b.param):
+        for field in cross.when:
+            allowed = [v for v in b.spec.values(field) if cross.holds({field: v, b.param: high})]
+            enablers[field] = st.sampled_from(allowed)
+
+    def fill(drawn: tuple[Any, ...]) -> dict:
+        *chosen, value = drawn
+        return {**template, **dict(zip(enablers, chosen, strict=True)), b.param: value}
+
+    return st.tuples(*enablers.values(), outside).map(fill)
+
+
+def _draw_requires(b: Breaking) -> st.SearchStrategy[dict] | None:
+    """The fixed breakers when the rule's field is the one the ``if`` looks at; else any
+    trigger of the ``if`` (left out and null included) with any valid value of the field."""
+    from hypothesis import strategies as st
+
+    cross = b.contract.cross_field(b.rule.id)
+    if b.param in cross.when:
+        fixed = _requires_changes(b, cross)
+        return st.sampled_from(fixed) if fixed else None
+    bounds = _integer_bounds(b.contract, b.param)
+    clear = dict.fromkeys(b.rule.clear, OMIT)
+    parts = []
+    for field in cross.when:
+        values = [*b.contract.enum_fields.get(field, ()), None, OMIT]
+        triggers = st.sampled_from(_triggers(cross, field, values))
+        parts.append(
+            st.tuples(triggers, st.integers(*bounds)).map(
+                lambda tv, field=field: {field: tv[0], b.param: tv[1], **clear}
+            )
+        )
+    return st.one_of(parts) if parts else None
+
+
+def _draw_unknown_field(b: Breaking) -> st.SearchStrategy[dict] | None:
+    from hypothesis import strategies as st
+
+    known = set(b.contract.request_fields)
+    return st.tuples(
+        st.text(min_size=1, max_size=12).filter(lambda k: k not in known),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+    ).map(lambda kv: {kv[0]: kv[1]})
+
+
+_DRAWS = {
+    "required": _draw_required,
+    "type": _draw_type,
+    "empty": _draw_empty,
+    "max_length": _draw_max_length,
+    "minimum": _draw_minimum,
+    "maximum": _draw_maximum,
+    "model_maximum": _draw_model_maximum,
+    "enum": _draw_enum,
+    "model_enum": _draw_model_enum,
+    "custom_size": _draw_custom_size,
+    "range": _draw_range,
+    "requires": _draw_requires,
+    "unknown_field": _draw_unknown_field,
+}
 
 
 # --- exploration: drawing from the strategies, reproducibly ------------------------------------

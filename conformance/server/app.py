@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +38,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..contract.loader import GPT_FAMILY, Contract, ModelSpec, load_contract
+from ..contract.loader import Contract, ModelSpec, load_contract
 from ..contract.oracle import (
     Violation,
     parse_body,
@@ -62,41 +63,19 @@ from .quirks import QUIRKS, ActiveQuirks
 __all__ = ["ServerConfig", "create_app", "hide_dropped_connection_logs"]
 
 GENERATIONS_PATH = "/v1/images/generations"
-#: What ``auto`` resolves to on a GPT model, as the answer echoes it (values of the answer's enums).
-AUTO_QUALITY = "medium"
-AUTO_BACKGROUND = "opaque"
+#: The server's own choices where the contract leaves the choice to the server (never judged):
+#: what a value such as ``auto`` becomes, the first of these the model takes (the first at all
+#: for a field the model does not take).
+OWN_CHOICES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "quality": {"auto": ("medium", "standard")},
+    "background": {"auto": ("opaque",)},
+}
 #: The largest picture the server draws for a size it was told to accept anyway (a quirk).
 MAX_EDGE = 4096
-#: Output tokens of one 1024x1024 image by quality (OpenAI's published figures), scaled by area.
+#: Output tokens of one 1024x1024 image by quality (OpenAI's published figures), scaled by area;
+#: the server's own usage model, which counts any other quality as ``medium``.
 OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
-
-#: Rules whose offending field a lenient server (or an ``accept`` quirk) drops and defaults,
-#: besides every enum field's ``request.<field>.enum`` (added from the contract's enum fields).
-_DROP_FIELD_RULES = frozenset(
-    {
-        "request.unknown_field",
-        "request.unsupported_param",
-        "request.model.unknown",
-        "request.quality.model",
-        "request.output_compression.png",
-    }
-)
-#: OpenAI-style error codes by rule id (the rest are ``invalid_value``).
-_ERROR_CODES = {
-    "request.body.not_json": None,
-    "request.body.not_object": "invalid_type",
-    "request.prompt.required": "missing_required_parameter",
-    "request.prompt.type": "invalid_type",
-    "request.prompt.max_length": "string_above_max_length",
-    "request.prompt.empty": "empty_string",
-    "request.n.type": "invalid_type",
-    "request.n.min": "integer_below_min_value",
-    "request.n.max": "integer_above_max_value",
-    "request.stream.type": "invalid_type",
-    "request.unknown_field": "unknown_parameter",
-    "request.unsupported_param": "unsupported_parameter",
-    "request.model.unknown": "model_not_found",
-}
+_DEFAULT_TOKENS = OUTPUT_TOKENS_1024["medium"]
 #: What the ``corrupt-image`` quirk sends instead of an image.
 CORRUPT_IMAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 #: The quirk that damages each format's pictures, and how.
@@ -180,10 +159,9 @@ class RequestRefused(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
 
-def _violation_error(violation: Violation) -> RequestRefused:
-    code = _ERROR_CODES.get(violation.rule, "invalid_value")
-    if violation.rule.startswith("request.n.max"):
-        code = "integer_above_max_value"
+def _violation_error(violation: Violation, contract: Contract) -> RequestRefused:
+    """The refusal of a broken rule, with the error code the rule states."""
+    code = contract.rules[violation.rule].error_code
     return RequestRefused(400, violation.message, violation.param, code)
 
 
@@ -224,15 +202,14 @@ class ReferenceServer:
         self.images = ImageCache()
         self.urls = UrlStore()
         self._tolerated = self.quirks.tolerated_rules()
-        self._drop_rules = _DROP_FIELD_RULES | {
-            f"request.{name}.enum" for name in self.contract.enum_fields
-        }
+        self._drop_rules = frozenset(
+            r.id for r in self.contract.request_rules.values() if r.when_ignored == "drop"
+        )
         fields = self.contract.request_fields
         self._defaults: dict[str, Any] = {k: v.get("default") for k, v in fields.items()}
-        self._n_bounds = fields["n"]["anyOf"][1]
-        self._partial_bounds = fields["partial_images"]["anyOf"][1]
-        self._compression_bounds = fields["output_compression"]["anyOf"][1]
-        self._gpt_default_model = self.contract.family_models(GPT_FAMILY)[0]
+        # An omitted model with fields the default model does not know: the server serves the
+        # first model that takes them all (the spec leaves open which).
+        self._implicit_model = self.contract.model_taking(self.contract.omitted_model_fields)
 
     # --- the generations endpoint ---------------------------------------------------------
 
@@ -338,7 +315,7 @@ class ReferenceServer:
     def _resolve(self, raw: bytes) -> Generation:
         body, broken = parse_body(raw)
         if broken is not None:
-            raise _violation_error(broken)
+            raise _violation_error(broken, self.contract)
         if isinstance(body, dict) and "reject-null" in self.quirks:
             for key, value in body.items():
                 if value is None and key != "prompt":
@@ -350,13 +327,14 @@ class ReferenceServer:
             and body.get("model") is None
             and resolve_model(body, self.contract) is None
         ):
-            # `model` omitted with GPT-only fields: validate it as the GPT model it addresses.
-            body = {**body, "model": self._gpt_default_model}
+            # `model` omitted with fields the default model does not know: validate it as the
+            # model the server serves then.
+            body = {**body, "model": self._implicit_model}
         for _ in range(2):
             violations = request_violations(body, self.contract)
             blocking = self._blocking(violations)
             if blocking:
-                raise _violation_error(blocking[0])
+                raise _violation_error(blocking[0], self.contract)
             if not violations:
                 break
             body = self._drop_ignored(body, violations)
@@ -374,8 +352,9 @@ class ReferenceServer:
     def _generation(self, body: Mapping[str, Any]) -> Generation:
         model_name = resolve_model(body, self.contract)
         if model_name not in self.contract.models:
-            # GPT-only fields with the model left out (or dropped as unknown by a quirk).
-            model_name = self._gpt_default_model
+            # Fields the default model does not know, with the model left out (or dropped as
+            # unknown by a quirk).
+            model_name = self._implicit_model
         spec = self.contract.models[model_name]
         prompt = body.get("prompt")
         prompt = prompt if isinstance(prompt, str) else ("" if prompt is None else str(prompt))
@@ -388,41 +367,56 @@ class ReferenceServer:
             )
 
         def pick(name: str) -> Any:
-            value = body.get(name)
-            return self._defaults.get(name) if value is None else value
+            """The field's value: the body's, else the model's fixed one for a field it does
+            not take, else the default; then the server's own choice for ``auto``."""
+            value = body.get(name) if spec.takes(name) else None
+            if value is None:
+                value = spec.fixed.get(name, self._defaults.get(name))
+            return _own_choice(name, value, spec)
 
         width, height = self._size(pick("size"), spec)
-        quality = pick("quality")
-        if spec.is_gpt:
-            quality = AUTO_QUALITY if quality not in OUTPUT_TOKENS_1024 else quality
-            output_format = pick("output_format")
-            background = pick("background")
-            background = AUTO_BACKGROUND if background == "auto" else background
-        else:
-            quality = "standard" if quality == "auto" else quality
-            output_format, background = self._defaults["output_format"], AUTO_BACKGROUND
-        compression = body.get("output_compression") if output_format != "png" else None
+        output_format = pick("output_format")
+        compression = None
+        if spec.takes("output_compression") and output_format in self._lossy_formats:
+            compression = body.get("output_compression")
         if compression is not None:
-            lo, hi = self._compression_bounds["minimum"], self._compression_bounds["maximum"]
+            lo, hi = self._bounds("output_compression")
             compression = max(lo, min(hi, _as_int(compression, hi)))
-        stream = spec.is_gpt and _truthy(body.get("stream"))
-        lo, hi = self._partial_bounds["minimum"], self._partial_bounds["maximum"]
+        lo, hi = self._bounds("partial_images")
         partial_images = max(lo, min(hi, _as_int(pick("partial_images"), lo)))
-        lo, hi = self._n_bounds["minimum"], self._n_bounds["maximum"]
+        lo, hi = self._bounds("n")
         return Generation(
             model=spec,
             prompt=prompt,
             n=max(lo, min(hi, _as_int(pick("n"), lo))),
             width=width,
             height=height,
-            quality=quality,
+            quality=pick("quality"),
             output_format=output_format,
-            background=background,
+            background=pick("background"),
             compression=compression,
-            response_format=pick("response_format") if not spec.is_gpt else "b64_json",
-            stream=stream,
+            response_format=pick("response_format"),
+            stream=spec.takes("stream") and _truthy(body.get("stream")),
             partial_images=partial_images,
             style=pick("style") if spec.takes("style") else None,
+        )
+
+    def _bounds(self, name: str) -> tuple[int, int]:
+        bounds = self.contract.bounds(name)
+        assert bounds is not None, name
+        return bounds
+
+    @cached_property
+    def _lossy_formats(self) -> frozenset[Any]:
+        """Output formats that take ``output_compression`` (the schema's cross-field rules)."""
+        bounds = self._bounds("output_compression")
+        return frozenset(
+            fmt
+            for fmt in self.contract.enum_fields.get("output_format", ())
+            if all(
+                c.holds({"output_format": fmt, "output_compression": bounds[1]})
+                for c in self.contract.cross_fields
+            )
         )
 
     def _size(self, size: Any, spec: ModelSpec) -> tuple[int, int]:
@@ -482,7 +476,7 @@ class ReferenceServer:
     # --- answers ----------------------------------------------------------------------------
 
     def _usage(self, gen: Generation, images: int) -> dict[str, Any]:
-        per_image = OUTPUT_TOKENS_1024.get(gen.quality, OUTPUT_TOKENS_1024[AUTO_QUALITY])
+        per_image = OUTPUT_TOKENS_1024.get(gen.quality, _DEFAULT_TOKENS)
         output = max(1, round(per_image * gen.width * gen.height / (1024 * 1024))) * images
         text = max(1, math.ceil(len(gen.prompt) / 4))
         usage: dict[str, Any] = {
@@ -526,14 +520,9 @@ class ReferenceServer:
             del answer["created"]
         elif "string-created" in self.quirks:
             answer["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if gen.model.is_gpt:
-            answer.update(
-                background=gen.background,
-                output_format=gen.output_format,
-                quality=gen.quality,
-                size=gen.size,
-                usage=self._usage(gen, count),
-            )
+        answer.update({name: getattr(gen, name) for name in gen.model.echoes})
+        if gen.model.reports_usage:
+            answer["usage"] = self._usage(gen, count)
         content = json.dumps(answer, separators=(",", ":")).encode()
         if "truncated-json" in self.quirks:
             content = content[: len(content) // 2]
@@ -622,6 +611,15 @@ class ReferenceServer:
                 404, "This image does not exist or has expired.", None, "not_found"
             )
         return Response(picture.data, media_type=picture.media_type)
+
+
+def _own_choice(name: str, value: Any, spec: ModelSpec) -> Any:
+    """What the server makes of a value it chooses for (:data:`OWN_CHOICES`), else the value."""
+    options = OWN_CHOICES.get(name, {}).get(value) if isinstance(value, str) else None
+    if not options:
+        return value
+    taken = [o for o in options if o in spec.values(name)]
+    return (taken or list(options))[0]
 
 
 def _asks_stream(body: bytes) -> bool:
