@@ -21,8 +21,8 @@ import pytest
 from PIL import Image, ImageChops
 from starlette.testclient import TestClient
 
-from conformance.contract.loader import load_contract
-from conformance.contract.oracle import parse_size, request_violations
+from conformance.contract.loader import load_contract, parse_wxh
+from conformance.contract.oracle import request_violations
 from conformance.errors import SetupError
 from conformance.server.app import ServerConfig, create_app
 from conformance.server.launcher import start_reference_server
@@ -255,14 +255,14 @@ def assert_valid_answer(client, body: dict[str, Any], response: httpx.Response) 
     for image in fetch_images(client, answer):
         assert PIL_FORMATS[image.format] == fmt
         if size != "auto":
-            assert image.size == parse_size(size)
+            assert image.size == parse_wxh(size)
         assert ("A" in image.getbands()) == (body.get("background") == "transparent")
     if spec.is_gpt:
         usage = answer["usage"]
         assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
         assert answer["output_format"] == fmt
         assert answer["size"] == (size if size != "auto" else answer["size"])
-        assert parse_size(answer["size"]) is not None
+        assert parse_wxh(answer["size"]) is not None
         assert answer["quality"] in ("low", "medium", "high")
         if body.get("quality") not in (None, "auto"):
             assert answer["quality"] == body["quality"]
@@ -424,7 +424,7 @@ def test_stream(reference_client, model: str, fields: dict, lenient: bool) -> No
         assert not list(validator.iter_errors(event))
         assert (event["size"], event["output_format"]) == (size, fmt)
         image = decode(base64.b64decode(event["b64_json"]))
-        assert image.size == parse_size(size) and PIL_FORMATS[image.format] == fmt
+        assert image.size == parse_wxh(size) and PIL_FORMATS[image.format] == fmt
         assert ("A" in image.getbands()) == (fields.get("background") == "transparent")
     completed = [e for _, e in events if e["type"] == "image_generation.completed"]
     usage = completed[0]["usage"]

@@ -140,9 +140,6 @@ class CustomSizes:
             return "max"
         return None
 
-    #: Kept for callers that only ask whether a size is valid (None) or not.
-    broken_rule = broken_limit
-
     def is_safe(self, width: int, height: int) -> bool:
         """True for sizes that every conformant server must accept."""
         return (

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .loader import OMIT, Contract, ModelSpec, load_contract, parse_wxh
+from .loader import OMIT, Contract, ModelSpec, load_contract
 from .request_rules import (
     REQUEST_RULES,
     NotJson,
@@ -29,10 +29,8 @@ from .request_rules import (
 )
 
 __all__ = [
-    "GPT_ONLY_FIELDS",
     "Violation",
     "parse_body",
-    "parse_size",
     "request_violations",
     "resolve_model",
 ]
@@ -45,13 +43,6 @@ class Violation:
     rule: str
     param: str | None
     message: str
-
-
-#: Fields that, carrying values, keep an omitted model from meaning the default one (kept for
-#: callers; the schema states them).
-GPT_ONLY_FIELDS = load_contract().omitted_model_fields
-#: ``"1536x864"`` -> ``(1536, 864)``; None for anything that is not a plain ``WxH``.
-parse_size = parse_wxh
 
 
 def parse_body(raw: bytes) -> tuple[Any, Violation | None]:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ..contract.loader import ContractError, ModelSpec, Rule, load_contract
-from ..contract.oracle import parse_size
+from ..contract.loader import ContractError, ModelSpec, Rule, load_contract, parse_wxh
 from ..contract.profiles import Profile
 from ..contract.registry import Registry
 from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
@@ -252,7 +251,7 @@ def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
     n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
     fmt = value("output_format")
     size = body.get("size") if spec.takes("size") else None
-    wxh = parse_size(size) if isinstance(size, str) else None
+    wxh = parse_wxh(size) if isinstance(size, str) else None
     partial = value("partial_images") if spec.takes("partial_images") else 0
     return _Asked(
         spec=spec,
@@ -568,7 +567,7 @@ def _size_ok(asked: _Asked, width: int | None, height: int | None) -> bool:
     spec = asked.spec
     if f"{width}x{height}" in spec.sizes:
         return True
-    return spec.custom_sizes is not None and spec.custom_sizes.broken_rule(width, height) is None
+    return spec.custom_sizes is not None and spec.custom_sizes.broken_limit(width, height) is None
 
 
 def check_image(

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..contract.loader import ModelSpec, Rule, load_contract
-from ..contract.oracle import GPT_ONLY_FIELDS, request_violations, resolve_model
+from ..contract.oracle import request_violations, resolve_model
 from .cases import MALFORMED_AUTH, Case
 from .showing import Answer, rule_applies, showings, streams
 
@@ -90,18 +90,9 @@ def answering_model(case: Case, models: Sequence[str]) -> str:
     resolved = resolve_model(body, contract) if isinstance(body, dict) else None
     if resolved in contract.models:
         return resolved
-    takers = [m for m in models if _takes_model_only_fields(contract.models[m])]
-    return (
-        takers[0]
-        if takers
-        else next(m for m in contract.models if _takes_model_only_fields(contract.models[m]))
-    )
-
-
-def _takes_model_only_fields(spec: ModelSpec) -> bool:
-    """Whether the model takes every field the default model does not: a model an omitted
-    ``model`` may mean when those fields carry values (the spec does not say which one)."""
-    return set(GPT_ONLY_FIELDS) <= spec.params
+    wanted = set(contract.omitted_model_fields)
+    takers = [m for m in models if wanted <= contract.models[m].params]
+    return takers[0] if takers else contract.model_taking(wanted)
 
 
 def case_spec(case: Case, models: Sequence[str]) -> ModelSpec | None:

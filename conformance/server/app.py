@@ -38,14 +38,8 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..contract.loader import Contract, ModelSpec, load_contract
-from ..contract.oracle import (
-    Violation,
-    parse_body,
-    parse_size,
-    request_violations,
-    resolve_model,
-)
+from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh
+from ..contract.oracle import Violation, parse_body, request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..contract.reach import AuthStyle
 from .pictures import (
@@ -422,10 +416,10 @@ class ReferenceServer:
     def _size(self, size: Any, spec: ModelSpec) -> tuple[int, int]:
         """The asked ``WxH``; for ``auto`` (which parses as no size), a size too big to draw or
         anything an ``accept`` quirk let through, the model's default, else its first ``WxH``."""
-        parsed = parse_size(size) if isinstance(size, str) else None
+        parsed = parse_wxh(size) if isinstance(size, str) else None
         if parsed is None or max(parsed) > MAX_EDGE:
-            parsed = parse_size(spec.default_size)
-        return parsed or next(wxh for s in spec.sizes if (wxh := parse_size(s)))
+            parsed = parse_wxh(spec.default_size)
+        return parsed or next(wxh for s in spec.sizes if (wxh := parse_wxh(s)))
 
     # --- drawing ----------------------------------------------------------------------------
 
