@@ -156,7 +156,8 @@ class ModelSpec:
 
     name: str
     family: str
-    prompt_max_chars: int
+    #: None for a declared model that states no prompt limit.
+    prompt_max_chars: int | None
     n_max: int
     sizes: tuple[str, ...]
     default_size: str
@@ -175,13 +176,30 @@ class ModelSpec:
     echoes: tuple[str, ...] = ()
     #: Whether its answers carry token usage (``x-imgconf-model.usage``).
     reports_usage: bool = False
+    #: Its own parameters beyond the standard fields, each a JSON Schema fragment
+    #: (``x-imgconf-model.extensions``; only models declared in a profile have any).
+    extensions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Standard fields it answers as if omitted (``x-imgconf-model.ignores``).
+    ignores: frozenset[str] = frozenset()
+    #: Standard fields it refuses with a clean 4xx at MUST (``x-imgconf-model.refuses``).
+    refuses: frozenset[str] = frozenset()
+    #: Its own defaults of fields it takes (``x-imgconf-default`` of a field's model schema),
+    #: where they differ from the request schema's.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_gpt(self) -> bool:
         return self.family == GPT_FAMILY
 
     def takes(self, param: str) -> bool:
-        return param in self.params
+        """Whether the model takes a field: a standard one, or one of its own parameters."""
+        return param in self.params or param in self.extensions
+
+    def default(self, param: str, contract: Contract) -> Any:
+        """What the field means when left out: the model's own default, else the schema's."""
+        if param in self.defaults:
+            return self.defaults[param]
+        return contract.request_fields.get(param, {}).get("default")
 
     def values(self, param: str) -> tuple[Any, ...]:
         """Allowed non-null values of an enum field for this model (empty if it does not take it)."""
@@ -230,6 +248,12 @@ class Rule:
     clear: tuple[str, ...] = ()
     #: Custom-size rules: the limit of :meth:`CustomSizes.broken_limit` they state.
     limit: str | None = None
+    #: Which models declared in a profile the rule holds for (``declared:``): ``*`` for all of
+    #: them, the name of a declared fact (``sizes``) or a value within one
+    #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``); None for none.
+    declared: str | None = None
+    #: Per-model levels that differ from :attr:`level` (a declared fact marked SHOULD).
+    levels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -238,6 +262,13 @@ class Rule:
     @property
     def is_must(self) -> bool:
         return self.level == "MUST"
+
+    def level_for(self, model: str | None) -> str:
+        """The rule's level for one model: a declared model's fact may lower it to SHOULD."""
+        return self.levels.get(model, self.level) if model else self.level
+
+    def is_must_for(self, model: str | None) -> bool:
+        return self.level_for(model) == "MUST"
 
     def applies_to(self, model: str) -> bool:
         return model in self.models
@@ -283,6 +314,12 @@ class Contract:
     def request_fields(self) -> Mapping[str, Any]:
         """The request schema's top-level property schemas (the union over all models)."""
         return self.schemas["request"]["properties"]
+
+    @cached_property
+    def extension_fields(self) -> tuple[str, ...]:
+        """The models' own parameters (``x-imgconf-extension`` in the request schema): the
+        fields of declared models beyond the standard ones, in the schema's order."""
+        return tuple(k for k, v in self.request_fields.items() if v.get("x-imgconf-extension"))
 
     @cached_property
     def enum_fields(self) -> Mapping[str, tuple[Any, ...]]:
@@ -504,6 +541,12 @@ def _cross_fields(request: Mapping[str, Any]) -> tuple[CrossField, ...]:
     return tuple(out)
 
 
+def model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]) -> ModelSpec:
+    """A model's :class:`ModelSpec` from its ``$defs/model.<name>`` fragment and the request
+    schema's top-level fields: one code path for OpenAI's models and declared ones."""
+    return _model_spec(name, definition, top)
+
+
 def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]) -> ModelSpec:
     meta = definition.get("x-imgconf-model", {})
     props: Mapping[str, Any] = definition.get("properties", {})
@@ -519,7 +562,7 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
         values = _enum_values(model_schema or {}) or _enum_values(top[fname])
         if values:
             enums[fname] = values
-    size_schema = props["size"]
+    size_schema = props.get("size", {})
     custom = None
     spec = size_schema.get("x-imgconf-custom-size")
     if spec:
@@ -533,7 +576,7 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
             safe_max_edge=safe["max_edge"],
             safe_max_aspect=safe["max_aspect"],
         )
-    sizes = enums["size"]
+    sizes = enums.get("size", ())
     limits = {
         name: {k: sub[k] for k in ("maximum", "maxLength") if k in sub}
         for name, sub in props.items()
@@ -542,11 +585,11 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
     return ModelSpec(
         name=name,
         family=meta["family"],
-        prompt_max_chars=props["prompt"]["maxLength"],
-        n_max=props["n"]["maximum"],
+        prompt_max_chars=props.get("prompt", {}).get("maxLength"),
+        n_max=props.get("n", {}).get("maximum", 1),
         sizes=sizes,
         default_size=size_schema.get("x-imgconf-default", top["size"].get("default", "auto")),
-        qualities=enums["quality"],
+        qualities=enums.get("quality", ()),
         enums=enums,
         params=frozenset(params),
         custom_sizes=custom,
@@ -554,6 +597,14 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
         fixed=dict(meta.get("fixed", {})),
         echoes=tuple(meta.get("echoes", ())),
         reports_usage=bool(meta.get("usage", False)),
+        extensions={k: props[k] for k in meta.get("extensions", ())},
+        ignores=frozenset(meta.get("ignores", ())),
+        refuses=frozenset(meta.get("refuses", ())),
+        defaults={
+            k: sub["x-imgconf-default"]
+            for k, sub in props.items()
+            if k != "size" and isinstance(sub, Mapping) and "x-imgconf-default" in sub
+        },
     )
 
 
@@ -591,6 +642,7 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             per_model=entry.get("per_model", True),
             param=entry.get("param"),
             schema=entry.get("schema", False),
+            declared=entry.get("declared", "*" if entry["models"] == "*" else None),
             **_request_rule_data(entry),
         )
     return rules

@@ -17,8 +17,10 @@ from typing import Any
 from .loader import OMIT, Contract, ModelSpec, load_contract
 from .request_rules import (
     REQUEST_RULES,
+    Extension,
     NotJson,
     NotObject,
+    Refused,
     Seen,
     UnknownField,
     UnknownModel,
@@ -89,7 +91,37 @@ def request_violations(body: Any, contract: Contract | None = None) -> list[Viol
         found = _field_violation(param, seen)
         if found is not None:
             out.append(found)
+    for param in contract.extension_fields:
+        found = _extension_violation(param, seen)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def _extension_violation(param: str, seen: Seen) -> Violation | None:
+    """A break of a model's own parameter: sent to a model without it, or outside its schema
+    (null or left out means its default, as for every optional field)."""
+    if seen.body.get(param) is None:
+        return None
+    gate = _gate(param, seen)
+    if gate is not None or seen.spec is None:
+        return gate
+    rule = seen.contract.rules[body_rule(Extension)]
+    message = REQUEST_RULES[rule.id].broken(rule, param, seen)
+    return None if message is None else Violation(rule.id, param, message)
+
+
+def _gate(param: str, seen: Seen) -> Violation | None:
+    """The break of a field the addressed model does not take: refused by its profile, or not
+    supported (a field its profile says it ignores breaks nothing: it is dropped)."""
+    if seen.spec is None or seen.spec.takes(param):
+        return None
+    for kind in (Refused, Unsupported):
+        rule = seen.contract.rules[body_rule(kind)]
+        message = REQUEST_RULES[rule.id].broken(rule, param, seen)
+        if message is not None:
+            return Violation(rule.id, param, message)
+    return None
 
 
 def _body_violation(
@@ -116,9 +148,7 @@ def _field_violation(param: str, seen: Seen) -> Violation | None:
     if not required and (value is OMIT or value is None):
         return None
     if not required and seen.spec is not None and not seen.spec.takes(param):
-        rule = contract.rules[body_rule(Unsupported)]
-        message = REQUEST_RULES[rule.id].broken(rule, param, seen)
-        return None if message is None else Violation(rule.id, param, message)
+        return _gate(param, seen)
     for rule, check in field_rules(param, contract):
         message = check.broken(rule, value, seen)
         if message is not None:

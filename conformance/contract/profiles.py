@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import SetupError
+from .declared import ANY, DeclarationError, DeclaredModel, extend_contract, parse_models
 from .loader import LEVELS, Contract, Rule, load_contract, read_data_file
 from .reach import AuthStyle, check_header, parse_query
 
@@ -59,10 +60,15 @@ class Profile:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Query parameters sent on every request to the target (``api-version``).
     query: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The models the profile declares (``like:`` a contract model, or from scratch).
+    declared: tuple[DeclaredModel, ...] = ()
+    #: The contract with the declared models in it (None: the contract itself).
+    own_contract: Contract | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def contract(self) -> Contract:
-        return load_contract()
+        """The contract this profile is judged by: the base one plus its declared models."""
+        return self.own_contract if self.own_contract is not None else load_contract()
 
     def rules(self) -> dict[str, Rule]:
         """The contract's rules as this profile holds them: levels raised, models narrowed."""
@@ -70,12 +76,13 @@ class Profile:
         for rule in self.contract.rules.values():
             override = self.rule_overrides.get(rule.id, {})
             level = override.get("level", rule.level)
+            levels = {} if "level" in override else rule.levels
             models = rule.models
             if "models" in override:
                 wanted = override["models"]
                 models = tuple(self.models) if wanted == "*" else tuple(wanted)
             models = tuple(m for m in models if m in self.models)
-            out[rule.id] = dataclasses.replace(rule, level=level, models=models)
+            out[rule.id] = dataclasses.replace(rule, level=level, models=models, levels=levels)
         return out
 
     def price(self, model: str, quality: str | None, size: str | None) -> float | None:
@@ -178,15 +185,15 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
     if extra:
         raise _fail(where, f"unknown field '{extra[0]}' (known: {', '.join(sorted(known))})")
     name = _expect(data, "name", str, where)
-    models = _expect(data, "models", list, where)
-    if not models:
+    raw_models = _expect(data, "models", list, where)
+    if not raw_models:
         raise _fail(where, "field 'models' must list at least one model")
-    for model in models:
-        if model not in contract.models:
-            raise _fail(
-                where,
-                f"field 'models': unknown model {model!r} (known: {', '.join(contract.models)})",
-            )
+    try:
+        names, declared = parse_models(raw_models, contract)
+        contract = extend_contract(contract, declared)
+    except DeclarationError as exc:
+        raise _fail(where, str(exc)) from None
+    models = list(names)
     path = data.get("path", "/images/generations")
     if not isinstance(path, str) or not path.startswith("/"):
         raise _fail(where, f"field 'path' must be a string starting with '/' (got {path!r:.60})")
@@ -210,9 +217,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         if "level" in override and override["level"] not in LEVELS:
             raise _fail(where, f"field 'rules.{rule_id}.level' must be MUST or SHOULD")
         wanted = override.get("models", "*")
-        if wanted != "*" and not (
-            isinstance(wanted, list) and all(m in contract.models for m in wanted)
-        ):
+        if wanted != "*" and not (isinstance(wanted, list) and all(m in models for m in wanted)):
             raise _fail(where, f"field 'rules.{rule_id}.models' must be '*' or known model names")
 
     unsupported = data.get("unsupported") or []
@@ -226,7 +231,8 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
                 f"(known: {', '.join(contract.features)})",
             )
 
-    prices = _parse_prices(data.get("prices") or {}, models, where)
+    prices = _parse_prices(data.get("prices") or {}, models, where, contract)
+    prices.update(_declared_prices(declared, contract))
     rate = None
     if data.get("rate") is not None:
         try:
@@ -251,7 +257,25 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         auth=auth,
         headers=headers,
         query=query,
+        declared=declared,
+        own_contract=None if not declared else contract,
     )
+
+
+def _declared_prices(
+    declared: tuple[DeclaredModel, ...], contract: Contract
+) -> dict[str, dict[str, dict[str, float]]]:
+    """A declared model's price per image, as a table over its qualities and sizes (``*``:
+    any, for a field it does not take)."""
+    out = {}
+    for model in declared:
+        if model.price_per_image is None:
+            continue
+        spec = contract.models[model.name]
+        sizes = [s for s in spec.sizes if "x" in s] or [ANY]
+        table = {size: model.price_per_image for size in sizes}
+        out[model.name] = {quality: dict(table) for quality in spec.qualities or (ANY,)}
+    return out
 
 
 def _parse_reach(
@@ -276,11 +300,10 @@ def _parse_reach(
 
 
 def _parse_prices(
-    raw: Any, models: list[str], where: str
+    raw: Any, models: list[str], where: str, contract: Contract
 ) -> dict[str, dict[str, dict[str, float]] | None]:
     if not isinstance(raw, Mapping):
         raise _fail(where, "field 'prices' must map model -> quality -> size -> USD")
-    contract = load_contract()
     prices: dict[str, dict[str, dict[str, float]] | None] = {m: None for m in models}
     for model, table in raw.items():
         if model not in contract.models:

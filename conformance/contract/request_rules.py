@@ -25,6 +25,7 @@ __all__ = [
     "Check",
     "Seen",
     "body_rule",
+    "extension_error",
     "field_order",
     "field_rules",
 ]
@@ -249,16 +250,54 @@ class Requires(Check):
 
 class Unsupported(Check):
     """A field the addressed model does not take (``value`` is the field's name): the oracle's
-    gate before a field's own checks, since a field the model ignores has no limits to break."""
+    gate before a field's own checks, since a field the model ignores has no limits to break.
+    A field a declared model's profile says it ignores or refuses is not this rule's."""
 
     name = "unsupported"
     body_level = True
 
     def broken(self, rule: Rule, value: Any, seen: Seen) -> str | None:
-        param = str(value)
-        if seen.spec is None or seen.spec.takes(param):
+        param, spec = str(value), seen.spec
+        if spec is None or spec.takes(param) or param in spec.ignores | spec.refuses:
             return None
-        return f"'{param}' is not supported with model {seen.spec.name}."
+        return f"'{param}' is not supported with model {spec.name}."
+
+
+class Refused(Check):
+    """A standard field the profile says the model refuses (``value`` is the field's name)."""
+
+    name = "refused"
+    body_level = True
+
+    def broken(self, rule: Rule, value: Any, seen: Seen) -> str | None:
+        param, spec = str(value), seen.spec
+        if spec is None or param not in spec.refuses:
+            return None
+        return f"Argument not supported with model {spec.name}: {param}."
+
+
+class Extension(Check):
+    """A value of one of the model's own parameters that its declared JSON Schema fragment
+    does not allow (``value`` is the parameter's name; the value is the body's)."""
+
+    name = "extension"
+    body_level = True
+
+    def broken(self, rule: Rule, value: Any, seen: Seen) -> str | None:
+        param, spec = str(value), seen.spec
+        if spec is None or param not in spec.extensions:
+            return None
+        got = seen.body.get(param)
+        error = extension_error(spec.extensions[param], got)
+        return None if error is None else f"Invalid value for '{param}': {error}"
+
+
+def extension_error(schema: Mapping[str, Any], value: Any) -> str | None:
+    """The first error of ``value`` against an extension's schema (None: valid)."""
+    from jsonschema import Draft202012Validator
+
+    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    return None if error is None else f"{error.message:.120}"
 
 
 class UnknownField(Check):
@@ -319,6 +358,7 @@ _add("request.prompt.empty", Empty())
 _add("request.n.type", WrongType())
 _add("request.n.min", Minimum())
 _add("request.n.max.dall-e-3", ModelMaximum())
+_add("request.n.max.model", ModelMaximum())
 _add("request.n.max", Maximum())
 _add("request.size.enum", Enum())
 _add("request.size.custom.divisible", CustomSize())
@@ -338,6 +378,8 @@ _add("request.partial_images.range", Range())
 _add("request.background.transparent_jpeg", Requires())
 _add("request.unknown_field", UnknownField())
 _add("request.user.type", WrongType())
+_add("request.refused_param", Refused())
+_add("request.extension.invalid", Extension())
 
 
 def body_rule(kind: type[Check]) -> str:
