@@ -353,6 +353,7 @@ class State:
             incomplete=len(results) < len(plan.cases) + len(plan.cut),
             rules=self.profile.rules(),
             auth=self.profile.auth,
+            judged_by=self.profile.contract,
         )
 
     def settled_results(self, model: str) -> list[Any]:
@@ -547,9 +548,9 @@ def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
     for model, rule in in_scope(plan.models, rules):
         items.setdefault(model, {})[rule] = None
     for case in [*plan.cases, *plan.cut]:
-        spec = case_spec(case, profile.models)
+        spec = case_spec(case, profile.models, profile.contract)
         ids = items.setdefault(case.model, {})
-        for rule in sorted(aimed_rules(case, spec, rules)):
+        for rule in sorted(aimed_rules(case, spec, rules, profile.contract)):
             ids.setdefault(rule, None)
     order = {rule: i for i, rule in enumerate(rules)}
     ranked = [ANY_MODEL, *plan.models]

@@ -194,7 +194,7 @@ class _Judgement:
     def level(self, rule_id: str) -> str:
         rule = self.rules.get(rule_id)
         if rule is not None:
-            return rule.level
+            return rule.level_for(self.model)
         return self.case.level if rule_id == self.case.rule else "MUST"
 
     def applies(self, check: AnswerCheck) -> bool:
@@ -233,21 +233,21 @@ class _Asked:
 
 
 def _answering_model(case: Case, profile: Profile) -> str:
-    return answering_model(case, profile.models)
+    return answering_model(case, profile.models, profile.contract)
 
 
 def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
-    contract = load_contract()
-    fields = contract.request_fields
+    contract = profile.contract
     spec = contract.models[model or _answering_model(case, profile)]
     body: Mapping[str, Any] = case.body if isinstance(case.body, dict) else {}
 
     def value(name: str) -> Any:
-        """The field as asked; its default where the body or the model leaves it out."""
+        """The field as asked; where the body or the model leaves it out (a field it does not
+        take, or ignores, means nothing), what the model always uses, else its default."""
         got = body.get(name) if spec.takes(name) else None
-        return fields[name].get("default") if got is None else got
+        return spec.fixed.get(name, spec.default(name, contract)) if got is None else got
 
-    n = body.get("n")
+    n = body.get("n") if spec.takes("n") else None
     n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
     fmt = value("output_format")
     size = body.get("size") if spec.takes("size") else None
@@ -991,7 +991,6 @@ def judge(
     is (the documented default or another) is the SHOULD rule ``request.model.default``.
     """
     rules = _profile_rules(profile)
-    load_contract()
     if case.expect == "accept" and _omits_model(case):
         default = _answering_model(case, profile)
         candidates = [default, *(m for m in profile.models if m != default)]
@@ -1012,7 +1011,7 @@ def judge(
                 return result
         assert first is not None
         return first
-    spec = case_spec(case, profile.models)
+    spec = case_spec(case, profile.models, profile.contract)
     model = spec.name if spec is not None else None
     return _judge_as(case, exchange, profile, rules, model, thumbnails=thumbnails)
 
@@ -1048,7 +1047,7 @@ def _judge_as(
                 f"answered {exchange.status} after {exchange.retries} retr"
                 f"{'y' if exchange.retries == 1 else 'ies'}"
             )
-        elif check_status(v, exchange, expected_param(case, rules)):
+        elif check_status(v, exchange, expected_param(case, rules, profile.contract)):
             asked = _asked(case, profile, model)
             if asked.stream:
                 check_stream(v, exchange, asked, thumbnails=thumbnails)
@@ -1059,11 +1058,10 @@ def _judge_as(
     result.findings = v.findings
     result.checked = list(v.checked)
     result.images = v.images
-    spec = load_contract().models.get(model) if model else None
+    spec = profile.contract.models.get(model) if model else None
     unseen = v.blocked or Reason.NOT_APPLICABLE
-    result.unobserved = {
-        rule: unseen for rule in sorted(aimed_rules(case, spec, rules)) if rule not in v.checked
-    }
+    aimed = aimed_rules(case, spec, rules, profile.contract)
+    result.unobserved = {rule: unseen for rule in sorted(aimed) if rule not in v.checked}
     return conclude(result)
 
 

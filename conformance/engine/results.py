@@ -206,6 +206,9 @@ class RunResult:
     #: How the key was sent (a :class:`~conformance.contract.reach.AuthStyle`), for the reproducers
     #: (None: the profile's, loaded by its name).
     auth: Any = None
+    #: The contract the profile judges by, its declared models in it (None: loaded by the
+    #: profile's name, see :meth:`contract`).
+    judged_by: Any = None
 
     def catalogue(self) -> Mapping[str, Any]:
         """The rules as the run's profile holds them.
@@ -223,6 +226,20 @@ class RunResult:
             except (SetupError, OSError):
                 self.rules = dict(load_contract().rules)
         return self.rules
+
+    def contract(self) -> Any:
+        """The contract the run's profile judges by (its declared models in it); the plain
+        contract when the profile is gone, as :meth:`catalogue` falls back."""
+        if self.judged_by is not None:
+            return self.judged_by
+        from ..contract.loader import load_contract
+        from ..contract.profiles import load_profile
+        from ..errors import SetupError
+
+        try:
+            return load_profile(self.profile).contract
+        except (SetupError, OSError):
+            return load_contract()
 
     @property
     def must_failures(self) -> list[CaseResult]:

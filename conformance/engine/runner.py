@@ -797,6 +797,8 @@ def _run(
         fail_on=settings.fail_on,
         tls={"verify": not settings.insecure, "ca_bundle": settings.ca_bundle},
         auth=profile.auth,
+        rules=profile.rules(),
+        judged_by=profile.contract,
     )
     budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
     try:

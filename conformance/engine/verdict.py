@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..contract.loader import Rule, load_contract
+from ..contract.loader import Contract, Rule, load_contract
 from ..generation.cases import ANY_MODEL
 from ..generation.coverage import aimed_rules, case_spec
 from .results import CaseResult, Reason, RunResult, blocks
@@ -44,14 +44,18 @@ MESSAGES_PER_CELL = 5
 
 
 def case_rules(
-    result: CaseResult, catalogue: Mapping[str, Rule], models: Sequence[str] = ()
+    result: CaseResult,
+    catalogue: Mapping[str, Rule],
+    models: Sequence[str] = (),
+    contract: Contract | None = None,
 ) -> dict[str, str]:
     """Each rule the case touched: ``pass``, ``fail``/``warn`` (by the finding's level) or a
     not-observed reason. A case never judged counts every rule it aimed at, with its reason."""
     out: dict[str, str] = {}
     if result.reason and not result.checked and not result.findings and not result.unobserved:
-        spec = case_spec(result.case, models or list(load_contract().models))
-        for rule in aimed_rules(result.case, spec, catalogue):
+        contract = contract or load_contract()
+        spec = case_spec(result.case, models or list(contract.models), contract)
+        for rule in aimed_rules(result.case, spec, catalogue, contract):
             out[rule] = result.reason
         out[result.case.rule] = result.reason
         return out
@@ -80,9 +84,13 @@ def in_scope(models: Iterable[str], catalogue: Mapping[str, Rule]) -> list[tuple
 
 
 def build_matrix(
-    results: Iterable[CaseResult], models: Iterable[str], catalogue: Mapping[str, Rule]
+    results: Iterable[CaseResult],
+    models: Iterable[str],
+    catalogue: Mapping[str, Rule],
+    contract: Contract | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per rule x model: its status, reasons when not observed, and which cases."""
+    """One entry per rule x model: its status, reasons when not observed, and which cases
+    (``contract``: the profile's, which knows its declared models)."""
     models = list(models)
     entries: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -93,7 +101,7 @@ def build_matrix(
             entries[key] = {
                 "model": model,
                 "rule": rule,
-                "level": known.level if known else level,
+                "level": known.level_for(model) if known else level,
                 "status": "not_observed",
                 "reasons": [],
                 "blocking": False,
@@ -107,7 +115,7 @@ def build_matrix(
 
     for result in results:
         case = result.case
-        statuses = case_rules(result, catalogue, models)
+        statuses = case_rules(result, catalogue, models, contract)
         messages = {f.rule: f.message for f in reversed(result.findings)}
         for rule, status in statuses.items():
             item = entry(case.model, rule, case.level if rule == case.rule else "MUST")
@@ -132,7 +140,7 @@ def build_matrix(
                 if item["example"] is None:
                     item["example"] = case.id
     for model, rule in in_scope(models, catalogue):
-        item = entry(model, rule, catalogue[rule].level)
+        item = entry(model, rule, catalogue[rule].level_for(model))
         if item["status"] == "not_observed" and not item["reasons"]:
             item["reasons"].append(Reason.NOT_APPLICABLE.value)
     for item in entries.values():
@@ -203,7 +211,7 @@ def decide(
     """The verdict of a run (its matrix is built when not given)."""
     catalogue = catalogue if catalogue is not None else run.catalogue()
     if matrix is None:
-        matrix = build_matrix(run.results, run.models, catalogue)
+        matrix = build_matrix(run.results, run.models, catalogue, run.contract())
     verdict = RunVerdict(status="pass", fail_on=run.fail_on)
     verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
     verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.loader import Contract, ModelSpec, Rule, load_contract
 from ..contract.oracle import request_violations, resolve_model
 from .cases import MALFORMED_AUTH, Case
 from .showing import Answer, rule_applies, showings, streams
@@ -31,11 +31,14 @@ __all__ = [
 ]
 
 
-def expected_param(case: Case, rules: Mapping[str, Rule]) -> str | None:
-    """The field a conformant error's ``param`` names for this case's broken rule."""
+def expected_param(
+    case: Case, rules: Mapping[str, Rule], contract: Contract | None = None
+) -> str | None:
+    """The field a conformant error's ``param`` names for this case's broken rule (judged by
+    the profile's ``contract``: its declared models' own parameters are fields too)."""
     if case.raw is not None or not isinstance(case.body, dict):
         return None
-    for violation in request_violations(case.body):
+    for violation in request_violations(case.body, contract):
         if violation.rule == case.rule:
             return violation.param
     rule = rules.get(case.rule)
@@ -57,7 +60,12 @@ def conformant_answers(case: Case, spec: ModelSpec | None) -> frozenset[Answer]:
     return frozenset((Answer.EXCHANGE,))
 
 
-def aimed_rules(case: Case, spec: ModelSpec | None, rules: Mapping[str, Rule]) -> set[str]:
+def aimed_rules(
+    case: Case,
+    spec: ModelSpec | None,
+    rules: Mapping[str, Rule],
+    contract: Contract | None = None,
+) -> set[str]:
     """The rules a conformant answer to ``case`` shows held, for the answering model ``spec``
     (None when the case does not depend on one, or its answer is not judged as a model's).
 
@@ -67,7 +75,7 @@ def aimed_rules(case: Case, spec: ModelSpec | None, rules: Mapping[str, Rule]) -
     model = spec.name if spec is not None else None
     answers = conformant_answers(case, spec)
     body = case.body if isinstance(case.body, Mapping) else {}
-    names_param = Answer.INVALID in answers and expected_param(case, rules) is not None
+    names_param = Answer.INVALID in answers and expected_param(case, rules, contract) is not None
     shown = {
         rule
         for rule, showing in showings().items()
@@ -76,11 +84,11 @@ def aimed_rules(case: Case, spec: ModelSpec | None, rules: Mapping[str, Rule]) -
     return {case.rule} | {r for r in shown if rule_applies(rules, r, model)}
 
 
-def answering_model(case: Case, models: Sequence[str]) -> str:
+def answering_model(case: Case, models: Sequence[str], contract: Contract | None = None) -> str:
     """The model whose answer is judged: the body's model, or the one an omitted model means
     (the default of the contract; else the first model of the profile, or of the contract,
     that takes the fields only some models take)."""
-    contract = load_contract()
+    contract = contract or load_contract()
     body = case.body if isinstance(case.body, dict) else {}
     named = body.get("model")
     if isinstance(named, str) and named in contract.models:
@@ -95,12 +103,15 @@ def answering_model(case: Case, models: Sequence[str]) -> str:
     return takers[0] if takers else contract.model_taking(wanted)
 
 
-def case_spec(case: Case, models: Sequence[str]) -> ModelSpec | None:
+def case_spec(
+    case: Case, models: Sequence[str], contract: Contract | None = None
+) -> ModelSpec | None:
     """The model a case's answer is judged as: for a case that may be accepted, the answering
-    model; for one that must be refused, its own model (None for model-independent ones)."""
-    contract = load_contract()
+    model; for one that must be refused, its own model (None for model-independent ones).
+    ``contract`` is the profile's (the base contract knows no declared model)."""
+    contract = contract or load_contract()
     if case.expect != "reject" and isinstance(case.body, dict):
-        return contract.models[answering_model(case, models)]
+        return contract.models[answering_model(case, models, contract)]
     return contract.models.get(case.model)
 
 
@@ -122,7 +133,9 @@ def coverage_summary(
             scope = [r.id for r in catalogue.values() if not r.per_model and r.models and r.is_must]
         else:
             scope = [
-                r.id for r in catalogue.values() if r.per_model and model in r.models and r.is_must
+                r.id
+                for r in catalogue.values()
+                if r.per_model and model in r.models and r.is_must_for(model)
             ]
         out[model] = {
             "rules": seen,

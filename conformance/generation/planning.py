@@ -54,7 +54,7 @@ from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
-from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.loader import Contract, ModelSpec, Rule, load_contract
 from ..contract.oracle import request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..errors import SetupError
@@ -188,20 +188,24 @@ def _images_if_accepted(body: Any) -> int:
     return 1
 
 
-def _cheapest(spec: ModelSpec, profile: Profile) -> tuple[str, str]:
-    """The (quality, size) of the model's cheapest image, or the smallest listed size and the
-    first named quality when the price is unknown."""
+def _cheapest(spec: ModelSpec, profile: Profile) -> dict[str, str]:
+    """The quality and size of the model's cheapest image, or the smallest listed size and the
+    first named quality when the price is unknown; a field the model does not take is left
+    out (a declared model may take neither)."""
     table = profile.prices.get(spec.name)
     if table:
         best = min(
             ((usd, q, s) for q, sizes in table.items() for s, usd in sizes.items()),
             key=lambda t: t[0],
         )
-        return best[1], best[2]
-    named = [q for q in spec.qualities if q != "auto"] or list(spec.qualities)
-    sizes = [s for s in spec.sizes if "x" in s] or list(spec.sizes)
-    smallest = min(sizes, key=lambda s: _pixels(s) or 0)
-    return named[0], smallest
+        quality, size = best[1], best[2]
+    else:
+        named = [q for q in spec.qualities if q != "auto"] or list(spec.qualities)
+        sizes = [s for s in spec.sizes if "x" in s] or list(spec.sizes)
+        quality = named[0] if named else None
+        size = min(sizes, key=lambda s: _pixels(s) or 0) if sizes else None
+    out = {"size": size, "quality": quality}
+    return {k: v for k, v in out.items() if v is not None and v in spec.values(k)}
 
 
 def _pixels(size: str) -> int | None:
@@ -246,13 +250,11 @@ class _ModelPlanner:
         self.profile = profile
         self.rules = rules
         self.seed = seed
-        self.contract = load_contract()
-        quality, size = _cheapest(spec, profile)
+        self.contract = profile.contract
         self.base: dict[str, Any] = {
             "model": spec.name,
             "prompt": DEFAULT_PROMPT,
-            "size": size,
-            "quality": quality,
+            **_cheapest(spec, profile),
         }
         self.unsupported = tuple(sorted(profile.unsupported))
 
@@ -282,7 +284,7 @@ class _ModelPlanner:
             model=extra.pop("model", self.spec.name),
             kind=kind,  # type: ignore[arg-type]
             rule=rule,
-            level=self.rules[rule].level,
+            level=self.rules[rule].level_for(self.spec.name),
             expect=expect,  # type: ignore[arg-type]
             body=body,
             origin=origin,
@@ -296,13 +298,13 @@ class _ModelPlanner:
     @cached_property
     def factors(self) -> dict[str, tuple[Any, ...]]:
         """The fields of the model's covering array and their values."""
-        return pairwise_factors(self.spec)
+        return pairwise_factors(self.spec, self.contract)
 
     @cached_property
     def forbidden(self) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
         """The value pairs no valid request holds (the oracle's answer is costly: asked once,
         for the array and for its coverage)."""
-        return forbidden_pairs(self.spec, self.factors)
+        return forbidden_pairs(self.spec, self.factors, self.contract)
 
     def applicable(self, rule: Rule) -> bool:
         return rule.per_model and self.spec.name in rule.models
@@ -320,7 +322,7 @@ class _ModelPlanner:
             if broken != [variant.rule]:
                 continue
             kept[variant.rule] = kept.get(variant.rule, 0) + 1
-            level = self.rules[variant.rule].level
+            level = self.rules[variant.rule].level_for(self.spec.name)
             out.append(
                 self.case(
                     variant.body,
@@ -382,11 +384,13 @@ class _ModelPlanner:
         )
 
     def boundary(self) -> list[Case]:
+        """The shortest prompt, the longest the model takes (when it states a limit) and its
+        largest ``n`` (when it takes more than one)."""
         limit = self.spec.prompt_max_chars
-        bodies = [
-            {**self.base, "prompt": prompt_of_length(1), "n": 1},
-            {**self.base, "prompt": prompt_of_length(limit)},
-        ]
+        one = {"n": 1} if self.spec.takes("n") else {}
+        bodies = [{**self.base, "prompt": prompt_of_length(1), **one}]
+        if limit is not None:
+            bodies.append({**self.base, "prompt": prompt_of_length(limit)})
         if self.spec.n_max > 1:
             bodies.append({**self.base, "n": self.spec.n_max})
         return [self.valid(b, "boundary", i) for i, b in enumerate(bodies, 1)]
@@ -490,7 +494,7 @@ class _ModelPlanner:
             if not broken:
                 out.append(replace(self.valid(body, "explore", index), id=ident))
                 continue
-            musts = [r for r in broken if self.rules[r].level == "MUST"]
+            musts = [r for r in broken if self.rules[r].is_must_for(self.spec.name)]
             rule = (musts or broken)[0]
             probe = rule == UNSUPPORTED_PARAM.id
             tags = ("several-rules:" + ",".join(broken),) if len(broken) > 1 else ()
@@ -525,9 +529,12 @@ def _values_covered(cases: Sequence[Case]) -> dict[str, set[tuple[str, Any]]]:
     return out
 
 
-def pairwise_factors(spec: ModelSpec) -> dict[str, tuple[Any, ...]]:
-    """The fields of the covering array and their values (``DEFAULT`` first)."""
-    values = param_values(spec)
+def pairwise_factors(
+    spec: ModelSpec, contract: Contract | None = None
+) -> dict[str, tuple[Any, ...]]:
+    """The fields of the covering array and their values (``DEFAULT`` first); a declared
+    model's own parameters are factors too."""
+    values = param_values(spec, contract)
     out: dict[str, tuple[Any, ...]] = {}
     for param, choices in values.items():
         if param in _NOT_PAIRWISE:
@@ -542,7 +549,7 @@ def pairwise_factors(spec: ModelSpec) -> dict[str, tuple[Any, ...]]:
 
 
 def forbidden_pairs(
-    spec: ModelSpec, factors: Mapping[str, Sequence[Any]]
+    spec: ModelSpec, factors: Mapping[str, Sequence[Any]], contract: Contract | None = None
 ) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
     """Pairs of values (by index) that no valid request holds together, asked of the oracle.
 
@@ -551,7 +558,7 @@ def forbidden_pairs(
     lossy ``output_format``). Forbidding the rest as pairs is enough for this contract, whose
     cross-field rules tie two fields; every row is checked again when it becomes a case.
     """
-    contract = load_contract()
+    contract = contract or load_contract()
     prefix = {"model": spec.name, "prompt": DEFAULT_PROMPT}
 
     def valid(assignment: Mapping[str, Any]) -> bool:
@@ -643,7 +650,7 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
             **extra,
         )
         if not isinstance(body, Mapping) or "model" not in body:
-            priced = resolve_model(body) if isinstance(body, Mapping) else None
+            priced = resolve_model(body, profile.contract) if isinstance(body, Mapping) else None
             known = [profile.price(m, None, None) for m in profile.models]
             if priced in profile.models:
                 price = profile.price(priced, None, None)
@@ -657,7 +664,7 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
     add(BODY_NOT_JSON.id, "form encoded", None, "reject", raw=b"prompt=A+red+circle")
     for title, body in (("array", [cheap]), ("string", DEFAULT_PROMPT), ("number", 42)):
         add(BODY_NOT_OBJECT.id, title, body, "reject")
-    contract = load_contract()
+    contract = profile.contract
     unknown = "imgconf-no-such-model"
     while unknown in contract.models:
         unknown += "-x"
@@ -666,7 +673,7 @@ def _global_cases(profile: Profile, rules: Mapping[str, Rule], anchor: _ModelPla
     style = profile.auth
     add(AUTH_MISSING.id, style.probe_title("missing"), cheap, "reject", auth="missing")
     add(AUTH_WRONG.id, style.probe_title("wrong"), cheap, "reject", auth="wrong")
-    default_model = resolve_model({"prompt": DEFAULT_PROMPT})
+    default_model = resolve_model({"prompt": DEFAULT_PROMPT}, contract)
     if default_model in profile.models:
         add(MODEL_DEFAULT.id, "model omitted", {"prompt": DEFAULT_PROMPT}, "accept")
     if not profile.path.endswith("/"):
@@ -705,15 +712,17 @@ def _coverage(
     cases: Sequence[Case],
     cut: Sequence[Case],
 ) -> dict[str, Any]:
-    contract = load_contract()
+    contract = profile.contract
     per_model: dict[str, Any] = {}
     for name, planner in planners.items():
         spec = planner.spec
         mine = [c for c in cases if c.model == name]
         exercised = set().union(
-            *(aimed_rules(c, case_spec(c, profile.models), rules) for c in mine)
+            *(aimed_rules(c, case_spec(c, profile.models, contract), rules, contract) for c in mine)
         )
-        must = [r.id for r in rules.values() if r.is_must and r.per_model and name in r.models]
+        must = [
+            r.id for r in rules.values() if r.is_must_for(name) and r.per_model and name in r.models
+        ]
         required = {p: [*vs, None] for p, vs in param_values(spec, contract).items()}
         covered = _values_covered(mine)
         missing_values = [
@@ -858,7 +867,7 @@ def build_plan(
         raise SetupError("--max-images must be at least 0")
     if explore < 0:
         raise SetupError("--explore must be at least 0")
-    contract = load_contract()
+    contract = profile.contract
     rules = profile.rules()
     planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in chosen}
 
@@ -907,8 +916,9 @@ def predicted_coverage(plan: Plan) -> dict[str, Any]:
     rules = plan.profile.rules()
     predicted: dict[str, set[str]] = {}
     for case in plan.cases:
-        spec = case_spec(case, plan.profile.models)
-        predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules))
+        contract = plan.profile.contract
+        spec = case_spec(case, plan.profile.models, contract)
+        predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules, contract))
     return coverage_summary(predicted, plan.models, rules)
 
 

@@ -115,12 +115,15 @@ def rule_applies(rules: Mapping[str, Rule], rule_id: str, model: str | None) -> 
 
 def delivery(body: Mapping[str, Any], spec: ModelSpec) -> str:
     """The answer item field the images of ``body`` come in: what ``response_format`` asks (or
-    its default) for a model that takes it; base64 for the others, which answer nothing else."""
+    the model's default, else the schema's) for a model that takes it; for the others, the one
+    they always answer in (base64 unless a declared model states url)."""
     if not spec.takes(_RESPONSE_FORMAT):
-        return BASE64
+        return URL if spec.fixed.get(_RESPONSE_FORMAT) == URL else BASE64
     asked = body.get(_RESPONSE_FORMAT)
     if asked is None:
-        asked = load_contract().request_fields[_RESPONSE_FORMAT].get("default")
+        # The schema's default is the same in every profile's contract.
+        asked = spec.defaults.get(_RESPONSE_FORMAT)
+        asked = asked or load_contract().request_fields[_RESPONSE_FORMAT].get("default")
     return BASE64 if asked == BASE64 else URL
 
 

@@ -42,7 +42,7 @@ from ..contract.loader import (
     load_contract,
 )
 from ..contract.profiles import Profile, load_profile
-from ..contract.request_rules import REQUEST_RULES, Unsupported, body_rule
+from ..contract.request_rules import REQUEST_RULES, Unsupported, body_rule, extension_error
 from ..errors import SetupError
 
 if TYPE_CHECKING:
@@ -210,7 +210,58 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
             out[param] = (False, True)
         else:
             out[param] = ("imgconf-conformance",)
+    for param, schema in spec.extensions.items():
+        values = extension_values(schema)
+        if values:
+            out[param] = values
     return out
+
+
+def extension_values(schema: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The values of a declared model's own parameter a plan covers, from its JSON Schema
+    fragment: every enum value; an integer's bounds (the whole range when it is small); both
+    booleans; else its ``const``, ``default`` or first example (none: the plan leaves it out)."""
+    if "enum" in schema:
+        return tuple(v for v in schema["enum"] if v is not None)
+    kind = schema.get("type")
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        low, high = int(schema["minimum"]), int(schema["maximum"])
+        return tuple(range(low, high + 1)) if high - low <= 4 else (low, high)
+    if kind == "boolean":
+        return (False, True)
+    for key in ("const", "default"):
+        if key in schema:
+            return (schema[key],)
+    examples = schema.get("examples") or ()
+    return (examples[0],) if examples else ()
+
+
+def invalid_extension_values(schema: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Values a declared model's own parameter must refuse, from its schema: just beyond each
+    bound, a value next to the enum's, a value of another type; only those its schema refuses."""
+    candidates: list[Any] = []
+    for key, step in (("minimum", -1), ("maximum", 1)):
+        if isinstance(schema.get(key), int | float) and not isinstance(schema.get(key), bool):
+            candidates.append(schema[key] + step)
+    for key in ("exclusiveMinimum", "exclusiveMaximum"):
+        if key in schema:
+            candidates.append(schema[key])
+    enum = [v for v in schema.get("enum", ()) if isinstance(v, str)]
+    if enum:
+        candidates.append(enum[0] + "x")
+    if isinstance(schema.get("maxLength"), int):
+        candidates.append("x" * (schema["maxLength"] + 1))
+    candidates.extend(["1", 1.5, True])
+    out: list[Any] = []
+    for value in candidates:
+        if extension_error(schema, value) is not None and not _listed(value, out):
+            out.append(value)
+    return tuple(out)
+
+
+def _listed(value: Any, values: Sequence[Any]) -> bool:
+    """Whether ``value`` is among ``values`` by JSON identity (``True`` is not ``1``)."""
+    return any(type(v) is type(value) and v == value for v in values)
 
 
 # --- cross-field rules of the schema -------------------------------------------------------
@@ -461,6 +512,34 @@ def _requires_changes(b: Breaking, cross: CrossField) -> list[dict[str, Any]]:
     return out
 
 
+def _break_extension(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    """Each of the model's own parameters, set to values its declared schema refuses."""
+    return [
+        (f"{name}={_short(v)}", {name: v})
+        for name, schema in b.spec.extensions.items()
+        for v in invalid_extension_values(schema)
+    ]
+
+
+def _break_refused(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
+    """Each standard field the model refuses, set to a value a model that takes it takes."""
+    out = []
+    for param in OPTIONAL_FIELDS:
+        if param in b.spec.refuses:
+            value = _value_taken_elsewhere(param, b.contract)
+            if value is not OMIT:
+                out.append((f"{param}={_short(value)}", {param: value}))
+    return out
+
+
+def _value_taken_elsewhere(param: str, contract: Contract) -> Any:
+    """The last plan value of ``param`` for the first model that takes it (OMIT: none does)."""
+    for other in contract.models.values():
+        if other.takes(param):
+            return param_values(other, contract)[param][-1]
+    return OMIT
+
+
 def _break_unknown_field(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{UNKNOWN_FIELD}={_short(v)}", {UNKNOWN_FIELD: v}) for v in b.rule.examples]
 
@@ -479,6 +558,8 @@ _BREAKERS = {
     "range": _break_range,
     "requires": _break_requires,
     "unknown_field": _break_unknown_field,
+    "extension": _break_extension,
+    "refused": _break_refused,
 }
 
 
@@ -532,12 +613,13 @@ def _apply(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any
 def unsupported_param_variants(
     spec: ModelSpec, base: Mapping[str, Any], contract: Contract | None = None
 ) -> list[Variant]:
-    """One body per field the model does not take, with a value another model takes."""
+    """One body per field the model does not take, with a value another model takes (a field a
+    declared model refuses or ignores is not this rule's: see ``refuses`` and ``ignores``)."""
     contract = contract or load_contract()
     rule = body_rule(Unsupported)
     out = []
     for param in OPTIONAL_FIELDS:
-        if param == "model" or spec.takes(param):
+        if param == "model" or spec.takes(param) or param in spec.refuses | spec.ignores:
             continue
         values: tuple[Any, ...] = ()
         for other in contract.models.values():
@@ -573,7 +655,7 @@ def _short(value: Any) -> str:
 
 def _spec(model: str, profile: Profile | None) -> tuple[ModelSpec, Profile]:
     profile = profile or load_profile("openai")
-    contract = load_contract()
+    contract = profile.contract
     if model not in contract.models:
         raise ValueError(f"unknown model {model!r}")
     return contract.models[model], profile
@@ -591,6 +673,16 @@ def _custom_sizes_strategy(custom: CustomSizes) -> st.SearchStrategy[str]:
         .filter(lambda wh: custom.is_safe(*wh))
         .map(lambda wh: f"{wh[0]}x{wh[1]}")
     )
+
+
+def _extension_strategy(schema: Mapping[str, Any]) -> st.SearchStrategy[Any]:
+    """Any valid value of a declared model's own parameter: a whole integer range, else the
+    values a plan covers."""
+    from hypothesis import strategies as st  # imported when drawing only (--explore)
+
+    if schema.get("type") == "integer" and "minimum" in schema and "maximum" in schema:
+        return st.integers(int(schema["minimum"]), int(schema["maximum"]))
+    return st.sampled_from(extension_values(schema))
 
 
 def _field_strategy(spec: ModelSpec, param: str, contract: Contract) -> st.SearchStrategy[Any]:
@@ -628,17 +720,21 @@ def valid_requests(model: str, profile: Profile | None = None) -> st.SearchStrat
     and a value that would break a cross-field rule of the schema is left out instead."""
     from hypothesis import strategies as st  # imported when drawing only (--explore)
 
-    spec, _ = _spec(model, profile)
-    contract = load_contract()
+    spec, prof = _spec(model, profile)
+    contract = prof.contract
     fields = {
         p: _field_strategy(spec, p, contract)
         for p in OPTIONAL_FIELDS
         if p != "model" and spec.takes(p)
     }
+    fields.update(
+        {p: _extension_strategy(s) for p, s in spec.extensions.items() if extension_values(s)}
+    )
 
     @st.composite
     def bodies(draw: st.DrawFn) -> dict:
-        body: dict[str, Any] = {"model": model, "prompt": draw(_prompts(spec.prompt_max_chars))}
+        limit = spec.prompt_max_chars or len(DEFAULT_PROMPT)
+        body: dict[str, Any] = {"model": model, "prompt": draw(_prompts(limit))}
         for param, strategy in fields.items():
             value = draw(st.one_of(st.just(OMIT), st.none(), strategy))
             if value is not OMIT and _cross_fields_ok({**body, param: value}):
@@ -657,7 +753,7 @@ def invalid_requests(
     from hypothesis import strategies as st  # imported when drawing only (--explore)
 
     spec, prof = _spec(model, profile)
-    contract = load_contract()
+    contract = prof.contract
     applicable = {r.id for r in prof.rules().values() if model in r.models}
     options: list[st.SearchStrategy[tuple]] = []
     for rule_id, check in REQUEST_RULES.items():

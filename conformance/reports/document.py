@@ -225,7 +225,7 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
 
 def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
     """One entry per rule x model (see :mod:`conformance.engine.verdict`), its messages made safe."""
-    matrix = verdict_matrix(run.results, run.models, catalogue)
+    matrix = verdict_matrix(run.results, run.models, catalogue, run.contract())
     for item in matrix:
         item["messages"] = [clean_text(m) for m in item["messages"]]
     return matrix

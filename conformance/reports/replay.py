@@ -146,6 +146,8 @@ def replay(
         results=results,
         plan={"recording": str(path), "cases": len(pairs)},
         fail_on=fail_on,
+        rules=prof.rules(),
+        judged_by=prof.contract,
     )
     recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))

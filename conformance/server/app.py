@@ -101,6 +101,8 @@ class ServerConfig:
     query: Mapping[str, str] = field(default_factory=dict)
     #: Photographic-like pictures of 1-4 MB (for benchmarks; see :mod:`conformance.server.pictures`).
     realistic_images: bool = False
+    #: The contract it serves: a profile's, with the models it declares (None: the contract).
+    contract: Contract | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def for_profile(cls, profile: Profile, **options: Any) -> ServerConfig:
@@ -112,6 +114,7 @@ class ServerConfig:
             base_path=base_path,
             path=profile.path,
             query=dict(profile.query),
+            contract=profile.contract,
             **options,
         )
 
@@ -352,7 +355,8 @@ class ReferenceServer:
         spec = self.contract.models[model_name]
         prompt = body.get("prompt")
         prompt = prompt if isinstance(prompt, str) else ("" if prompt is None else str(prompt))
-        if "byte-counted-prompt" in self.quirks and len(prompt.encode()) > spec.prompt_max_chars:
+        limit = spec.prompt_max_chars
+        if "byte-counted-prompt" in self.quirks and limit and len(prompt.encode()) > limit:
             raise RequestRefused(
                 400,
                 f"'prompt' is too long: at most {spec.prompt_max_chars} allowed.",
@@ -365,10 +369,11 @@ class ReferenceServer:
             not take, else the default; then the server's own choice for ``auto``."""
             value = body.get(name) if spec.takes(name) else None
             if value is None:
-                value = spec.fixed.get(name, self._defaults.get(name))
+                value = spec.fixed.get(name, spec.defaults.get(name, self._defaults.get(name)))
             return _own_choice(name, value, spec)
 
-        width, height = self._size(pick("size"), spec)
+        # ignore-size: whatever size is asked, the model's default one.
+        width, height = self._size(None if "ignore-size" in self.quirks else pick("size"), spec)
         output_format = pick("output_format")
         compression = None
         if spec.takes("output_compression") and output_format in self._lossy_formats:
@@ -379,10 +384,11 @@ class ReferenceServer:
         lo, hi = self._bounds("partial_images")
         partial_images = max(lo, min(hi, _as_int(pick("partial_images"), lo)))
         lo, hi = self._bounds("n")
+        n = lo if "ignore-n" in self.quirks else max(lo, min(hi, _as_int(pick("n"), lo)))
         return Generation(
             model=spec,
             prompt=prompt,
-            n=max(lo, min(hi, _as_int(pick("n"), lo))),
+            n=n,
             width=width,
             height=height,
             quality=pick("quality"),
@@ -689,7 +695,7 @@ def create_app(config: ServerConfig) -> Starlette:
     unknown = [name for name in config.quirks if name not in QUIRKS]
     if unknown:
         raise ValueError(f"unknown quirks: {unknown}")
-    server = ReferenceServer(config)
+    server = ReferenceServer(config, config.contract)
     drop = _DropConnection()
 
     async def generations(request: Request) -> Response:
