@@ -12,13 +12,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from conformance.cli import main_entry
+from conformance.contract.profiles import load_profile
 from conformance.server.app import ServerConfig, create_app
 from conformance.server.launcher import RunningServer, start_reference_server
 from conformance.server.quirks import parse_quirks
 
 TEST_KEY = "sk-test-reference-0123456789"
 
-#: Makes an in-process client of the reference server: ``reference_client(lenient=..., quirks=...)``.
+#: Makes an in-process client of the reference server:
+#: ``reference_client(lenient=..., quirks=..., profile=NAME|FILE)``.
 ClientFactory = Callable[..., TestClient]
 
 
@@ -37,13 +39,20 @@ def reference_client() -> Iterator[ClientFactory]:
     clients: dict[tuple, TestClient] = {}
 
     def make(
-        lenient: bool = False, quirks: tuple[str, ...] = (), url_ttl: float = 3600.0
+        lenient: bool = False,
+        quirks: tuple[str, ...] = (),
+        url_ttl: float = 3600.0,
+        profile: str | None = None,
     ) -> TestClient:
-        key = (lenient, tuple(quirks), url_ttl)
+        key = (lenient, tuple(quirks), url_ttl, profile)
         if key not in clients:
-            config = ServerConfig(
-                api_key=TEST_KEY, lenient=lenient, quirks=parse_quirks(quirks), url_ttl=url_ttl
-            )
+            options = {"lenient": lenient, "quirks": parse_quirks(quirks), "url_ttl": url_ttl}
+            if profile is None:
+                config = ServerConfig(api_key=TEST_KEY, **options)
+            else:
+                # Served as the profile's models (its path and auth style are the default ones).
+                contract = load_profile(profile).contract
+                config = ServerConfig(api_key=TEST_KEY, contract=contract, **options)
             client = TestClient(
                 create_app(config),
                 base_url="http://127.0.0.1:8000",

@@ -6,6 +6,8 @@ temporary directory; the verdict is read back from report.json, the source of tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conformance.cli import main_entry
@@ -14,6 +16,9 @@ from conformance.server.launcher import start_reference_server
 from conformance.server.quirks import QUIRKS, Quirk
 
 OPENAI_RULES = load_profile("openai").rules()
+#: The flux-like example: a declared model, for quirks that show only on such models.
+FLUX = str(Path(__file__).resolve().parent.parent / "examples" / "profiles" / "flux-like.yaml")
+FLUX_RULES = load_profile(FLUX).rules()
 #: Quirks that show only in answers carrying GPT-only features (usage, output_format, streams).
 GPT_KINDS = ("answer", "image", "stream")
 
@@ -51,12 +56,21 @@ def test_a_bare_run_tests_the_embedded_server_and_writes_four_reports(tmp_path, 
         assert (tmp_path / "reports" / name).stat().st_size > 0
 
 
+def quirk_profile(quirk: Quirk) -> str:
+    """The profile a quirk shows under: OpenAI's, unless it breaks a rule no OpenAI model is
+    held to (a rule of declared models: then the flux-like example)."""
+    if all(OPENAI_RULES[rule].models for rule in quirk.breaks):
+        return "openai"
+    return FLUX
+
+
 def quirk_models(quirk: Quirk) -> list[str]:
     """The fewest models on which the quirk shows: one per broken rule."""
     prefer = "gpt-image-1" if quirk.kind in GPT_KINDS else "dall-e-2"
+    rules = OPENAI_RULES if quirk_profile(quirk) == "openai" else FLUX_RULES
     models: list[str] = []
     for rule in quirk.breaks or ("request.n.max",):
-        applies = OPENAI_RULES[rule].models
+        applies = rules[rule].models
         pick = prefer if prefer in applies else applies[0]
         if pick not in models:
             models.append(pick)
@@ -68,9 +82,12 @@ def test_every_quirk_fails_the_run_and_names_its_rule(name, imgconf_run):
     quirk = QUIRKS[name]
     # The slow quirk is judged against a short timeout: it must time out, not wait 10 minutes.
     timeout = "1" if quirk.parameter else "5"
-    with start_reference_server(quirks=(name,)) as server:
+    profile = quirk_profile(quirk)
+    with start_reference_server(quirks=(name,), profile=profile) as server:
         status, report = imgconf_run(
-            "--models", ",".join(quirk_models(quirk)), "--timeout", timeout, target=server
+            *("--profile", profile),
+            *("--models", ",".join(quirk_models(quirk)), "--timeout", timeout),
+            target=server,
         )
     if quirk.verdict == "incomplete":
         # It hides what the rules need: never a PASS, and the report says why.

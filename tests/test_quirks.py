@@ -10,6 +10,7 @@ import base64
 import io
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from test_reference_server import BREAKERS, PATH, PROMPT, body_for, parse_sse
 
 from conformance.contract.loader import ContractError, load_contract
 from conformance.contract.oracle import request_violations
+from conformance.contract.profiles import load_profile
 from conformance.errors import SetupError
 from conformance.server.launcher import start_reference_server
 from conformance.server.pictures import render, spec_for_prompt
@@ -27,6 +29,10 @@ from conformance.server.quirks import KINDS, QUIRKS, load_quirks, parse_quirks
 CONTRACT = load_contract()
 Probe = Callable[[Any], None]
 PROBES: dict[str, Probe] = {}
+#: The flux-like example profile: a declared model with its own parameters.
+FLUX = str(Path(__file__).resolve().parent.parent / "examples" / "profiles" / "flux-like.yaml")
+#: Quirks that show only on a model a profile declares: their probes talk to a server serving it.
+PROFILE_OF = {"accept-bad-extensions": FLUX}
 
 
 def probe(name: str) -> Callable[[Probe], Probe]:
@@ -160,6 +166,11 @@ def _(client):
     assert len(ok(client.post(PATH, json=body_for("dall-e-2", n=3)))["data"]) == 2
 
 
+@probe("ignore-n")
+def _(client):
+    assert len(ok(client.post(PATH, json=body_for("dall-e-2", n=3)))["data"]) == 1
+
+
 @probe("missing-created")
 def _(client):
     assert "created" not in ok(client.post(PATH, json=body_for("dall-e-2")))
@@ -223,6 +234,19 @@ def _(client):
 def _(client):
     item = ok(client.post(PATH, json=body_for("gpt-image-1", size="1536x1024")))["data"][0]
     assert image_of(item).size == (768, 512)
+
+
+@probe("ignore-size")
+def _(client):
+    body = body_for("dall-e-2", size="256x256", response_format="b64_json")
+    item = ok(client.post(PATH, json=body))["data"][0]
+    assert image_of(item).size == (1024, 1024)
+
+
+@probe("accept-bad-extensions")
+def _(client):
+    body = {"model": "flux-schnell", "prompt": PROMPT, "steps": 0}
+    assert len(ok(client.post(PATH, json=body))["data"]) == 1
 
 
 @probe("wrong-format")
@@ -446,7 +470,9 @@ def test_quirk_deviates(name: str, reference_client, real_client) -> None:
     if name in REAL_SERVER:
         quirky, correct = real_client(REAL_SERVER[name]), real_client(())
     else:
-        quirky, correct = reference_client(quirks=(name,)), reference_client()
+        profile = PROFILE_OF.get(name)
+        quirky = reference_client(quirks=(name,), profile=profile)
+        correct = reference_client(profile=profile)
     PROBES[name](quirky)
     with pytest.raises((AssertionError, pytest.fail.Exception)):
         PROBES[name](correct)
@@ -455,9 +481,12 @@ def test_quirk_deviates(name: str, reference_client, real_client) -> None:
 @pytest.mark.parametrize("name", [q.name for q in QUIRKS.values() if q.kind == "accept"])
 def test_accept_quirks_accept_every_break_of_their_rules(name: str, reference_client) -> None:
     """An ``accept`` quirk stops enforcing exactly its rules: every break of them gets a 2xx."""
-    client = reference_client(quirks=(name,))
+    profile = PROFILE_OF.get(name)
+    client = reference_client(quirks=(name,), profile=profile)
+    rules = load_profile(profile).rules() if profile else CONTRACT.rules
     for rule_id in QUIRKS[name].breaks:
-        rule = CONTRACT.rules[rule_id]
+        rule = rules[rule_id]
+        assert rule.models, rule_id
         for model in rule.models:
             for body in BREAKERS[rule_id](model):
                 response = client.post(PATH, json=body)

@@ -98,6 +98,16 @@ BREAKERS: dict[str, Breaker] = {
         body_for(m, background="transparent", output_format="jpeg")
     ],
     "request.model.unknown": lambda m: [body_for("gpt-image-99"), body_for(42)],
+    # Rules only models declared in a profile are held to (the flux-like example's model).
+    "request.n.max.model": lambda m: [body_for(m, n=5), body_for(m, n=10)],
+    "request.extension.invalid": lambda m: [
+        *(body_for(m, steps=v) for v in (0, 51, "4", 2.5)),
+        body_for(m, aspect_ratio="2:1"),
+    ],
+    "request.refused_param": lambda m: [
+        body_for(m, quality="standard"),
+        body_for(m, style="vivid"),
+    ],
 }
 MUST_REJECT = [r for r in CONTRACT.rules.values() if r.is_must and r.kind == "reject"]
 REJECT_CASES = [
