@@ -493,11 +493,14 @@ def _definition(
     if size_default is not None:
         props["size"]["x-imgconf-default"] = size_default
     extensions = _value(facts, "extensions", {})
-    props.update(copy.deepcopy(extensions))
+    # Null means the parameter's default, as for every optional field.
+    props.update(
+        {k: {"anyOf": [{"type": "null"}, copy.deepcopy(v)]} for k, v in extensions.items()}
+    )
     out_meta: dict[str, Any] = {
         "family": family,
         "fixed": fixed,
-        "extensions": list(extensions),
+        "extensions": copy.deepcopy(extensions),
         "ignores": list(_value(facts, "ignores", [])),
         "refuses": list(_value(facts, "refuses", [])),
     }
@@ -583,9 +586,22 @@ def _add_to_schema(request: dict[str, Any], model: DeclaredModel) -> None:
     for name, schema in _value(model.facts, "extensions", {}).items():
         known = top.get(name)
         if known is None:
-            top[name] = {"x-imgconf-extension": True, "anyOf": [copy.deepcopy(schema)]}
+            branches = [{"type": "null"}, copy.deepcopy(schema)]
+            top[name] = {"x-imgconf-extension": True, "anyOf": branches}
         else:
             known["anyOf"].append(copy.deepcopy(schema))
+    _close_extensions(request)
+
+
+def _close_extensions(request: dict[str, Any]) -> None:
+    """Every model's fragment allows only null for the extension parameters it does not have,
+    so the strict request schema, like the oracle, refuses another model's parameter."""
+    extensions = [k for k, v in request["properties"].items() if v.get("x-imgconf-extension")]
+    for key, definition in request["$defs"].items():
+        if key.startswith("model."):
+            props = definition.setdefault("properties", {})
+            for name in extensions:
+                props.setdefault(name, {"type": "null"})
 
 
 def _model_enum(model_field: dict[str, Any]) -> list[Any]:

@@ -177,7 +177,8 @@ class ModelSpec:
     #: Whether its answers carry token usage (``x-imgconf-model.usage``).
     reports_usage: bool = False
     #: Its own parameters beyond the standard fields, each a JSON Schema fragment
-    #: (``x-imgconf-model.extensions``; only models declared in a profile have any).
+    #: (``x-imgconf-model.extensions``, the fragment as declared; its ``properties`` entry also
+    #: allows null. Only models declared in a profile have any).
     extensions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Standard fields it answers as if omitted (``x-imgconf-model.ignores``).
     ignores: frozenset[str] = frozenset()
@@ -597,7 +598,7 @@ def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]
         fixed=dict(meta.get("fixed", {})),
         echoes=tuple(meta.get("echoes", ())),
         reports_usage=bool(meta.get("usage", False)),
-        extensions={k: props[k] for k in meta.get("extensions", ())},
+        extensions=dict(meta.get("extensions", {})),
         ignores=frozenset(meta.get("ignores", ())),
         refuses=frozenset(meta.get("refuses", ())),
         defaults={

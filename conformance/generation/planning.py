@@ -77,6 +77,7 @@ from .strategies import (
     custom_size_examples,
     explore_requests,
     features_used,
+    ignored_param_values,
     invalid_variants,
     param_values,
     prompt_of_length,
@@ -451,6 +452,9 @@ class _ModelPlanner:
             case = self.valid(body, "each-choice", len(out) + 1)
             out.append(case)
             covered.setdefault(param, set()).add(_key(value))
+        # A field the model ignores: answered as if it were left out (a declared model's).
+        for param, value in ignored_param_values(self.spec, self.contract):
+            out.append(self.valid({**self.base, param: value}, "each-choice", len(out) + 1))
         return out
 
     def auth(self) -> list[Case]:

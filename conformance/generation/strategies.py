@@ -58,6 +58,7 @@ __all__ = [
     "custom_size_examples",
     "draw_examples",
     "explore_here",
+    "ignored_param_values",
     "explore_requests",
     "feature_used",
     "features_used",
@@ -529,6 +530,18 @@ def _break_refused(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
             value = _value_taken_elsewhere(param, b.contract)
             if value is not OMIT:
                 out.append((f"{param}={_short(value)}", {param: value}))
+    return out
+
+
+def ignored_param_values(spec: ModelSpec, contract: Contract) -> list[tuple[str, Any]]:
+    """Each standard field a declared model ignores, with a value a model that takes it takes:
+    a request the model answers as if the field were left out."""
+    out = []
+    for param in OPTIONAL_FIELDS:
+        if param in spec.ignores:
+            value = _value_taken_elsewhere(param, contract)
+            if value is not OMIT:
+                out.append((param, value))
     return out
 
 
