@@ -68,6 +68,8 @@ TAKEN_BY = {
     "partial_images": "stream",
     "background": "background",
 }
+#: The fields of answer formats, and the facts that list them (the first is the default).
+FORMATS = (("output_format", "output_formats"), ("response_format", "response_formats"))
 #: The keys of a ``WxH`` size rule (``sizes: {wxh: ...}``).
 WXH_KEYS = ("multiple_of", "min_edge", "max_edge", "max_aspect", "max_pixels")
 #: Where a price per image stands in a price table: any quality, any size.
@@ -178,8 +180,10 @@ def _declaration(entry: Mapping[str, Any], where: str, base: Contract) -> Declar
             facts[key] = _fact(entry[key], f"{where}.{key}")
     if not like and "sizes" not in facts and "default_size" not in facts:
         raise DeclarationError(f"{where} needs sizes (or default_size, when size is not taken)")
-    checked = {key: dataclasses.replace(f, value=_check(key, f.value, where, base)) for key, f in
-               facts.items()}  # fmt: skip
+    checked = {
+        key: dataclasses.replace(fact, value=_check(key, fact.value, where, base))
+        for key, fact in facts.items()
+    }
     _check_consistent(checked, where)
     meta = (
         dict(base.schemas["request"]["$defs"][f"model.{like}"]["x-imgconf-model"]) if like else {}
@@ -226,8 +230,8 @@ def _facts_of(spec: ModelSpec, base: Contract) -> dict[str, Fact]:
         facts["n"] = {"min": _bounds(base, "n")[0], "max": spec.n_max}
     if spec.takes("size"):
         listed = list(spec.sizes)
-        facts["sizes"] = listed if spec.custom_sizes is None else {
-            "list": listed, "wxh": _wxh_of(spec.custom_sizes)}  # fmt: skip
+        custom = spec.custom_sizes
+        facts["sizes"] = listed if custom is None else {"list": listed, "wxh": _wxh_of(custom)}
     if spec.qualities:
         facts["qualities"] = list(spec.qualities)
     return {k: Fact(v) for k, v in facts.items() if v is not None}
@@ -481,8 +485,7 @@ def _definition(
         if param == "prompt":
             continue
         props[param] = _field_schema(param, facts, base) if param in taken else {"type": "null"}
-    for param, key in (("output_format", "output_formats"), ("response_format",
-                                                              "response_formats")):  # fmt: skip
+    for param, key in FORMATS:
         values = _value(facts, key, None)
         if values:
             if param in taken:

@@ -1,0 +1,349 @@
+"""Models a profile declares: compiled into the contract's own shape, held to the rules their
+facts imply, planned, served by the reference server and judged like OpenAI's models."""
+
+from __future__ import annotations
+
+import base64
+import io
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from PIL import Image
+
+from conformance.cli import main_entry
+from conformance.contract.loader import load_contract, model_spec
+from conformance.contract.oracle import request_violations
+from conformance.contract.profiles import ProfileError, load_profile
+from conformance.generation.planning import build_plan, pairwise_factors
+from conformance.server.launcher import start_reference_server
+
+ROOT = Path(__file__).resolve().parents[1]
+FLUX = str(ROOT / "examples" / "profiles" / "flux-like.yaml")
+MODEL = "flux-schnell"
+PATH = "/v1/images/generations"
+
+
+def write_profile(tmp_path: Path, models: list[Any], name: str = "declared") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "models": models}, sort_keys=False))
+    return str(path)
+
+
+def flux_entry(**changes: Any) -> dict[str, Any]:
+    """The flux-like example's model, with some facts changed."""
+    entry = dict(yaml.safe_load(Path(FLUX).read_text())["models"][0])
+    entry.update(changes)
+    return entry
+
+
+# --- a broken declaration: one line naming the field ---------------------------------------------
+
+BROKEN = [
+    ({"n": {"min": 1, "max": "four"}}, "models[0].n.max must be an integer >= 1 (got 'four')"),
+    ({"n": {"min": 0, "max": 4}}, "models[0].n.min must be 1, the request schema's (got 0)"),
+    (
+        {"sizes": ["512x512", "big"]},
+        "models[0].sizes[1] must be a WxH size such as 1024x1024 (got 'big')",
+    ),
+    ({"prompt_max_chars": 0}, "models[0].prompt_max_chars must be an integer >= 1 (got 0)"),
+    (
+        {"response_formats": ["jpeg"]},
+        "models[0].response_formats[0] must be one of url, b64_json (got 'jpeg')",
+    ),
+    (
+        {"sizes": {"value": ["512x512"], "level": "COULD"}},
+        "models[0].sizes.level must be MUST or SHOULD (got 'COULD')",
+    ),
+    ({"qualities": ["standard"]}, "models[0].refuses: quality is also taken by the model"),
+    ({"refuses": ["steps"]}, "models[0].refuses[0] must be a standard field"),
+    ({"extensions": {"steps": {"type": "integr"}}}, "models[0].extensions.steps is not a valid"),
+    ({"extensions": {"size": {"type": "string"}}}, "models[0].extensions.size: a standard field"),
+    (
+        {"extensions": {"steps": {"type": "integer", "minimum": 1, "default": 0}}},
+        "models[0].extensions.steps.default does not match its own schema",
+    ),
+    ({"colour": "red"}, "models[0].colour is not a model fact"),
+    ({"like": "dall-e-9"}, "models[0].like must be a contract model"),
+    ({"name": "dall-e-2"}, "models[0].name: 'dall-e-2' is a contract model"),
+    ({"price": {"per_image": -1}}, "models[0].price.per_image must be a USD amount >= 0"),
+    (
+        {
+            "sizes": {
+                "wxh": {
+                    "multiple_of": 16,
+                    "min_edge": 256,
+                    "max_edge": 128,
+                    "max_aspect": 2,
+                    "max_pixels": 10**6,
+                }
+            }
+        },
+        "models[0].sizes.wxh: min_edge must be <= max_edge",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BROKEN, ids=[m for _, m in BROKEN])
+def test_a_broken_declaration_is_one_line_naming_the_field(tmp_path, changes, message):
+    path = write_profile(tmp_path, [flux_entry(**changes)], name="flux")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    text = str(caught.value)
+    assert text.startswith(f"profile {path}: {message}"), text
+    assert "\n" not in text
+
+
+def test_a_broken_declaration_exits_2_with_its_line(tmp_path, capsys):
+    path = write_profile(tmp_path, [flux_entry(n={"min": 1, "max": "four"})], name="flux")
+    assert main_entry(["plan", "--profile", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"profile {path}: models[0].n.max must be an integer >= 1 (got 'four')")
+    assert len(err.splitlines()) == 1
+
+
+def test_a_model_listed_twice_or_unknown_is_named(tmp_path):
+    twice = write_profile(tmp_path, ["dall-e-2", "dall-e-2"], name="twice")
+    with pytest.raises(ProfileError, match=r"models\[1\]: model 'dall-e-2' is listed twice"):
+        load_profile(twice)
+    unknown = write_profile(tmp_path, ["flux-pro"], name="unknown")
+    with pytest.raises(ProfileError, match=r"models\[0\]: unknown model 'flux-pro'"):
+        load_profile(unknown)
+
+
+# --- the same shape as OpenAI's models ------------------------------------------------------------
+
+
+def test_a_profile_without_declared_models_is_judged_by_the_contract_itself():
+    # The reason `imgconf plan` is byte-identical for the openai and applerouter profiles.
+    for name in ("openai", "applerouter"):
+        assert load_profile(name).contract is load_contract()
+
+
+def test_a_declared_model_compiles_to_the_request_schemas_model_shape():
+    contract = load_profile(FLUX).contract
+    request = contract.schemas["request"]
+    definition = request["$defs"][f"model.{MODEL}"]
+    assert definition["x-imgconf-model"]["refuses"] == ["quality", "style"]
+    assert MODEL in request["properties"]["model"]["anyOf"][1]["enum"]
+    # Its spec is built from that fragment by the loader's own code.
+    assert model_spec(MODEL, definition, request["properties"]) == contract.models[MODEL]
+    spec = contract.models[MODEL]
+    assert spec.sizes == ("512x512", "1024x1024") and spec.n_max == 4
+    assert spec.fixed == {"output_format": "png", "response_format": "b64_json"}
+    assert set(spec.extensions) == {"steps", "aspect_ratio"}
+    # The base contract is left as it was.
+    assert MODEL not in load_contract().models
+    assert "steps" not in load_contract().request_fields
+
+
+def test_the_strict_request_schema_and_the_oracle_agree_on_declared_models():
+    contract = load_profile(FLUX).contract
+    validator = contract.validator("request")
+    bodies = [
+        ({"steps": 4, "aspect_ratio": "16:9", "n": 4, "size": "512x512"}, []),
+        ({"steps": None}, []),
+        ({"steps": 0}, ["request.extension.invalid"]),
+        ({"aspect_ratio": "2:1"}, ["request.extension.invalid"]),
+        ({"quality": "standard"}, ["request.refused_param"]),
+        ({"n": 5}, ["request.n.max.model"]),
+        ({"size": "256x256"}, ["request.size.enum"]),
+        ({"response_format": "url"}, ["request.unsupported_param"]),
+    ]
+    for fields, rules in bodies:
+        body = {"model": MODEL, "prompt": "a red circle", **fields}
+        assert [v.rule for v in request_violations(body, contract)] == rules, fields
+        assert validator.is_valid(body) == (not rules), fields
+    # Another model's own parameter is not OpenAI's models' to take.
+    other = {"model": "dall-e-2", "prompt": "a red circle", "steps": 4}
+    assert [v.rule for v in request_violations(other, contract)] == ["request.unsupported_param"]
+    assert not validator.is_valid(other)
+
+
+# --- rules follow the facts declared -------------------------------------------------------------
+
+
+def test_the_rules_of_a_declared_model_follow_its_facts():
+    rules = load_profile(FLUX).rules()
+    held = {rule.id for rule in rules.values() if MODEL in rule.models}
+    assert {
+        "request.size.enum",
+        "request.n.max.model",
+        "request.extension.invalid",
+        "request.refused_param",
+        "request.prompt.max_length",
+        "response.b64_json",
+        "response.data.count",
+        "image.size",
+        "image.format",
+    } <= held
+    assert not held & {
+        "response.url",
+        "request.n.max",
+        "request.quality.enum",
+        "request.response_format.enum",
+        "stream.completed",
+        "request.size.custom.max",
+    }
+
+
+def test_a_fact_marked_should_makes_the_rules_it_implies_should(tmp_path):
+    sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD", "evidence": "sizes: 512, 1024"}
+    rules = load_profile(write_profile(tmp_path, [flux_entry(sizes=sizes)])).rules()
+    for rule_id in ("image.size", "request.size.enum"):
+        assert rules[rule_id].level == "MUST"
+        assert rules[rule_id].level_for(MODEL) == "SHOULD"
+        assert rules[rule_id].level_for("dall-e-2") == "MUST"
+    assert rules["request.n.max.model"].level_for(MODEL) == "MUST"
+
+
+def test_a_like_model_takes_its_models_facts_with_overrides(tmp_path):
+    entry = {"name": "my-dalle", "like": "dall-e-2", "sizes": ["256x256", "1024x1024"]}
+    profile = load_profile(write_profile(tmp_path, [entry], name="like-dalle"))
+    spec, base = profile.contract.models["my-dalle"], load_contract().models["dall-e-2"]
+    assert spec.sizes == ("256x256", "1024x1024")
+    for same in ("prompt_max_chars", "n_max", "qualities", "params", "fixed", "family"):
+        assert getattr(spec, same) == getattr(base, same), same
+    assert spec.values("response_format") == base.values("response_format")
+    rules = profile.rules()
+    assert "my-dalle" in rules["response.url"].models
+    assert "my-dalle" in rules["request.response_format.enum"].models
+    # A size of dall-e-2 that my-dalle does not take is an invalid case of its plan.
+    body = {"model": "my-dalle", "prompt": "a red circle", "size": "512x512"}
+    assert [v.rule for v in request_violations(body, profile.contract)] == ["request.size.enum"]
+    plan = build_plan(profile)
+    sizes = [c for c in plan.cases if c.rule == "request.size.enum" and c.model == "my-dalle"]
+    assert any(c.body["size"] == "512x512" and c.expect == "reject" for c in sizes)
+
+
+def test_a_like_model_round_trips(tmp_path, imgconf_run):
+    entry = {"name": "my-dalle", "like": "dall-e-2", "sizes": ["256x256", "1024x1024"]}
+    path = write_profile(tmp_path, [entry], name="like-dalle")
+    with start_reference_server(profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]
+    assert report["models"] == ["my-dalle"]
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def test_the_flux_plan_prints_its_cases_and_cost(capsys):
+    assert main_entry(["plan", "--profile", FLUX]) == 0
+    out = capsys.readouterr().out
+    assert f"{MODEL}: " in out and "$" in out
+    assert "request.extension.invalid: steps=0" in out
+    assert "request.refused_param: quality=" in out
+
+
+def test_the_flux_plan_covers_its_extensions_pairwise_and_prices_each_image():
+    profile = load_profile(FLUX)
+    spec = profile.contract.models[MODEL]
+    factors = pairwise_factors(spec, profile.contract)
+    assert {"steps", "aspect_ratio", "n", "size"} <= set(factors)
+    plan = build_plan(profile)
+    covered = plan.coverage["models"][MODEL]
+    assert covered["pairs"]["covered"] == covered["pairs"]["total"]
+    assert covered["values"]["missing"] == []
+    assert plan.cost == pytest.approx(0.003 * plan.images)
+    valid = [c.body for c in plan.cases if c.kind == "valid"]
+    # Nothing the model refuses is sent in a valid case.
+    assert not [b for b in valid if "quality" in b or "style" in b]
+
+
+def test_a_field_the_model_ignores_is_a_valid_case_answered_as_if_omitted(tmp_path, imgconf_run):
+    path = write_profile(
+        tmp_path, [flux_entry(ignores=["style"], refuses=["quality"])], name="ignoring"
+    )
+    profile = load_profile(path)
+    plan = build_plan(profile)
+    ignored = [c for c in plan.cases if c.kind == "valid" and "style" in c.body]
+    assert ignored and all(c.expect == "accept" for c in ignored)
+    assert not [c for c in plan.cases if c.rule == "request.refused_param" and "style" in c.body]
+    with start_reference_server(profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]
+
+
+# --- the reference server serves the profile --------------------------------------------------
+
+
+@pytest.fixture
+def flux_client(reference_client):
+    return reference_client(profile=FLUX)
+
+
+def post(client: Any, **fields: Any) -> Any:
+    return client.post(PATH, json={"model": MODEL, "prompt": "a red circle", **fields})
+
+
+def test_the_server_serves_a_declared_model(flux_client):
+    answer = post(flux_client, n=3, size="512x512", steps=8, aspect_ratio="16:9")
+    assert answer.status_code == 200, answer.text[:200]
+    data = answer.json()["data"]
+    assert len(data) == 3 and all("url" not in item for item in data)
+    image = Image.open(io.BytesIO(base64.b64decode(data[0]["b64_json"])))
+    assert image.size == (512, 512) and image.format == "PNG"
+    default = Image.open(
+        io.BytesIO(base64.b64decode(post(flux_client).json()["data"][0]["b64_json"]))
+    )
+    assert default.size == (1024, 1024)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": "4"}, "steps"),
+        ({"aspect_ratio": "2:1"}, "aspect_ratio"),
+        ({"quality": "standard"}, "quality"),
+        ({"style": "vivid"}, "style"),
+        ({"n": 5}, "n"),
+        ({"size": "256x256"}, "size"),
+    ],
+)
+def test_the_server_refuses_what_the_declaration_rules_out(flux_client, fields, param):
+    answer = post(flux_client, **fields)
+    assert answer.status_code == 400, answer.text[:200]
+    assert answer.json()["error"]["param"] == param
+
+
+def test_run_without_base_url_serves_the_profile_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main_entry(["run", "--profile", FLUX, "--report-dir", str(tmp_path / "r")]) == 0
+
+
+QUIRKS = {
+    "ignore-size": "image.size",
+    "ignore-n": "response.data.count",
+    "accept-bad-extensions": "request.extension.invalid",
+    "url-instead-of-b64": "response.b64_json",
+}
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+def test_each_quirk_fails_the_flux_run_naming_its_rule(quirk, imgconf_run):
+    with start_reference_server(quirks=(quirk,), profile=FLUX) as server:
+        status, report = imgconf_run("--profile", FLUX, target=server)
+    assert status == 1, report["verdict"]
+    failed = {entry.split(" @ ")[0] for entry in report["verdict"]["failed"]}
+    assert QUIRKS[quirk] in failed, failed
+    assert f"{QUIRKS[quirk]} @ {MODEL}" in report["verdict"]["failed"]
+
+
+def test_a_should_fact_only_warns_when_broken(tmp_path, imgconf_run):
+    sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
+    path = write_profile(tmp_path, [flux_entry(sizes=sizes)], name="soft-sizes")
+    with start_reference_server(quirks=("ignore-size",), profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]
+    assert f"image.size @ {MODEL}" in report["verdict"]["warned"]
+
+
+def test_the_example_reads_as_a_user_would_write_it():
+    text = Path(FLUX).read_text()
+    assert "x-imgconf" not in text and "$defs" not in text
+    assert textwrap.dedent(text) == text
