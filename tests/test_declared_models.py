@@ -347,3 +347,51 @@ def test_the_example_reads_as_a_user_would_write_it():
     text = Path(FLUX).read_text()
     assert "x-imgconf" not in text and "$defs" not in text
     assert textwrap.dedent(text) == text
+
+
+WXH_MODEL = {
+    "name": "qwen-image",
+    "prompt_max_chars": 1000,
+    "n": {"max": 2},
+    "sizes": {
+        "list": ["1024x1024"],
+        "wxh": {
+            "multiple_of": 16,
+            "min_edge": 256,
+            "max_edge": 1440,
+            "max_aspect": 3,
+            "max_pixels": 2073600,
+        },
+    },
+    "output_formats": ["png", "jpeg"],
+    "response_formats": ["b64_json", "url"],
+    "extensions": {
+        "seed": {"type": "integer", "minimum": 0},
+        "negative_prompt": {"type": "string", "maxLength": 500},
+    },
+}
+
+
+def test_a_wxh_rule_model_plans_its_custom_sizes_and_round_trips(tmp_path, imgconf_run):
+    path = write_profile(tmp_path, [WXH_MODEL], name="wxh")
+    profile = load_profile(path)
+    spec = profile.contract.models["qwen-image"]
+    assert spec.custom_sizes is not None and spec.custom_sizes.max_edge == 1440
+    assert spec.default("response_format", profile.contract) == "b64_json"
+    rules = profile.rules()
+    for rule_id in ("request.size.custom.max", "response.url", "response.b64_json"):
+        assert "qwen-image" in rules[rule_id].models, rule_id
+    plan = build_plan(profile)
+    assert {c.rule for c in plan.cases} >= {
+        "request.size.custom.divisible",
+        "request.size.custom.aspect",
+        "request.size.custom.max",
+        "request.extension.invalid",
+    }
+    with start_reference_server(profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]
+    with start_reference_server(quirks=("accept-any-size",), profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 1
+    assert "request.size.custom.max @ qwen-image" in report["verdict"]["failed"]

@@ -71,6 +71,8 @@ __all__ = [
     "valid_requests",
 ]
 
+#: The value a plan sends in a free string field.
+_EXAMPLE_STRING = "imgconf-conformance"
 #: A harmless prompt, short so that invalid cases stay small.
 DEFAULT_PROMPT = "A small red circle centred on a plain white background"
 #: A field name no version of the API knows.
@@ -210,7 +212,7 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
         elif "boolean" in contract.types(param):
             out[param] = (False, True)
         else:
-            out[param] = ("imgconf-conformance",)
+            out[param] = (_EXAMPLE_STRING,)
     for param, schema in spec.extensions.items():
         values = extension_values(schema)
         if values:
@@ -230,11 +232,14 @@ def extension_values(schema: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(range(low, high + 1)) if high - low <= 4 else (low, high)
     if kind == "boolean":
         return (False, True)
-    for key in ("const", "default"):
-        if key in schema:
-            return (schema[key],)
-    examples = schema.get("examples") or ()
-    return (examples[0],) if examples else ()
+    candidates = [schema[k] for k in ("const", "default") if k in schema]
+    candidates += list(schema.get("examples") or ())
+    if kind == "integer":
+        candidates += [schema[k] for k in ("minimum", "maximum") if k in schema]
+    if kind == "string":
+        candidates.append(_EXAMPLE_STRING)
+    valid = [v for v in candidates if extension_error(schema, v) is None]
+    return tuple(valid[:1])
 
 
 def invalid_extension_values(schema: Mapping[str, Any]) -> tuple[Any, ...]:
