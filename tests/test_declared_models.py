@@ -395,3 +395,19 @@ def test_a_wxh_rule_model_plans_its_custom_sizes_and_round_trips(tmp_path, imgco
         status, report = imgconf_run("--profile", path, target=server)
     assert status == 1
     assert "request.size.custom.max @ qwen-image" in report["verdict"]["failed"]
+
+
+def test_an_ignored_size_is_judged_as_if_omitted(tmp_path, imgconf_run):
+    # A model that ignores size answers its default size; a server that honours the asked
+    # size instead is not answering "as if omitted".
+    entry = flux_entry(sizes=None, default_size="1024x1024", ignores=["size"])
+    del entry["sizes"]
+    path = write_profile(tmp_path, [entry], name="sizeless")
+    profile = load_profile(path)
+    assert not profile.contract.models[MODEL].takes("size")
+    asked = [c for c in build_plan(profile).cases if c.kind == "valid" and "size" in c.body]
+    assert asked, "an ignored field is sent in a valid case"
+    with start_reference_server(profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]
+    assert f"image.size @ {MODEL}" not in report["verdict"]["failed"]

@@ -251,6 +251,9 @@ def _asked(case: Case, profile: Profile, model: str | None = None) -> _Asked:
     n = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 1
     fmt = value("output_format")
     size = body.get("size") if spec.takes("size") else None
+    if "size" in spec.ignores and "size" in body:
+        # Answered as if left out: the model's default size (a declared model's ``ignores``).
+        size = spec.default_size
     wxh = parse_wxh(size) if isinstance(size, str) else None
     partial = value("partial_images") if spec.takes("partial_images") else 0
     return _Asked(
@@ -559,13 +562,14 @@ def check_status(v: _Judgement, exchange: Exchange, expected_param: str | None) 
 
 def _size_ok(asked: _Asked, width: int | None, height: int | None) -> bool:
     """The asked size; with ``auto`` or no size, one of the model's own sizes (for a model with
-    custom sizes, one that keeps their rules)."""
+    custom sizes, one that keeps their rules; for a declared model that takes no size, its
+    default one)."""
     if width is None or height is None:
         return False
     if asked.size is not None:
         return (width, height) == asked.size
     spec = asked.spec
-    if f"{width}x{height}" in spec.sizes:
+    if f"{width}x{height}" in (spec.sizes or (spec.default_size,)):
         return True
     return spec.custom_sizes is not None and spec.custom_sizes.broken_limit(width, height) is None
 

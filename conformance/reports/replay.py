@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..contract.loader import load_contract
 from ..contract.profiles import Profile, load_profile
 from ..engine.checks import RESPONSE_URL_FETCH, WELL_FORMED, conclude
 from ..engine.results import CaseResult, Exchange, Reason, RunResult
@@ -50,7 +49,7 @@ def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[s
     body = case.body if isinstance(case.body, dict) else {}
     out = [
         r.id
-        for r in load_contract().rules.values()
+        for r in profile.contract.rules.values()
         if r.kind == "image"
         and (case.model in rules[r.id].models or case.model not in profile.models)
         # alpha is judged only where a transparent background was asked
@@ -70,7 +69,7 @@ def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
     body = case.body if isinstance(case.body, dict) else {}
     return [
         r.id
-        for r in load_contract().rules.values()
+        for r in profile.contract.rules.values()
         if (r.kind in kinds or r.id == WELL_FORMED.id)
         and r.id not in _NOT_ON_THE_BODY
         and (r.id not in rules or case.model in rules[r.id].models or not rules[r.id].models)
