@@ -411,3 +411,42 @@ def test_an_ignored_size_is_judged_as_if_omitted(tmp_path, imgconf_run):
         status, report = imgconf_run("--profile", path, target=server)
     assert status == 0, report["verdict"]
     assert f"image.size @ {MODEL}" not in report["verdict"]["failed"]
+
+
+# --- the judge ---------------------------------------------------------------------------------
+
+
+def judged(profile_path: str, body: dict[str, Any], answer: dict[str, Any]) -> set[str]:
+    """The rules the judge finds broken (with their levels) in one answer under a profile."""
+    from test_checks import make_case, ok_json, run
+
+    result = run(make_case(body), ok_json(answer), profile=load_profile(profile_path))
+    return {f"{f.rule}:{f.level}" for f in result.findings}
+
+
+def b64_answer(*sizes: tuple[int, int]) -> dict[str, Any]:
+    from test_checks import b64, image_bytes
+
+    return {"created": 1700000000, "data": [{"b64_json": b64(image_bytes(*s))} for s in sizes]}
+
+
+def test_the_judge_holds_a_declared_model_to_its_facts(tmp_path):
+    body = {"model": MODEL, "prompt": "a red square", "size": "512x512", "n": 2, "steps": 4}
+    assert judged(FLUX, body, b64_answer((512, 512), (512, 512))) == set()
+    assert judged(FLUX, body, b64_answer((512, 512))) == {"response.data.count:MUST"}
+    assert "image.size:MUST" in judged(FLUX, body, b64_answer((1024, 1024), (1024, 1024)))
+    url_answer = {"created": 1700000000, "data": [{"url": "https://x.example/1.png"}] * 2}
+    assert "response.b64_json:MUST" in judged(FLUX, body, url_answer)
+    # A fact marked SHOULD: the rule it implies is a warning for this model.
+    sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
+    soft = write_profile(tmp_path, [flux_entry(sizes=sizes)])
+    assert "image.size:SHOULD" in judged(soft, body, b64_answer((1024, 1024), (1024, 1024)))
+
+
+def test_the_judge_reads_an_ignored_size_as_omitted(tmp_path):
+    entry = flux_entry(default_size="1024x1024", ignores=["size"])
+    del entry["sizes"]
+    path = write_profile(tmp_path, [entry], name="sizeless")
+    body = {"model": MODEL, "prompt": "a red square", "size": "512x512"}
+    assert judged(path, body, b64_answer((1024, 1024))) == set()
+    assert "image.size:MUST" in judged(path, body, b64_answer((512, 512)))

@@ -1,11 +1,13 @@
 """Models a profile declares: parsed, checked and compiled into the contract's own shape.
 
 A profile's ``models:`` lists contract models by name, models ``like:`` a contract model with
-overrides, and models from scratch (``/work`` format: ``PROFILE_MODELS.md`` in the docs). Each
-declared model is compiled into the same ``$defs/model.<name>`` fragment (with its
-``x-imgconf-model`` capabilities) that the request schema holds for OpenAI's models, and its
-:class:`~conformance.contract.loader.ModelSpec` is built by the loader's own code, so everything
-downstream judges a declared model exactly like a contract one.
+overrides (``{name: my-dalle, like: dall-e-2, sizes: [...]}``), and models from scratch, each
+fact (:data:`FACTS`) written as its value or as ``{value, level, evidence, observed}`` (README:
+"Testing a vendor that is not OpenAI"). Each declared model is compiled into the same
+``$defs/model.<name>`` fragment (with its ``x-imgconf-model`` capabilities) that the request
+schema holds for OpenAI's models, and its :class:`~conformance.contract.loader.ModelSpec` is
+built by the loader's own code, so everything downstream judges a declared model exactly like a
+contract one.
 
 Rules name the contract's models; which rules hold for a declared model follows from the facts it
 declares (a rule's ``declared:`` in ``rules.yaml``), at the level of the fact that implies it.

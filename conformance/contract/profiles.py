@@ -251,7 +251,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         rule_overrides={k: dict(v) for k, v in overrides.items()},
         unsupported=frozenset(unsupported),
         prices=prices,
-        prices_source=str(data.get("prices_source", "")),
+        prices_source=str(data.get("prices_source", "")) or _declared_price_sources(declared),
         file=file,
         rate=rate,
         auth=auth,
@@ -260,6 +260,11 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         declared=declared,
         own_contract=None if not declared else contract,
     )
+
+
+def _declared_price_sources(declared: tuple[DeclaredModel, ...]) -> str:
+    """Where the declared models' prices come from, when the profile names no prices source."""
+    return "; ".join(f"{m.name}: {m.price_source}" for m in declared if m.price_source)
 
 
 def _declared_prices(
