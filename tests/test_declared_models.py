@@ -450,3 +450,22 @@ def test_the_judge_reads_an_ignored_size_as_omitted(tmp_path):
     body = {"model": MODEL, "prompt": "a red square", "size": "512x512"}
     assert judged(path, body, b64_answer((1024, 1024))) == set()
     assert "image.size:MUST" in judged(path, body, b64_answer((512, 512)))
+
+
+def test_a_rule_names_declared_models_by_a_known_fact():
+    from conformance.contract.loader import ContractError, parse_rules
+
+    entry = {"id": "request.x", "level": "MUST", "kind": "answer", "models": "*"}
+    entry.update(description="d", source="s", declared="size")
+    with pytest.raises(ContractError, match=r"rule request\.x: declared must be"):
+        parse_rules([entry], load_contract().models)
+    for good in ("*", "sizes", "sizes.wxh", "response_formats.url", "takes.stream"):
+        parse_rules([{**entry, "declared": good}], load_contract().models)
+
+
+def test_a_field_rule_takes_the_level_of_the_fact_that_makes_the_field_taken(tmp_path):
+    n = {"value": {"min": 1, "max": 4}, "level": "SHOULD"}
+    rules = load_profile(write_profile(tmp_path, [flux_entry(n=n)])).rules()
+    for rule_id in ("request.n.type", "request.n.min", "request.n.max.model"):
+        assert rules[rule_id].level_for(MODEL) == "SHOULD", rule_id
+    assert rules["request.prompt.type"].level_for(MODEL) == "MUST"

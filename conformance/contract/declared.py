@@ -24,6 +24,7 @@ from typing import Any
 
 from .loader import (
     LEVELS,
+    MODEL_FACTS,
     OPTIONAL_FIELDS,
     Contract,
     CustomSizes,
@@ -36,23 +37,7 @@ from .loader import (
 __all__ = ["DeclarationError", "DeclaredModel", "Fact", "extend_contract", "parse_models"]
 
 #: The facts a declaration may state, in the order they are checked.
-FACTS = (
-    "prompt_max_chars",
-    "n",
-    "sizes",
-    "default_size",
-    "qualities",
-    "output_formats",
-    "output_compression",
-    "response_formats",
-    "stream",
-    "background",
-    "takes",
-    "ignores",
-    "refuses",
-    "extensions",
-    "price",
-)
+FACTS = MODEL_FACTS
 KEYS = ("name", "like", "source", "family", *FACTS)
 #: The keys of a fact written with its level and evidence.
 FACT_KEYS = frozenset({"value", "level", "evidence", "observed"})
@@ -632,13 +617,17 @@ def _extended_rule(
     """The rule, also holding for the declared models its ``declared:`` condition holds for."""
     if rule.declared is None:
         return rule
+    condition = rule.declared
+    if condition == "*" and rule.param in STANDARD and rule.kind in ("reject", "either"):
+        # A rule about a field: at the level of the fact that makes the model take it.
+        condition = f"takes.{rule.param}"
     models = list(rule.models)
     levels = dict(rule.levels)
     for model in declared:
         spec = specs[model.name]
         if not _field_taken(rule, spec, base):
             continue
-        level = model.level_of(rule.declared, spec)
+        level = model.level_of(condition, spec)
         if level is None:
             continue
         models.append(model.name)

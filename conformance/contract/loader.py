@@ -60,6 +60,25 @@ OPTIONAL_FIELDS = (
 )
 
 LEVELS = ("MUST", "SHOULD")
+#: The facts a profile may declare of a model of its own (``conformance.contract.declared``);
+#: a rule's ``declared:`` names one of them (or ``takes.FIELD``) to hold such models to it.
+MODEL_FACTS = (
+    "prompt_max_chars",
+    "n",
+    "sizes",
+    "default_size",
+    "qualities",
+    "output_formats",
+    "output_compression",
+    "response_formats",
+    "stream",
+    "background",
+    "takes",
+    "ignores",
+    "refuses",
+    "extensions",
+    "price",
+)
 #: The model family (``x-imgconf-model.family``) with the GPT image models' own fields and
 #: answers; the code names it wherever those differ from the dall-e models.
 GPT_FAMILY = "gpt-image"
@@ -633,6 +652,7 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             raise ContractError(f"rule id {rule_id} appears twice")
         if entry["level"] not in LEVELS:
             raise ContractError(f"rule {rule_id}: level must be MUST or SHOULD")
+        _check_declared(rule_id, entry.get("declared"))
         rules[rule_id] = Rule(
             id=rule_id,
             level=entry["level"],
@@ -647,6 +667,22 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             **_request_rule_data(entry),
         )
     return rules
+
+
+def _check_declared(rule_id: str, condition: Any) -> None:
+    """A rule's ``declared:``: ``*``, a model fact, a value within one, or ``takes.FIELD`` (a
+    typo would hold no declared model to the rule, silently)."""
+    if condition is None or condition == "*":
+        return
+    fact, _, value = str(condition).partition(".")
+    if fact == "takes" and value in OPTIONAL_FIELDS:
+        return
+    if fact in MODEL_FACTS and fact != "takes":
+        return
+    raise ContractError(
+        f"rule {rule_id}: declared must be '*', a model fact ({', '.join(MODEL_FACTS)}), "
+        f"FACT.VALUE or takes.FIELD (got {condition!r})"
+    )
 
 
 def _request_rule_data(entry: Mapping[str, Any]) -> dict[str, Any]:
