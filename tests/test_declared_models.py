@@ -4,6 +4,7 @@ facts imply, planned, served by the reference server and judged like OpenAI's mo
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import textwrap
 from pathlib import Path
@@ -469,3 +470,22 @@ def test_a_field_rule_takes_the_level_of_the_fact_that_makes_the_field_taken(tmp
     for rule_id in ("request.n.type", "request.n.min", "request.n.max.model"):
         assert rules[rule_id].level_for(MODEL) == "SHOULD", rule_id
     assert rules["request.prompt.type"].level_for(MODEL) == "MUST"
+
+
+@pytest.mark.parametrize("model", list(load_contract().models))
+def test_a_like_model_without_overrides_compiles_to_its_models_spec(tmp_path, model):
+    # The compiler and the loader agree: what a contract model states, redeclared, is the same.
+    path = write_profile(tmp_path, [{"name": f"my-{model}", "like": model}])
+    spec = load_profile(path).contract.models[f"my-{model}"]
+    assert dataclasses.replace(spec, name=model) == load_contract().models[model]
+
+
+def test_a_like_model_of_a_streaming_custom_size_model_round_trips(tmp_path, imgconf_run):
+    model = load_contract().spec_gpt_image_models[-1]
+    path = write_profile(tmp_path, [{"name": "my-gpt", "like": model}], name="like-gpt")
+    rules = load_profile(path).rules()
+    assert "my-gpt" in rules["stream.completed"].models
+    assert "my-gpt" in rules["request.size.custom.aspect"].models
+    with start_reference_server(profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    assert status == 0, report["verdict"]

@@ -264,10 +264,11 @@ def _check(key: str, value: Any, where: str, base: Contract) -> Any:
         return _positive(value, at) if value is not None else None
     if key == "n":
         return _n(value, at, base)
+    chosen = base.request_fields["size"].get("default")
     if key == "sizes":
-        return _sizes(value, at)
+        return _sizes(value, at, chosen)
     if key == "default_size":
-        return _size(value, at)
+        return _size(value, at, chosen)
     if key in ("qualities", "output_formats", "response_formats"):
         return _values(key, value, at, base)
     if key in ("output_compression", "stream", "background"):
@@ -300,25 +301,26 @@ def _n(value: Any, at: str, base: Contract) -> dict[str, int]:
     return {"min": low, "max": top}
 
 
-def _size(value: Any, at: str) -> str:
-    if not isinstance(value, str) or parse_wxh(value) is None:
+def _size(value: Any, at: str, chosen: Any) -> str:
+    """A ``WxH`` size, or the schema's default size (``auto``: the server chooses)."""
+    if value != chosen and (not isinstance(value, str) or parse_wxh(value) is None):
         raise DeclarationError(f"{at} must be a WxH size such as 1024x1024 (got {value!r:.40})")
     return value
 
 
-def _sizes(value: Any, at: str) -> list[str] | dict[str, Any]:
+def _sizes(value: Any, at: str, chosen: Any) -> list[str] | dict[str, Any]:
     """A list of sizes, or ``{list: [...], wxh: {...}}`` (a ``WxH`` rule with listed extras)."""
     if isinstance(value, list):
         if not value:
             raise DeclarationError(f"{at} must list at least one size")
-        return [_size(s, f"{at}[{i}]") for i, s in enumerate(value)]
+        return [_size(s, f"{at}[{i}]", chosen) for i, s in enumerate(value)]
     if not isinstance(value, Mapping) or "wxh" not in value or set(value) - {"list", "wxh"}:
         raise DeclarationError(f"{at} must be a list of WxH sizes or {{list: [...], wxh: {{...}}}}")
     listed = value.get("list") or []
     if not isinstance(listed, list):
         raise DeclarationError(f"{at}.list must be a list of WxH sizes")
     return {
-        "list": [_size(s, f"{at}.list[{i}]") for i, s in enumerate(listed)],
+        "list": [_size(s, f"{at}.list[{i}]", chosen) for i, s in enumerate(listed)],
         "wxh": _wxh(value["wxh"], f"{at}.wxh"),
     }
 
@@ -469,16 +471,16 @@ def _definition(
         props["prompt"] = {"maxLength": prompt}
     fixed: dict[str, Any] = {}
     for param in STANDARD:
-        if param == "prompt":
-            continue
         props[param] = _field_schema(param, facts, base) if param in taken else {"type": "null"}
     for param, key in FORMATS:
         values = _value(facts, key, None)
-        if values:
-            if param in taken:
-                props[param]["x-imgconf-default"] = values[0]
-            else:
-                fixed[param] = values[0]
+        if not values:
+            continue
+        if param not in taken:
+            fixed[param] = values[0]
+        elif values[0] != base.request_fields[param].get("default"):
+            # The first is the default; recorded where it is not the schema's own.
+            props[param]["x-imgconf-default"] = values[0]
     size_default = _value(facts, "default_size", None) or _first_size(facts)
     if size_default is not None:
         props["size"]["x-imgconf-default"] = size_default
