@@ -918,9 +918,9 @@ def predicted_coverage(plan: Plan) -> dict[str, Any]:
     """The rules each model's cases aim at, as :func:`coverage_summary` states them: what a
     run's report observes on a server that behaves."""
     rules = plan.profile.rules()
+    contract = plan.profile.contract
     predicted: dict[str, set[str]] = {}
     for case in plan.cases:
-        contract = plan.profile.contract
         spec = case_spec(case, plan.profile.models, contract)
         predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules, contract))
     return coverage_summary(predicted, plan.models, rules)

@@ -223,7 +223,8 @@ def param_values(spec: ModelSpec, contract: Contract | None = None) -> dict[str,
 def extension_values(schema: Mapping[str, Any]) -> tuple[Any, ...]:
     """The values of a declared model's own parameter a plan covers, from its JSON Schema
     fragment: every enum value; an integer's bounds (the whole range when it is small); both
-    booleans; else its ``const``, ``default`` or first example (none: the plan leaves it out)."""
+    booleans; else one value its schema allows: its ``const``, ``default``, first example, a
+    bound, or a plain string (none: the plan leaves the parameter out)."""
     if "enum" in schema:
         return tuple(v for v in schema["enum"] if v is not None)
     kind = schema.get("type")
