@@ -343,11 +343,12 @@ class Contract:
 
     @cached_property
     def enum_fields(self) -> Mapping[str, tuple[Any, ...]]:
-        """Every enum field of the request and its non-null values across all models."""
+        """Every standard enum field of the request and its non-null values across all models
+        (a declared model's own parameters are judged by their own schemas)."""
         out: dict[str, tuple[Any, ...]] = {}
         for name, sub in self.request_fields.items():
             values = _enum_values(sub)
-            if values and name != "model":
+            if values and name != "model" and not sub.get("x-imgconf-extension"):
                 out[name] = values
         return out
 
