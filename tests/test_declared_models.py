@@ -489,3 +489,14 @@ def test_a_like_model_of_a_streaming_custom_size_model_round_trips(tmp_path, img
     with start_reference_server(profile=path) as server:
         status, report = imgconf_run("--profile", path, target=server)
     assert status == 0, report["verdict"]
+
+
+def test_a_contract_model_next_to_a_declared_one_keeps_its_cases(tmp_path):
+    model = "dall-e-3"
+    path = write_profile(tmp_path, [model, flux_entry()], name="mixed")
+
+    def cases(profile: Any, **options: Any) -> list[tuple[Any, ...]]:
+        plan = build_plan(profile, **options)
+        return [(c.id, c.body, c.level, c.expect) for c in plan.cases if c.model == model]
+
+    assert cases(load_profile(path)) == cases(load_profile("openai"), models=[model])
