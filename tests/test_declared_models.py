@@ -500,3 +500,28 @@ def test_a_contract_model_next_to_a_declared_one_keeps_its_cases(tmp_path):
         return [(c.id, c.body, c.level, c.expect) for c in plan.cases if c.model == model]
 
     assert cases(load_profile(path)) == cases(load_profile("openai"), models=[model])
+
+
+URL_ONLY = {
+    "name": "sd-url",
+    "n": {"max": 1},
+    "sizes": ["768x768"],
+    "output_formats": ["jpeg"],
+    "response_formats": ["url"],
+    "ignores": ["style"],
+}
+
+
+@pytest.mark.parametrize(
+    ("quirk", "rule"),
+    [(None, None), ("b64-instead-of-url", "response.url"), ("wrong-format", "image.format")],
+)
+def test_a_url_only_jpeg_only_model_is_served_and_judged_so(tmp_path, imgconf_run, quirk, rule):
+    path = write_profile(tmp_path, [URL_ONLY], name="url-only")
+    quirks = (quirk,) if quirk else ()
+    with start_reference_server(quirks=quirks, profile=path) as server:
+        status, report = imgconf_run("--profile", path, target=server)
+    if rule is None:
+        assert status == 0, report["verdict"]
+    else:
+        assert status == 1 and f"{rule} @ sd-url" in report["verdict"]["failed"], report["verdict"]
