@@ -24,7 +24,7 @@ from typing import Any
 from ..contract.loader import Rule, load_contract
 from ..generation.cases import ANY_MODEL
 from ..generation.coverage import aimed_rules, case_spec
-from .results import CaseResult, Reason, RunResult, blocks
+from .results import CaseResult, Level, Reason, RunResult, blocks
 
 __all__ = [
     "CELL_RANK",
@@ -60,7 +60,7 @@ def case_rules(
     for rule in result.checked:
         out[rule] = "pass"
     for finding in result.findings:
-        status = "fail" if finding.level == "MUST" else "warn"
+        status = "fail" if finding.level == Level.MUST else "warn"
         if out.get(finding.rule) != "fail":
             out[finding.rule] = status
     return out
@@ -110,11 +110,11 @@ def build_matrix(
         statuses = case_rules(result, catalogue, models)
         messages = {f.rule: f.message for f in reversed(result.findings)}
         for rule, status in statuses.items():
-            item = entry(case.model, rule, case.level if rule == case.rule else "MUST")
+            item = entry(case.model, rule, case.level if rule == case.rule else Level.MUST)
             if status in CELL_RANK:
                 item["cases"] += 1
                 if status != "pass":
-                    item["level"] = "MUST" if status == "fail" else "SHOULD"
+                    item["level"] = Level.MUST if status == "fail" else Level.SHOULD
                     bucket = item["failed_cases" if status == "fail" else "warned_cases"]
                     if case.id not in bucket:
                         bucket.append(case.id)
@@ -142,7 +142,7 @@ def build_matrix(
         # Only a MUST rule unobserved keeps a run from PASS (a SHOULD one never fails it).
         item["blocking"] = (
             item["status"] == "not_observed"
-            and item["level"] == "MUST"
+            and item["level"] == Level.MUST
             and any(blocks(r) for r in item["reasons"])
         )
     order = {rule: i for i, rule in enumerate(catalogue)}
@@ -207,7 +207,7 @@ def decide(
     verdict = RunVerdict(status="pass", fail_on=run.fail_on)
     verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
     verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]
-    must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == "MUST"]
+    must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == Level.MUST]
     blocked = [i for i in must_unseen if i["blocking"]]
     verdict.not_observed = [
         f"{_label(i)} ({', '.join(i['reasons'])})" for i in must_unseen if not i["blocking"]
