@@ -74,6 +74,22 @@ STREAM_EVENT_CAP = 64 * MIB
 #: dozen): counted on the bytes, so a million items never become a million Python objects.
 MAX_JSON_CONTAINERS = 100_000
 
+# --- image facts ----------------------------------------------------------------------------
+
+#: Declared pixels (width x height) above which an image is refused before any decoding
+#: (one decoded RGBA image at the bound holds 64 MiB).
+MAX_PIXELS = 4096 * 4096
+#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused.
+MAX_CHUNKS = 10_000
+#: JPEG scans (SOS segments) before the file is refused (each is a pass over the whole image).
+MAX_JPEG_SCANS = 100
+#: Bytes inflated per step when checking a PNG's image data: the check's memory.
+INFLATE_STEP = 1 << 20
+#: Raw PNG image data up to which a decoded PNG is re-wrapped rather than inflated twice.
+REWRAP_LIMIT = 16 << 20
+#: The side of the report's thumbnails, in pixels.
+THUMBNAIL_SIDE = 160
+
 # --- recordings ------------------------------------------------------------------------------
 
 #: A recording's total cap, and one entry's, in bytes.
