@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ import pytest
 from .errors import SetupError
 
 if TYPE_CHECKING:
+    from .contract.loader import Rule
     from .contract.profiles import Profile
     from .engine.results import BudgetFacts, CaseResult, RunResult
     from .engine.run_settings import RunSettings
@@ -646,7 +647,11 @@ def _clean(text: str) -> str:
 
 
 def judge_item(
-    rule: str, model: str, results: Sequence[Any], item_rules: set[str], catalogue: Any
+    rule: str,
+    model: str,
+    results: Sequence[CaseResult],
+    item_rules: set[str],
+    catalogue: Mapping[str, Rule],
 ) -> Verdict:
     """What a model's (settled) results say about one rule: its cell, as report.json has it.
 
