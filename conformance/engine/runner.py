@@ -228,10 +228,10 @@ class Runner:
 
     def __init__(
         self,
-        transport: TargetClient,
+        client: TargetClient,
         profile: Profile,
         *,
-        concurrency: int = 8,
+        concurrency: int = settings.DEFAULT_CONCURRENCY,
         budget: BudgetLedger | None = None,
         recorder: Recorder | None = None,
         progress: Callable[[CaseResult], None] | None = None,
@@ -239,7 +239,7 @@ class Runner:
         failure_streak: int | None = None,
         rate: Rate | None = None,
     ) -> None:
-        self.transport = transport
+        self.client = client
         self.profile = profile
         self.concurrency = max(1, concurrency)
         self.budget = budget or Budget()
@@ -254,7 +254,7 @@ class Runner:
         self._streak = 0
         #: Reservations each case in flight holds (one more for each try sent again).
         self._reservations: dict[str, int] = {}
-        transport.resend_gate = self._reserve_again
+        client.resend_gate = self._reserve_again
         self._stop = asyncio.Event()
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
@@ -310,7 +310,7 @@ class Runner:
             self._reservations[case.id] = 1
             try:
                 await self.pacer.wait(case)
-                exchange = await self.transport.send_case(case)
+                exchange = await self.client.send_case(case)
             except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
                 results[index] = internal_error(case, exc, None)
             finally:
