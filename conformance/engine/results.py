@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..contract.levels import Level
 from ..generation.cases import Case
 
 if TYPE_CHECKING:
@@ -38,13 +39,6 @@ __all__ = [
     "blocks",
     "judged_outcome",
 ]
-
-
-class Level(StrEnum):
-    """How much a rule binds: a broken MUST fails a run, a broken SHOULD warns."""
-
-    MUST = "MUST"
-    SHOULD = "SHOULD"
 
 
 class Outcome(StrEnum):
