@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..contract.loader import Rule, load_contract
@@ -30,6 +31,7 @@ __all__ = [
     "CELL_RANK",
     "EXIT_CODES",
     "RunVerdict",
+    "VerdictStatus",
     "build_matrix",
     "case_rules",
     "decide",
@@ -38,7 +40,17 @@ __all__ = [
 
 #: How much a cell's status says; a cell takes the strongest of its cases.
 CELL_RANK = {"not_observed": 0, "pass": 1, "warn": 2, "fail": 3}
-EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 3}
+
+
+class VerdictStatus(StrEnum):
+    """What a run may claim."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCOMPLETE = "incomplete"
+
+
+EXIT_CODES = {VerdictStatus.PASS: 0, VerdictStatus.FAIL: 1, VerdictStatus.INCOMPLETE: 3}
 #: Distinct messages kept per cell.
 MESSAGES_PER_CELL = 5
 
@@ -162,7 +174,7 @@ def _message(item: dict[str, Any], message: str) -> None:
 class RunVerdict:
     """What a run may claim, and why."""
 
-    status: str  # "pass", "fail" or "incomplete"
+    status: VerdictStatus
     fail_on: str = "must"
     #: "rule @ model" of every broken MUST cell (and SHOULD cell under ``--fail-on should``).
     failed: list[str] = field(default_factory=list)
@@ -204,7 +216,7 @@ def decide(
     catalogue = catalogue if catalogue is not None else run.catalogue()
     if matrix is None:
         matrix = build_matrix(run.results, run.models, catalogue)
-    verdict = RunVerdict(status="pass", fail_on=run.fail_on)
+    verdict = RunVerdict(status=VerdictStatus.PASS, fail_on=run.fail_on)
     verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
     verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]
     must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == Level.MUST]
@@ -215,7 +227,7 @@ def decide(
     judged = _valid_judged(run.results)
     verdict.models_unjudged = [m for m in run.models if m not in judged]
     if verdict.failed:
-        verdict.status = "fail"
+        verdict.status = VerdictStatus.FAIL
         return verdict
     if run.incomplete:
         verdict.incomplete_reasons.append(f"the run stopped early: {run.stopped or 'interrupted'}")
@@ -234,7 +246,7 @@ def decide(
             f"{len(labels)} MUST rule x model not observed ({reason}): {shown}"
         )
     if run.fail_on == "should" and verdict.warned:
-        verdict.status = "fail"
+        verdict.status = VerdictStatus.FAIL
     elif verdict.incomplete_reasons:
-        verdict.status = "incomplete"
+        verdict.status = VerdictStatus.INCOMPLETE
     return verdict
