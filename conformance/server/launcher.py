@@ -35,11 +35,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import settings
 from ..errors import SetupError
 from .quirks import ActiveQuirks, parse_quirks
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = [
     "RunningServer",
@@ -97,7 +100,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "critical"):
+def uvicorn_server(
+    config_dict: dict[str, Any], *, in_thread: bool, log_level: str = "critical"
+) -> uvicorn.Server:
+    """The reference server as uvicorn runs it, from the launcher's configuration."""
     import uvicorn
 
     from .app import ServerConfig, create_app, hide_dropped_connection_logs
@@ -182,7 +188,7 @@ def start_reference_server(
 
 
 class _ThreadStopper:
-    def __init__(self, server, thread: threading.Thread, sock: socket.socket) -> None:
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket):
         self.server, self.thread, self.sock = server, thread, sock
 
     def __call__(self) -> None:
