@@ -24,6 +24,8 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "VERDICT_WORDS",
+    "Floats",
+    "Ints",
     "call",
     "die",
     "echo",
@@ -64,6 +66,22 @@ def _models(value: str | None) -> tuple[str, ...] | None:
     return tuple(m.strip() for m in value.split(",") if m.strip())
 
 
+class Floats(click.FloatRange):
+    """A number whose bounds ``--help`` shows; the run's settings check them, so that a bad
+    value gets the same message from every front end
+    (:func:`~conformance.engine.run_settings.check_settings`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return click.FLOAT.convert(value, param, ctx)
+
+
+class Ints(click.IntRange):
+    """A whole number whose bounds ``--help`` shows (see :class:`Floats`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return click.INT.convert(value, param, ctx)
+
+
 profile_option = click.option(
     "--profile",
     default="openai",
@@ -81,24 +99,23 @@ models_option = click.option(
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="The plan's seed."
 )
-# Bounds of numbers are checked by the run's settings (one message for every front end).
 max_cost_option = click.option(
     "--max-cost",
-    type=float,
+    type=Floats(min=0),
     default=None,
     metavar="USD",
     help="Spend at most this, at the profile's prices.",
 )
 max_images_option = click.option(
     "--max-images",
-    type=int,
+    type=Ints(min=0),
     default=None,
     metavar="N",
     help="Generate at most N images.",
 )
 explore_option = click.option(
     "--explore",
-    type=int,
+    type=Ints(min=0),
     default=0,
     show_default=True,
     metavar="N",

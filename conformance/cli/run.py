@@ -26,6 +26,8 @@ from .common import (
     DEFAULT_RECORD_CAP_MIB,
     DEFAULT_TIMEOUT,
     VERDICT_WORDS,
+    Floats,
+    Ints,
     call,
     echo,
     explore_option,
@@ -351,7 +353,7 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
 @seed_option
 @click.option(
     "--timeout",
-    type=float,
+    type=Floats(min=0, min_open=True),
     default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds one request may take, connection to last byte.",
@@ -365,14 +367,14 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
 )
 @click.option(
     "--max-duration",
-    type=float,
+    type=Floats(min=0, min_open=True),
     default=None,
     metavar="S",
     help="Stop sending after S seconds; the run is then INCOMPLETE (exit 3 unless a MUST broke).",
 )
 @click.option(
     "--concurrency",
-    type=int,
+    type=Ints(min=1),
     default=DEFAULT_CONCURRENCY,
     show_default=True,
     help="Requests in flight at once.",
@@ -389,7 +391,7 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
 )
 @click.option(
     "--record-cap",
-    type=int,
+    type=Ints(min=1),
     default=DEFAULT_RECORD_CAP_MIB,
     show_default=True,
     metavar="MIB",
