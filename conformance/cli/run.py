@@ -229,7 +229,7 @@ def _run(
     from .. import __version__
     from ..engine.checks import settle_controls
     from ..engine.preflight import check_target, check_writable
-    from ..engine.results import RunResult
+    from ..engine.results import RunResult, TlsFacts
     from ..engine.run_settings import check_budget, check_key, check_prices, transport_config
     from ..engine.runner import Budget, cut_result, execute
     from ..redact import printable, strip_url
@@ -273,7 +273,7 @@ def _run(
         seed=settings.seed,
         plan=_plan_facts(plan),
         fail_on=settings.fail_on,
-        tls={"verify": not settings.insecure, "ca_bundle": settings.ca_bundle},
+        tls=TlsFacts(verify=not settings.insecure, ca_bundle=settings.ca_bundle),
     )
     budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
     try:

@@ -35,6 +35,7 @@ __all__ = [
     "PlanFacts",
     "Reason",
     "RunResult",
+    "TlsFacts",
     "TransportFailure",
     "blocks",
     "judged_outcome",
@@ -256,6 +257,18 @@ class BudgetFacts:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TlsFacts:
+    """How the target's TLS was verified: report.json's ``tls`` section."""
+
+    verify: bool
+    #: The CA file given with ``--ca-bundle`` (None: the system's CAs).
+    ca_bundle: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class RunResult:
     """A whole run: where, with what, what it cost, and every case's result.
@@ -286,9 +299,8 @@ class RunResult:
     stopped: str | None = None
     #: Set by a ``--fail-on should`` gate: warnings then fail too.
     fail_on: str = "must"
-    #: How the target's TLS was verified: ``{"verify": bool, "ca_bundle": path or None}``
-    #: (None: not known, as in a replay).
-    tls: dict[str, Any] | None = None
+    #: How the target's TLS was verified (None: not known, as in a replay).
+    tls: TlsFacts | None = None
 
     @classmethod
     def begin(
@@ -300,7 +312,7 @@ class RunResult:
         seed: int,
         plan: PlanFacts,
         fail_on: str = "must",
-        tls: dict[str, Any] | None = None,
+        tls: TlsFacts | None = None,
         started: float | None = None,
     ) -> RunResult:
         """The one way a run (live, replayed or a pytest session) is made."""

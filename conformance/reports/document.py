@@ -393,5 +393,5 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
         "coverage": _coverage(run, matrix, catalogue),
         "matrix": matrix,
         "cases": [_case_entry(run, r) for r in run.results],
-        **({"tls": dict(run.tls)} if run.tls is not None else {}),
+        **({"tls": run.tls.to_dict()} if run.tls is not None else {}),
     }
