@@ -127,7 +127,7 @@ def package_imports(root: Path, package: str) -> list[Import]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node, in_function in _import_nodes(tree):
-            for target in _resolve(name, path, node, modules):
+            for target in dict.fromkeys(_resolve(name, path, node, modules)):
                 if target != name:
                     found.append(Import(name, target, not in_function, node.lineno))
     return found
