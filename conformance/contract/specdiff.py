@@ -21,13 +21,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
 from ..errors import SetupError
-from .loader import Contract, load_contract, parse_yaml
+from .loader import Contract, parse_yaml
 
-__all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
+__all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi"]
 
 #: Report areas, in the order the report lists them.
 AREAS = (
@@ -817,16 +816,6 @@ def diff_spec(spec: Mapping[str, Any], contract: Contract, source: str = "<spec>
     order = {area: index for index, area in enumerate(AREAS)}
     items.sort(key=lambda d: order[d.area])
     return SpecDiff(source=source, spec_version=str(spec.get("openapi", "?")), items=items)
-
-
-def spec_diff_cli(openapi_file: Path, as_json: bool = False) -> int:
-    """``imgconf spec-diff``: print the comparison; 0 when they agree, 1 when they differ."""
-    result = diff_spec(load_openapi(openapi_file), load_contract(), str(openapi_file))
-    if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2))
-    else:
-        click.echo(result.render())
-    return 1 if result.differences else 0
 
 
 def iter_areas(result: SpecDiff) -> Iterator[tuple[str, list[Difference]]]:
