@@ -45,7 +45,10 @@ MAX_REDIRECTS = 3
 
 #: The longest the pre-flight waits for a TCP connection: none by then is "unreachable".
 PREFLIGHT_CONNECT_TIMEOUT = 10.0
-#: The longest it waits for an answer once connected.
+#: The longest it waits for an answer once connected. A body that is not JSON is refused at
+#: once by any endpoint; a server slower than this is left to the run (whose requests have
+#: their own deadline), so a short wait here can only skip the early diagnosis, never refuse
+#: a run.
 PREFLIGHT_ANSWER_TIMEOUT = 5.0
 
 # --- the runner ------------------------------------------------------------------------------
@@ -76,17 +79,33 @@ MAX_JSON_CONTAINERS = 100_000
 
 # --- image facts ----------------------------------------------------------------------------
 
-#: Declared pixels (width x height) above which an image is refused before any decoding
-#: (one decoded RGBA image at the bound holds 64 MiB).
+#: Declared pixels (width x height) above which an image is refused before any decoding. Twice
+#: the contract's largest image (3840x2160, 8.3 MP), so no conformant answer comes near it,
+#: while one decoded RGBA image at the bound holds 64 MiB. 8192x8192 would allow 256 MiB per
+#: image (a JPEG check holds two), beyond imgconf's whole memory bound of 400 MB.
 MAX_PIXELS = 4096 * 4096
-#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused.
+
+#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused. Encoders
+#: write a handful plus one IDAT per 8-64 KiB of data (libpng: 8 KiB, so this bound is ~80 MB
+#: of image data); walking this many takes ~10 ms, a million would take seconds.
 MAX_CHUNKS = 10_000
-#: JPEG scans (SOS segments) before the file is refused (each is a pass over the whole image).
+
+#: JPEG scans (SOS segments). libjpeg's progressive script has 10 and mozjpeg's a few more;
+#: each scan is a pass over the whole coefficient buffer, so thousands of tiny scans make a
+#: small file cost minutes to decode.
 MAX_JPEG_SCANS = 100
-#: Bytes inflated per step when checking a PNG's image data: the check's memory.
+
+#: Bytes inflated per step when checking a PNG's image data: the check's memory, whatever the
+#: image's size. (The total it may inflate is the raw size IHDR declares, which MAX_PIXELS
+#: bounds; a stream that inflates beyond it is refused at once.)
 INFLATE_STEP = 1 << 20
-#: Raw PNG image data up to which a decoded PNG is re-wrapped rather than inflated twice.
+
+#: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
+#: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,
+#: so that its image data is inflated once, not twice. It holds the raw data twice meanwhile;
+#: above this (beyond 2048x2048 RGBA) Pillow inflates the file again instead.
 REWRAP_LIMIT = 16 << 20
+
 #: The side of the report's thumbnails, in pixels.
 THUMBNAIL_SIDE = 160
 
@@ -95,6 +114,29 @@ THUMBNAIL_SIDE = 160
 #: A recording's total cap, and one entry's, in bytes.
 RECORD_CAP = DEFAULT_RECORD_CAP_MIB * MIB
 RECORD_ENTRY_CAP = 64 * MIB
+
+# --- reports --------------------------------------------------------------------------------
+
+#: The HTML gallery shows at most this many thumbnails and bytes of them (the file stays small).
+GALLERY_IMAGES = 72
+GALLERY_BYTES = 4 * MIB
+#: The Markdown report stays below GitHub's comment limit with room to spare.
+MARKDOWN_MAX_CHARS = 60_000
+
+# --- redaction -------------------------------------------------------------------------------
+
+#: How many layers of encoding (percent inside percent inside JSON escapes, say) are looked
+#: through for a secret.
+REDACT_DECODE_DEPTH = 3
+#: Bodies up to this size (every error body: the transport cuts them there) are also searched
+#: whole once decoded as text (JSON-, percent- and HTML-unescaped); a bigger one is an image
+#: or an answer carrying images, searched verbatim, as base64 and JSON-unescaped.
+REDACT_WHOLE_TEXT_LIMIT = 1 * MIB
+
+# --- spec-diff -------------------------------------------------------------------------------
+
+#: ``$ref`` hops and nesting levels followed in an OpenAPI file before it is called circular.
+SPEC_MAX_DEPTH = 12
 
 # --- the embedded reference server ---------------------------------------------------------
 

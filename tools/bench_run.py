@@ -32,8 +32,8 @@ import httpx
 
 from conformance.contract.profiles import Profile, load_profile
 from conformance.engine.runner import Runner
-from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
-from conformance.generation.cases import Case
+from conformance.engine.transport import TargetClient, TransportConfig
+from conformance.generation.cases import WRONG_KEY, Case
 from conformance.generation.planning import build_plan
 from conformance.server.launcher import start_reference_server
 
@@ -42,7 +42,7 @@ async def judged(
     cases: list[Case], config: TransportConfig, concurrency: int, profile: Profile
 ) -> Counter[str]:
     """What ``imgconf run`` does per case: send, fetch URLs, judge, trim (no report files)."""
-    async with Transport(config) as transport:
+    async with TargetClient(config) as transport:
         runner = Runner(transport, profile, concurrency=concurrency)
         results = await runner.run(cases)
     return Counter(r.outcome.value for r in results)

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from .levels import Level
+
 __all__ = [
     "GPT_FAMILY",
     "OMIT",
@@ -59,7 +61,7 @@ OPTIONAL_FIELDS = (
     "user",
 )
 
-LEVELS = ("MUST", "SHOULD")
+LEVELS = tuple(Level)
 #: The model family (``x-imgconf-model.family``) with the GPT image models' own fields and
 #: answers; the code names it wherever those differ from the dall-e models.
 GPT_FAMILY = "gpt-image"
@@ -207,7 +209,7 @@ class Rule:
     """One checkable statement of the contract."""
 
     id: str
-    level: str
+    level: Level
     kind: str
     models: tuple[str, ...]
     description: str
@@ -237,10 +239,7 @@ class Rule:
 
     @property
     def is_must(self) -> bool:
-        return self.level == "MUST"
-
-    def applies_to(self, model: str) -> bool:
-        return model in self.models
+        return self.level == Level.MUST
 
 
 @dataclass(frozen=True)
@@ -583,7 +582,7 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             raise ContractError(f"rule {rule_id}: level must be MUST or SHOULD")
         rules[rule_id] = Rule(
             id=rule_id,
-            level=entry["level"],
+            level=Level(entry["level"]),
             kind=entry["kind"],
             models=_resolve_models(entry["models"], rule_id, models),
             description=entry["description"],

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import SetupError
+from .levels import Level
 from .loader import LEVELS, Contract, Rule, load_contract, read_data_file
 from .reach import AuthStyle, check_header, parse_query
 
@@ -69,7 +70,7 @@ class Profile:
         out: dict[str, Rule] = {}
         for rule in self.contract.rules.values():
             override = self.rule_overrides.get(rule.id, {})
-            level = override.get("level", rule.level)
+            level = Level(override.get("level", rule.level))
             models = rule.models
             if "models" in override:
                 wanted = override["models"]

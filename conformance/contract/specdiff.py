@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import SetupError
+from ..settings import SPEC_MAX_DEPTH
 from .loader import Contract, parse_yaml
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi"]
@@ -42,7 +43,6 @@ AREAS = (
 DEVIATION_KEY = "x-imgconf-deviation"
 ENDPOINT = "/images/generations"
 _MISSING: Any = object()
-_MAX_DEPTH = 12
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
@@ -144,7 +144,7 @@ def load_openapi(path: Path) -> Mapping[str, Any]:
 
 def _deref(root: Mapping[str, Any], node: Any, origin: str) -> Any:
     """Follow local ``$ref`` pointers (``#/components/schemas/X``, ``#/$defs/X``)."""
-    for _ in range(_MAX_DEPTH):
+    for _ in range(SPEC_MAX_DEPTH):
         if not isinstance(node, Mapping) or "$ref" not in node:
             return node
         ref = node["$ref"]
@@ -326,7 +326,7 @@ class _Comparer:
         self.out.append(Difference(self.area_for(where, aspect), where, spec, ours, reason))
 
     def node(self, where: str, spec_node: Any, our_node: Any, depth: int = 0) -> None:
-        if depth > _MAX_DEPTH:
+        if depth > SPEC_MAX_DEPTH:
             return
         s, o = self.spec.shape(spec_node), self.ours.shape(our_node)
         if s.types and o.types and s.types != o.types:

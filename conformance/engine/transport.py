@@ -60,7 +60,6 @@ __all__ = [
     "REDACTED",
     "WRONG_KEY",
     "TargetClient",
-    "Transport",
     "TransportConfig",
     "address_class",
     "excerpt",
@@ -748,10 +747,6 @@ class TargetClient:
             await self._fetcher.aclose()
         await self._client.aclose()
 
-    def redact(self, text: str) -> str:
-        """Remove the key from a line of text before it is shown anywhere."""
-        return self._redactor.text(text)
-
     # --- the target ---------------------------------------------------------------------
 
     def _request_headers(self, case: Case) -> dict[str, str]:
@@ -1094,7 +1089,3 @@ async def probe_target(base_url: str, timeout: float = 10.0) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-
-
-#: The former name of :class:`TargetClient`, kept for callers not yet renamed.
-Transport = TargetClient
