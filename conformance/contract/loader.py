@@ -26,6 +26,7 @@ from .levels import Level
 __all__ = [
     "GPT_FAMILY",
     "OMIT",
+    "SERVER_CHOICE",
     "Contract",
     "ContractError",
     "CrossField",
@@ -62,6 +63,9 @@ OPTIONAL_FIELDS = (
 )
 
 LEVELS = tuple(Level)
+#: The enum value by which a request leaves a choice to the server (``size``, ``quality``,
+#: ``background``: the spec's ``auto``). An answer to it may be any of the model's values.
+SERVER_CHOICE = "auto"
 #: The model family (``x-imgconf-model.family``) with the GPT image models' own fields and
 #: answers; the code names it wherever those differ from the dall-e models.
 GPT_FAMILY = "gpt-image"

@@ -25,7 +25,7 @@ import yaml
 
 from ..errors import SetupError
 from ..settings import SPEC_MAX_DEPTH
-from .loader import Contract, parse_yaml
+from .loader import SERVER_CHOICE, Contract, parse_yaml
 
 __all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi"]
 
@@ -639,7 +639,7 @@ class _Prose:
             return
         sizes = _BACKTICKED.findall(standard[1])
         for name in self.contract.spec_gpt_image_models:
-            ours = [s for s in self.contract.models[name].sizes if s != "auto"]
+            ours = [s for s in self.contract.models[name].sizes if s != SERVER_CHOICE]
             if set(ours) != set(sizes):
                 spec_text, ours_text = _set_detail(sizes, ours)
                 self.add(f"{name} standard sizes", spec_text, ours_text)

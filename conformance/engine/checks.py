@@ -21,7 +21,14 @@ from functools import cache
 from typing import Any
 
 from ..contract.levels import Level
-from ..contract.loader import ContractError, ModelSpec, Rule, load_contract, parse_wxh
+from ..contract.loader import (
+    SERVER_CHOICE,
+    ContractError,
+    ModelSpec,
+    Rule,
+    load_contract,
+    parse_wxh,
+)
 from ..contract.profiles import Profile
 from ..contract.registry import Registry
 from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
@@ -710,7 +717,7 @@ def check_echo(v: _Judgement, asked: _Asked, answer: Mapping[str, Any], errors: 
     for name in _echo_fields():
         want = asked.body.get(name)
         got = answer.get(name)
-        if want in (None, "auto") or got is None:
+        if want in (None, SERVER_CHOICE) or got is None:
             continue
         if got != want:
             problems.append(f"{name} is {got!r}, {want!r} was asked")

@@ -54,7 +54,7 @@ from functools import cache, cached_property
 from itertools import combinations
 from typing import Any
 
-from ..contract.loader import ModelSpec, Rule, load_contract
+from ..contract.loader import SERVER_CHOICE, ModelSpec, Rule, load_contract
 from ..contract.oracle import request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..errors import SetupError
@@ -198,7 +198,7 @@ def _cheapest(spec: ModelSpec, profile: Profile) -> tuple[str, str]:
             key=lambda t: t[0],
         )
         return best[1], best[2]
-    named = [q for q in spec.qualities if q != "auto"] or list(spec.qualities)
+    named = [q for q in spec.qualities if q != SERVER_CHOICE] or list(spec.qualities)
     sizes = [s for s in spec.sizes if "x" in s] or list(spec.sizes)
     smallest = min(sizes, key=lambda s: _pixels(s) or 0)
     return named[0], smallest
