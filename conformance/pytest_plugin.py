@@ -31,12 +31,24 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
+
+from .errors import SetupError
+
+if TYPE_CHECKING:
+    from .contract.loader import Rule
+    from .contract.profiles import Profile
+    from .engine.results import BudgetFacts, CaseResult, RunResult
+    from .engine.run_settings import RunSettings
+    from .engine.runner import Budget
+    from .engine.transport import TransportConfig
+    from .generation.cases import Case
+    from .generation.planning import Plan
 
 __all__ = ["ImgconfItem", "ImgconfShouldWarning"]
 
@@ -123,77 +135,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # --- settings and set-up -----------------------------------------------------------------
 
+#: The flags of ``imgconf run`` this plugin takes, as ``--imgconf-<flag>``: a message of the
+#: shared checks names the plugin's own flag.
+_FLAGS = (
+    "base-url",
+    "api-key",
+    "models",
+    "profile",
+    "max-images",
+    "max-cost",
+    "seed",
+    "timeout",
+    "concurrency",
+    "header",
+    "report-dir",
+)
+_FLAG = re.compile(r"--(" + "|".join(_FLAGS) + r")\b")
 
-@dataclass(frozen=True)
-class Settings:
-    """The plugin's options, checked once."""
 
-    base_url: str
-    api_key: str
-    profile: str
-    models: tuple[str, ...] | None
-    max_images: int | None
-    max_cost: float | None
-    seed: int
-    timeout: float
-    concurrency: int
-    report_dir: Path | None
-    #: ``--imgconf-header 'NAME: VALUE'`` (a value ``env:VAR`` read from the environment).
-    headers: tuple[str, ...] = ()
+def _settings(config: pytest.Config) -> RunSettings | None:
+    """The plugin's options as a run's settings (None without ``--imgconf-base-url``)."""
+    base_url = config.getoption("imgconf_base_url")
+    if not base_url:
+        return None
+    from .engine.run_settings import RunSettings
 
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> Settings | None:
-        base_url = config.getoption("imgconf_base_url")
-        if not base_url:
-            return None
-        from .engine.transport import is_loopback
+    models = tuple(
+        m.strip() for value in config.getoption("imgconf_models") or () for m in value.split(",")
+    )
+    report_dir = config.getoption("imgconf_report_dir")
+    return RunSettings(
+        base_url=base_url,
+        api_key=config.getoption("imgconf_api_key") or os.environ.get("OPENAI_API_KEY"),
+        profile=config.getoption("imgconf_profile"),
+        models=tuple(m for m in models if m) or None,
+        max_images=config.getoption("imgconf_max_images"),
+        max_cost=config.getoption("imgconf_max_cost"),
+        seed=config.getoption("imgconf_seed"),
+        timeout=config.getoption("imgconf_timeout"),
+        concurrency=config.getoption("imgconf_concurrency"),
+        report_dir=Path(report_dir) if report_dir else None,
+        headers=tuple(config.getoption("imgconf_header") or ()),
+    )
 
-        key = config.getoption("imgconf_api_key") or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise pytest.UsageError(
-                "imgconf: no API key: pass --imgconf-api-key or set OPENAI_API_KEY"
-            )
-        models = tuple(
-            m.strip()
-            for value in config.getoption("imgconf_models") or ()
-            for m in value.split(",")
-        )
-        max_images = config.getoption("imgconf_max_images")
-        max_cost = config.getoption("imgconf_max_cost")
-        if not is_loopback(base_url) and max_images is None and max_cost is None:
-            raise pytest.UsageError(
-                "imgconf: the target is not on loopback: give a budget with "
-                "--imgconf-max-cost USD or --imgconf-max-images N"
-            )
-        report_dir = config.getoption("imgconf_report_dir")
-        return cls(
-            base_url=base_url,
-            api_key=key,
-            profile=config.getoption("imgconf_profile"),
-            models=tuple(m for m in models if m) or None,
-            max_images=max_images,
-            max_cost=max_cost,
-            seed=config.getoption("imgconf_seed"),
-            timeout=config.getoption("imgconf_timeout"),
-            concurrency=config.getoption("imgconf_concurrency"),
-            report_dir=Path(report_dir) if report_dir else None,
-            headers=tuple(config.getoption("imgconf_header") or ()),
-        )
 
-    def reach(self, profile: Any) -> dict[str, Any]:
-        """Transport settings of how the target is reached: the profile's auth style and
-        query, the extra headers with their ``env:`` values read (and registered as secrets)."""
-        from .contract.reach import resolve_headers
-        from .redact import register_secrets
-
-        headers, secrets = resolve_headers(profile.headers, self.headers, profile.auth)
-        register_secrets(*secrets)
-        return {
-            "extra_headers": headers,
-            "secrets": tuple(secrets),
-            "auth": profile.auth,
-            "query": dict(profile.query),
-        }
+def _usage_error(exc: SetupError) -> pytest.UsageError:
+    """A set-up error as pytest says it, naming the plugin's flags."""
+    message = _FLAG.sub(r"--imgconf-\1", str(exc))
+    return pytest.UsageError(f"imgconf: {message}")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -201,46 +190,45 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    settings = Settings.from_config(config)
+    settings = _settings(config)
     if settings is None:
         return
     from .contract.profiles import load_profile
     from .engine.preflight import check_target
-    from .engine.transport import TransportConfig
-    from .errors import SetupError
+    from .engine.run_settings import (
+        check_budget,
+        check_key,
+        check_settings,
+        transport_config,
+    )
+    from .generation.planning import build_plan
     from .redact import register_secrets
 
     # Known before anything is sent or written, in every process (the controller under xdist
     # sends nothing but writes the reports).
     register_secrets(settings.api_key)
-
+    assert settings.base_url is not None
     try:
         profile = load_profile(settings.profile)
-        reach = settings.reach(profile)
-        for model in settings.models or ():
-            if model not in profile.models:
-                raise SetupError(
-                    f"--imgconf-models: {model!r} is not a model of profile {profile.name}"
-                )
+        check_settings(settings, profile)
+        key = check_key(settings.api_key)
+        check_budget(
+            settings,
+            settings.base_url,
+            lambda: build_plan(profile, models=settings.models, seed=settings.seed),
+        )
+        target = transport_config(settings, profile, settings.base_url, key)
         if not _is_worker(config):
             # The same pre-flight as `imgconf run`: a wrong path, a refused key or an
             # unreachable host is a usage error before anything is spent.
-            target = TransportConfig(
-                base_url=settings.base_url,
-                path=profile.path,
-                api_key=settings.api_key,
-                timeout=settings.timeout,
-                **reach,
-            )
             asyncio.run(check_target(target))
     except SetupError as exc:
-        message = re.sub(r"--(base-url|api-key|header)\b", r"--imgconf-\1", str(exc))
-        raise pytest.UsageError(f"imgconf: {message}") from None
+        raise _usage_error(exc) from None
     if _is_worker(config):
         shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
     else:
         shared = Path(tempfile.mkdtemp(prefix="imgconf-pytest-"))
-    config.stash[_STATE] = State(settings, profile, shared)
+    config.stash[_STATE] = State(settings, profile, target, shared)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -264,16 +252,18 @@ def pytest_configure_node(node: Any) -> None:
 class State:
     """What one pytest process knows: the settings, the plan, and where results are shared."""
 
-    settings: Settings
-    profile: Any
+    settings: RunSettings
+    profile: Profile
+    #: How the target is reached (checked at configure time).
+    target: TransportConfig
     shared: Path
-    plan: Any = None
+    plan: Plan | None = None
     #: model -> rule ids, in plan order: the items of the session.
     items: dict[str, list[str]] = field(default_factory=dict)
     #: model -> its case results, once sent (here or by another worker).
-    results: dict[str, list[Any]] = field(default_factory=dict)
+    results: dict[str, list[CaseResult]] = field(default_factory=dict)
 
-    def build_plan(self) -> Any:
+    def build_plan(self) -> Plan:
         if self.plan is None:
             from .generation.planning import build_plan
 
@@ -287,7 +277,7 @@ class State:
             self.items = plan_items(self.plan, self.profile)
         return self.plan
 
-    def model_cases(self, model: str) -> tuple[list[Any], list[Any]]:
+    def model_cases(self, model: str) -> tuple[list[Case], list[Case]]:
         plan = self.build_plan()
         return (
             [c for c in plan.cases if c.model == model],
@@ -305,7 +295,7 @@ class State:
             self.shared / "budget.json", max_images=settings.max_images, max_cost=settings.max_cost
         )
 
-    def results_for(self, model: str) -> list[Any]:
+    def results_for(self, model: str) -> list[CaseResult]:
         """The model's case results: read from the shared directory, or sent now (once)."""
         if model in self.results:
             return self.results[model]
@@ -321,16 +311,15 @@ class State:
         self.results[model] = results
         return results
 
-    def run_result(self, *, missing_ok: bool = False) -> Any:
+    def run_result(self, *, missing_ok: bool = False) -> RunResult:
         """The whole session as one run: every model's results (sent here, by another worker,
         or now), settled against their controls."""
-        from . import __version__
         from .engine.checks import settle_controls
-        from .engine.results import RunResult
+        from .engine.results import PlanFacts, RunResult
         from .redact import strip_url
 
         plan = self.build_plan()
-        results: list[Any] = []
+        results: list[CaseResult] = []
         for model in dict.fromkeys(c.model for c in [*plan.cases, *plan.cut]):
             path = self.results_path(model)
             if model in self.results:
@@ -339,24 +328,21 @@ class State:
                 results.extend(pickle.loads(path.read_bytes()))
             elif not missing_ok:
                 results.extend(self.results_for(model))
-        return RunResult(
-            tool_version=__version__,
-            target=strip_url(self.settings.base_url),
-            profile=self.profile.name,
-            models=list(plan.models),
+        run = RunResult.begin(
+            self.profile,
+            target=strip_url(self.target.base_url),
+            models=plan.models,
             seed=self.settings.seed,
+            plan=PlanFacts(cases=len(plan.cases), cut=[c.id for c in plan.cut]),
             started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
-            finished=time.time(),
-            results=settle_controls(results),
-            budget=self.budget().as_dict(),
-            plan={"cases": len(plan.cases), "cut": [c.id for c in plan.cut]},
+        )
+        return run.finish(
+            settle_controls(results),
+            budget=self.budget().facts(),
             incomplete=len(results) < len(plan.cases) + len(plan.cut),
-            rules=self.profile.rules(),
-            auth=self.profile.auth,
-            judged_by=self.profile.contract,
         )
 
-    def settled_results(self, model: str) -> list[Any]:
+    def settled_results(self, model: str) -> list[CaseResult]:
         """The model's results with its refusals settled against the controls they lean on
         (a model-independent probe leans on any accepted valid request: the first model's)."""
         from .engine.checks import settle_controls
@@ -368,27 +354,19 @@ class State:
             results += self.results_for(plan.models[0])
         return [r for r in settle_controls(results) if r.case.model == model]
 
-    def _send(self, model: str) -> list[Any]:
+    def _send(self, model: str) -> list[CaseResult]:
         from .engine.runner import Runner, cut_result
-        from .engine.transport import Transport, TransportConfig
+        from .engine.transport import TargetClient
 
         cases, cut = self.model_cases(model)
-        settings = self.settings
-        config = TransportConfig(
-            base_url=settings.base_url,
-            path=self.profile.path,
-            api_key=settings.api_key,
-            timeout=settings.timeout,
-            **settings.reach(self.profile),
-        )
         budget = self.budget()
 
-        async def send() -> list[Any]:
-            async with Transport(config) as transport:
+        async def send() -> list[CaseResult]:
+            async with TargetClient(self.target) as client:
                 runner = Runner(
-                    transport,
+                    client,
                     self.profile,
-                    concurrency=settings.concurrency,
+                    concurrency=self.settings.concurrency,
                     budget=budget,
                     max_thumbnails=0,
                 )
@@ -472,7 +450,7 @@ class SharedBudget:
         tmp.write_text(json.dumps(ledger))
         tmp.replace(self.path)
 
-    def _budget(self, ledger: dict[str, Any]) -> Any:
+    def _budget(self, ledger: dict[str, Any]) -> Budget:
         from .engine.runner import Budget
 
         return Budget(
@@ -483,7 +461,7 @@ class SharedBudget:
             cost_unknown_images=ledger["cost_unknown_images"],
         )
 
-    def _update(self, ledger: dict[str, Any], budget: Any, in_flight_change: int) -> None:
+    def _update(self, ledger: dict[str, Any], budget: Budget, in_flight_change: int) -> None:
         pid = str(os.getpid())
         count = ledger["in_flight"].get(pid, 0) + in_flight_change
         if count > 0:
@@ -499,7 +477,7 @@ class SharedBudget:
         ledger = self._ledger()
         return {k: ledger[k] for k in ("images", "cost", "cost_unknown_images")}
 
-    def reserve(self, case: Any) -> bool:
+    def reserve(self, case: Case) -> bool:
         with _locked(self.path.with_suffix(".lock")):
             ledger = self._ledger()
             budget = self._budget(ledger)
@@ -508,7 +486,7 @@ class SharedBudget:
             self._update(ledger, budget, +1)
             return True
 
-    def settle(self, case: Any, *, generated: bool) -> None:
+    def settle(self, case: Case, *, generated: bool) -> None:
         with _locked(self.path.with_suffix(".lock")):
             ledger = self._ledger()
             budget = self._budget(ledger)
@@ -521,8 +499,10 @@ class SharedBudget:
             in_flight = self._ledger()["in_flight"]
         return sum(count for pid, count in in_flight.items() if _alive(int(pid)))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"max_cost": self.max_cost, "max_images": self.max_images, **self.spent()}
+    def facts(self) -> BudgetFacts:
+        from .engine.results import BudgetFacts
+
+        return BudgetFacts(max_cost=self.max_cost, max_images=self.max_images, **self.spent())
 
 
 def _alive(pid: int) -> bool:
@@ -667,7 +647,11 @@ def _clean(text: str) -> str:
 
 
 def judge_item(
-    rule: str, model: str, results: Sequence[Any], item_rules: set[str], catalogue: Any
+    rule: str,
+    model: str,
+    results: Sequence[CaseResult],
+    item_rules: set[str],
+    catalogue: Mapping[str, Rule],
 ) -> Verdict:
     """What a model's (settled) results say about one rule: its cell, as report.json has it.
 
@@ -675,6 +659,7 @@ def judge_item(
     rule the plan did not foresee for it) belongs to the rule its case exercises, so nothing
     is lost.
     """
+    from .engine.results import Level
     from .engine.verdict import build_matrix
 
     cells = {(i["model"], i["rule"]): i for i in build_matrix(results, [], catalogue)}
@@ -697,7 +682,7 @@ def judge_item(
                 f"[{case.id}] {case.title or case.kind}: "
                 f"{'(' + label + ') ' if label else ''}{finding.message} (HTTP {result.status})"
             )
-            (verdict.must if finding.level == "MUST" else verdict.should).append(line)
+            (verdict.must if finding.level == Level.MUST else verdict.should).append(line)
     if verdict.must or verdict.should:
         verdict.status = "fail" if verdict.must else "warn"
     return verdict

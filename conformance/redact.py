@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .settings import REDACT_DECODE_DEPTH, REDACT_WHOLE_TEXT_LIMIT
+
 __all__ = [
     "REDACTED",
     "SECRET_HEADERS",
@@ -90,18 +92,11 @@ _TOKEN = re.compile(
 )
 _SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-#: How many layers of encoding (percent inside percent inside JSON escapes, say) are looked
-#: through.
-_DECODE_DEPTH = 3
 #: How many times a text is decoded and redacted again; one that still hides a secret after
 #: as many is replaced whole.
 _DECODE_ROUNDS = 8
 #: What stands for such a text (or a body hiding a secret where it cannot be cut out).
 HIDDEN = "[REDACTED: text hiding a secret under layers of encoding]"
-#: Bodies up to this size (every error body: the transport cuts them there) are also searched
-#: whole once decoded as text (JSON-, percent- and HTML-unescaped); a bigger one is an image
-#: or an answer carrying images, searched verbatim, as base64 and JSON-unescaped.
-_WHOLE_TEXT_LIMIT = 1024 * 1024
 #: Case-insensitive searches lower-case this much at a time, not a whole 64 MiB body at once.
 _WINDOW = 1024 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -256,9 +251,9 @@ class Redactor:
 
     @staticmethod
     def _revealing(value: str, forms: _Forms) -> str | None:
-        """``value`` decoded through up to ``_DECODE_DEPTH`` layers of encodings, as far as
+        """``value`` decoded through up to ``REDACT_DECODE_DEPTH`` layers of encodings, as far as
         the first layer where a secret shows; None when none does."""
-        for _ in range(_DECODE_DEPTH):
+        for _ in range(REDACT_DECODE_DEPTH):
             if not _may_be_encoded(value):
                 return None
             decoded = _decoded(value)
@@ -286,7 +281,7 @@ class Redactor:
             if self._hidden_in_windows(memoryview(value)):
                 # Escapes outside any well-formed string literal: nothing to rewrite in place.
                 return HIDDEN.encode()
-        if len(value) <= _WHOLE_TEXT_LIMIT and _may_be_encoded(value):
+        if len(value) <= REDACT_WHOLE_TEXT_LIMIT and _may_be_encoded(value):
             text = value.decode("utf-8", "surrogateescape")
             if self._revealing(text, forms) is not None:
                 redacted = self.text(text)
@@ -305,7 +300,7 @@ class Redactor:
         for match in _ESCAPED_LITERAL.finditer(value):
             start, end = match.span()
             literal = view[start:end]
-            if end - start > _WHOLE_TEXT_LIMIT and not self._hidden_in_windows(literal):
+            if end - start > REDACT_WHOLE_TEXT_LIMIT and not self._hidden_in_windows(literal):
                 continue  # a big literal (an image) is decoded whole only when it must be
             redacted = self._literal(bytes(literal))
             if redacted is not None:

@@ -10,12 +10,15 @@ import time
 
 from PIL import Image
 
+from conformance.contract.profiles import load_profile
 from conformance.engine.results import (
+    BudgetFacts,
     CaseResult,
     Exchange,
     Finding,
     ImageInfo,
     Outcome,
+    PlanFacts,
     Reason,
     RunResult,
 )
@@ -183,29 +186,24 @@ def rejected_result(
 
 def run_of(results: list[CaseResult], **kwargs) -> RunResult:
     now = time.time()
-    run = RunResult(
-        tool_version="0.1.0",
+    run = RunResult.begin(
+        load_profile("openai"),
         target=TARGET,
-        profile="openai",
         models=["dall-e-2", "gpt-image-1"],
         seed=7,
+        plan=PlanFacts(
+            cases=len(results),
+            pairwise={"dall-e-2": {"total": 12, "covered": 12}},
+            images=3,
+            cost=0.048,
+        ),
         started=now - 2.5,
-        finished=now,
-        results=results,
-        budget={
-            "max_cost": 1.0,
-            "max_images": 20,
-            "images": 3,
-            "cost": 0.048,
-            "cost_unknown_images": 0,
-        },
-        plan={
-            "cases": len(results),
-            "pairwise": {"dall-e-2": {"total": 12, "covered": 12}},
-            "images": 3,
-            "cost": 0.048,
-        },
+    ).finish(
+        results,
+        budget=BudgetFacts(max_cost=1.0, max_images=20, images=3, cost=0.048),
     )
+    run.tool_version = "0.1.0"
+    run.finished = now
     for key, value in kwargs.items():
         setattr(run, key, value)
     return run
@@ -385,11 +383,11 @@ def budget_cut_run() -> RunResult:
         )
     return run_of(
         results,
-        plan={
-            "cases": 8,
-            "pairwise": {"gpt-image-1": {"total": 40, "covered": 31}},
-            "cut": {"pairwise": 3},
-            "images": 6,
-            "cost": 0.4,
-        },
+        plan=PlanFacts(
+            cases=8,
+            pairwise={"gpt-image-1": {"total": 40, "covered": 31}},
+            cut=["gpt-image-1-pairwise-1", "gpt-image-1-pairwise-2", "gpt-image-1-pairwise-3"],
+            images=6,
+            cost=0.4,
+        ),
     )

@@ -26,7 +26,7 @@ from test_checks import (
 from test_reference_server import PATH, body_for
 
 from conformance.engine.results import Outcome
-from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.engine.transport import WRONG_KEY, TargetClient, TransportConfig
 from conformance.generation.cases import MALFORMED_AUTH, Case
 from conformance.reports.reproducer import curl_command
 
@@ -42,7 +42,7 @@ def sent_headers(auth: str, api_key: str | None = KEY) -> httpx.Headers:
     async def go() -> None:
         with respx.mock() as mock:
             mock.post(ENDPOINT).side_effect = lambda r: seen.append(r) or error(401, param=None)
-            async with Transport(TransportConfig(BASE, api_key=api_key)) as transport:
+            async with TargetClient(TransportConfig(BASE, api_key=api_key)) as transport:
                 await transport.send(auth_case(auth))
 
     asyncio.run(go())

@@ -23,7 +23,7 @@ from conformance.cli import main_entry
 from conformance.contract.profiles import load_profile
 from conformance.engine.results import Exchange, Outcome
 from conformance.engine.runner import Budget, Runner, may_have_generated
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import Case
 from conformance.generation.planning import build_plan, spends
 from conformance.pytest_plugin import SharedBudget
@@ -56,7 +56,7 @@ def execute(plan: list[Case], handler, budget: Budget, concurrency: int = 4):
         with respx.mock() as mock:
             route = mock.post(ENDPOINT)
             route.side_effect = handler
-            async with Transport(TransportConfig(BASE, api_key="sk-x-123456", timeout=5)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key="sk-x-123456", timeout=5)) as t:
                 results = await Runner(t, PROFILE, concurrency=concurrency, budget=budget).run(plan)
             return results, route.call_count
 
@@ -148,7 +148,7 @@ def test_the_shared_ledger_refunds_and_counts_reservations_in_flight(tmp_path: P
     assert other.pending() == 0 and other.reserve(invalid(1))
     other.settle(invalid(1), generated=True)
     assert one.spent() == {"images": 3, "cost": 0.03, "cost_unknown_images": 0}
-    assert one.as_dict()["images"] == 3 and "in_flight" not in one.as_dict()
+    assert one.facts().images == 3 and "in_flight" not in one.facts().to_dict()
 
 
 def test_reservations_of_a_dead_process_are_not_waited_for(tmp_path: Path):

@@ -22,7 +22,7 @@ from conformance.contract.loader import load_contract
 from conformance.contract.profiles import load_profile
 from conformance.engine.checks import ANSWER_RULES, SSEParser, judge
 from conformance.engine.results import CaseResult, Outcome
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import Case
 
 BASE = "http://target.test/v1"
@@ -110,7 +110,7 @@ def run(
             for url, answer in (images or {}).items():
                 mock.get(url).return_value = answer
             settings = {"retries": 2, "default_retry_wait": 0.0, **config}
-            async with Transport(TransportConfig(BASE, api_key=KEY, **settings)) as transport:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY, **settings)) as transport:
                 exchange = await transport.send_case(case)
             return judge(case, exchange, profile)
 
@@ -181,7 +181,7 @@ def test_good_dalle_url_answer_is_fetched_without_the_key_and_passes():
                 return httpx.Response(200, content=image_bytes(256, 256))
 
             mock.get("http://images.test/a.png").side_effect = serve
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as transport:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as transport:
                 exchange = await transport.send_case(make_case(body))
         return judge(make_case(body), exchange, OPENAI)
 
@@ -456,7 +456,7 @@ def test_auth_cases_send_no_key_or_a_wrong_one():
     async def go(auth: str) -> None:
         with respx.mock() as mock:
             mock.post(ENDPOINT).side_effect = lambda r: seen.append(r) or error(401, param=None)
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as transport:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as transport:
                 await transport.send(make_case(gpt_body(), auth=auth))
 
     asyncio.run(go("missing"))

@@ -30,8 +30,8 @@ from _hostile import (
 from _passthrough_proxy import run_proxy
 
 from conformance.cli import main_entry
-from conformance.engine.preflight import ANSWER_TIMEOUT
 from conformance.server.launcher import start_reference_server
+from conformance.settings import PREFLIGHT_ANSWER_TIMEOUT as ANSWER_TIMEOUT
 
 TIMEOUT = 2.0
 MIB = 1024 * 1024

@@ -37,7 +37,7 @@ from PIL import Image
 from conformance.contract.profiles import load_profile
 from conformance.engine.results import Outcome
 from conformance.engine.runner import Runner
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import Case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,7 +258,7 @@ def test_ten_honest_4mb_images_in_one_answer_pass(tmp_path):
 
     async def go(base_url: str):
         config = TransportConfig(base_url, api_key=KEY, timeout=30)
-        async with Transport(config) as transport:
+        async with TargetClient(config) as transport:
             return await Runner(transport, load_profile("openai")).run([case])
 
     with serve(answers_every_request(b"200 OK", body)) as base_url:

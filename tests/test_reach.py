@@ -36,7 +36,7 @@ from conformance.cli import main_entry
 from conformance.contract.loader import load_contract
 from conformance.contract.profiles import ProfileError, load_profile, parse_profile
 from conformance.contract.reach import AuthStyle, join_url, resolve_headers
-from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
+from conformance.engine.transport import WRONG_KEY, TargetClient, TransportConfig
 from conformance.errors import SetupError
 from conformance.generation.cases import Case
 from conformance.generation.planning import build_plan
@@ -200,7 +200,7 @@ def test_the_header_auth_style_sends_the_key_alone_in_its_header(
     config = TransportConfig(
         base_url="http://h.example", api_key=KEY, auth=AuthStyle("header", "api-key")
     )
-    transport = Transport(config)
+    transport = TargetClient(config)
     try:
         headers = transport._request_headers(case(auth))
     finally:

@@ -19,7 +19,7 @@ from _hostile import read_request
 from conformance.contract.profiles import load_profile
 from conformance.engine.results import Outcome
 from conformance.engine.runner import Budget, Runner
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import Case
 from conformance.server.launcher import start_reference_server
 
@@ -108,7 +108,7 @@ def run_cases(count: int, *, always_drop: bool = False, max_images: int = 22):
         async with stale_keep_alive_server(always_drop=always_drop) as server:
             config = TransportConfig(server.base_url, api_key=KEY, timeout=5)
             budget = Budget(max_images=max_images)
-            async with Transport(config) as transport:
+            async with TargetClient(config) as transport:
                 runner = Runner(transport, PROFILE, concurrency=1, budget=budget)
                 results = await runner.run([invalid_case(i) for i in range(count)])
             return server, results, budget
@@ -156,7 +156,7 @@ def test_the_reset_quirk_is_still_a_connection_finding():
     async def go():
         with start_reference_server(quirks=("reset",), mode="thread") as server:
             config = TransportConfig(server.base_url, api_key=server.api_key, timeout=10)
-            async with Transport(config) as transport:
+            async with TargetClient(config) as transport:
                 runner = Runner(transport, PROFILE, concurrency=4, failure_streak=100)
                 return await runner.run(plan)
 

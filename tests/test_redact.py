@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.redact import (
     REDACTED,
     Redactor,
@@ -79,7 +79,7 @@ def test_the_transport_registers_its_secrets_for_every_writer():
     config = TransportConfig(
         "http://127.0.0.1:9/v1", api_key=SECRET, extra_headers={"X-Api-Key": credential}
     )
-    Transport(config)
+    TargetClient(config)
     assert redact_text(f"{SECRET} and {credential}") == f"{REDACTED} and {REDACTED}"
     assert register_secrets() is register_secrets(None)
 

@@ -1,9 +1,9 @@
 """A rule is named once in code: in its registry entry. Model names stay in the contract.
 
-Parses the modules that judge answers, predict coverage, plan the hand-written cases, replay and
-pre-flight, and the quirks, and finds every string constant that is a declared rule id: each
-must be the argument of a registry entry (``_answer_rule(...)``, ``_planned(...)``). No string
-constant may be a model's or a model family's name: behaviour follows capabilities.
+Parses every module of the package but the contract loader and finds every string constant
+that is a declared rule id: each must be the argument of a registry entry
+(``REQUEST_RULES.add(...)``, ``_answer_rule(...)``, ``_planned(...)``). No string constant may
+be a model's or a model family's name: behaviour follows capabilities.
 """
 
 from __future__ import annotations
@@ -17,18 +17,15 @@ import conformance
 from conformance.contract.loader import load_contract
 
 PACKAGE = Path(conformance.__file__).parent
-MODULES = (
-    "engine/checks.py",
-    "engine/preflight.py",
-    "generation/coverage.py",
-    "generation/planned.py",
-    "generation/planning.py",
-    "generation/showing.py",
-    "reports/replay.py",
-    "server/quirks.py",
+#: Every module but the contract loader, which reads the data.
+MODULES = tuple(
+    str(path.relative_to(PACKAGE))
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if path.relative_to(PACKAGE) != Path("contract/loader.py")
 )
-#: The calls that register a rule: the one place its id is written.
-REGISTERING = {"_answer_rule", "_planned"}
+#: The calls that register a rule: the one place its id is written (a helper of a layer's
+#: registry, or ``Registry.add``/``Registry.register`` itself).
+REGISTERING = {"_answer_rule", "_planned", "_add", "add", "register"}
 CONTRACT = load_contract()
 
 
@@ -36,14 +33,17 @@ def _registered_constants(tree: ast.AST) -> set[int]:
     """The ids of the string nodes that are a registering call's rule id."""
     out = set()
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in REGISTERING
-            and node.args
-        ):
+        if isinstance(node, ast.Call) and _called_name(node.func) in REGISTERING and node.args:
             out.add(id(node.args[0]))
     return out
+
+
+def _called_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
 
 
 def _strings(tree: ast.AST) -> list[ast.Constant]:

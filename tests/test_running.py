@@ -11,7 +11,7 @@ from _report_fixtures import gpt_answer, png
 from conformance.contract.profiles import load_profile
 from conformance.engine.results import Outcome
 from conformance.engine.runner import Budget, Runner
-from conformance.engine.transport import Transport, TransportConfig
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import Case
 
 BASE = "http://target.test/v1"
@@ -45,7 +45,7 @@ def execute(plan, handler, **runner_options):
             route = mock.post(ENDPOINT)
             route.side_effect = handler
             config = TransportConfig(BASE, api_key="sk-x-123456", timeout=5)
-            async with Transport(config) as transport:
+            async with TargetClient(config) as transport:
                 runner = Runner(transport, PROFILE, **runner_options)
                 results = await runner.run(plan)
             return runner, results, route.call_count
@@ -130,7 +130,7 @@ def test_stop_cancels_in_flight_and_skips_the_rest():
 
         with respx.mock(assert_all_called=False) as mock:
             mock.post(ENDPOINT).side_effect = slow
-            async with Transport(TransportConfig(BASE, api_key="k" * 10)) as transport:
+            async with TargetClient(TransportConfig(BASE, api_key="k" * 10)) as transport:
                 runner = Runner(transport, PROFILE, concurrency=3)
                 asyncio.get_running_loop().call_later(0.2, runner.stop, "interrupted by SIGINT")
                 started = asyncio.get_running_loop().time()
@@ -218,7 +218,7 @@ def test_an_unknown_host_is_a_one_line_set_up_error(tmp_path, capsys, monkeypatc
 
 def test_limits_are_parsed_with_units_and_bad_ones_are_one_line(tmp_path, capsys):
     from conformance.cli import main_entry
-    from conformance.engine.runner import parse_limits
+    from conformance.engine.run_settings import parse_limits
 
     assert parse_limits(("body_cap=128MiB", "retries=1", "retry_budget=2.5")) == {
         "body_cap": 128 << 20,

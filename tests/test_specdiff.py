@@ -22,13 +22,13 @@ import pytest
 import yaml
 
 from conformance.cli import main_entry
+from conformance.cli.spec_diff import spec_diff
 from conformance.contract.loader import load_contract
 from conformance.contract.specdiff import (
     Difference,
     SpecDiff,
     diff_spec,
     load_openapi,
-    spec_diff_cli,
 )
 from conformance.errors import SetupError
 
@@ -508,7 +508,7 @@ def test_unusable_files_are_exit_2_with_one_line(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(SetupError, match=message):
-        spec_diff_cli(path)
+        spec_diff(path)
     assert main_entry(["spec-diff", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("imgconf: error: ") and message in err

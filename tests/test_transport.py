@@ -20,7 +20,7 @@ from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, serve, serves_image
 from conformance.engine.results import Exchange
 from conformance.engine.transport import (
     REDACTED,
-    Transport,
+    TargetClient,
     TransportConfig,
     address_class,
     excerpt,
@@ -58,7 +58,7 @@ def send(response, config: dict | None = None):
                 route.side_effect = response
             else:
                 route.return_value = response
-            async with Transport(TransportConfig(BASE, api_key=KEY, **(config or {}))) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY, **(config or {}))) as t:
                 return await t.send(case())
 
     return asyncio.run(go())
@@ -86,7 +86,7 @@ def test_redirects_to_another_origin_are_not_followed():
                 307, headers={"location": "http://evil.test/steal"}
             )
             mock.post("http://evil.test/steal").side_effect = lambda r: seen.append(r)
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
                 return await t.send(case())
 
     exchange = asyncio.run(go())
@@ -107,7 +107,7 @@ def test_a_same_origin_307_is_followed_with_the_key():
                 return httpx.Response(200, json={"created": 1, "data": []})
 
             mock.post(ENDPOINT).side_effect = final
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
                 return await t.send(case(path_suffix="/"))
 
     exchange = asyncio.run(go())
@@ -123,7 +123,7 @@ def test_fetch_never_sends_the_key_and_refuses_other_schemes():
             mock.get("http://images.test/a.png").side_effect = lambda r: (
                 seen.append(r) or httpx.Response(200, content=b"img")
             )
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
                 good = await t.fetch("http://images.test/a.png")
                 bad = await t.fetch("file:///etc/passwd")
                 return good, bad
@@ -139,7 +139,7 @@ def test_an_answer_url_with_an_impossible_port_is_a_failed_fetch_not_a_crash():
     async def go():
         with respx.mock(assert_all_called=False) as mock:
             mock.post(ENDPOINT).return_value = answer
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
                 return await t.send_case(case())
 
     exchange = asyncio.run(go())
@@ -150,7 +150,7 @@ def test_an_answer_url_with_an_impossible_port_is_a_failed_fetch_not_a_crash():
 
 def test_a_malformed_image_url_is_a_failed_fetch_not_a_crash():
     async def go():
-        async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+        async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
             return [await t.fetch(u) for u in ("http://[::1/a.png", "http://images.test:-1/")]
 
     assert [f.error for f in asyncio.run(go())] == ["scheme", "scheme"]
@@ -259,7 +259,7 @@ def test_cookies_the_target_sets_are_never_sent_back():
             mock.get("http://target.test:8080/a.png").side_effect = lambda r: (
                 seen.append(r) or httpx.Response(200, content=b"img")
             )
-            async with Transport(TransportConfig(BASE, api_key=KEY)) as t:
+            async with TargetClient(TransportConfig(BASE, api_key=KEY)) as t:
                 await t.send_case(case())
                 await t.send_case(case())
 
@@ -280,7 +280,7 @@ def test_fetches_carry_nothing_of_the_target():
                 seen.append(r) or httpx.Response(200, content=b"img")
             )
             config = TransportConfig(BASE, api_key=KEY, extra_headers={"x-gateway-key": KEY})
-            async with Transport(config) as t:
+            async with TargetClient(config) as t:
                 await t.fetch("http://images.test/a.png")
 
     asyncio.run(go())
@@ -432,7 +432,7 @@ def test_reads_in_flight_stay_within_the_run_wide_cap_and_all_finish():
         with respx.mock() as mock:
             mock.post(ENDPOINT).side_effect = lambda r: httpx.Response(200, content=slow_body())
             config = TransportConfig(BASE, api_key=KEY, body_cap=MIB, inflight_cap=2 * MIB)
-            async with Transport(config) as t:
+            async with TargetClient(config) as t:
 
                 async def watch():
                     while True:
@@ -490,7 +490,7 @@ def test_retries_share_a_budget_for_the_run():
         with respx.mock() as mock:
             mock.post(ENDPOINT).side_effect = busy
             config = TransportConfig(BASE, api_key=KEY, retry_budget=0.5)
-            async with Transport(config) as t:
+            async with TargetClient(config) as t:
                 return [await t.send(case()) for _ in range(4)]
 
     exchanges = asyncio.run(go())
@@ -506,7 +506,7 @@ def test_the_run_retry_count_is_bounded_too():
         with respx.mock() as mock:
             mock.post(ENDPOINT).side_effect = busy
             config = TransportConfig(BASE, api_key=KEY, retry_budget_count=3)
-            async with Transport(config) as t:
+            async with TargetClient(config) as t:
                 return [await t.send(case()) for _ in range(3)]
 
     assert [e.retries for e in asyncio.run(go())] == [2, 1, 0]
@@ -524,7 +524,7 @@ def test_a_case_past_its_share_of_the_cap_is_cut_not_held():
             for url in urls:
                 mock.get(url).return_value = httpx.Response(200, content=b"\0" * 600_000)
             config = TransportConfig(BASE, api_key=KEY, body_cap=MIB, inflight_cap=2 * MIB)
-            async with Transport(config) as t:
+            async with TargetClient(config) as t:
                 exchange = await t.send_case(case())
                 return exchange, t.inflight.held
 
@@ -548,7 +548,7 @@ def network(monkeypatch) -> FakeNetwork:
 
 def fetch_from(target: str, url: str, **config) -> Exchange:
     async def go():
-        async with Transport(TransportConfig(target, api_key=KEY, **config)) as t:
+        async with TargetClient(TransportConfig(target, api_key=KEY, **config)) as t:
             return await t.fetch(url)
 
     return asyncio.run(go())

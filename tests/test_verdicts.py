@@ -15,7 +15,7 @@ from conformance.contract.loader import load_contract
 from conformance.contract.profiles import load_profile
 from conformance.engine import checks
 from conformance.engine.checks import settle_controls
-from conformance.engine.results import CaseResult, Outcome, Reason, RunResult
+from conformance.engine.results import CaseResult, Outcome, PlanFacts, Reason, RunResult
 from conformance.engine.verdict import build_matrix, decide
 from conformance.generation.cases import CONTROL_ORIGIN, Case
 from conformance.generation.planning import build_plan
@@ -181,7 +181,10 @@ def test_a_5xx_everywhere_is_a_server_error_not_a_broken_request_rule() -> None:
 
 
 def _run_of(results: list[CaseResult], models: list[str]) -> RunResult:
-    return RunResult("t", "http://x/v1", "openai", models, 0, 0.0, results=results)
+    run = RunResult.begin(
+        load_profile("openai"), target="http://x/v1", models=models, seed=0, plan=PlanFacts(cases=0)
+    )
+    return run.finish(results)
 
 
 def test_a_throttled_negative_blocks_a_pass() -> None:

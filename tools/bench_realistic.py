@@ -178,11 +178,11 @@ async def imgconf_runner(cases: list, base_url: str, key: str, concurrency: int)
     """imgconf's send-and-judge loop (what ``imgconf run`` does per case; no report files)."""
     from conformance.contract.profiles import load_profile
     from conformance.engine.runner import Runner
-    from conformance.engine.transport import Transport, TransportConfig
+    from conformance.engine.transport import TargetClient, TransportConfig
 
     profile = load_profile("openai")
     config = TransportConfig(base_url=base_url, path=profile.path, api_key=key, timeout=120)
-    async with Transport(config) as transport:
+    async with TargetClient(config) as transport:
         results = await Runner(transport, profile, concurrency=concurrency).run(cases)
     return {"outcomes": dict(Counter(r.outcome.value for r in results))}
 

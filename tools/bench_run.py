@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import statistics
 import subprocess
@@ -32,8 +33,8 @@ import httpx
 
 from conformance.contract.profiles import Profile, load_profile
 from conformance.engine.runner import Runner
-from conformance.engine.transport import WRONG_KEY, Transport, TransportConfig
-from conformance.generation.cases import Case
+from conformance.engine.transport import TargetClient, TransportConfig
+from conformance.generation.cases import WRONG_KEY, Case
 from conformance.generation.planning import build_plan
 from conformance.server.launcher import start_reference_server
 
@@ -42,7 +43,7 @@ async def judged(
     cases: list[Case], config: TransportConfig, concurrency: int, profile: Profile
 ) -> Counter[str]:
     """What ``imgconf run`` does per case: send, fetch URLs, judge, trim (no report files)."""
-    async with Transport(config) as transport:
+    async with TargetClient(config) as transport:
         runner = Runner(transport, profile, concurrency=concurrency)
         results = await runner.run(cases)
     return Counter(r.outcome.value for r in results)
@@ -84,8 +85,9 @@ def measure(
 
 def command_run(
     source: Path, base_url: str, api_key: str, concurrency: int
-) -> tuple[float, float, int]:
-    """One whole ``imgconf run`` of the package in ``source``: (wall s, CPU s, exit status)."""
+) -> tuple[float, float, int, int]:
+    """One whole ``imgconf run`` of the package in ``source``: (wall s, CPU s, exit status,
+    requests sent)."""
     code = (
         f"import sys; sys.path.insert(0, {str(source)!r}); from conformance.cli import run; run()"
     )
@@ -97,8 +99,10 @@ def command_run(
         status = subprocess.run(argv, capture_output=True, check=False).returncode
         wall = time.perf_counter() - wall
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        report = Path(reports) / "report.json"
+        sent = len(json.loads(report.read_text())["cases"]) if report.is_file() else 0
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, status
+    return wall, cpu, status, sent
 
 
 def compare_with_previous(revision: str, rounds: int, concurrency: int) -> None:
@@ -112,7 +116,10 @@ def compare_with_previous(revision: str, rounds: int, concurrency: int) -> None:
             check=True,
         )
         try:
-            samples: dict[str, list[tuple[float, float, int]]] = {"this tree": [], revision: []}
+            samples: dict[str, list[tuple[float, float, int, int]]] = {
+                "this tree": [],
+                revision: [],
+            }
             for _ in range(rounds):
                 for name, source in (("this tree", here), (revision, worktree)):
                     samples[name].append(
@@ -128,11 +135,18 @@ def compare_with_previous(revision: str, rounds: int, concurrency: int) -> None:
     for name, rows in samples.items():
         wall = statistics.median(r[0] for r in rows)
         cpu = statistics.median(r[1] for r in rows)
-        medians[name] = (wall, cpu)
+        per_request = statistics.median(1000 * r[1] / max(1, r[3]) for r in rows)
+        medians[name] = (wall, cpu, per_request)
         statuses = sorted({r[2] for r in rows})
-        print(f"imgconf run @ {name:12} wall {wall:6.2f} s  CPU {cpu:6.2f} s  exit {statuses}")
-    (nw, nc), (pw, pc) = medians["this tree"], medians[revision]
-    print(f"this tree vs {revision}: wall x{nw / pw:.2f}, CPU x{nc / pc:.2f}")
+        print(
+            f"imgconf run @ {name:12} wall {wall:6.2f} s  CPU {cpu:6.2f} s  "
+            f"{per_request:5.2f} ms CPU/request ({rows[0][3]} requests)  exit {statuses}"
+        )
+    (nw, nc, nr), (pw, pc, pr) = medians["this tree"], medians[revision]
+    print(
+        f"this tree vs {revision}: wall x{nw / pw:.2f}, CPU x{nc / pc:.2f}, "
+        f"CPU per request x{nr / pr:.2f}"
+    )
 
 
 def main() -> None:

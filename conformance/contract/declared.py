@@ -22,10 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .levels import Level
 from .loader import (
     LEVELS,
     MODEL_FACTS,
     OPTIONAL_FIELDS,
+    SERVER_CHOICE,
     Contract,
     CustomSizes,
     ModelSpec,
@@ -73,7 +75,7 @@ class Fact:
     """One declared fact: its value, its level (MUST unless marked SHOULD) and evidence."""
 
     value: Any
-    level: str = "MUST"
+    level: Level = Level.MUST
     evidence: str | None = None
     observed: str | None = None
 
@@ -90,11 +92,11 @@ class DeclaredModel:
     price_per_image: float | None = None
     price_source: str = ""
 
-    def level_of(self, condition: str, spec: ModelSpec) -> str | None:
+    def level_of(self, condition: str, spec: ModelSpec) -> Level | None:
         """The level of the fact behind a rule with ``declared: condition`` (a SHOULD fact makes
         a MUST rule SHOULD for the model), or None when the model's facts do not imply it."""
         if condition == "*":
-            return "MUST"
+            return Level.MUST
         name, _, value = condition.partition(".")
         if name == "takes":
             if not spec.takes(value):
@@ -107,9 +109,9 @@ class DeclaredModel:
             return None
         return fact.level
 
-    def _level(self, name: str) -> str:
+    def _level(self, name: str) -> Level:
         fact = self.facts.get(name)
-        return fact.level if fact is not None else "MUST"
+        return fact.level if fact is not None else Level.MUST
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -192,13 +194,13 @@ def _fact(raw: Any, where: str) -> Fact:
     """A fact as written: its value alone, or ``{value, level, evidence, observed}``."""
     if not (isinstance(raw, Mapping) and "value" in raw and set(raw) <= FACT_KEYS):
         return Fact(raw)
-    level = raw.get("level", "MUST")
+    level = raw.get("level", Level.MUST)
     if level not in LEVELS:
         raise DeclarationError(f"{where}.level must be MUST or SHOULD (got {level!r:.40})")
     for key in ("evidence", "observed"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise DeclarationError(f"{where}.{key} must be a quote (a string)")
-    return Fact(raw["value"], level, raw.get("evidence"), raw.get("observed"))
+    return Fact(raw["value"], Level(level), raw.get("evidence"), raw.get("observed"))
 
 
 def _facts_of(spec: ModelSpec, base: Contract) -> dict[str, Fact]:
@@ -264,7 +266,7 @@ def _check(key: str, value: Any, where: str, base: Contract) -> Any:
         return _positive(value, at) if value is not None else None
     if key == "n":
         return _n(value, at, base)
-    chosen = base.request_fields["size"].get("default")
+    chosen = SERVER_CHOICE
     if key == "sizes":
         return _sizes(value, at, chosen)
     if key == "default_size":
@@ -302,7 +304,7 @@ def _n(value: Any, at: str, base: Contract) -> dict[str, int]:
 
 
 def _size(value: Any, at: str, chosen: Any) -> str:
-    """A ``WxH`` size, or the schema's default size (``auto``: the server chooses)."""
+    """A ``WxH`` size, or the value that leaves the size to the server (``auto``)."""
     if value != chosen and (not isinstance(value, str) or parse_wxh(value) is None):
         raise DeclarationError(f"{at} must be a WxH size such as 1024x1024 (got {value!r:.40})")
     return value
@@ -633,7 +635,7 @@ def _extended_rule(
         if level is None:
             continue
         models.append(model.name)
-        if level == "SHOULD" and rule.is_must:
+        if level == Level.SHOULD and rule.is_must:
             levels[model.name] = level
     return dataclasses.replace(rule, models=tuple(models), levels=levels)
 

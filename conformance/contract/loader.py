@@ -21,9 +21,12 @@ from typing import Any
 
 import yaml
 
+from .levels import Level
+
 __all__ = [
     "GPT_FAMILY",
     "OMIT",
+    "SERVER_CHOICE",
     "Contract",
     "ContractError",
     "CrossField",
@@ -59,7 +62,10 @@ OPTIONAL_FIELDS = (
     "user",
 )
 
-LEVELS = ("MUST", "SHOULD")
+LEVELS = tuple(Level)
+#: The enum value by which a request leaves a choice to the server (``size``, ``quality``,
+#: ``background``: the spec's ``auto``). An answer to it may be any of the model's values.
+SERVER_CHOICE = "auto"
 #: The facts a profile may declare of a model of its own (``conformance.contract.declared``);
 #: a rule's ``declared:`` names one of them (or ``takes.FIELD``) to hold such models to it.
 MODEL_FACTS = (
@@ -245,7 +251,7 @@ class Rule:
     """One checkable statement of the contract."""
 
     id: str
-    level: str
+    level: Level
     kind: str
     models: tuple[str, ...]
     description: str
@@ -273,7 +279,7 @@ class Rule:
     #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``); None for none.
     declared: str | None = None
     #: Per-model levels that differ from :attr:`level` (a declared fact marked SHOULD).
-    levels: Mapping[str, str] = field(default_factory=dict)
+    levels: Mapping[str, Level] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -281,17 +287,14 @@ class Rule:
 
     @property
     def is_must(self) -> bool:
-        return self.level == "MUST"
+        return self.level == Level.MUST
 
-    def level_for(self, model: str | None) -> str:
+    def level_for(self, model: str | None) -> Level:
         """The rule's level for one model: a declared model's fact may lower it to SHOULD."""
         return self.levels.get(model, self.level) if model else self.level
 
     def is_must_for(self, model: str | None) -> bool:
-        return self.level_for(model) == "MUST"
-
-    def applies_to(self, model: str) -> bool:
-        return model in self.models
+        return self.level_for(model) == Level.MUST
 
 
 @dataclass(frozen=True)
@@ -656,7 +659,7 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
         _check_declared(rule_id, entry.get("declared"))
         rules[rule_id] = Rule(
             id=rule_id,
-            level=entry["level"],
+            level=Level(entry["level"]),
             kind=entry["kind"],
             models=_resolve_models(entry["models"], rule_id, models),
             description=entry["description"],

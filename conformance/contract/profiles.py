@@ -23,6 +23,7 @@ import yaml
 
 from ..errors import SetupError
 from .declared import ANY, DeclarationError, DeclaredModel, extend_contract, parse_models
+from .levels import Level
 from .loader import LEVELS, Contract, Rule, load_contract, read_data_file
 from .reach import AuthStyle, check_header, parse_query
 
@@ -75,7 +76,7 @@ class Profile:
         out: dict[str, Rule] = {}
         for rule in self.contract.rules.values():
             override = self.rule_overrides.get(rule.id, {})
-            level = override.get("level", rule.level)
+            level = Level(override.get("level", rule.level))
             levels = {} if "level" in override else rule.levels
             models = rule.models
             if "models" in override:

@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
 from ..errors import SetupError
-from .loader import Contract, load_contract, parse_yaml
+from ..settings import SPEC_MAX_DEPTH
+from .loader import SERVER_CHOICE, Contract, parse_yaml
 
-__all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi", "spec_diff_cli"]
+__all__ = ["AREAS", "Difference", "SpecDiff", "diff_spec", "load_openapi"]
 
 #: Report areas, in the order the report lists them.
 AREAS = (
@@ -43,7 +43,6 @@ AREAS = (
 DEVIATION_KEY = "x-imgconf-deviation"
 ENDPOINT = "/images/generations"
 _MISSING: Any = object()
-_MAX_DEPTH = 12
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
@@ -145,7 +144,7 @@ def load_openapi(path: Path) -> Mapping[str, Any]:
 
 def _deref(root: Mapping[str, Any], node: Any, origin: str) -> Any:
     """Follow local ``$ref`` pointers (``#/components/schemas/X``, ``#/$defs/X``)."""
-    for _ in range(_MAX_DEPTH):
+    for _ in range(SPEC_MAX_DEPTH):
         if not isinstance(node, Mapping) or "$ref" not in node:
             return node
         ref = node["$ref"]
@@ -327,7 +326,7 @@ class _Comparer:
         self.out.append(Difference(self.area_for(where, aspect), where, spec, ours, reason))
 
     def node(self, where: str, spec_node: Any, our_node: Any, depth: int = 0) -> None:
-        if depth > _MAX_DEPTH:
+        if depth > SPEC_MAX_DEPTH:
             return
         s, o = self.spec.shape(spec_node), self.ours.shape(our_node)
         if s.types and o.types and s.types != o.types:
@@ -640,7 +639,7 @@ class _Prose:
             return
         sizes = _BACKTICKED.findall(standard[1])
         for name in self.contract.spec_gpt_image_models:
-            ours = [s for s in self.contract.models[name].sizes if s != "auto"]
+            ours = [s for s in self.contract.models[name].sizes if s != SERVER_CHOICE]
             if set(ours) != set(sizes):
                 spec_text, ours_text = _set_detail(sizes, ours)
                 self.add(f"{name} standard sizes", spec_text, ours_text)
@@ -817,16 +816,6 @@ def diff_spec(spec: Mapping[str, Any], contract: Contract, source: str = "<spec>
     order = {area: index for index, area in enumerate(AREAS)}
     items.sort(key=lambda d: order[d.area])
     return SpecDiff(source=source, spec_version=str(spec.get("openapi", "?")), items=items)
-
-
-def spec_diff_cli(openapi_file: Path, as_json: bool = False) -> int:
-    """``imgconf spec-diff``: print the comparison; 0 when they agree, 1 when they differ."""
-    result = diff_spec(load_openapi(openapi_file), load_contract(), str(openapi_file))
-    if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2))
-    else:
-        click.echo(result.render())
-    return 1 if result.differences else 0
 
 
 def iter_areas(result: SpecDiff) -> Iterator[tuple[str, list[Difference]]]:

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ..contract.loader import ContractError, ModelSpec, Rule, load_contract, parse_wxh
+from ..contract.levels import Level
+from ..contract.loader import (
+    SERVER_CHOICE,
+    ContractError,
+    ModelSpec,
+    Rule,
+    load_contract,
+    parse_wxh,
+)
 from ..contract.profiles import Profile
 from ..contract.registry import Registry
 from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, MALFORMED_AUTH, Case
@@ -40,8 +48,24 @@ from ..generation.showing import (
     showings,
     streams,
 )
+from ..settings import (
+    MAX_EVENTS,
+    MAX_ITEMS,
+    MAX_JSON_CONTAINERS,
+    MAX_STREAM_EVENTS,
+    STREAM_EVENT_CAP,
+)
 from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
-from .results import CaseResult, Exchange, Finding, ImageInfo, Outcome, Reason, judged_outcome
+from .results import (
+    CaseResult,
+    Exchange,
+    Finding,
+    ImageInfo,
+    Outcome,
+    Reason,
+    TransportFailure,
+    judged_outcome,
+)
 
 __all__ = [
     "ANSWER_CHECKS",
@@ -136,31 +160,21 @@ ANSWER_RULES = tuple(ANSWER_CHECKS)
 _ABSENCES = tuple(c for _, c in ANSWER_CHECKS.items() if Answer.EXCHANGE in c.showing.answers)
 
 _TRANSPORT_ERRORS = {
-    "timeout": (TIMEOUT, "no complete answer within the timeout"),
-    "connection": (CONNECTION, "the connection was refused or dropped"),
-    "protocol": (WELL_FORMED, "the answer is not valid HTTP"),
-    "too_large": (WELL_FORMED, "the answer body exceeds the size cap"),
-    "scheme": (WELL_FORMED, "the request URL is not http(s)"),
-    "encoding": (
+    TransportFailure.TIMEOUT: (TIMEOUT, "no complete answer within the timeout"),
+    TransportFailure.CONNECTION: (CONNECTION, "the connection was refused or dropped"),
+    TransportFailure.PROTOCOL: (WELL_FORMED, "the answer is not valid HTTP"),
+    TransportFailure.TOO_LARGE: (WELL_FORMED, "the answer body exceeds the size cap"),
+    TransportFailure.SCHEME: (WELL_FORMED, "the request URL is not http(s)"),
+    TransportFailure.ENCODING: (
         WELL_FORMED,
         "the answer's Content-Encoding is stacked, unknown or does not decode",
     ),
-    "blocked_address": (
+    TransportFailure.BLOCKED_ADDRESS: (
         RESPONSE_URL_FETCH,
         "it reaches a loopback, private, link-local or metadata address and the target is not "
         "on one (--allow-private-urls fetches it)",
     ),
 }
-_STREAM_EVENT_CAP = 64 * 1024 * 1024
-#: Items and events judged one by one; a hostile answer with a million of them is judged on
-#: its count alone beyond these, in bounded time.
-MAX_ITEMS = 16
-MAX_EVENTS = 256
-#: Events read from one stream at most; beyond, the stream is a finding and is not read further.
-MAX_STREAM_EVENTS = 10_000
-#: JSON objects and arrays an answer may hold before it is parsed (a conformant one has a few
-#: dozen): counted on the bytes, so a million items never become a million Python objects.
-MAX_JSON_CONTAINERS = 100_000
 
 
 # --- profile rules, cached ---------------------------------------------------------------
@@ -195,7 +209,7 @@ class _Judgement:
         rule = self.rules.get(rule_id)
         if rule is not None:
             return rule.level_for(self.model)
-        return self.case.level if rule_id == self.case.rule else "MUST"
+        return self.case.level if rule_id == self.case.rule else Level.MUST
 
     def applies(self, check: AnswerCheck) -> bool:
         """Whether the case's model is held to the rule under the profile."""
@@ -707,7 +721,7 @@ def check_echo(v: _Judgement, asked: _Asked, answer: Mapping[str, Any], errors: 
     for name in _echo_fields():
         want = asked.body.get(name)
         got = answer.get(name)
-        if want in (None, "auto") or got is None:
+        if want in (None, SERVER_CHOICE) or got is None:
             continue
         if got != want:
             problems.append(f"{name} is {got!r}, {want!r} was asked")
@@ -831,7 +845,7 @@ class SSEParser:
     the cap raises ValueError instead of growing without bound.
     """
 
-    def __init__(self, cap: int = _STREAM_EVENT_CAP) -> None:
+    def __init__(self, cap: int = STREAM_EVENT_CAP) -> None:
         self._buffer = b""
         self._data: list[bytes] = []
         self._size = 0

@@ -45,6 +45,15 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from ..settings import (
+    INFLATE_STEP,
+    MAX_CHUNKS,
+    MAX_JPEG_SCANS,
+    MAX_PIXELS,
+    REWRAP_LIMIT,
+    THUMBNAIL_SIDE,
+)
+
 __all__ = [
     "DECODERS",
     "MAX_CHUNKS",
@@ -63,35 +72,6 @@ __all__ = [
 #: The Pillow decoder for each format the contract allows; Pillow is never offered another.
 DECODERS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
-#: Declared pixels (width x height) above which an image is refused before any decoding. Twice
-#: the contract's largest image (3840x2160, 8.3 MP), so no conformant answer comes near it,
-#: while one decoded RGBA image at the bound holds 64 MiB. 8192x8192 would allow 256 MiB per
-#: image (a JPEG check holds two), beyond imgconf's whole memory bound of 400 MB.
-MAX_PIXELS = 4096 * 4096
-
-#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused. Encoders
-#: write a handful plus one IDAT per 8-64 KiB of data (libpng: 8 KiB, so this bound is ~80 MB
-#: of image data); walking this many takes ~10 ms, a million would take seconds.
-MAX_CHUNKS = 10_000
-
-#: JPEG scans (SOS segments). libjpeg's progressive script has 10 and mozjpeg's a few more;
-#: each scan is a pass over the whole coefficient buffer, so thousands of tiny scans make a
-#: small file cost minutes to decode.
-MAX_JPEG_SCANS = 100
-
-#: Bytes inflated per step when checking a PNG's image data: the check's memory, whatever the
-#: image's size. (The total it may inflate is the raw size IHDR declares, which MAX_PIXELS
-#: bounds; a stream that inflates beyond it is refused at once.)
-INFLATE_STEP = 1 << 20
-
-#: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
-#: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,
-#: so that its image data is inflated once, not twice. It holds the raw data twice meanwhile;
-#: above this (beyond 2048x2048 RGBA) Pillow inflates the file again instead.
-REWRAP_LIMIT = 16 << 20
-
-#: The side of the report's thumbnails, in pixels.
-THUMBNAIL_SIDE = 160
 
 # ---------------------------------------------------------------------------------------------
 

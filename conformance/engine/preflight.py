@@ -39,26 +39,18 @@ from ..contract.loader import load_contract
 from ..errors import SetupError
 from ..generation.cases import ANY_MODEL, Case
 from ..generation.planned import BODY_NOT_JSON
-from ..redact import strip_url
+from ..redact import redactor, strip_url
+from ..settings import PREFLIGHT_ANSWER_TIMEOUT, PREFLIGHT_CONNECT_TIMEOUT
 from .results import Exchange
-from .transport import Transport, TransportConfig, probe_target
+from .transport import TargetClient, TransportConfig, probe_target
 
 __all__ = [
-    "ANSWER_TIMEOUT",
-    "CONNECT_TIMEOUT",
     "AuthWatch",
     "check_target",
     "check_writable",
     "classify",
 ]
 
-#: The longest the pre-flight waits for a TCP connection: none by then is "unreachable".
-CONNECT_TIMEOUT = 10.0
-#: The longest it waits for an answer once connected. A body that is not JSON is refused at
-#: once by any endpoint; a server slower than this is left to the run (whose requests have
-#: their own deadline), so a short wait here can only skip the early diagnosis, never refuse
-#: a run.
-ANSWER_TIMEOUT = 5.0
 #: The body of the pre-flight: not JSON, so nothing can be generated from it.
 NOT_JSON = b"{"
 _REFUSED = frozenset({401, 403})
@@ -135,15 +127,18 @@ async def check_target(config: TransportConfig) -> None:
     # Through a proxy, the proxy is what must be listening (the target may be out of reach).
     try:
         await probe_target(
-            config.proxy or config.base_url, timeout=min(config.timeout, CONNECT_TIMEOUT)
+            config.proxy or config.base_url, timeout=min(config.timeout, PREFLIGHT_CONNECT_TIMEOUT)
         )
     except SetupError as exc:
         flag = "--proxy" if config.proxy else "--base-url"
         raise SetupError(f"{exc}: check {flag} and that the server is running") from None
     quick = replace(
-        config, timeout=min(config.timeout, ANSWER_TIMEOUT), retries=0, body_cap=config.error_cap
+        config,
+        timeout=min(config.timeout, PREFLIGHT_ANSWER_TIMEOUT),
+        retries=0,
+        body_cap=config.error_cap,
     )
-    async with Transport(quick) as transport:
+    async with TargetClient(quick) as transport:
         answer = await transport.send(_not_json_case())
         refused = [a["reason"] for a in answer.attempts if a.get("error") == "tls"]
         if refused:
@@ -222,8 +217,8 @@ def _what(exchange: Exchange) -> str:
     return f"{status}, {kind}, not an API's error"
 
 
-def _refused_line(transport: Transport, answer: Exchange) -> str:
-    endpoint = transport.redact(strip_url(transport.config.endpoint))
+def _refused_line(transport: TargetClient, answer: Exchange) -> str:
+    endpoint = redactor().text(strip_url(transport.config.endpoint))
     extra = " (and that the key may generate images)" if answer.status == 403 else ""
     return (
         f"the target refused the API key ({answer.status} at {endpoint}): "
@@ -231,15 +226,17 @@ def _refused_line(transport: Transport, answer: Exchange) -> str:
     )
 
 
-async def _wrong_path_line(transport: Transport, config: TransportConfig, answer: Exchange) -> str:
-    endpoint = transport.redact(strip_url(config.endpoint))
-    head = f"no image endpoint at {endpoint} ({transport.redact(_what(answer))})"
+async def _wrong_path_line(
+    transport: TargetClient, config: TransportConfig, answer: Exchange
+) -> str:
+    endpoint = redactor().text(strip_url(config.endpoint))
+    head = f"no image endpoint at {endpoint} ({redactor().text(_what(answer))})"
     for base in _neighbours(config):
         if await _answers_like_the_api(replace(config, base_url=base)):
-            return f"{head}: did you mean --base-url {transport.redact(strip_url(base))}?"
+            return f"{head}: did you mean --base-url {redactor().text(strip_url(base))}?"
     if _lists_models(await transport.get("/models")):
         return (
-            f"{head}, though {transport.redact(strip_url(config.url('/models')))} "
+            f"{head}, though {redactor().text(strip_url(config.url('/models')))} "
             "answers: does the target generate images, and at this path?"
         )
     return f"{head}: check --base-url (the API base as the OpenAI SDK takes it, e.g. …/v1)"
@@ -263,7 +260,7 @@ def _neighbours(config: TransportConfig) -> list[str]:
 
 async def _answers_like_the_api(config: TransportConfig) -> bool:
     """One or two more requests that cannot bill: does this base URL look like OpenAI's API?"""
-    async with Transport(config) as transport:
+    async with TargetClient(config) as transport:
         endpoint, models = await asyncio.gather(
             transport.send(_not_json_case()), transport.get("/models")
         )

@@ -8,21 +8,35 @@ redacts it before an exchange is built.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import __version__
+from ..contract.levels import Level
 from ..generation.cases import Case
 
+if TYPE_CHECKING:
+    from ..contract.loader import Contract, Rule
+    from ..contract.profiles import Profile
+    from ..contract.reach import AuthStyle
+    from .verdict import RunVerdict
+
 __all__ = [
+    "BudgetFacts",
     "CaseResult",
     "Exchange",
     "Finding",
     "ImageInfo",
+    "Level",
     "Outcome",
+    "PlanFacts",
     "Reason",
     "RunResult",
+    "TlsFacts",
+    "TransportFailure",
     "blocks",
     "judged_outcome",
 ]
@@ -56,6 +70,29 @@ class Reason(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class TransportFailure(StrEnum):
+    """Why an exchange has no complete answer (:attr:`Exchange.error`)."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too_large"
+    ENCODING = "encoding"
+    BLOCKED_ADDRESS = "blocked_address"
+    SCHEME = "scheme"
+
+
+#: The failures that say the target itself stopped answering (a streak of them stops a run).
+TARGET_SILENT = frozenset(
+    {
+        TransportFailure.TIMEOUT,
+        TransportFailure.CONNECTION,
+        TransportFailure.PROTOCOL,
+        TransportFailure.TOO_LARGE,
+    }
+)
+
+
 def blocks(reason: str) -> bool:
     """Whether a MUST rule unobserved for this reason keeps a run from PASS."""
     from ..contract.loader import load_contract
@@ -79,7 +116,7 @@ def judged_outcome(findings: Sequence[Finding]) -> Outcome:
 
     One place, so a live run and a replay that leaves some rules out conclude alike.
     """
-    if any(f.level == "MUST" for f in findings):
+    if any(f.level == Level.MUST for f in findings):
         return Outcome.FAIL
     return Outcome.WARN if findings else Outcome.PASS
 
@@ -109,8 +146,7 @@ class Exchange:
     """One HTTP exchange as sent and received, with the key already redacted.
 
     ``response_body`` is what was read, at most the body cap; ``truncated`` says it was cut.
-    ``error`` names a transport failure (``timeout``, ``connection``, ``too_large``,
-    ``protocol``) when there is no complete answer.
+    ``error`` names a :class:`TransportFailure` when there is no complete answer.
     """
 
     method: str
@@ -122,7 +158,7 @@ class Exchange:
     response_body: bytes = b""
     started: float = 0.0
     elapsed: float = 0.0
-    error: str | None = None
+    error: TransportFailure | str | None = None
     truncated: bool = False
     #: False only when the request surely never reached the server (the connection could not
     #: be made): what the budget may give back.
@@ -173,73 +209,156 @@ class CaseResult:
 
     @property
     def failed_rules(self) -> list[str]:
-        return [f.rule for f in self.findings if f.level == "MUST"]
+        return [f.rule for f in self.findings if f.level == Level.MUST]
+
+
+@dataclass
+class PlanFacts:
+    """What the run set out to do: report.json's ``plan`` section.
+
+    A live run fills every field from its plan; a replay names its recording; the pytest plugin
+    gives the counts. A field left ``None`` is not written.
+    """
+
+    #: Cases in the plan (a replay: cases in the recording).
+    cases: int
+    #: Cases by origin (``control``, ``boundary``, ``pairwise``, ...).
+    by_origin: dict[str, int] | None = None
+    #: The plan's estimate if the server behaves: images, dollars, images of unknown price.
+    images: int | None = None
+    cost: float | None = None
+    cost_unknown_images: int | None = None
+    #: Pairwise coverage reached, by model.
+    pairwise: dict[str, Any] | None = None
+    #: The coverage the plan predicts (:func:`~conformance.generation.planning.predicted_coverage`).
+    coverage: dict[str, Any] | None = None
+    #: Ids of the cases the budget cut.
+    cut: list[str] | None = None
+    #: Why the run stopped early, in words.
+    stopped: str | None = None
+    #: The recording a replay judged.
+    recording: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class BudgetFacts:
+    """The budget as asked and as spent: report.json's ``budget`` section."""
+
+    max_cost: float | None = None
+    max_images: int | None = None
+    images: int = 0
+    cost: float = 0.0
+    cost_unknown_images: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    """How the target's TLS was verified: report.json's ``tls`` section."""
+
+    verify: bool
+    #: The CA file given with ``--ca-bundle`` (None: the system's CAs).
+    ca_bundle: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
 class RunResult:
-    """A whole run: where, with what, what it cost, and every case's result."""
+    """A whole run: where, with what, what it cost, and every case's result.
 
-    tool_version: str
+    Made by :meth:`begin` from the run's profile, which gives it everything a report needs of
+    the profile (its rules, endpoint path and auth style): no reader loads the profile again.
+    """
+
     target: str
     profile: str
     models: list[str]
     seed: int
     started: float
+    #: The rules as the run's profile holds them.
+    rules: Mapping[str, Rule]
+    #: The profile's endpoint path and how its key is sent (for the reproducers).
+    path: str
+    auth: AuthStyle
+    plan: PlanFacts
+    tool_version: str = __version__
     finished: float = 0.0
     results: list[CaseResult] = field(default_factory=list)
-    #: Budget as asked and as spent: max_cost, max_images, images, cost, cost_unknown_images.
-    budget: dict[str, Any] = field(default_factory=dict)
-    #: Plan facts: case counts by origin, pairwise coverage, what the budget cut.
-    plan: dict[str, Any] = field(default_factory=dict)
+    #: The budget as asked and as spent (None: not known, as in a replay).
+    budget: BudgetFacts | None = None
     #: True when the run stopped early (Ctrl-C, SIGTERM, the target stopped answering).
     incomplete: bool = False
     #: Why it stopped early, in words.
     stopped: str | None = None
     #: Set by a ``--fail-on should`` gate: warnings then fail too.
     fail_on: str = "must"
-    #: The rules as the run's profile holds them (loaded by the profile's name when not set).
-    rules: Mapping[str, Any] | None = None
-    #: How the target's TLS was verified: ``{"verify": bool, "ca_bundle": path or None}``
-    #: (None: not known, as in a replay).
-    tls: dict[str, Any] | None = None
-    #: How the key was sent (a :class:`~conformance.contract.reach.AuthStyle`), for the reproducers
-    #: (None: the profile's, loaded by its name).
-    auth: Any = None
-    #: The contract the profile judges by, its declared models in it (None: loaded by the
-    #: profile's name, see :meth:`contract`).
-    judged_by: Any = None
+    #: How the target's TLS was verified (None: not known, as in a replay).
+    tls: TlsFacts | None = None
+    #: The contract the profile judges by, its declared models in it (None: the contract).
+    judged_by: Contract | None = None
 
-    def catalogue(self) -> Mapping[str, Any]:
-        """The rules as the run's profile holds them.
+    @classmethod
+    def begin(
+        cls,
+        profile: Profile,
+        *,
+        target: str,
+        models: Sequence[str],
+        seed: int,
+        plan: PlanFacts,
+        fail_on: str = "must",
+        tls: TlsFacts | None = None,
+        started: float | None = None,
+    ) -> RunResult:
+        """The one way a run (live, replayed or a pytest session) is made."""
+        return cls(
+            target=target,
+            profile=profile.name,
+            models=list(models),
+            seed=seed,
+            started=time.time() if started is None else started,
+            rules=profile.rules(),
+            path=profile.path,
+            auth=profile.auth,
+            plan=plan,
+            fail_on=fail_on,
+            tls=tls,
+            judged_by=profile.contract,
+        )
 
-        A replay of a recording made with a profile file that is gone falls back to the plain
-        contract.
-        """
-        if self.rules is None:
-            from ..contract.loader import load_contract
-            from ..contract.profiles import load_profile
-            from ..errors import SetupError
+    def finish(
+        self,
+        results: list[CaseResult],
+        *,
+        budget: BudgetFacts | None = None,
+        stopped: str | None = None,
+        incomplete: bool = False,
+    ) -> RunResult:
+        """Close the run with its (settled) results; ``stopped`` says why it ended early."""
+        self.results = results
+        self.finished = time.time()
+        self.budget = budget
+        if stopped is not None:
+            self.stopped = self.plan.stopped = stopped
+        self.incomplete = incomplete or stopped is not None
+        return self
 
-            try:
-                self.rules = load_profile(self.profile).rules()
-            except (SetupError, OSError):
-                self.rules = dict(load_contract().rules)
+    def catalogue(self) -> Mapping[str, Rule]:
+        """The rules as the run's profile holds them."""
         return self.rules
 
-    def contract(self) -> Any:
-        """The contract the run's profile judges by (its declared models in it); the plain
-        contract when the profile is gone, as :meth:`catalogue` falls back."""
-        if self.judged_by is not None:
-            return self.judged_by
+    def contract(self) -> Contract:
+        """The contract the run's profile judges by: the models it declares are in it."""
         from ..contract.loader import load_contract
-        from ..contract.profiles import load_profile
-        from ..errors import SetupError
 
-        try:
-            return load_profile(self.profile).contract
-        except (SetupError, OSError):
-            return load_contract()
+        return self.judged_by if self.judged_by is not None else load_contract()
 
     @property
     def must_failures(self) -> list[CaseResult]:
@@ -249,8 +368,8 @@ class RunResult:
     def warnings(self) -> list[CaseResult]:
         return [r for r in self.results if r.outcome is Outcome.WARN]
 
-    def verdict(self) -> Any:
-        """The run's :class:`~conformance.engine.verdict.RunVerdict` (decided from its cells)."""
+    def verdict(self) -> RunVerdict:
+        """The run's verdict (decided from its cells)."""
         from .verdict import decide
 
         return decide(self)

@@ -1,6 +1,7 @@
-"""``imgconf run``: send a plan to a target, judge every answer, write the reports.
+"""Sending a plan's cases to a target and judging every answer: the runner.
 
-The runner owns the order of things and the limits that keep a run safe against any target:
+The front ends (``imgconf run``, the pytest plugin) make the plan, the client and the budget,
+and hand them to :func:`execute` (or a :class:`Runner`); they write the reports. The runner owns the order of things and the limits that keep a run safe against any target:
 
 - **Budget**: each case's images (and cost) are reserved *before* it is sent — invalid cases
   too, since a broken server may wrongly accept them — and workers take cases one at a time, so
@@ -17,59 +18,45 @@ The runner owns the order of things and the limits that keep a run safe against 
 - **Signals**: Ctrl-C or SIGTERM stops sending; the report is still written, marked incomplete.
 - **Memory**: an answer is judged, handed to the recorder, then trimmed to an excerpt; a
   thumbnail is made only for an image the report's gallery shows (every broken one up to
-  ``MAX_THUMBNAILS``, one matching image per model and format).
+  :data:`~conformance.settings.MAX_THUMBNAILS`, one matching image per model and format).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
-import sys
-import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import __version__
-from ..contract.profiles import Profile, Rate, load_profile
+from .. import settings
+from ..contract.profiles import Profile, Rate
 from ..errors import SetupError
-from ..generation.cases import ANY_MODEL, CONTROL_ORIGIN, Case
-from ..redact import printable, register_secrets, strip_url
-from .checks import judge, settle_controls
+from ..generation.cases import Case
+from ..redact import redactor, strip_url
+from .checks import judge
 from .image_facts import GalleryPicks
-from .preflight import AuthWatch, check_target, check_writable
-from .results import CaseResult, Exchange, Outcome, Reason, RunResult
-from .transport import (
-    Transport,
-    TransportConfig,
-    excerpt,
-    is_http_url,
-    is_loopback,
+from .preflight import AuthWatch
+from .results import (
+    TARGET_SILENT,
+    BudgetFacts,
+    CaseResult,
+    Exchange,
+    Outcome,
+    Reason,
 )
+from .transport import TargetClient, TransportConfig, excerpt
 
-__all__ = ["Budget", "BudgetLedger", "Runner", "may_have_generated", "run_cli"]
-
-#: Thumbnails kept per run for the report's gallery.
-MAX_THUMBNAILS = 64
-#: How often a case waiting for the budget looks again when no settlement of this process
-#: wakes it (reservations in flight in other processes settle unseen).
-_BUDGET_POLL = 0.05
-_TRANSPORT_FAILURES = frozenset({"timeout", "connection", "protocol", "too_large"})
-
-
-#: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
-_HEAVY_BODY = 64 * 1024
+__all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
 
 
 def _heavy(exchange: Exchange) -> bool:
     """Whether judging the answer may take long enough to hold up the event loop."""
     ok = exchange.status is not None and 200 <= exchange.status < 300
-    return ok and (len(exchange.response_body) >= _HEAVY_BODY or bool(exchange.fetches))
+    return ok and (len(exchange.response_body) >= settings.HEAVY_BODY or bool(exchange.fetches))
 
 
 class Recorder(Protocol):
@@ -88,7 +75,7 @@ class BudgetLedger(Protocol):
 
     def pending(self) -> int: ...
 
-    def as_dict(self) -> dict[str, Any]: ...
+    def facts(self) -> BudgetFacts: ...
 
 
 def may_have_generated(exchange: Exchange) -> bool:
@@ -157,14 +144,15 @@ class Budget:
         """Reservations in flight: what may still be refunded."""
         return self.in_flight
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "max_cost": self.max_cost,
-            "max_images": self.max_images,
-            "images": self.images,
-            "cost": round(self.cost, 6),
-            "cost_unknown_images": self.cost_unknown_images,
-        }
+    def facts(self) -> BudgetFacts:
+        """The budget as asked and as spent (what report.json's ``budget`` holds)."""
+        return BudgetFacts(
+            max_cost=self.max_cost,
+            max_images=self.max_images,
+            images=self.images,
+            cost=round(self.cost, 6),
+            cost_unknown_images=self.cost_unknown_images,
+        )
 
 
 class Pacer:
@@ -232,51 +220,6 @@ def trim(exchange: Exchange) -> None:
         fetch.response_body = b""
 
 
-@dataclass
-class Progress:
-    """Progress on a terminal (a rich bar) or plain lines (CI logs), on stderr."""
-
-    total: int
-    tty: bool = field(default_factory=lambda: sys.stderr.isatty())
-    counts: Counter[str] = field(default_factory=Counter)
-    _bar: Any = None
-    _task: Any = None
-    _next_line: int = 0
-
-    def __enter__(self) -> Progress:
-        if self.tty:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]imgconf run"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("", total=self.total)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def advance(self, result: CaseResult) -> None:
-        self.counts[result.outcome.value] += 1
-        done = sum(self.counts.values())
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, description=summary)
-        elif done >= self._next_line or done == self.total:
-            print(f"imgconf: {done}/{self.total} cases ({summary})", file=sys.stderr, flush=True)
-            self._next_line = done + max(1, self.total // 10)
-
-
 class Runner:
     """Sends cases with bounded concurrency and budget, and judges each answer."""
 
@@ -285,18 +228,18 @@ class Runner:
 
     def __init__(
         self,
-        transport: Transport,
+        client: TargetClient,
         profile: Profile,
         *,
-        concurrency: int = 8,
+        concurrency: int = settings.DEFAULT_CONCURRENCY,
         budget: BudgetLedger | None = None,
         recorder: Recorder | None = None,
         progress: Callable[[CaseResult], None] | None = None,
-        max_thumbnails: int = MAX_THUMBNAILS,
+        max_thumbnails: int = settings.MAX_THUMBNAILS,
         failure_streak: int | None = None,
         rate: Rate | None = None,
     ) -> None:
-        self.transport = transport
+        self.client = client
         self.profile = profile
         self.concurrency = max(1, concurrency)
         self.budget = budget or Budget()
@@ -311,7 +254,7 @@ class Runner:
         self._streak = 0
         #: Reservations each case in flight holds (one more for each try sent again).
         self._reservations: dict[str, int] = {}
-        transport.resend_gate = self._reserve_again
+        client.resend_gate = self._reserve_again
         self._stop = asyncio.Event()
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
@@ -367,7 +310,7 @@ class Runner:
             self._reservations[case.id] = 1
             try:
                 await self.pacer.wait(case)
-                exchange = await self.transport.send_case(case)
+                exchange = await self.client.send_case(case)
             except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
                 results[index] = internal_error(case, exc, None)
             finally:
@@ -403,7 +346,7 @@ class Runner:
                 return False
             self._settled.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_BUDGET_POLL):
+                async with asyncio.timeout(settings.BUDGET_POLL):
                     await self._settled.wait()
         return True
 
@@ -425,7 +368,7 @@ class Runner:
         trim(exchange)
         if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
             self.stop(refused)
-        if exchange.error in _TRANSPORT_FAILURES:
+        if exchange.error in TARGET_SILENT:
             self._streak += 1
             if self._streak >= self.failure_streak:
                 self.stop(
@@ -465,430 +408,47 @@ def _on_signal(runner: Runner, sig: signal.Signals) -> None:
     runner.stop(f"interrupted by {signal.Signals(sig).name}")
 
 
-# --- the command ------------------------------------------------------------------------
-
-
-@dataclass
-class RunSettings:
-    """Everything ``imgconf run`` was asked, checked."""
-
-    base_url: str | None = None
-    api_key: str | None = None
-    models: tuple[str, ...] | None = None
-    profile: str = "openai"
-    report_dir: Path = Path("reports")
-    seed: int = 0
-    timeout: float = 120.0
-    #: ``--rate REQUESTS[,IMAGES]`` per minute (default: the profile's ``rate``, else none).
-    rate: str | None = None
-    #: ``--max-duration``: seconds after which the run stops sending (None: no deadline).
-    max_duration: float | None = None
-    concurrency: int = 8
-    max_cost: float | None = None
-    max_images: int | None = None
-    explore: int = 0
-    record: Path | None = None
-    #: The recording's total cap, in MiB (``--record-cap``).
-    record_cap: int = 256
-    baseline: Path | None = None
-    fail_on: str = "must"
-    #: ``--from``: an earlier report.json whose cases (chosen by ``only``) are sent again.
-    from_report: Path | None = None
-    only: str = "failed,unobserved"
-    #: Tunables for tests and the benchmark; not command-line flags.
-    body_cap: int | None = None
-    quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: ``--limit NAME=VALUE``: transport bounds raised or lowered (see :data:`LIMITS`).
-    limits: tuple[str, ...] = ()
-    #: How the target is reached (:mod:`conformance.contract.reach`): ``--header 'NAME: VALUE'`` (a
-    #: value ``env:VAR`` read from the environment), ``--ca-bundle``, ``--insecure``, ``--proxy``.
-    headers: tuple[str, ...] = ()
-    ca_bundle: str | None = None
-    insecure: bool = False
-    proxy: str | None = None
-
-
-#: Bounds ``--limit`` may set: the transport's, with their unit.
-LIMITS = {
-    "body_cap": "bytes",
-    "error_cap": "bytes",
-    "fetch_cap": "bytes",
-    "inflight_cap": "bytes",
-    "retries": "count",
-    "max_retry_wait": "seconds",
-    "retry_budget": "seconds",
-    "retry_budget_count": "count",
-}
-_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
-
-
-def parse_limits(items: tuple[str, ...]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs as transport settings; a SetupError names the bad one."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, _, text = item.partition("=")
-        name, text = name.strip(), text.strip().lower()
-        unit = LIMITS.get(name)
-        if unit is None:
-            raise SetupError(f"--limit: unknown bound {name!r} (known: {', '.join(LIMITS)})")
-        try:
-            if unit == "bytes":
-                digits = text.rstrip("kmgib")
-                value: Any = int(float(digits) * _UNITS[text[len(digits) :]])
-            elif unit == "count":
-                value = int(text)
-            else:
-                value = float(text)
-        except (ValueError, KeyError):
-            raise SetupError(f"--limit: {item!r} needs a number of {unit}") from None
-        if value < 0 or (unit == "bytes" and value == 0):
-            raise SetupError(f"--limit: {item!r} must be positive")
-        out[name] = value
-    return out
-
-
-def reach_config(settings: RunSettings, profile: Profile) -> dict[str, Any]:
-    """The transport settings of how the target is reached: the profile's auth style and
-    query, extra headers (``env:`` values read and registered as secrets), TLS and proxy.
-    Each bad one is a SetupError."""
-    from ..contract.reach import check_proxy, proxy_secret, resolve_headers, ssl_context
-
-    if settings.insecure and settings.ca_bundle is not None:
-        raise SetupError("--insecure and --ca-bundle contradict each other: give one")
-    headers, secrets = resolve_headers(profile.headers, settings.headers, profile.auth)
-    proxy = check_proxy(settings.proxy)
-    register_secrets(*secrets, proxy_secret(proxy))
-    return {
-        "extra_headers": headers,
-        "secrets": tuple(secrets),
-        "auth": profile.auth,
-        "query": dict(profile.query),
-        "verify": ssl_context(settings.ca_bundle, insecure=settings.insecure),
-        "ca_bundle": settings.ca_bundle,
-        "proxy": proxy,
-    }
-
-
-def _check_settings(settings: RunSettings, profile: Profile) -> None:
-    if settings.timeout <= 0:
-        raise SetupError("--timeout must be a positive number of seconds")
-    if settings.concurrency < 1:
-        raise SetupError("--concurrency must be at least 1")
-    if settings.max_cost is not None and settings.max_cost < 0:
-        raise SetupError("--max-cost must be a USD amount >= 0")
-    if settings.max_images is not None and settings.max_images < 0:
-        raise SetupError("--max-images must be >= 0")
-    if settings.explore < 0:
-        raise SetupError("--explore must be >= 0")
-    if settings.record_cap < 1:
-        raise SetupError("--record-cap must be at least 1 (MiB)")
-    parse_limits(settings.limits)
-    if settings.rate is not None:
-        try:
-            Rate.parse(settings.rate)
-        except ValueError as exc:
-            raise SetupError(f"--rate: {exc}") from None
-    for model in settings.models or ():
-        if model not in profile.models:
-            raise SetupError(
-                f"--models: {model!r} is not a model of profile {profile.name} "
-                f"({', '.join(profile.models)})"
-            )
-    if settings.base_url is not None and not is_http_url(settings.base_url):
-        raise SetupError(
-            f"--base-url must be an http(s) URL (got {strip_url(settings.base_url)!r})"
-        )
-    if settings.baseline is not None and not settings.baseline.is_file():
-        raise SetupError(f"--baseline: no such file {settings.baseline}")
-
-
-def _plan_dict(plan: Any) -> dict[str, Any]:
-    coverage = dict(getattr(plan, "coverage", {}) or {})
-    return {
-        "cases": len(plan.cases),
-        "by_origin": dict(Counter(c.origin for c in plan.cases)),
-        "images": plan.images,
-        "cost": plan.cost,
-        "cost_unknown_images": plan.cost_unknown_images,
-        "pairwise": {
-            model: facts.get("pairs") for model, facts in coverage.get("models", {}).items()
-        },
-        "coverage": coverage,
-        "cut": [c.id for c in plan.cut],
-    }
-
-
-def _check_prices(settings: RunSettings, profile: Profile) -> None:
-    """Refuse a cost cap that cannot bound the run: models without a price under --max-cost
-    alone would be sent uncounted (or, with the cap holding, never at all)."""
-    if settings.max_cost is None or settings.max_images is not None:
-        return
-    models = settings.models or profile.models
-    unpriced = [m for m in models if not profile.price_known(m)]
-    if unpriced:
-        raise SetupError(
-            f"--max-cost cannot bound {', '.join(unpriced)}: profile {profile.name} has no price "
-            "for it; add --max-images N, or give the profile a price with its source"
-        )
-
-
-def _budget_refusal(plan: Any, target: str) -> str:
-    unknown = (
-        f" (+{plan.cost_unknown_images} images at unknown prices)"
-        if plan.cost_unknown_images
-        else ""
-    )
-    return (
-        f"{target} is not on loopback: give a budget with --max-cost USD or --max-images N "
-        f"(the full plan sends {len(plan.cases)} requests, generating up to {plan.images} "
-        f"images, estimated ${plan.cost:.2f}{unknown})"
-    )
-
-
-def run_cli(**options: Any) -> int:
-    """The ``imgconf run`` job: returns the exit status; raises SetupError for bad input."""
-    settings = RunSettings(**options)
-    # Before anything can be said about the run, a bad flag included.
-    register_secrets(settings.api_key, os.environ.get("OPENAI_API_KEY"))
-    if settings.from_report is not None:
-        settings = apply_from_report(settings)
-    profile = load_profile(settings.profile)
-    _check_settings(settings, profile)
-    reach_config(settings, profile)  # a bad header, CA file or proxy: exit 2 before anything
-    if settings.base_url is None:
-        from ..server.launcher import start_reference_server
-
-        with start_reference_server(api_key=settings.api_key, profile=settings.profile) as server:
-            return _run(settings, profile, server.base_url, server.api_key, embedded=True)
-    key = settings.api_key or os.environ.get("OPENAI_API_KEY") or None
-    return _run(settings, profile, settings.base_url, key, embedded=False)
-
-
-def _build_plan(settings: RunSettings, profile: Profile, max_cost: Any, max_images: Any) -> Any:
-    from ..generation.planning import build_plan
-
-    return build_plan(
-        profile,
-        models=list(settings.models) if settings.models else None,
-        seed=settings.seed,
-        max_cost=max_cost,
-        max_images=max_images,
-        explore=settings.explore,
-    )
-
-
-#: ``--only`` words and the case outcomes of the earlier report they choose.
-_ONLY = {"failed": ("fail",), "warned": ("warn",), "unobserved": ("not_observed",)}
-
-
-def _earlier_report(settings: RunSettings) -> dict[str, Any]:
-    """The ``--from`` report, read and checked (a set-up error otherwise)."""
-    from ..reports.diff import load_report
-
-    path = settings.from_report
-    assert path is not None
-    report = load_report(path, "--from")
-    if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
-        raise SetupError(f"--from: {path} is not an imgconf report.json")
-    return report
-
-
-def apply_from_report(settings: RunSettings) -> RunSettings:
-    """Take the earlier run's profile, models and seed, so the plan rebuilds its exact bodies."""
-    report = _earlier_report(settings)
-    words = [w.strip() for w in settings.only.split(",") if w.strip()]
-    unknown = [w for w in words if w not in _ONLY]
-    if unknown or not words:
-        raise SetupError(f"--only: expected some of {', '.join(_ONLY)} (got {settings.only!r})")
-    explore = (report.get("plan") or {}).get("by_origin", {}).get("explore", 0)
-    models = [m for m in report.get("models") or () if isinstance(m, str)]
-    return dataclasses.replace(
-        settings,
-        profile=str(report.get("profile") or settings.profile),
-        models=tuple(models) or settings.models,
-        seed=int(report.get("seed") or 0),
-        explore=explore // max(1, len(models)) if explore else 0,
-    )
-
-
-def _rerun_plan(plan: Any, settings: RunSettings) -> Any:
-    """The plan cut down to the earlier report's chosen cases, with the controls they lean on."""
-    report = _earlier_report(settings)
-    wanted = {o for w in settings.only.split(",") for o in _ONLY.get(w.strip(), ())}
-    chosen = {
-        c["id"] for c in report["cases"] if isinstance(c, dict) and c.get("outcome") in wanted
-    }
-    models = {c.model for c in [*plan.cases, *plan.cut] if c.id in chosen}
-    if ANY_MODEL in models and plan.models:
-        models.add(plan.models[0])  # model-independent probes lean on any accepted request
-    keep = [
-        c
-        for c in [*plan.cases, *plan.cut]
-        if c.id in chosen or (c.origin == CONTROL_ORIGIN and c.model in models)
-    ]
-    keep.sort(key=lambda c: c.origin != CONTROL_ORIGIN)
-    missing = chosen - {c.id for c in keep}
-    if missing:
-        raise SetupError(
-            f"--from: {len(missing)} case(s) of the report are not in today's plan "
-            f"(e.g. {sorted(missing)[0]}): it was made by another version"
-        )
-    plan.cases, plan.cut = keep, []
-    plan.models = tuple(m for m in plan.models if m in models)
-    return plan
-
-
-def _run(
-    settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
-) -> int:
-    target = strip_url(base_url)
-    budgeted = settings.max_cost is not None or settings.max_images is not None
-    if not embedded and not is_loopback(base_url) and not budgeted:
-        raise SetupError(_budget_refusal(_build_plan(settings, profile, None, None), target))
-    if not key:
-        raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
-    _check_prices(settings, profile)
-    check_writable(settings.report_dir, settings.record)
-    config = TransportConfig(
-        base_url=base_url,
-        path=profile.path,
-        api_key=key,
-        timeout=settings.timeout,
-        **({"body_cap": settings.body_cap} if settings.body_cap else {}),
-        **settings.extra,
-        **parse_limits(settings.limits),
-        **reach_config(settings, profile),
-    )
-    if settings.insecure:
-        warning = f"imgconf: warning: TLS is not verified for {target} (--insecure)"
-        print(printable(warning), file=sys.stderr)
-    if not embedded:
-        asyncio.run(check_target(config))
-    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
-    if settings.from_report is not None:
-        plan = _rerun_plan(plan, settings)
-    recorder = None
-    if settings.record is not None:
-        from ..reports.har import HarRecorder
-
-        recorder = HarRecorder(
-            settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
-        )
-    say = (lambda *a: None) if settings.quiet else (lambda line: print(printable(line), flush=True))
-    say(
-        f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
-        f"against {'the embedded reference server' if embedded else target} "
-        f"(profile {profile.name}, seed {settings.seed})"
-    )
-    if not embedded:
-        from ..generation.planning import plan_warnings
-
-        for warning in plan_warnings(plan):
-            say(f"imgconf: {warning}")
-    run = RunResult(
-        tool_version=__version__,
-        target=target,
-        profile=profile.name,
-        models=list(plan.models),
-        seed=settings.seed,
-        started=time.time(),
-        plan=_plan_dict(plan),
-        fail_on=settings.fail_on,
-        tls={"verify": not settings.insecure, "ca_bundle": settings.ca_bundle},
-        auth=profile.auth,
-        rules=profile.rules(),
-        judged_by=profile.contract,
-    )
-    budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
-    try:
-        results, stop_reason = asyncio.run(
-            _execute(plan.cases, profile, config, settings, budget, recorder)
-        )
-    finally:
-        if recorder is not None:
-            recorder.close(
-                {
-                    "tool_version": __version__,
-                    "target": target,
-                    "profile": profile.name,
-                    "models": list(plan.models),
-                    "seed": settings.seed,
-                }
-            )
-    run.results = settle_controls(results + [cut_result(case) for case in plan.cut])
-    run.rules = profile.rules()
-    run.finished = time.time()
-    run.budget = budget.as_dict()
-    if stop_reason is not None:
-        run.incomplete = True
-        run.stopped = stop_reason
-        run.plan["stopped"] = stop_reason
-    return _finish(run, settings, say, stop_reason)
-
-
-async def _execute(
+async def execute(
     cases: list[Case],
     profile: Profile,
     config: TransportConfig,
-    settings: RunSettings,
-    budget: Budget,
-    recorder: Recorder | None,
+    *,
+    budget: BudgetLedger,
+    concurrency: int = settings.DEFAULT_CONCURRENCY,
+    rate: Rate | None = None,
+    max_duration: float | None = None,
+    recorder: Recorder | None = None,
+    progress: Callable[[CaseResult], None] | None = None,
 ) -> tuple[list[CaseResult], str | None]:
-    async with Transport(config) as transport:
-        with Progress(total=len(cases), tty=sys.stderr.isatty() and not settings.quiet) as bar:
-            runner = Runner(
-                transport,
-                profile,
-                concurrency=settings.concurrency,
-                budget=budget,
-                recorder=recorder,
-                progress=None if settings.quiet else bar.advance,
-                rate=Rate.parse(settings.rate) if settings.rate else profile.rate,
+    """Send the cases and judge every answer: their results, and why the run stopped early
+    (None when it did not). Ctrl-C, SIGTERM or ``max_duration`` stop sending; the results of
+    cases not judged then say so. A key refused from the start is a SetupError."""
+    async with TargetClient(config) as client:
+        runner = Runner(
+            client,
+            profile,
+            concurrency=concurrency,
+            budget=budget,
+            recorder=recorder,
+            progress=progress,
+            rate=rate,
+        )
+        endpoint = redactor().text(strip_url(config.endpoint))
+        runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
+        loop = asyncio.get_running_loop()
+        deadline = None
+        if max_duration is not None:
+            deadline = loop.call_later(
+                max_duration,
+                runner.stop,
+                f"the run reached --max-duration {max_duration:g} s",
             )
-            endpoint = transport.redact(strip_url(config.endpoint))
-            runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
-            loop = asyncio.get_running_loop()
-            deadline = None
-            if settings.max_duration is not None:
-                deadline = loop.call_later(
-                    settings.max_duration,
-                    runner.stop,
-                    f"the run reached --max-duration {settings.max_duration:g} s",
-                )
-            try:
-                with _signals_stop(loop, runner):
-                    results = await runner.run(cases)
-            finally:
-                if deadline is not None:
-                    deadline.cancel()
+        try:
+            with _signals_stop(loop, runner):
+                results = await runner.run(cases)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
     if watch.message is not None:
         raise SetupError(watch.message)
     return results, runner.stop_reason
-
-
-def _finish(
-    run: RunResult, settings: RunSettings, say: Callable[[str], None], stop_reason: str | None
-) -> int:
-    from ..reports.writer import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
-
-    paths = write_reports(run, settings.report_dir)
-    say(f"imgconf: {outcome_counts(run)} in {run.finished - run.started:.1f} s")
-    if stop_reason:
-        say(f"imgconf: stopped early: {stop_reason}")
-    for line in failure_lines(run):
-        say(line)
-    status = run.exit_code
-    if settings.baseline is not None:
-        import json
-
-        from ..reports.diff import combine_exit_codes, compare, format_diff, load_report
-
-        old = load_report(settings.baseline, "--baseline")
-        written = [p for p in paths.values() if Path(p).suffix == ".json"]
-        new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
-        diff = compare(old, new)
-        say(format_diff(diff))
-        status = combine_exit_codes(status, diff.exit_code(settings.fail_on))
-    say(f"imgconf: {VERDICT_WORDS[status]}; reports in {settings.report_dir}/")
-    return status

@@ -49,17 +49,17 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from .. import __version__
+from .. import __version__, settings
 from ..contract.reach import AuthStyle, join_url, proxy_secret
 from ..errors import SetupError
 from ..generation.cases import ANY_MODEL, WRONG_KEY, Case
 from ..redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
-from .results import Exchange
+from .results import Exchange, TransportFailure
 
 __all__ = [
     "REDACTED",
     "WRONG_KEY",
-    "Transport",
+    "TargetClient",
     "TransportConfig",
     "address_class",
     "excerpt",
@@ -70,7 +70,6 @@ __all__ = [
     "resolve_host",
 ]
 
-MIB = 1024 * 1024
 #: Statuses retried (honouring Retry-After) before a case is called inconclusive.
 RETRY_STATUSES = (429, 503)
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -95,32 +94,32 @@ class TransportConfig:
     path: str = "/images/generations"
     api_key: str | None = None
     #: Overall deadline of one request, connection to last byte, in seconds.
-    timeout: float = 120.0
+    timeout: float = settings.DEFAULT_TIMEOUT
     #: Cap of a 2xx answer body (n=10 large images in base64 fit).
-    body_cap: int = 64 * MIB
+    body_cap: int = settings.BODY_CAP
     #: Cap of an error answer body: an error envelope is small.
-    error_cap: int = 1 * MIB
+    error_cap: int = settings.ERROR_CAP
     #: Cap of one fetched image.
-    fetch_cap: int = 32 * MIB
+    fetch_cap: int = settings.FETCH_CAP
     #: Decoded answer bytes that all the cases in flight may hold at once. 256 MiB keeps a run
     #: inside a 400 MB process with room for judging one answer and for the interpreter, at any
     #: concurrency; one case alone may always hold half of it (or the body cap, if larger), so
     #: an honest n=10 answer of 4 MB images (~55 MB in base64) is read whole, and reads beyond
     #: it wait for others to finish instead of failing.
-    inflight_cap: int = 256 * MIB
+    inflight_cap: int = settings.INFLIGHT_CAP
     #: Retries of a 429/503 answer.
-    retries: int = 2
+    retries: int = settings.RETRIES
     #: The longest Retry-After honoured; a longer one makes the case inconclusive at once.
-    max_retry_wait: float = 30.0
+    max_retry_wait: float = settings.MAX_RETRY_WAIT
     #: Wait before a retry when the answer names none.
-    default_retry_wait: float = 1.0
+    default_retry_wait: float = settings.DEFAULT_RETRY_WAIT
     #: Seconds of retry waits the whole run may spend (summed over cases, so retries add at
     #: most this to a run's wall time whatever the concurrency) and retries it may make; once
     #: spent, a 429/503 answer is final (its case throttled, not observed).
-    retry_budget: float = 60.0
-    retry_budget_count: int = 64
+    retry_budget: float = settings.RETRY_BUDGET
+    retry_budget_count: int = settings.RETRY_BUDGET_COUNT
     #: Redirects followed within the target's origin (never to another one).
-    max_redirects: int = 3
+    max_redirects: int = settings.MAX_REDIRECTS
     #: Fetch image URLs that reach loopback, private, link-local or metadata addresses even
     #: when the target is not on such an address itself.
     allow_private_urls: bool = False
@@ -662,20 +661,24 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, seconds)
 
 
-class Transport:
-    """An async client for one target; use as ``async with Transport(config) as t``."""
+class TargetClient:
+    """The client of one target: sends cases to it, reads its answers and fetches their image
+    URLs, every read bounded. Use as ``async with TargetClient(config) as client``.
 
-    def __init__(self, config: TransportConfig, *, client: httpx.AsyncClient | None = None):
+    Not an httpx transport: it holds httpx clients (the target's, a fresh-connection one for
+    retries, and one for image URLs that carries nothing of the target's).
+    """
+
+    def __init__(self, config: TransportConfig):
         self.config = config
         self._origin = origin_of(config.endpoint)
         # Registered process-wide: every writer then redacts what this transport sends.
         self._redactor = register_secrets(*_secrets_of(config))
-        self._own_client = client is None
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         # The overall deadline is enforced around each request; httpx's own timeouts catch a
         # silent peer early and keep sockets from lingering.
         per_op = httpx.Timeout(config.timeout, connect=min(config.timeout, 30.0))
-        self._client = client or httpx.AsyncClient(
+        self._client = httpx.AsyncClient(
             timeout=per_op,
             limits=limits,
             follow_redirects=False,
@@ -697,7 +700,7 @@ class Transport:
         #: or a connection dropped once it was sent): the runner reserves the budget again.
         self.resend_gate: Callable[[Case], Awaitable[bool]] | None = None
 
-    async def __aenter__(self) -> Transport:
+    async def __aenter__(self) -> TargetClient:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -742,12 +745,7 @@ class Transport:
             await self._fresh.aclose()
         if self._fetcher is not None:
             await self._fetcher.aclose()
-        if self._own_client:
-            await self._client.aclose()
-
-    def redact(self, text: str) -> str:
-        """Remove the key from a line of text before it is shown anywhere."""
-        return self._redactor.text(text)
+        await self._client.aclose()
 
     # --- the target ---------------------------------------------------------------------
 
@@ -853,7 +851,7 @@ class Transport:
                 else self._redactor.text(str(url)[:200]),
                 request_headers={},
                 request_body=b"",
-                error="scheme",
+                error=TransportFailure.SCHEME,
             )
         headers = {
             "user-agent": f"imgconf/{__version__}",
@@ -912,40 +910,44 @@ class Transport:
                     lease.release(lease.held - held)
                     await self._read(read, url, self._fresh_client(), None)
         except TimeoutError:
-            exchange.error = "timeout"
+            exchange.error = TransportFailure.TIMEOUT
         except _BodyTooLarge:
-            exchange.error = "too_large"
+            exchange.error = TransportFailure.TOO_LARGE
             exchange.truncated = True
         except _BadEncoding as exc:
-            exchange.error = "encoding"
+            exchange.error = TransportFailure.ENCODING
             exchange.attempts.append({"error": "encoding", "reason": str(exc)})
         except _BlockedAddress as exc:
-            exchange.error = "blocked_address"
+            exchange.error = TransportFailure.BLOCKED_ADDRESS
             exchange.attempts.append({"error": "blocked_address", "reason": str(exc)})
         except httpx.RemoteProtocolError as exc:
             # A peer that hangs up (before or during the answer) dropped the connection;
             # anything else it sent was not HTTP.
             dropped = any(word in str(exc).lower() for word in ("disconnect", "closed"))
-            exchange.error = "connection" if dropped else "protocol"
+            exchange.error = TransportFailure.CONNECTION if dropped else TransportFailure.PROTOCOL
         except (httpx.LocalProtocolError, httpx.DecodingError):
-            exchange.error = "protocol"
+            exchange.error = TransportFailure.PROTOCOL
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # No connection, so no request: unless a first try went out before a reconnect.
-            exchange.error = "timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection"
+            exchange.error = (
+                TransportFailure.TIMEOUT
+                if isinstance(exc, httpx.ConnectTimeout)
+                else TransportFailure.CONNECTION
+            )
             exchange.sent = any(a.get("reconnected") for a in exchange.attempts)
             if (refused := _certificate_refused(exc)) is not None:
                 exchange.attempts.append({"error": "tls", "reason": refused})
         except httpx.TimeoutException:
-            exchange.error = "timeout"
+            exchange.error = TransportFailure.TIMEOUT
         except (httpx.TransportError, OSError):
-            exchange.error = "connection"
+            exchange.error = TransportFailure.CONNECTION
         except httpx.InvalidURL:
-            exchange.error = "scheme"
+            exchange.error = TransportFailure.SCHEME
             exchange.sent = False
         except ValueError:
             # A redirect to a URL that does not parse (a port out of range, a broken IPv6
             # literal): what the target answered is not usable HTTP.
-            exchange.error = "protocol"
+            exchange.error = TransportFailure.PROTOCOL
         exchange.elapsed = time.perf_counter() - clock
         exchange.response_body = self._redactor.data(exchange.response_body)
         return exchange
@@ -988,7 +990,7 @@ class Transport:
                 return
             finally:
                 await response.aclose()
-        exchange.error = "protocol"
+        exchange.error = TransportFailure.PROTOCOL
 
 
 @dataclass

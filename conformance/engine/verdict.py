@@ -19,17 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..contract.loader import Contract, Rule, load_contract
 from ..generation.cases import ANY_MODEL
 from ..generation.coverage import aimed_rules, case_spec
-from .results import CaseResult, Reason, RunResult, blocks
+from .results import CaseResult, Level, Reason, RunResult, blocks
 
 __all__ = [
     "CELL_RANK",
     "EXIT_CODES",
     "RunVerdict",
+    "VerdictStatus",
     "build_matrix",
     "case_rules",
     "decide",
@@ -38,7 +40,17 @@ __all__ = [
 
 #: How much a cell's status says; a cell takes the strongest of its cases.
 CELL_RANK = {"not_observed": 0, "pass": 1, "warn": 2, "fail": 3}
-EXIT_CODES = {"pass": 0, "fail": 1, "incomplete": 3}
+
+
+class VerdictStatus(StrEnum):
+    """What a run may claim."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCOMPLETE = "incomplete"
+
+
+EXIT_CODES = {VerdictStatus.PASS: 0, VerdictStatus.FAIL: 1, VerdictStatus.INCOMPLETE: 3}
 #: Distinct messages kept per cell.
 MESSAGES_PER_CELL = 5
 
@@ -64,7 +76,7 @@ def case_rules(
     for rule in result.checked:
         out[rule] = "pass"
     for finding in result.findings:
-        status = "fail" if finding.level == "MUST" else "warn"
+        status = "fail" if finding.level == Level.MUST else "warn"
         if out.get(finding.rule) != "fail":
             out[finding.rule] = status
     return out
@@ -118,11 +130,11 @@ def build_matrix(
         statuses = case_rules(result, catalogue, models, contract)
         messages = {f.rule: f.message for f in reversed(result.findings)}
         for rule, status in statuses.items():
-            item = entry(case.model, rule, case.level if rule == case.rule else "MUST")
+            item = entry(case.model, rule, case.level if rule == case.rule else Level.MUST)
             if status in CELL_RANK:
                 item["cases"] += 1
                 if status != "pass":
-                    item["level"] = "MUST" if status == "fail" else "SHOULD"
+                    item["level"] = Level.MUST if status == "fail" else Level.SHOULD
                     bucket = item["failed_cases" if status == "fail" else "warned_cases"]
                     if case.id not in bucket:
                         bucket.append(case.id)
@@ -150,7 +162,7 @@ def build_matrix(
         # Only a MUST rule unobserved keeps a run from PASS (a SHOULD one never fails it).
         item["blocking"] = (
             item["status"] == "not_observed"
-            and item["level"] == "MUST"
+            and item["level"] == Level.MUST
             and any(blocks(r) for r in item["reasons"])
         )
     order = {rule: i for i, rule in enumerate(catalogue)}
@@ -170,7 +182,7 @@ def _message(item: dict[str, Any], message: str) -> None:
 class RunVerdict:
     """What a run may claim, and why."""
 
-    status: str  # "pass", "fail" or "incomplete"
+    status: VerdictStatus
     fail_on: str = "must"
     #: "rule @ model" of every broken MUST cell (and SHOULD cell under ``--fail-on should``).
     failed: list[str] = field(default_factory=list)
@@ -212,10 +224,10 @@ def decide(
     catalogue = catalogue if catalogue is not None else run.catalogue()
     if matrix is None:
         matrix = build_matrix(run.results, run.models, catalogue, run.contract())
-    verdict = RunVerdict(status="pass", fail_on=run.fail_on)
+    verdict = RunVerdict(status=VerdictStatus.PASS, fail_on=run.fail_on)
     verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
     verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]
-    must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == "MUST"]
+    must_unseen = [i for i in matrix if i["status"] == "not_observed" and i["level"] == Level.MUST]
     blocked = [i for i in must_unseen if i["blocking"]]
     verdict.not_observed = [
         f"{_label(i)} ({', '.join(i['reasons'])})" for i in must_unseen if not i["blocking"]
@@ -223,7 +235,7 @@ def decide(
     judged = _valid_judged(run.results)
     verdict.models_unjudged = [m for m in run.models if m not in judged]
     if verdict.failed:
-        verdict.status = "fail"
+        verdict.status = VerdictStatus.FAIL
         return verdict
     if run.incomplete:
         verdict.incomplete_reasons.append(f"the run stopped early: {run.stopped or 'interrupted'}")
@@ -242,7 +254,7 @@ def decide(
             f"{len(labels)} MUST rule x model not observed ({reason}): {shown}"
         )
     if run.fail_on == "should" and verdict.warned:
-        verdict.status = "fail"
+        verdict.status = VerdictStatus.FAIL
     elif verdict.incomplete_reasons:
-        verdict.status = "incomplete"
+        verdict.status = VerdictStatus.INCOMPLETE
     return verdict

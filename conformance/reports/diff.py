@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.results import Level
 from ..errors import SetupError
 
 __all__ = [
@@ -22,8 +23,8 @@ __all__ = [
     "RegressionDiff",
     "combine_exit_codes",
     "compare",
-    "diff_cli",
     "format_diff",
+    "load_report",
 ]
 
 _JUDGED = ("pass", "warn", "fail")
@@ -63,7 +64,7 @@ class RegressionDiff:
 
     @property
     def has_new_must_failure(self) -> bool:
-        return any(c.level == "MUST" for c in self.new_failures)
+        return any(c.level == Level.MUST for c in self.new_failures)
 
     @property
     def has_new_warning(self) -> bool:
@@ -105,7 +106,7 @@ def _change(key: tuple[str, str], old: dict[str, Any] | None, new: dict[str, Any
     return Change(
         rule=key[0],
         model=key[1],
-        level=str((new or old or {}).get("level", "MUST")),
+        level=str((new or old or {}).get("level", Level.MUST)),
         old=old["status"] if old else None,
         new=new["status"] if new else None,
         message=(source.get("messages") or [""])[0],
@@ -180,10 +181,3 @@ def load_report(path: Path, name: str) -> dict[str, Any]:
         raise SetupError(f"{name}: no such file {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SetupError(f"{name}: cannot read {path} as JSON ({exc.__class__.__name__})") from None
-
-
-def diff_cli(old: Path, new: Path, fail_on: str = "must", say: Any = print) -> int:
-    """The ``imgconf diff`` job: print the diff; exit 1 on a new MUST failure."""
-    diff = compare(load_report(old, "OLD"), load_report(new, "NEW"))
-    say(format_diff(diff))
-    return diff.exit_code(fail_on)

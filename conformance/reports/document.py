@@ -111,36 +111,10 @@ def _iso(timestamp: float) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
 
-def _profile_path(run: RunResult) -> str:
-    """The run's endpoint path (a replay of a recording whose profile file is gone takes the
-    default profile's; each recorded exchange carries its URL anyway)."""
-    from ..contract.profiles import load_profile
-    from ..errors import SetupError
-
-    try:
-        return load_profile(run.profile).path
-    except (SetupError, OSError):
-        return load_profile().path
-
-
-def _profile_auth(run: RunResult) -> Any:
-    """The run's auth style, for reproducers (bearer when the profile is gone)."""
-    from ..contract.profiles import load_profile
-    from ..contract.reach import AuthStyle
-    from ..errors import SetupError
-
-    if run.auth is not None:
-        return run.auth
-    try:
-        return load_profile(run.profile).auth
-    except (SetupError, OSError):
-        return AuthStyle()
-
-
-def _case_url(run: RunResult, result: CaseResult, path: str) -> str:
+def _case_url(run: RunResult, result: CaseResult) -> str:
     if result.exchange is not None and result.exchange.url:
         return result.exchange.url
-    return run.target.rstrip("/") + path + result.case.path_suffix
+    return run.target.rstrip("/") + run.path + result.case.path_suffix
 
 
 def _request(case: Case) -> dict[str, Any]:
@@ -170,10 +144,10 @@ def _response(exchange: Exchange | None, detailed: bool) -> dict[str, Any] | Non
     return out
 
 
-def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]:
+def _case_entry(run: RunResult, result: CaseResult) -> dict[str, Any]:
     case = result.case
     detailed = result.outcome is not Outcome.PASS and result.exchange is not None
-    url = _case_url(run, result, path)
+    url = _case_url(run, result)
     entry: dict[str, Any] = {
         "id": case.id,
         "model": case.model,
@@ -218,7 +192,7 @@ def _case_entry(run: RunResult, result: CaseResult, path: str) -> dict[str, Any]
         if result.exchange is not None:
             content_type = result.exchange.request_headers.get("content-type")
         entry["reproducer"] = curl_command(
-            case, url, content_type or "application/json", auth=_profile_auth(run)
+            case, url, content_type or "application/json", auth=run.auth
         )
     return entry
 
@@ -306,39 +280,39 @@ def _coverage(
             )
         else:
             counts["sent"] += 1
-    plan = run.plan or {}
     return {
         "per_model": per_model,
         "by_origin": by_origin,
-        "pairwise": plan.get("pairwise"),
-        "budget_cut": plan.get("cut", plan.get("budget_cut")),
+        "pairwise": run.plan.pairwise,
+        "budget_cut": run.plan.cut,
         "not_sent": cut,
     }
 
 
 def _budget(run: RunResult) -> dict[str, Any]:
-    budget, plan = run.budget or {}, run.plan or {}
-    spent_images = sum(1 for r in run.results for i in r.images if i.source != "partial")
+    """The budget as asked, as spent and as estimated (a replay knows only the images it saw)."""
+    budget, plan = run.budget, run.plan
+    if budget is None:
+        spent_images = sum(1 for r in run.results for i in r.images if i.source != "partial")
+        requested = {"max_cost": None, "max_images": None}
+        spent = {"images": spent_images, "cost": None, "cost_unknown_images": 0}
+    else:
+        requested = {"max_cost": budget.max_cost, "max_images": budget.max_images}
+        spent = {
+            "images": budget.images,
+            "cost": budget.cost,
+            "cost_unknown_images": budget.cost_unknown_images,
+        }
     return {
-        "requested": {
-            "max_cost": budget.get("max_cost"),
-            "max_images": budget.get("max_images"),
-        },
-        "spent": {
-            "images": budget.get("images", spent_images),
-            "cost": budget.get("cost"),
-            "cost_unknown_images": budget.get("cost_unknown_images", 0),
-        },
-        "estimate": {
-            "images": plan.get("images", plan.get("estimated_images")),
-            "cost": plan.get("cost", plan.get("estimated_cost")),
-        },
-        "details": _jsonable(budget),
+        "requested": requested,
+        "spent": spent,
+        "estimate": {"images": plan.images, "cost": plan.cost},
+        "details": budget.to_dict() if budget is not None else {},
     }
 
 
 def _jsonable(value: Any) -> Any:
-    """The value as plain JSON (the plan and budget dicts are the runner's; be tolerant)."""
+    """The value as plain JSON (coverage facts may hold tuples)."""
     return json.loads(json.dumps(value, default=str))
 
 
@@ -387,7 +361,7 @@ def _verdict(
 
 def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
     """The report.json document of a run (see ``schemas/report.schema.json``)."""
-    catalogue, path = run.catalogue(), _profile_path(run)
+    catalogue = run.catalogue()
     matrix = build_matrix(run, catalogue)
     outcomes = Counter(r.outcome.value for r in run.results)
     finished = run.finished or run.started
@@ -408,7 +382,7 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
             "requests": round(sum(r.elapsed for r in run.results), 3),
         },
         "budget": _budget(run),
-        "plan": _jsonable(run.plan or {}),
+        "plan": _jsonable(run.plan.to_dict()),
         "summary": {
             "cases": len(run.results),
             "outcomes": {o.value: outcomes.get(o.value, 0) for o in Outcome},
@@ -418,6 +392,6 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
         "model_summary": _model_summaries(run, matrix),
         "coverage": _coverage(run, matrix, catalogue),
         "matrix": matrix,
-        "cases": [_case_entry(run, r, path) for r in run.results],
-        **({"tls": dict(run.tls)} if run.tls is not None else {}),
+        "cases": [_case_entry(run, r) for r in run.results],
+        **({"tls": run.tls.to_dict()} if run.tls is not None else {}),
     }

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, settings
 from ..engine.image_facts import sniff_format
 from ..engine.results import Exchange
 from ..errors import SetupError
@@ -68,17 +68,17 @@ __all__ = [
     "read_har",
 ]
 
-MIB = 1024 * 1024
+MIB = settings.MIB
 #: The largest recording file, unless ``--record-cap`` says otherwise.
-DEFAULT_RECORD_CAP = 256 * MIB
+DEFAULT_RECORD_CAP = settings.RECORD_CAP
 #: The largest body kept in one entry (the transport's cap of an answer: honest answers fit).
-DEFAULT_ENTRY_CAP = 64 * MIB
+DEFAULT_ENTRY_CAP = settings.RECORD_ENTRY_CAP
 #: Room kept at the end of the file for the run's facts.
 _TRAILER_ROOM = 64 * 1024
 #: What stands in for an image's base64 in a recording made without images.
 ELIDED_MARKER = "<image elided from the recording: {n} base64 characters>"
-#: base64 strings shorter than this are kept: they are not images, and may be the finding.
-_ELIDE_FROM = 64
+#: An image's base64 in an answer; shorter strings (under 64 characters) are kept: they are
+#: not images, and may be the finding.
 _B64_FIELD = re.compile(rb'("(?:b64_json|partial_image_b64)"\s*:\s*")([A-Za-z0-9+/=\\]{64,})(")')
 
 

@@ -20,13 +20,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..generation.cases import ANY_MODEL
+from ..settings import GALLERY_BYTES, GALLERY_IMAGES
 from .document import model_label
 
 __all__ = ["GALLERY_BYTES", "GALLERY_IMAGES", "Thumbnail", "render_html"]
 
-#: The gallery shows at most this many thumbnails and bytes of them (the file stays small).
-GALLERY_IMAGES = 72
-GALLERY_BYTES = 4 * 1024 * 1024
 #: Cases listed in the full table at the end.
 CASE_ROWS = 3000
 #: (case id, image index, thumbnail bytes): what the gallery may show.

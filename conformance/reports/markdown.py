@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..generation.cases import ANY_MODEL
+from ..settings import MARKDOWN_MAX_CHARS as MAX_CHARS
 from .document import model_label
 
 __all__ = ["render_markdown"]
 
-#: Keep the whole document below GitHub's comment limit with room to spare.
-MAX_CHARS = 60_000
 ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "not_observed": "⏭️"}
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "incomplete": "⏸️"}
 

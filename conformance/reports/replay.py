@@ -18,19 +18,17 @@ import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from .. import __version__
+from .. import settings
 from ..contract.profiles import Profile, load_profile
 from ..engine.checks import RESPONSE_URL_FETCH, WELL_FORMED, conclude
-from ..engine.results import CaseResult, Exchange, Reason, RunResult
-from ..errors import SetupError
+from ..engine.results import CaseResult, Exchange, PlanFacts, Reason, RunResult
 from ..generation.cases import Case
 from ..generation.showing import showings
 from .document import ReplayInfo
 from .har import read_har
 
-__all__ = ["body_rules", "replay", "replay_cli", "unjudgeable_rules"]
+__all__ = ["body_rules", "replay", "unjudgeable_rules"]
 
 #: Rules judged on the status or a header alone: an answer without its body still shows them.
 _NOT_ON_THE_BODY = frozenset(rule for rule, s in showings().items() if s.reads != "body")
@@ -106,7 +104,7 @@ def replay(
     *,
     profile: str | None = None,
     fail_on: str = "must",
-    thumbnails: int = 48,
+    thumbnails: int = settings.REPLAY_THUMBNAILS,
 ) -> tuple[RunResult, ReplayInfo]:
     """Judge every recorded exchange again; the run it makes and what could not be redone."""
     from ..engine.checks import judge, settle_controls
@@ -134,20 +132,15 @@ def replay(
         results.append(result)
     settle_controls(results)
     recorded_models = [str(m) for m in meta.get("models") or ()]
-    run = RunResult(
-        tool_version=__version__,
+    run = RunResult.begin(
+        prof,
         target=str(meta.get("target") or ""),
-        profile=prof.name,
         models=recorded_models or sorted({c.model for c, _ in pairs if c.model in prof.models}),
         seed=int(meta.get("seed") or 0),
-        started=started,
-        finished=time.time(),
-        results=results,
-        plan={"recording": str(path), "cases": len(pairs)},
+        plan=PlanFacts(cases=len(pairs), recording=str(path)),
         fail_on=fail_on,
-        rules=prof.rules(),
-        judged_by=prof.contract,
-    )
+        started=started,
+    ).finish(results)
     recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
 
@@ -155,30 +148,3 @@ def replay(
 def _had_fetches(exchange: Exchange, case: Case) -> bool:
     body = case.body if isinstance(case.body, dict) else {}
     return bool(exchange.fetches) or body.get("response_format") == "url"
-
-
-def replay_cli(
-    file: Path, report_dir: Path, profile: str | None, fail_on: str, say: Any = print
-) -> int:
-    """The ``imgconf replay`` job: the exit status of the run's verdict (0, 1 or 3)."""
-    from .writer import VERDICT_WORDS, failure_lines, outcome_counts, write_reports
-
-    if fail_on not in ("must", "should"):
-        raise SetupError("--fail-on must be 'must' or 'should'")
-    run, info = replay(file, profile=profile, fail_on=fail_on)
-    write_reports(run, report_dir, replay=info)
-    say(
-        f"imgconf replay: {len(run.results)} recorded cases judged again under profile "
-        f"{run.profile}: {outcome_counts(run)}"
-    )
-    if info.not_rejudged:
-        say(
-            "imgconf replay: parts of the recording were elided (images, or bodies over its "
-            "caps); not judged again: "
-            + ", ".join(f"{rule} ({n} cases)" for rule, n in sorted(info.not_rejudged.items()))
-        )
-    for line in failure_lines(run):
-        say(line)
-    status = run.exit_code
-    say(f"imgconf replay: {VERDICT_WORDS[status]}; reports in {report_dir}/")
-    return status

@@ -9,11 +9,6 @@ control characters are shown escaped). A format that still fails to render or wr
 stop the others: they are written, and the failure is said on stderr. Each file is written to a temporary
 file in the same directory and moved into place with :func:`os.replace`: a reader (a CI step,
 a browser reloading the page) never sees half a report, even when the run is interrupted.
-
-What the runner should put in ``RunResult.plan`` for the coverage section (all optional):
-``pairwise`` (pairwise coverage reached, any JSON), ``cut`` (what the budget cut, any JSON),
-``images`` and ``cost`` (the plan's estimate); in ``RunResult.budget``: ``max_cost``,
-``max_images``, ``images``, ``cost``, ``cost_unknown_images``.
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engine.results import Outcome, RunResult
+from ..engine.results import Level, Outcome, RunResult
 from ..redact import printable, redact_document, safe_document
 from .document import ReplayInfo, build_report
 from .html import Thumbnail, render_html
@@ -37,7 +32,6 @@ from .markdown import render_markdown
 __all__ = [
     "FILE_MODE",
     "REPORT_FILES",
-    "VERDICT_WORDS",
     "failure_lines",
     "outcome_counts",
     "thumbnails_of",
@@ -130,10 +124,6 @@ def outcome_counts(run: RunResult) -> str:
     return ", ".join(f"{counts.get(o.value, 0)} {o.value}" for o in Outcome)
 
 
-#: The console's word for an exit status.
-VERDICT_WORDS = {0: "PASS", 1: "FAIL", 2: "ERROR", 3: "INCOMPLETE"}
-
-
 def failure_lines(run: RunResult, limit: int = 20) -> list[str]:
     """Every broken MUST rule with its models, then why the run is INCOMPLETE if it is: the
     reports hold the details, the console names what a reader acts on first."""
@@ -142,7 +132,7 @@ def failure_lines(run: RunResult, limit: int = 20) -> list[str]:
     for label in verdict.failed:
         rule, _, model = label.partition(" @ ")
         by_rule.setdefault(rule, []).append(model)
-    cases = Counter(f.rule for r in run.must_failures for f in r.findings if f.level == "MUST")
+    cases = Counter(f.rule for r in run.must_failures for f in r.findings if f.level == Level.MUST)
     lines = [
         f"  FAIL {rule} on {', '.join(models)} ({cases.get(rule, 0)} case"
         f"{'' if cases.get(rule, 0) == 1 else 's'})"

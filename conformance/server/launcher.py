@@ -35,18 +35,27 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from .. import settings
 from ..errors import SetupError
 from .quirks import ActiveQuirks, parse_quirks
 
-__all__ = ["RunningServer", "list_quirks", "serve_forever", "start_reference_server"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = [
+    "RunningServer",
+    "base_path",
+    "bind_socket",
+    "profile_file_of",
+    "reached_at",
+    "start_reference_server",
+    "uvicorn_server",
+]
 
 _CONFIG_ENV = "IMGCONF_REFERENCE_SERVER_CONFIG"
 _READY = "ready"
-START_TIMEOUT = 15.0
-#: Seconds the server gives open requests (streams, the ``slow`` quirk) when it stops.
-GRACEFUL_STOP = 0.5
 
 
 @dataclass
@@ -79,7 +88,7 @@ class RunningServer:
             stopper()  # type: ignore[operator]
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -91,7 +100,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "critical"):
+def uvicorn_server(
+    config_dict: dict[str, Any], *, in_thread: bool, log_level: str = "critical"
+) -> uvicorn.Server:
+    """The reference server as uvicorn runs it, from the launcher's configuration."""
     import uvicorn
 
     from .app import ServerConfig, create_app, hide_dropped_connection_logs
@@ -115,7 +127,7 @@ def _uvicorn_server(config_dict: dict, *, in_thread: bool, log_level: str = "cri
         log_level=log_level,
         access_log=log_level in ("debug", "info"),
         lifespan="off",
-        timeout_graceful_shutdown=GRACEFUL_STOP,
+        timeout_graceful_shutdown=settings.GRACEFUL_STOP,
         log_config=None if in_thread else uvicorn.config.LOGGING_CONFIG,
     )
     hide_dropped_connection_logs()
@@ -148,10 +160,10 @@ def start_reference_server(
         "lenient": lenient,
         "quirks": list(active.spec()),
         "url_ttl": url_ttl,
-        "profile": _profile_file(profile),
+        "profile": profile_file_of(profile),
         "realistic_images": realistic_images,
     }
-    sock = _bind(host, port)
+    sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     starter = _start_process if mode == "process" else _start_thread
     try:
@@ -167,7 +179,7 @@ def start_reference_server(
         quirks=tuple(config["quirks"]),
         mode=mode,
         _stopper=stopper,
-        base_path=_base_path(config["profile"]),
+        base_path=base_path(config["profile"]),
     )
     try:
         yield server
@@ -176,22 +188,22 @@ def start_reference_server(
 
 
 class _ThreadStopper:
-    def __init__(self, server, thread: threading.Thread, sock: socket.socket) -> None:
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket):
         self.server, self.thread, self.sock = server, thread, sock
 
     def __call__(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=GRACEFUL_STOP + 5)
+        self.thread.join(timeout=settings.GRACEFUL_STOP + 5)
         self.sock.close()
 
 
 def _start_thread(config: dict, sock: socket.socket) -> _ThreadStopper:
-    server = _uvicorn_server(config, in_thread=True)
+    server = uvicorn_server(config, in_thread=True)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="imgconf-reference-server", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + settings.START_TIMEOUT
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             sock.close()
@@ -209,7 +221,7 @@ class _ProcessStopper:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=GRACEFUL_STOP + 5)
+                proc.wait(timeout=settings.GRACEFUL_STOP + 5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -231,7 +243,7 @@ def _start_process(config: dict, sock: socket.socket) -> _ProcessStopper:
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=START_TIMEOUT)
+        ready = selector.select(timeout=settings.START_TIMEOUT)
     line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
     if line != _READY:
         stopper()
@@ -242,7 +254,7 @@ def _start_process(config: dict, sock: socket.socket) -> _ProcessStopper:
     return stopper
 
 
-def _profile_file(profile: str | None) -> str | None:
+def profile_file_of(profile: str | None) -> str | None:
     """The profile's file, for the server (a child process loads it again): None for none; a
     profile that does not load is a SetupError here, before anything starts."""
     if profile is None:
@@ -253,7 +265,7 @@ def _profile_file(profile: str | None) -> str | None:
     return str(loaded.file) if loaded.file is not None else profile
 
 
-def _base_path(profile: str | None) -> str:
+def base_path(profile: str | None) -> str:
     """The API base's path a client uses: the profile's, a placeholder filled with its name
     (``/openai/deployments/{deployment}`` is reached at ``/openai/deployments/deployment``)."""
     if profile is None:
@@ -265,82 +277,29 @@ def _base_path(profile: str | None) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", r"\1", base)
 
 
-def serve_forever(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    api_key: str | None = None,
-    lenient: bool = False,
-    quirks: Iterable[str] = (),
-    url_ttl: float = 3600.0,
-    profile: str | None = None,
-    realistic_images: bool = False,
-) -> int:
-    """``imgconf serve``: run in the foreground until Ctrl-C or SIGTERM; print the URL first.
+def reached_at(
+    host: str, port: int, profile: str | None, profile_file: str | None
+) -> tuple[str, str]:
+    """The base URL a client gives to reach a server on ``host:port`` (the profile's base
+    path and required query), and how the profile sends its key, in words ("" without one)."""
+    base = f"http://{host}:{port}{base_path(profile_file)}"
+    if profile is None:
+        return base, ""
+    from ..contract.profiles import load_profile
+    from ..contract.reach import join_url
 
-    A key the user gave is shown redacted; a generated one in full, since the user needs it.
-    With ``profile``, the server is reached the profile's way (path, auth style, query); the
-    line printed says how.
-    """
-    active = parse_quirks(quirks)
-    if url_ttl < 0:
-        raise SetupError("--url-ttl must not be negative")
-    key = api_key or f"sk-imgconf-{secrets.token_hex(16)}"
-    shown = key if not api_key else f"{key[:3]}...{key[-2:]}" if len(key) > 8 else "***"
-    profile_file = _profile_file(profile)
-    sock = _bind(host, port)
-    config = {
-        "api_key": key,
-        "lenient": lenient,
-        "quirks": list(active.spec()),
-        "url_ttl": url_ttl,
-        "profile": profile_file,
-        "realistic_images": realistic_images,
-    }
-    server = _uvicorn_server(config, in_thread=False, log_level="info")
-    mode = "lenient" if lenient else "strict"
-    extra = f", quirks: {', '.join(active.spec())}" if active else ""
-    base = f"http://{host}:{sock.getsockname()[1]}{_base_path(profile_file)}"
-    how = ""
-    if profile is not None:
-        from ..contract.profiles import load_profile
-        from ..contract.reach import join_url
-
-        loaded = load_profile(profile_file or profile)
-        base = join_url(base, "", loaded.query)
-        how = f", profile {loaded.name}, key in the {loaded.auth.where()}"
-    extra += ", realistic images" if realistic_images else ""
-    print(
-        f"imgconf reference server ({mode}{extra}{how}) at {base}  key: {shown}",
-        flush=True,
+    loaded = load_profile(profile_file or profile)
+    return (
+        join_url(base, "", loaded.query),
+        f", profile {loaded.name}, key in the {loaded.auth.where()}",
     )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-    return 0
-
-
-def list_quirks() -> int:
-    """``imgconf serve --list-quirks``: name, the verdict it must produce (the rules it breaks,
-    or INCOMPLETE and why), what it does."""
-    from .quirks import QUIRKS
-
-    for quirk in QUIRKS.values():
-        name = f"{quirk.name}[:{quirk.parameter}]" if quirk.parameter else quirk.name
-        verdict = (
-            ",".join(quirk.breaks)
-            if quirk.verdict == "fail"
-            else f"INCOMPLETE ({','.join(quirk.reasons)})"
-        )
-        print(f"{name:26} {verdict:45} {quirk.description}")
-    return 0
 
 
 def _child_main() -> None:
     """The child process: serve the inherited socket until told to stop or orphaned."""
     config = json.loads(os.environ.pop(_CONFIG_ENV))
     sock = socket.socket(fileno=config.pop("fd"))
-    server = _uvicorn_server(config, in_thread=False)
+    server = uvicorn_server(config, in_thread=False)
 
     def watch_parent() -> None:
         # stdin is a pipe from the parent: end of file means the parent has gone.

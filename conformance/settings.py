@@ -1,0 +1,146 @@
+"""Operational bounds: the timeouts, caps and defaults that keep a run safe against any target.
+
+One module, so that "how long, how much, how many" is read in one place and tuned in one place;
+every layer may import it (it imports nothing of the package). The contract's own values
+(sizes, prompt limits, ``n`` ranges, prices) are not here: they live in ``schemas/``.
+"""
+
+from __future__ import annotations
+
+MIB = 1024 * 1024
+
+# --- what a run is asked, when it is not told -------------------------------------------------
+
+#: Seconds one request may take, connection to last byte (``--timeout``).
+DEFAULT_TIMEOUT = 120.0
+#: Requests in flight at once (``--concurrency``).
+DEFAULT_CONCURRENCY = 8
+#: A recording's largest size, in MiB (``--record-cap``).
+DEFAULT_RECORD_CAP_MIB = 256
+
+# --- the transport (each one can be changed with ``--limit NAME=VALUE``) ---------------------
+
+#: Cap of a 2xx answer body (n=10 large images in base64 fit).
+BODY_CAP = 64 * MIB
+#: Cap of an error answer body: an error envelope is small.
+ERROR_CAP = 1 * MIB
+#: Cap of one fetched image.
+FETCH_CAP = 32 * MIB
+#: Decoded answer bytes that all the cases in flight may hold at once (see
+#: :class:`~conformance.engine.transport.TransportConfig`).
+INFLIGHT_CAP = 256 * MIB
+#: Retries of a 429/503 answer.
+RETRIES = 2
+#: The longest Retry-After honoured; a longer one makes the case inconclusive at once.
+MAX_RETRY_WAIT = 30.0
+#: Wait before a retry when the answer names none.
+DEFAULT_RETRY_WAIT = 1.0
+#: Seconds of retry waits, and retries, the whole run may spend.
+RETRY_BUDGET = 60.0
+RETRY_BUDGET_COUNT = 64
+#: Redirects followed within the target's origin (never to another one).
+MAX_REDIRECTS = 3
+
+# --- the pre-flight --------------------------------------------------------------------------
+
+#: The longest the pre-flight waits for a TCP connection: none by then is "unreachable".
+PREFLIGHT_CONNECT_TIMEOUT = 10.0
+#: The longest it waits for an answer once connected. A body that is not JSON is refused at
+#: once by any endpoint; a server slower than this is left to the run (whose requests have
+#: their own deadline), so a short wait here can only skip the early diagnosis, never refuse
+#: a run.
+PREFLIGHT_ANSWER_TIMEOUT = 5.0
+
+# --- the runner ------------------------------------------------------------------------------
+
+#: Thumbnails kept per run for the report's gallery.
+MAX_THUMBNAILS = 64
+#: Thumbnails a replay makes.
+REPLAY_THUMBNAILS = 48
+#: How often a case waiting for the budget looks again when no settlement of this process
+#: wakes it (reservations in flight in other processes settle unseen).
+BUDGET_POLL = 0.05
+#: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
+HEAVY_BODY = 64 * 1024
+
+# --- the judge -------------------------------------------------------------------------------
+
+#: Items and events judged one by one; a hostile answer with a million of them is judged on
+#: its count alone beyond these, in bounded time.
+MAX_ITEMS = 16
+MAX_EVENTS = 256
+#: Events read from one stream at most; beyond, the stream is a finding and is not read further.
+MAX_STREAM_EVENTS = 10_000
+#: Bytes of one stream event at most.
+STREAM_EVENT_CAP = 64 * MIB
+#: JSON objects and arrays an answer may hold before it is parsed (a conformant one has a few
+#: dozen): counted on the bytes, so a million items never become a million Python objects.
+MAX_JSON_CONTAINERS = 100_000
+
+# --- image facts ----------------------------------------------------------------------------
+
+#: Declared pixels (width x height) above which an image is refused before any decoding. Twice
+#: the contract's largest image (3840x2160, 8.3 MP), so no conformant answer comes near it,
+#: while one decoded RGBA image at the bound holds 64 MiB. 8192x8192 would allow 256 MiB per
+#: image (a JPEG check holds two), beyond imgconf's whole memory bound of 400 MB.
+MAX_PIXELS = 4096 * 4096
+
+#: PNG chunks, JPEG marker segments or WebP chunks walked before the file is refused. Encoders
+#: write a handful plus one IDAT per 8-64 KiB of data (libpng: 8 KiB, so this bound is ~80 MB
+#: of image data); walking this many takes ~10 ms, a million would take seconds.
+MAX_CHUNKS = 10_000
+
+#: JPEG scans (SOS segments). libjpeg's progressive script has 10 and mozjpeg's a few more;
+#: each scan is a pass over the whole coefficient buffer, so thousands of tiny scans make a
+#: small file cost minutes to decode.
+MAX_JPEG_SCANS = 100
+
+#: Bytes inflated per step when checking a PNG's image data: the check's memory, whatever the
+#: image's size. (The total it may inflate is the raw size IHDR declares, which MAX_PIXELS
+#: bounds; a stream that inflates beyond it is refused at once.)
+INFLATE_STEP = 1 << 20
+
+#: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
+#: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,
+#: so that its image data is inflated once, not twice. It holds the raw data twice meanwhile;
+#: above this (beyond 2048x2048 RGBA) Pillow inflates the file again instead.
+REWRAP_LIMIT = 16 << 20
+
+#: The side of the report's thumbnails, in pixels.
+THUMBNAIL_SIDE = 160
+
+# --- recordings ------------------------------------------------------------------------------
+
+#: A recording's total cap, and one entry's, in bytes.
+RECORD_CAP = DEFAULT_RECORD_CAP_MIB * MIB
+RECORD_ENTRY_CAP = 64 * MIB
+
+# --- reports --------------------------------------------------------------------------------
+
+#: The HTML gallery shows at most this many thumbnails and bytes of them (the file stays small).
+GALLERY_IMAGES = 72
+GALLERY_BYTES = 4 * MIB
+#: The Markdown report stays below GitHub's comment limit with room to spare.
+MARKDOWN_MAX_CHARS = 60_000
+
+# --- redaction -------------------------------------------------------------------------------
+
+#: How many layers of encoding (percent inside percent inside JSON escapes, say) are looked
+#: through for a secret.
+REDACT_DECODE_DEPTH = 3
+#: Bodies up to this size (every error body: the transport cuts them there) are also searched
+#: whole once decoded as text (JSON-, percent- and HTML-unescaped); a bigger one is an image
+#: or an answer carrying images, searched verbatim, as base64 and JSON-unescaped.
+REDACT_WHOLE_TEXT_LIMIT = 1 * MIB
+
+# --- spec-diff -------------------------------------------------------------------------------
+
+#: ``$ref`` hops and nesting levels followed in an OpenAPI file before it is called circular.
+SPEC_MAX_DEPTH = 12
+
+# --- the embedded reference server ---------------------------------------------------------
+
+#: Seconds the reference server may take to start.
+START_TIMEOUT = 15.0
+#: Seconds the server gives open requests (streams, the ``slow`` quirk) when it stops.
+GRACEFUL_STOP = 0.5
