@@ -257,6 +257,26 @@ def test_the_profile_decides_the_level_usage_present_is_must_for_applerouter():
     assert "response.usage.present" in rules_of(result, "MUST")
 
 
+def test_a_rule_the_model_is_not_held_to_is_neither_judged_nor_broken(tmp_path):
+    """A profile that holds only dall-e-3 to image.size: a dall-e-2 image of another size is
+    no finding, and image.size is not counted as observed for dall-e-2."""
+    path = tmp_path / "narrow.yaml"
+    path.write_text(
+        "name: narrow\nmodels: [dall-e-2, dall-e-3]\n"
+        "rules:\n  image.size: {level: MUST, models: [dall-e-3]}\n",
+        encoding="utf-8",
+    )
+    narrow = load_profile(str(path))
+    body = {"model": "dall-e-2", "prompt": "a red square", "size": "512x512"}
+    body["response_format"] = "b64_json"
+    answer = {"created": 1, "data": [{"b64_json": b64(image_bytes(64, 64))}]}
+    held = run(make_case(body), ok_json(answer), profile=OPENAI)
+    assert "image.size" in rules_of(held, "MUST")
+    result = run(make_case(body), ok_json(answer), profile=narrow)
+    assert "image.size" not in rules_of(result) and "image.size" not in result.checked
+    assert result.outcome is Outcome.PASS, result.findings
+
+
 def test_transparent_background_needs_alpha():
     body = gpt_body(background="transparent", output_format="png")
     opaque = gpt_answer(background="transparent")

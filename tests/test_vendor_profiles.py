@@ -89,11 +89,16 @@ def test_a_server_answering_the_wrong_size_is_caught(name, imgconf_run):
     profile = load_profile(name)
     with start_reference_server(profile=name, quirks=("wrong-size",)) as server:
         status, report = imgconf_run("--profile", name, target=server)
+        if size_is_should_only(profile):
+            # The vendor's page leaves the size open: a warning, and a failure for whoever
+            # gates on SHOULD too.
+            gated, _ = imgconf_run("--profile", name, "--fail-on", "should", target=server)
     verdict = report["verdict"]
     failed = [e for e in verdict["failed"] if e.startswith("image.size @ ")]
     warned = [e for e in verdict.get("warned", []) if e.startswith("image.size @ ")]
     if size_is_should_only(profile):
-        assert warned and not failed, verdict
+        assert warned and not failed and status == 0, verdict
+        assert gated == 1
     else:
         assert status == 1, verdict
         assert failed, verdict

@@ -92,9 +92,14 @@ class DeclaredModel:
     price_per_image: float | None = None
     price_source: str = ""
 
-    def level_of(self, condition: str, spec: ModelSpec) -> Level | None:
+    def level_of(self, condition: str | tuple[str, ...], spec: ModelSpec) -> Level | None:
         """The level of the fact behind a rule with ``declared: condition`` (a SHOULD fact makes
-        a MUST rule SHOULD for the model), or None when the model's facts do not imply it."""
+        a MUST rule SHOULD for the model), or None when the model's facts do not imply it. Of
+        alternatives, the first that holds decides (``[sizes, default_size]``: the size list
+        when the model states one, else its default size)."""
+        if isinstance(condition, tuple):
+            levels = (self.level_of(alternative, spec) for alternative in condition)
+            return next((level for level in levels if level is not None), None)
         if condition == "*":
             return Level.MUST
         name, _, value = condition.partition(".")

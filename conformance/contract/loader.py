@@ -276,8 +276,9 @@ class Rule:
     limit: str | None = None
     #: Which models declared in a profile the rule holds for (``declared:``): ``*`` for all of
     #: them, the name of a declared fact (``sizes``) or a value within one
-    #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``); None for none.
-    declared: str | None = None
+    #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``), or alternatives (a tuple:
+    #: any of them); None for none.
+    declared: str | tuple[str, ...] | None = None
     #: Per-model levels that differ from :attr:`level` (a declared fact marked SHOULD).
     levels: Mapping[str, Level] = field(default_factory=dict)
 
@@ -667,16 +668,27 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             per_model=entry.get("per_model", True),
             param=entry.get("param"),
             schema=entry.get("schema", False),
-            declared=entry.get("declared", "*" if entry["models"] == "*" else None),
+            declared=_declared_condition(entry),
             **_request_rule_data(entry),
         )
     return rules
 
 
+def _declared_condition(entry: Mapping[str, Any]) -> str | tuple[str, ...] | None:
+    """A rule's ``declared:`` as the loader keeps it: a list of alternatives as a tuple."""
+    condition = entry.get("declared", "*" if entry["models"] == "*" else None)
+    return tuple(condition) if isinstance(condition, list) else condition
+
+
 def _check_declared(rule_id: str, condition: Any) -> None:
-    """A rule's ``declared:``: ``*``, a model fact, a value within one, or ``takes.FIELD`` (a
-    typo would hold no declared model to the rule, silently)."""
+    """A rule's ``declared:``: ``*``, a model fact, a value within one, ``takes.FIELD``, or a
+    list of these (the rule holds when any does). A typo would hold no declared model to the
+    rule, silently."""
     if condition is None or condition == "*":
+        return
+    if isinstance(condition, list) and condition:
+        for alternative in condition:
+            _check_declared(rule_id, alternative)
         return
     fact, _, value = str(condition).partition(".")
     if fact == "takes" and value in OPTIONAL_FIELDS:

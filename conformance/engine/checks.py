@@ -220,7 +220,14 @@ class _Judgement:
         return check.applies(asked, self.rules, self.model)
 
     def check(self, rule: AnswerCheck | str, ok: bool, message: str = "") -> bool:
-        """Record ``rule`` as judged, held or broken. A plain id is the case's own rule."""
+        """Record ``rule`` as judged, held or broken. A plain id is the case's own rule.
+
+        An answer rule the case's model is not held to under the profile (a declared model
+        whose facts do not imply it) is neither judged nor recorded: a profile's claims, not
+        the contract's defaults, say what its models must show.
+        """
+        if not isinstance(rule, str) and not self.applies(rule):
+            return True
         rule_id = rule if isinstance(rule, str) else rule.id
         self.checked[rule_id] = None
         if not ok:
