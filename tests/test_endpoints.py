@@ -442,3 +442,13 @@ def test_every_cited_schema_path_exists_and_says_what_is_quoted(spec, rule) -> N
             assert isinstance(found, str), match["path"]
             assert _words(match["quote"]) in _words(found), (rule.id, match["quote"])
     assert cited or "openai-spec" not in rule.source, rule.source
+
+
+def test_the_readme_shows_the_endpoint_table_as_the_command_prints_it(capsys) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    command = "$ imgconf rules --endpoint variations --level MUST"
+    shown = readme.split(command + "\n", 1)[1].split("```", 1)[0].splitlines()
+    assert shown
+    assert main_entry(command.split()[2:]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert all(line in printed for line in shown)
