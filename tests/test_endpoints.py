@@ -452,3 +452,40 @@ def test_the_readme_shows_the_endpoint_table_as_the_command_prints_it(capsys) ->
     assert main_entry(command.split()[2:]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert all(line in printed for line in shown)
+
+
+def test_a_profiles_contract_has_its_declared_models_in_its_generations_endpoint() -> None:
+    from conformance.contract.profiles import load_profile
+
+    root = Path(__file__).resolve().parents[1]
+    contract = load_profile(str(root / "examples" / "profiles" / "flux-like.yaml")).contract
+    declared = set(contract.models) - set(CONTRACT.models)
+    assert declared
+    assert contract.endpoint(GENERATIONS).models is contract.models
+    assert contract.endpoint(GENERATIONS).rules is contract.rules
+    assert contract.endpoint("edits") is EDITS
+
+
+def test_each_endpoint_validates_its_own_schemas() -> None:
+    generations = CONTRACT.endpoint(GENERATIONS).validator()
+    assert generations.is_valid({"prompt": "x"}) and not generations.is_valid({})
+    event = {
+        "type": "image_edit.partial_image",
+        "b64_json": "aGk=",
+        "created_at": 1,
+        "size": "1024x1024",
+        "quality": "low",
+        "background": "auto",
+        "output_format": "png",
+        "partial_image_index": 0,
+    }
+    events = EDITS.validator("stream_event")
+    assert events.is_valid(event)
+    assert not events.is_valid({**event, "type": "image_generation.partial_image"})
+    assert not events.is_valid({k: v for k, v in event.items() if k != "created_at"})
+    completed = {**event, "type": "image_edit.completed"}
+    assert not events.is_valid(completed)  # no usage
+    del completed["partial_image_index"]
+    usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+    usage["input_tokens_details"] = {"text_tokens": 1, "image_tokens": 0}
+    assert events.is_valid({**completed, "usage": usage})

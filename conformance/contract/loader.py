@@ -346,8 +346,30 @@ class Contract:
     #: Why a rule may go unobserved: reason -> whether it blocks a PASS (``rules.yaml``).
     reasons: Mapping[str, NotObservedReason] = field(default_factory=dict)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: Every endpoint of the contract by name, generations first (:class:`Endpoint`).
-    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    #: The endpoints beside generations (edits, variations), by name: see :attr:`endpoints`.
+    more_endpoints: Mapping[str, Endpoint] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def endpoints(self) -> Mapping[str, Endpoint]:
+        """Every endpoint by name, generations first. Generations' is this contract's own data
+        (a profile's contract has its declared models in it); the others are read from their
+        own schemas."""
+        generations = Endpoint(
+            name=GENERATIONS,
+            path="/images/generations",
+            content_type="application/json",
+            answers=("application/json", "text/event-stream"),
+            schemas={
+                "request": self.schemas["request"],
+                "stream_event": self.schemas["stream_event"],
+            },
+            models=self.models,
+            files={name: {} for name in self.models},
+            rules=self.rules,
+            request_fields=self.request_fields,
+            cross_fields=self.cross_fields,
+        )
+        return {GENERATIONS: generations, **self.more_endpoints}
 
     def endpoint(self, name: str) -> Endpoint:
         """One endpoint's contract; a ContractError for a name the contract does not know."""
@@ -759,7 +781,7 @@ def load_contract(directory: Path | None = None) -> Contract:
         features=dict(catalogue.get("features", {})),
         directory=directory,
         reasons=parse_reasons(catalogue.get("not_observed", {})),
-        endpoints=_endpoints(directory, schemas, models, rules, catalogue, by_endpoint),
+        more_endpoints=_endpoints(directory, schemas, rules, catalogue, by_endpoint),
     )
 
 
@@ -848,9 +870,8 @@ class Endpoint:
         if name not in self._validators:
             from jsonschema import Draft202012Validator
 
-            self._validators[name] = Draft202012Validator(
-                self.schemas[name], registry=self._registry
-            )
+            extra = {} if self._registry is None else {"registry": self._registry}
+            self._validators[name] = Draft202012Validator(self.schemas[name], **extra)
         return self._validators[name]
 
 
@@ -951,7 +972,6 @@ def _endpoint_models(value: Any, rule_id: str, models: Mapping[str, ModelSpec]) 
 def _endpoints(
     directory: Path,
     schemas: Mapping[str, Mapping[str, Any]],
-    models: Mapping[str, ModelSpec],
     rules: Mapping[str, Rule],
     catalogue: Mapping[str, Any],
     by_endpoint: Mapping[str, list[Mapping[str, Any]]],
@@ -963,21 +983,7 @@ def _endpoints(
     documents = [*schemas.values(), *(s for group in own.values() for s in group.values())]
     refs = _Refs(documents)
     registry = _registry(documents)
-    out = {
-        GENERATIONS: Endpoint(
-            name=GENERATIONS,
-            path="/images/generations",
-            content_type="application/json",
-            answers=("application/json", "text/event-stream"),
-            schemas={"request": schemas["request"], "stream_event": schemas["stream_event"]},
-            models=models,
-            files={name: {} for name in models},
-            rules=rules,
-            request_fields=schemas["request"]["properties"],
-            cross_fields=_cross_fields(schemas["request"]),
-            _registry=registry,
-        )
-    }
+    out = {}
     settings = catalogue.get("endpoints", {})
     raw_by_id = {entry["id"]: entry for entry in by_endpoint[GENERATIONS]}
     for name, group in own.items():
