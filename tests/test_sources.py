@@ -35,9 +35,12 @@ def _parts(source: str) -> list[str]:
     return [part.strip() for part in source.split("; ") if part.strip()]
 
 
-@pytest.mark.parametrize(
-    "rule", sorted(load_contract().rules.values(), key=lambda r: r.id), ids=lambda r: r.id
-)
+def _every_rule() -> list:
+    """Every rule of every endpoint (generations' are ``load_contract().rules``)."""
+    return [rule for ep in load_contract().endpoints.values() for rule in ep.rules.values()]
+
+
+@pytest.mark.parametrize("rule", sorted(_every_rule(), key=lambda r: r.id), ids=lambda r: r.id)
 def test_every_source_part_is_a_spec_file_a_policy_section_or_a_page(rule) -> None:
     sections = _policy_sections()
     for part in _parts(rule.source):
@@ -52,7 +55,7 @@ def test_every_cited_spec_file_exists() -> None:
         pytest.skip(f"OpenAI's spec not found in {SPEC_DIR} (set IMGCONF_OPENAI_SPEC to its path)")
     cited = {
         name
-        for rule in load_contract().rules.values()
+        for rule in _every_rule()
         for part in _parts(rule.source)
         if (m := _PART.match(part)) and m["files"]
         for name in m["files"].split(", ")
@@ -65,7 +68,7 @@ def test_every_cited_spec_file_exists() -> None:
 def test_every_policy_section_is_cited() -> None:
     cited = {
         part.split("#", 1)[1]
-        for rule in load_contract().rules.values()
+        for rule in _every_rule()
         for part in _parts(rule.source)
         if part.startswith("POLICY.md#")
     }

@@ -11,6 +11,7 @@ the schema and the code from drifting apart: the schema *is* the model table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,8 @@ import yaml
 from .levels import Level
 
 __all__ = [
+    "ENDPOINTS",
+    "GENERATIONS",
     "GPT_FAMILY",
     "OMIT",
     "SERVER_CHOICE",
@@ -31,6 +34,8 @@ __all__ = [
     "ContractError",
     "CrossField",
     "CustomSizes",
+    "Endpoint",
+    "FileInput",
     "ModelSpec",
     "NotObservedReason",
     "Rule",
@@ -44,6 +49,18 @@ SCHEMA_FILES = {
     "stream_event": "images.stream-event.schema.json",
     "error": "error.schema.json",
 }
+#: The endpoint the data above describes, and the rules without an ``endpoint:``.
+GENERATIONS = "generations"
+#: The endpoints beside generations, and their data files (each schema's ``x-imgconf-endpoint``
+#: says its path and content types; ``endpoints:`` in ``rules.yaml`` what else they reuse).
+ENDPOINT_FILES = {
+    "edits": {
+        "request": "images.edits.request.schema.json",
+        "stream_event": "images.edits.stream-event.schema.json",
+    },
+    "variations": {"request": "images.variations.request.schema.json"},
+}
+ENDPOINTS = (GENERATIONS, *ENDPOINT_FILES)
 
 #: Optional request fields, in the order the spec lists them.
 OPTIONAL_FIELDS = (
@@ -276,11 +293,13 @@ class Rule:
     limit: str | None = None
     #: Which models declared in a profile the rule holds for (``declared:``): ``*`` for all of
     #: them, the name of a declared fact (``sizes``) or a value within one
-    #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``), or alternatives (a tuple:
-    #: any of them); None for none.
+    #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``), or alternatives (a tuple,
+    #: in order: the first that holds gives the level); None for none.
     declared: str | tuple[str, ...] | None = None
     #: Per-model levels that differ from :attr:`level` (a declared fact marked SHOULD).
     levels: Mapping[str, Level] = field(default_factory=dict)
+    #: The endpoint whose requests and answers the rule is about (``endpoint:``).
+    endpoint: str = GENERATIONS
 
     @property
     def family(self) -> str:
@@ -328,6 +347,36 @@ class Contract:
     #: Why a rule may go unobserved: reason -> whether it blocks a PASS (``rules.yaml``).
     reasons: Mapping[str, NotObservedReason] = field(default_factory=dict)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The endpoints beside generations (edits, variations), by name: see :attr:`endpoints`.
+    more_endpoints: Mapping[str, Endpoint] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def endpoints(self) -> Mapping[str, Endpoint]:
+        """Every endpoint by name, generations first. Generations' is this contract's own data
+        (a profile's contract has its declared models in it); the others are read from their
+        own schemas."""
+        generations = Endpoint(
+            name=GENERATIONS,
+            path="/images/generations",
+            content_type="application/json",
+            answers=("application/json", "text/event-stream"),
+            schemas={
+                "request": self.schemas["request"],
+                "stream_event": self.schemas["stream_event"],
+            },
+            models=self.models,
+            files={name: {} for name in self.models},
+            rules=self.rules,
+            request_fields=self.request_fields,
+            cross_fields=self.cross_fields,
+        )
+        return {GENERATIONS: generations, **self.more_endpoints}
+
+    def endpoint(self, name: str) -> Endpoint:
+        """One endpoint's contract; a ContractError for a name the contract does not know."""
+        if name not in self.endpoints:
+            raise ContractError(f"no endpoint {name!r} (one of {', '.join(self.endpoints)})")
+        return self.endpoints[name]
 
     @property
     def request_rules(self) -> dict[str, Rule]:
@@ -572,12 +621,17 @@ def model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any])
     return _model_spec(name, definition, top)
 
 
-def _model_spec(name: str, definition: Mapping[str, Any], top: Mapping[str, Any]) -> ModelSpec:
+def _model_spec(
+    name: str,
+    definition: Mapping[str, Any],
+    top: Mapping[str, Any],
+    fields: Iterable[str] = OPTIONAL_FIELDS,
+) -> ModelSpec:
     meta = definition.get("x-imgconf-model", {})
     props: Mapping[str, Any] = definition.get("properties", {})
     params = set()
     enums: dict[str, tuple[Any, ...]] = {}
-    for fname in OPTIONAL_FIELDS:
+    for fname in fields:
         if fname == "model":
             continue
         model_schema = props.get(fname)
@@ -669,6 +723,7 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             param=entry.get("param"),
             schema=entry.get("schema", False),
             declared=_declared_condition(entry),
+            endpoint=entry.get("endpoint", GENERATIONS),
             **_request_rule_data(entry),
         )
     return rules
@@ -729,7 +784,8 @@ def load_contract(directory: Path | None = None) -> Contract:
         name: _model_spec(name, request["$defs"][f"model.{name}"], top) for name in model_names
     }
     catalogue = read_data_file(directory / "rules.yaml")
-    rules = parse_rules(catalogue["rules"], models)
+    by_endpoint = _rules_by_endpoint(catalogue["rules"], catalogue.get("endpoints", {}))
+    rules = parse_rules(by_endpoint[GENERATIONS], models)
     return Contract(
         schemas=schemas,
         models=models,
@@ -737,4 +793,306 @@ def load_contract(directory: Path | None = None) -> Contract:
         features=dict(catalogue.get("features", {})),
         directory=directory,
         reasons=parse_reasons(catalogue.get("not_observed", {})),
+        more_endpoints=_endpoints(directory, schemas, rules, catalogue, by_endpoint),
+    )
+
+
+# --- The endpoints beside generations ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileInput:
+    """One file field of a multipart form (``image``, ``mask``) as one model takes it.
+
+    Read from the field's schema, which describes a file part by its facts (``$defs/file`` of
+    the edits schema: ``format`` told by the bytes, ``bytes``, ``width``, ``height``, ``alpha``);
+    what JSON Schema cannot state is an ``x-imgconf-*`` annotation beside it.
+    """
+
+    field: str
+    #: The part names that carry it (``image`` and ``image[]``): ``x-imgconf-parts``.
+    parts: tuple[str, ...]
+    required: bool
+    #: The formats the model takes, as the bytes tell them (``png``, ``jpeg``, ``webp``).
+    formats: tuple[str, ...]
+    #: A file of this many bytes or more breaks the stated limit, however "MB" is read.
+    max_bytes: int | None
+    #: Valid files stay at or below this (the limit's stricter reading).
+    safe_max_bytes: int | None
+    #: How many files the field takes (1: one file only).
+    max_count: int
+    #: Width and height must be equal (``x-imgconf-square``).
+    square: bool = False
+    #: The field whose (first) file this one's width and height must equal.
+    same_dimensions_as: str | None = None
+    #: The file must have an alpha channel.
+    needs_alpha: bool = False
+    #: Which of its pixels mark the area to edit (``transparent``: alpha 0), for a mask.
+    edit_area: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint's contract: its request schema, its models' facts and its rules.
+
+    Generations' entry is the contract's own data (``Contract.models``, ``Contract.rules``);
+    edits and variations are read from their schemas (``ENDPOINT_FILES``), whose models are
+    generations' definitions by ``$ref`` plus their own fields, and from the rules whose
+    ``endpoint:`` names them.
+    """
+
+    name: str
+    path: str
+    content_type: str
+    #: The content types of a 2xx answer (``application/json``, ``text/event-stream``).
+    answers: tuple[str, ...]
+    #: Its schemas by role (``request``, ``stream_event``), as written.
+    schemas: Mapping[str, Mapping[str, Any]]
+    models: Mapping[str, ModelSpec]
+    #: Per model, its file fields (none for generations).
+    files: Mapping[str, Mapping[str, FileInput]]
+    #: The rules declared for this endpoint, in the catalogue's order.
+    rules: Mapping[str, Rule]
+    #: Generations rules its exchanges are held to as well, for the endpoint's models.
+    reused: Mapping[str, Rule] = field(default_factory=dict)
+    #: False while its rules are declared but not yet planned or judged.
+    judged: bool = True
+    #: The request schema's top-level fields with every ``$ref`` followed.
+    request_fields: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: The request schema's rules between fields, each naming its rule id.
+    cross_fields: tuple[CrossField, ...] = ()
+    _registry: Any = field(default=None, repr=False, compare=False)
+    _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def default_model(self) -> str:
+        """The model an omitted ``model`` means."""
+        return str(self.request_fields["model"]["default"])
+
+    @property
+    def all_rules(self) -> dict[str, Rule]:
+        """Its own rules, then the generations rules it reuses."""
+        return {**self.rules, **self.reused}
+
+    def file(self, model: str, field_name: str) -> FileInput:
+        return self.files[model][field_name]
+
+    def validator(self, name: str = "request") -> Any:
+        """A draft 2020-12 validator for one of its schemas, resolving refs into the others."""
+        if name not in self._validators:
+            from jsonschema import Draft202012Validator
+
+            extra = {} if self._registry is None else {"registry": self._registry}
+            self._validators[name] = Draft202012Validator(self.schemas[name], **extra)
+        return self._validators[name]
+
+
+class _Refs:
+    """Follows ``$ref`` within and across the contract's schemas (by ``$id``), to read facts.
+
+    Validation uses jsonschema's own resolution; this inlines a fragment so that the loader
+    reads a model's facts from one mapping: a ``$ref`` with sibling keywords is read as the
+    target with the siblings laid over it (they only narrow it, so the reading agrees with
+    validation, where both apply).
+    """
+
+    def __init__(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        self.documents = {doc["$id"]: doc for doc in documents if "$id" in doc}
+
+    def inline(self, node: Any, base: str) -> Any:
+        if isinstance(node, list):
+            return [self.inline(item, base) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        out: dict[str, Any] = {}
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target_base, target = self._target(ref, base)
+            out = self.inline(target, target_base)
+        own = {k: self.inline(v, base) for k, v in node.items() if k != "$ref"}
+        return _laid_over(out, own)
+
+    def _target(self, ref: str, base: str) -> tuple[str, Any]:
+        where, _, pointer = ref.partition("#")
+        where = where or base
+        node: Any = self.documents.get(where)
+        for part in pointer.strip("/").split("/") if pointer.strip("/") else ():
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, Mapping) or part not in node:
+                node = None
+                break
+            node = node[part]
+        if node is None:
+            raise ContractError(f"{base}: $ref {ref!r} leads nowhere")
+        return where, node
+
+
+def _laid_over(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``: mappings merged key by key, ``required`` lists joined."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _laid_over(out[key], value)
+        elif key == "required" and isinstance(out.get(key), list):
+            out[key] = [*out[key], *(v for v in value if v not in out[key])]
+        else:
+            out[key] = value
+    return out
+
+
+def _rules_by_endpoint(
+    raw: list[Mapping[str, Any]], endpoints: Mapping[str, Any]
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The catalogue's rule entries by ``endpoint:``; an unknown endpoint, an id without its
+    endpoint's prefix or one used twice is a ContractError."""
+    out: dict[str, list[Mapping[str, Any]]] = {name: [] for name in ENDPOINTS}
+    seen: set[str] = set()
+    for entry in raw:
+        name = entry.get("endpoint", GENERATIONS)
+        rule_id = entry["id"]
+        if name not in out:
+            raise ContractError(f"rule {rule_id}: endpoint must be one of {', '.join(ENDPOINTS)}")
+        if rule_id in seen:
+            raise ContractError(f"rule id {rule_id} appears twice")
+        seen.add(rule_id)
+        out[name].append(entry)
+        if name != GENERATIONS:
+            if not rule_id.startswith(f"{name}."):
+                raise ContractError(f"rule {rule_id}: an {name} rule's id starts with '{name}.'")
+            if "shown_by" in entry and not endpoints.get(name, {}).get("judged", True):
+                raise ContractError(
+                    f"rule {rule_id}: endpoint {name} is not judged yet (judged: false), and "
+                    "the judge reads every shown_by: leave it out until the endpoint is judged"
+                )
+        elif rule_id.split(".", 1)[0] in ENDPOINT_FILES:
+            raise ContractError(f"rule {rule_id}: its id names an endpoint it does not say")
+    return out
+
+
+def _endpoint_models(value: Any, rule_id: str, models: Mapping[str, ModelSpec]) -> tuple[str, ...]:
+    """A generations rule's ``models:`` read against another endpoint's models: ``*`` is all of
+    them, a family or a list keeps those the endpoint serves."""
+    if value == "*":
+        return tuple(models)
+    if isinstance(value, str):
+        return tuple(m.name for m in models.values() if m.family == value)
+    if isinstance(value, list):
+        return tuple(m for m in value if m in models)
+    raise ContractError(f"rule {rule_id}: models must be '*', a family or a list")
+
+
+def _endpoints(
+    directory: Path,
+    schemas: Mapping[str, Mapping[str, Any]],
+    rules: Mapping[str, Rule],
+    catalogue: Mapping[str, Any],
+    by_endpoint: Mapping[str, list[Mapping[str, Any]]],
+) -> dict[str, Endpoint]:
+    own = {
+        name: {role: read_data_file(directory / f) for role, f in files.items()}
+        for name, files in ENDPOINT_FILES.items()
+    }
+    documents = [*schemas.values(), *(s for group in own.values() for s in group.values())]
+    refs = _Refs(documents)
+    registry = _registry(documents)
+    out = {}
+    settings = catalogue.get("endpoints", {})
+    raw_by_id = {entry["id"]: entry for entry in by_endpoint[GENERATIONS]}
+    for name, group in own.items():
+        entry = settings.get(name, {})
+        out[name] = _endpoint(
+            name, group, refs, registry, by_endpoint[name], entry, raw_by_id, rules
+        )
+    return out
+
+
+def _registry(documents: Iterable[Mapping[str, Any]]) -> Any:
+    from referencing import Registry, Resource
+
+    return Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc)) for doc in documents if "$id" in doc
+    )
+
+
+def _endpoint(
+    name: str,
+    group: Mapping[str, Mapping[str, Any]],
+    refs: _Refs,
+    registry: Any,
+    raw_rules: list[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    generations_raw: Mapping[str, Mapping[str, Any]],
+    generations_rules: Mapping[str, Rule],
+) -> Endpoint:
+    request = group["request"]
+    base = request["$id"]
+    top = {k: refs.inline(v, base) for k, v in request["properties"].items()}
+    required = tuple(request.get("required", ()))
+    file_fields = [k for k, v in top.items() if "x-imgconf-parts" in v]
+    fields = [k for k in top if k not in required and k not in file_fields]
+    models = {}
+    files = {}
+    for model in _enum_values(top["model"]):
+        definition = refs.inline(request["$defs"][f"model.{model}"], base)
+        props = definition.get("properties", {})
+        own = {**definition, "properties": {k: v for k, v in props.items() if k in top}}
+        models[model] = _model_spec(model, own, top, fields)
+        files[model] = {
+            f: _file_input(f, props.get(f) or top[f], top[f]["x-imgconf-parts"], f in required)
+            for f in file_fields
+        }
+    reused = {}
+    for rule_id in settings.get("reuses", ()):
+        if rule_id not in generations_rules:
+            raise ContractError(f"endpoints.{name}.reuses: {rule_id!r} is no generations rule")
+        held = _endpoint_models(generations_raw[rule_id]["models"], rule_id, models)
+        if not held:
+            raise ContractError(f"endpoints.{name}.reuses: {rule_id} holds for none of its models")
+        reused[rule_id] = dataclasses.replace(generations_rules[rule_id], models=held)
+    meta = request["x-imgconf-endpoint"]
+    return Endpoint(
+        name=name,
+        path=meta["path"],
+        content_type=meta["content_type"],
+        answers=tuple(meta["answers"]),
+        schemas=group,
+        models=models,
+        files=files,
+        rules=parse_rules(raw_rules, models),
+        reused=reused,
+        judged=bool(settings.get("judged", True)),
+        request_fields=top,
+        cross_fields=_cross_fields(
+            {
+                "allOf": request.get("allOf", ()),
+                "$defs": {k: refs.inline(v, base) for k, v in request["$defs"].items()},
+            }
+        ),
+        _registry=registry,
+    )
+
+
+def _file_input(
+    name: str, schema: Mapping[str, Any], parts: Iterable[str], required: bool
+) -> FileInput:
+    """A file field's facts from its (inlined) schema: one file, or an array of them."""
+    branches = schema.get("anyOf", [schema])
+    array = next((b for b in branches if b.get("type") == "array"), None)
+    single = next((b for b in branches if b.get("type") != "array"), None)
+    one = single if single is not None else (array or {}).get("items", {})
+    props = one.get("properties", {})
+    fmt = props.get("format", {})
+    size = props.get("bytes", {})
+    return FileInput(
+        field=name,
+        parts=tuple(parts),
+        required=required,
+        formats=(fmt["const"],) if "const" in fmt else tuple(fmt.get("enum", ())),
+        max_bytes=size.get("exclusiveMaximum"),
+        safe_max_bytes=size.get("x-imgconf-safe-maximum"),
+        max_count=int(array.get("maxItems", 1)) if array else 1,
+        square=bool(one.get("x-imgconf-square", False)),
+        same_dimensions_as=one.get("x-imgconf-same-dimensions-as"),
+        needs_alpha=props.get("alpha", {}).get("const") is True,
+        edit_area=one.get("x-imgconf-edit-area"),
     )
