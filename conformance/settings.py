@@ -144,3 +144,16 @@ SPEC_MAX_DEPTH = 12
 START_TIMEOUT = 15.0
 #: Seconds the server gives open requests (streams, the ``slow`` quirk) when it stops.
 GRACEFUL_STOP = 0.5
+
+# --- the reference server's multipart endpoints (edits, variations) ---------------------------
+
+#: The largest multipart body the reference server reads (a larger one is refused with a 400
+#: naming ``image``): a 50 MiB image (over the contract's limit, so refused by its own rule)
+#: and more fit; file parts beyond a MiB are spooled to disk, not held in memory.
+EDIT_BODY_CAP = 96 * MIB
+#: Parts of one multipart form, and text parts' size (the longest prompt is 32,000 characters).
+EDIT_MAX_PARTS = 64
+EDIT_TEXT_PART_CAP = 256 * 1024
+#: The side of the marks the server paints on an edit's output, one per input image, as a
+#: fraction of the output's shorter side (at least 2 pixels).
+EDIT_MARK_FRACTION = 32

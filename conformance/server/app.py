@@ -42,6 +42,7 @@ from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh
 from ..contract.oracle import Violation, parse_body, request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..contract.reach import AuthStyle
+from .edits import multipart_routes
 from .pictures import (
     SHAPES,
     ImageCache,
@@ -52,7 +53,7 @@ from .pictures import (
     truncate_png,
     truncate_webp,
 )
-from .quirks import QUIRKS, ActiveQuirks
+from .quirks import SERVER_QUIRKS, ActiveQuirks
 
 __all__ = ["ServerConfig", "create_app", "hide_dropped_connection_logs"]
 
@@ -692,7 +693,7 @@ class _DropFilter(logging.Filter):
 
 def create_app(config: ServerConfig) -> Starlette:
     """The ASGI app for one configuration."""
-    unknown = [name for name in config.quirks if name not in QUIRKS]
+    unknown = [name for name in config.quirks if name not in SERVER_QUIRKS]
     if unknown:
         raise ValueError(f"unknown quirks: {unknown}")
     server = ReferenceServer(config, config.contract)
@@ -710,6 +711,7 @@ def create_app(config: ServerConfig) -> Starlette:
 
     routes = [
         *(Route(path, generations, methods=["POST"]) for path in config.routes),
+        *multipart_routes(server, config.base_path),
         Route("/files/{token}.{ext}", server.image_file, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -19,11 +19,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..contract.loader import ContractError, load_contract, read_data_file, schemas_dir
+from ..contract.loader import (
+    GENERATIONS,
+    ContractError,
+    load_contract,
+    read_data_file,
+    schemas_dir,
+)
 from ..contract.registry import declared
 from ..errors import SetupError
 
-__all__ = ["QUIRKS", "ActiveQuirks", "Quirk", "load_quirks", "parse_quirks"]
+__all__ = [
+    "QUIRKS",
+    "SERVER_QUIRKS",
+    "ActiveQuirks",
+    "Quirk",
+    "load_quirks",
+    "load_server_quirks",
+    "parse_quirks",
+]
 
 KINDS = ("accept", "reject", "answer", "image", "error", "auth", "stream", "transport")
 VERDICTS = ("fail", "incomplete")
@@ -47,10 +61,26 @@ class Quirk:
     #: ``incomplete`` (naming ``reasons``: the server hides what the rules need to be seen).
     verdict: str = "fail"
     reasons: tuple[str, ...] = ()
+    #: The endpoint whose requests it bends (``endpoint:``; generations when left out).
+    endpoint: str = GENERATIONS
 
 
 def load_quirks(path: Path | None = None) -> Mapping[str, Quirk]:
-    """The quirks of ``quirks.yaml`` by name, in file order.
+    """The quirks of ``quirks.yaml`` whose verdict a run reaches, by name, in file order: those
+    of an endpoint not judged yet (``judged: false``) are left out (see
+    :func:`load_server_quirks`)."""
+    contract = load_contract()
+    return MappingProxyType(
+        {
+            name: quirk
+            for name, quirk in load_server_quirks(path).items()
+            if contract.endpoint(quirk.endpoint).judged
+        }
+    )
+
+
+def load_server_quirks(path: Path | None = None) -> Mapping[str, Quirk]:
+    """Every quirk of ``quirks.yaml`` the reference server implements, by name, in file order.
 
     A ContractError for an entry the judge could not hold the server to: a rule or a
     not-observed reason ``rules.yaml`` does not declare, an unknown kind or verdict, a name
@@ -80,8 +110,9 @@ def _quirk(entry: Any) -> Quirk:
     verdict = entry.get("verdict", "fail")
     if verdict not in VERDICTS:
         raise ContractError(f"{where}: verdict must be one of {', '.join(VERDICTS)}")
+    endpoint = entry.get("endpoint", GENERATIONS)
     try:
-        breaks = tuple(declared(rule) for rule in entry.get("breaks") or ())
+        breaks = tuple(_declared(rule, endpoint) for rule in entry.get("breaks") or ())
     except ContractError as exc:
         raise ContractError(f"{where}: {exc}") from None
     reasons = tuple(entry.get("reasons") or ())
@@ -98,11 +129,26 @@ def _quirk(entry: Any) -> Quirk:
         default=float(default) if default is not None else None,
         verdict=verdict,
         reasons=reasons,
+        endpoint=endpoint,
     )
 
 
-#: Every quirk by name, in a stable order (that of quirks.yaml).
-QUIRKS: Mapping[str, Quirk] = load_quirks()
+def _declared(rule_id: str, endpoint: str) -> str:
+    """A generations rule id, checked by the registry; another endpoint's rule (or a generations
+    rule it reuses), checked against that endpoint's contract."""
+    if endpoint == GENERATIONS:
+        return declared(rule_id)
+    if rule_id not in load_contract().endpoint(endpoint).all_rules:
+        raise ContractError(f"rule {rule_id!r} is not declared for endpoint {endpoint}")
+    return rule_id
+
+
+#: Every quirk the server implements, by name, in a stable order (that of quirks.yaml).
+SERVER_QUIRKS: Mapping[str, Quirk] = load_server_quirks()
+#: The quirks whose declared verdict a run reaches (those of judged endpoints).
+QUIRKS: Mapping[str, Quirk] = MappingProxyType(
+    {k: q for k, q in SERVER_QUIRKS.items() if load_contract().endpoint(q.endpoint).judged}
+)
 
 
 @dataclass(frozen=True)
@@ -128,14 +174,14 @@ class ActiveQuirks:
         return frozenset(
             rule
             for name in self.values
-            if QUIRKS[name].kind == "accept"
-            for rule in QUIRKS[name].breaks
+            if SERVER_QUIRKS[name].kind == "accept"
+            for rule in SERVER_QUIRKS[name].breaks
         )
 
     def spec(self) -> tuple[str, ...]:
         """The quirks as ``name`` or ``name:VALUE`` strings (what parse_quirks reads back)."""
         return tuple(
-            name if value is None or value == QUIRKS[name].default else f"{name}:{value:g}"
+            name if value is None or value == SERVER_QUIRKS[name].default else f"{name}:{value:g}"
             for name, value in self.values.items()
         )
 
@@ -145,7 +191,7 @@ def parse_quirks(names: Iterable[str]) -> ActiveQuirks:
     values: dict[str, float | None] = {}
     for raw in names:
         name, _, arg = raw.strip().partition(":")
-        quirk = QUIRKS.get(name)
+        quirk = SERVER_QUIRKS.get(name)
         if quirk is None:
             raise SetupError(
                 f"unknown quirk {name!r} (see 'imgconf serve --list-quirks' for the names)"
