@@ -397,6 +397,12 @@ class MultipartEndpoints:
             yield Refusal(400, f"Unknown parameter: '{name:.80}'.", name, "unknown_parameter", rule)
         for facts in endpoint.files[spec.name].values():
             yield from self._file_violations(form, endpoint, spec, facts)
+        files = endpoint.files[spec.name]
+        for name in endpoint.schemas["request"].get("required", ()):
+            if name not in files and name not in form.text:
+                rule = _rule_for(endpoint, name, "missing_required_parameter", spec.name)
+                message = f"Missing required parameter: '{name}'."
+                yield Refusal(400, message, name, "missing_required_parameter", rule)
         for name, value in form.text.items():
             if name == "model":
                 continue
