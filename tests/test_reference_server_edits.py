@@ -152,12 +152,15 @@ def test_sdk_edit_several_images_with_a_mask(client: openai.OpenAI) -> None:
         assert stamp["region"] == [128, 256, 640, 896]
 
 
-def test_the_sdk_sends_several_images_as_image_brackets(reference_server) -> None:
+def test_the_sdk_sends_several_images_as_image_brackets() -> None:
     """What the quirks about ``image[]`` rest on: the SDK's list form is the bracket form."""
     seen: list[bytes] = []
-    transport = httpx.MockTransport(
-        lambda request: seen.append(request.read()) or httpx.Response(500)
-    )
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.read())
+        return httpx.Response(500)
+
+    transport = httpx.MockTransport(record)
     sdk = openai.OpenAI(
         base_url="http://sdk.invalid/v1",
         api_key=KEY,
@@ -556,6 +559,31 @@ def test_a_body_that_is_not_multipart_is_refused(app_client: TestClient) -> None
             content=b'--zzz\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx',
         )
         assert broken.status_code == 400 and "error" in broken.json()
+
+
+def test_a_body_beyond_the_cap_is_refused_while_it_streams(app_client, monkeypatch) -> None:
+    monkeypatch.setattr("conformance.server.edits.EDIT_BODY_CAP", 4096)
+    big = padded_png(PNG64, 16384)
+    declared = post(app_client, "edits", {"prompt": "x"}, [_png(data=big)])
+    assert declared.status_code == 400
+    assert declared.json()["error"]["param"] == "image"
+    request = app_client.build_request(
+        "POST",
+        "/v1/images/edits",
+        headers={"Authorization": f"Bearer {KEY}"},
+        files=[("prompt", (None, "x")), _png(data=big)],
+    )
+    body = request.read()
+    chunked = app_client.post(
+        "/v1/images/edits",
+        headers={
+            "Authorization": f"Bearer {KEY}",
+            "Content-Type": request.headers["content-type"],
+        },
+        content=iter([body[:3000], body[3000:]]),
+    )
+    assert chunked.status_code == 400
+    assert "larger than this server reads" in chunked.json()["error"]["message"]
 
 
 def test_both_forms_of_image_are_taken_together(app_client: TestClient) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import anyio.to_thread
 from jsonschema.exceptions import best_match
 from PIL import Image, ImageChops, PngImagePlugin
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -199,9 +199,10 @@ class _Capped:
         return message
 
 
-async def read_parts(request: Request) -> list[tuple[str, str | UploadFile]]:
-    """The form's parts in order, read with Starlette's parser within the server's caps; a body
-    that is not multipart or does not parse is refused (no rule's error code: a 4xx)."""
+async def read_form(request: Request) -> FormData:
+    """The form, read with Starlette's parser within the server's caps (file parts beyond a
+    MiB spooled to disk; the caller closes it); a body that is not multipart or does not parse
+    is refused (no rule's error code: a 4xx)."""
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
         raise Refusal(
@@ -229,7 +230,7 @@ async def read_parts(request: Request) -> list[tuple[str, str | UploadFile]]:
         raise Refusal(
             400, f"The multipart body does not parse: {exc.message}", None, None, None
         ) from None
-    return list(form.multi_items())
+    return form
 
 
 # --- the contract of one form ----------------------------------------------------------------
@@ -312,15 +313,21 @@ class MultipartEndpoints:
         try:
             self.server._check_query(request)
             self.server._authorize(request)
-            parts = await read_parts(request)
-            form = await anyio.to_thread.run_sync(lambda: self._gather(parts, endpoint))
-            job = self._resolve(form, endpoint)
+            form = await read_form(request)
         except Refusal as refused:
-            return self.server._error(
-                RequestRefused(refused.status, refused.message, refused.param, refused.code)
-            )
+            return self._refusal(refused)
         except RequestRefused as refused:
             return self.server._error(refused)
+        try:
+            # Reading the files' facts and decoding the inputs runs in a worker thread; once the
+            # job holds the decoded inputs, the spooled parts are closed.
+            job = await anyio.to_thread.run_sync(
+                lambda: self._resolve(self._gather(form.multi_items(), endpoint), endpoint)
+            )
+        except Refusal as refused:
+            return self._refusal(refused)
+        finally:
+            await form.close()
         if self._quirk("edits-500-with-mask") and job.mask is not None:
             return _error_response(500, "Internal server error.", None, None, "server_error")
         if job.stream:
@@ -331,6 +338,13 @@ class MultipartEndpoints:
             )
         pictures = await anyio.to_thread.run_sync(lambda: [render(job, i) for i in range(job.n)])
         return self._answer(request, job, pictures)
+
+    def _refusal(self, refused: Refusal) -> Response:
+        from .app import RequestRefused
+
+        return self.server._error(
+            RequestRefused(refused.status, refused.message, refused.param, refused.code)
+        )
 
     def _quirk(self, name: str) -> bool:
         return name in self.quirks
@@ -568,6 +582,8 @@ class MultipartEndpoints:
             partial_images=partials if isinstance(partials, int) else 0,
             images=images,
             mask=mask,
+            first=images[0].open().convert("RGBA"),
+            mask_alpha=mask.open().convert("RGBA").getchannel("A") if mask is not None else None,
         )
 
     # --- answers ----------------------------------------------------------------------------
@@ -698,6 +714,9 @@ class Job:
     partial_images: int
     images: list[FileFacts]
     mask: FileFacts | None
+    #: The first input image and the mask's alpha, decoded (the parts are closed by then).
+    first: Image.Image = field(repr=False)
+    mask_alpha: Image.Image | None = field(repr=False)
 
     @property
     def size(self) -> str:
@@ -732,13 +751,10 @@ def render(job: Job, index: int, detail: int = 0) -> Picture:
 
 def _edit(job: Job) -> tuple[Image.Image, dict[str, Any]]:
     size = (job.width, job.height)
-    first = job.images[0].open().convert("RGBA")
-    out = first.resize(size, Image.Resampling.BICUBIC)
+    out = job.first.resize(size, Image.Resampling.BICUBIC)
     colour = PALETTE[spec_for_prompt(job.prompt, 1, 1).colour]
-    if job.mask is not None:
-        alpha = (
-            job.mask.open().convert("RGBA").getchannel("A").resize(size, Image.Resampling.NEAREST)
-        )
+    if job.mask_alpha is not None:
+        alpha = job.mask_alpha.resize(size, Image.Resampling.NEAREST)
         area = alpha.point(lambda a: 255 if a == 0 else 0)
     else:
         area = Image.new("L", size, 255)
@@ -765,7 +781,7 @@ def _edit(job: Job) -> tuple[Image.Image, dict[str, Any]]:
 def _variation(job: Job, index: int) -> tuple[Image.Image, dict[str, Any]]:
     size = (job.width, job.height)
     source = job.images[0]
-    image = source.open().convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    image = job.first.convert("RGB").resize(size, Image.Resampling.BICUBIC)
     red, green, blue = image.split()
     # Item k rotates the channels once or twice: a visible hue shift, and the n items differ.
     bands = (green, blue, red) if index % 2 == 0 else (blue, red, green)
