@@ -298,6 +298,7 @@ class MultipartEndpoints:
         self.server = server
         self.quirks = server.quirks
         self.contract = server.contract
+        self._validators: dict[tuple[str, str, str], Any] = {}
 
     # --- the routes -----------------------------------------------------------------------
 
@@ -509,14 +510,7 @@ class MultipartEndpoints:
             return Refusal(
                 400, f"Invalid {name} {value!r} for {spec.name}.", name, "invalid_value", rule
             )
-        base = endpoint.schemas["request"]["$id"]
-        validator = endpoint.validator().evolve(
-            schema={
-                "properties": {name: endpoint.schemas["request"]["properties"][name]},
-                "allOf": [{"$ref": f"{base}#/$defs/model.{spec.name}"}],
-                "$id": f"{base}/field",
-            }
-        )
+        validator = self._field_validator(endpoint, spec.name, name)
         error = best_match(validator.iter_errors({name: value}))
         while error is not None and error.context:
             error = best_match(error.context)
@@ -528,6 +522,21 @@ class MultipartEndpoints:
         )
         code = rule.error_code if rule is not None else code
         return Refusal(400, f"Invalid value for '{name}': {error.message:.160}", name, code, rule)
+
+    def _field_validator(self, endpoint: Endpoint, model: str, name: str) -> Any:
+        """A validator of one field as one model takes it: the field's own schema and the
+        model's definition, over a form holding that field alone (cached)."""
+        key = (endpoint.name, model, name)
+        if key not in self._validators:
+            base = endpoint.schemas["request"]["$id"]
+            self._validators[key] = endpoint.validator().evolve(
+                schema={
+                    "properties": {name: endpoint.schemas["request"]["properties"][name]},
+                    "allOf": [{"$ref": f"{base}#/$defs/model.{model}"}],
+                    "$id": f"{base}/field",
+                }
+            )
+        return self._validators[key]
 
     # --- what to make -----------------------------------------------------------------------
 
