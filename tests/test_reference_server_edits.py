@@ -235,6 +235,7 @@ def test_sdk_edit_dall_e_2_url_and_b64(client: openai.OpenAI) -> None:
     assert_edit(base64.b64decode(as_b64.data[0].b64_json), [image], None, (512, 512))
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
 def test_sdk_create_variation(client: openai.OpenAI) -> None:
     image = picture(64, 64)
     result = client.images.create_variation(
