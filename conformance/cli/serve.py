@@ -66,16 +66,18 @@ def serve(
 def list_quirks() -> int:
     """Name, the verdict it must produce (the rules it breaks, or INCOMPLETE and why), what it
     does."""
-    from ..server.quirks import QUIRKS
+    from ..server.quirks import QUIRKS, SERVER_QUIRKS
 
-    for quirk in QUIRKS.values():
+    for quirk in SERVER_QUIRKS.values():
         name = f"{quirk.name}[:{quirk.parameter}]" if quirk.parameter else quirk.name
         verdict = (
             ",".join(quirk.breaks)
             if quirk.verdict == "fail"
             else f"INCOMPLETE ({','.join(quirk.reasons)})"
         )
-        print(f"{name:26} {verdict:45} {quirk.description}")
+        # The quirks of an endpoint imgconf does not judge yet bend the server all the same.
+        judged = "" if quirk.name in QUIRKS else f"[{quirk.endpoint}, not judged yet] "
+        print(f"{name:26} {verdict:45} {judged}{quirk.description}")
     return 0
 
 
