@@ -850,10 +850,10 @@ def _by_sent_name(case: Case, profile: Profile) -> Case:
     """The case asking its model by the vendor's name for it (``aliases:``); its id and
     ``model`` keep the contract model, so plans of two vendors compare case by case."""
     body = case.body
-    if not isinstance(body, dict) or body.get("model") != case.model:
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or profile.sent_name(model) == model:
         return case
-    sent = profile.sent_name(case.model)
-    return case if sent == case.model else replace(case, body={**body, "model": sent})
+    return replace(case, body={**body, "model": profile.sent_name(model)})
 
 
 def build_plan(

@@ -336,9 +336,10 @@ class ReferenceServer:
         body, broken = parse_body(raw)
         if broken is not None:
             raise _violation_error(broken, self.contract)
+        if deployed and isinstance(body, dict) and body.get("model") is None:
+            body = {**body, "model": deployed}  # the deployment's model, as Azure serves it
         named = resolve_model(body, self.contract) if isinstance(body, dict) else None
-        if deployed and named in self.contract.models and named != deployed and body.get("model"):
-            # A model the deployment does not serve (an omitted one is the deployment's).
+        if deployed and named in self.contract.models and named != deployed:
             raise RequestRefused(
                 400, f"This deployment serves {deployed}, not {named}.", "model", None
             )
