@@ -277,6 +277,24 @@ def test_a_model_without_a_deployment_is_a_set_up_error(
     assert "no deployment for gpt-image-1" in err
 
 
+def test_a_deployment_the_resource_lacks_is_named_before_anything_is_spent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    served = user_profile(tmp_path)
+    wrong = tmp_path / "wrong.yaml"
+    data = yaml.safe_load(Path(served).read_text())
+    wrong.write_text(yaml.safe_dump({**data, "deployments": {"dall-e-3": "dalle3-old"}}))
+    seen: list[Seen] = []
+    with serve(azure_server(seen, served)) as origin:
+        status, _out, err = imgconf(
+            capsys, "run", "--profile", str(wrong), "--base-url", f"{origin}/openai",
+            "--api-key", KEY, "--models", "dall-e-3", "--report-dir", str(tmp_path / "r"),
+        )  # fmt: skip
+    assert status == 2
+    assert "no image endpoint at" in err
+    assert "/openai/deployments/dalle3-old/images/generations" in err
+
+
 @pytest.mark.parametrize(
     ("changes", "named"),
     [

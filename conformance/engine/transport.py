@@ -153,8 +153,9 @@ class TransportConfig:
 
     @property
     def endpoint(self) -> str:
-        """The endpoint's URL: the path joined on the base URL's path, every query kept."""
-        return self.url(self.path)
+        """The endpoint's URL: the path joined on the base URL's path (under the first
+        deployment, when each model has its own), every query kept."""
+        return self.url(self.path_of(next(iter(self.deployments), "")))
 
     def url(self, path: str, auth: str = "valid") -> str:
         """A URL under the base URL, with the run's query parameters (and, in the ``query``
