@@ -305,6 +305,10 @@ def test_a_deployment_the_resource_lacks_is_named_before_anything_is_spent(
         ({"deployments": {"nope": "d"}}, "field 'deployments.nope': not a model or alias"),
         ({"deployments": {"dall-e-3": "a/b"}}, "field 'deployments.dall-e-3' must be"),
         ({"deployments": {"dall-e-3": "d", "gpt-image-1": "d"}}, "one deployment serves one"),
+        (
+            {"base_url": "https://h.example/openai/deployments/{deployment}"},
+            "base_url must end before /deployments/",
+        ),
     ],
 )
 def test_a_broken_alias_or_deployment_names_its_field(

@@ -267,6 +267,8 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
     if names:
         contract = dataclasses.replace(contract, aliases={v: k for k, v in names.items()})
     deployments = _parse_deployments(data.get("deployments"), models, names, where)
+    if deployments and base_url and "/deployments/" in base_url:
+        raise _fail(where, "field 'deployments': base_url must end before /deployments/")
     return Profile(
         name=name,
         title=str(data.get("title", name)),
