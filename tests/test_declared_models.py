@@ -200,6 +200,22 @@ def test_a_fact_marked_should_makes_the_rules_it_implies_should(tmp_path):
     assert rules["request.n.max.model"].level_for(MODEL) == "MUST"
 
 
+def test_the_rules_command_shows_the_level_a_model_is_held_to(tmp_path, capsys):
+    sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
+    path = write_profile(tmp_path, ["dall-e-2", flux_entry(sizes=sizes)])
+    rows = {}
+    for model in (MODEL, "dall-e-2", None):
+        argv = ["rules", "--profile", path] + (["--model", model] if model else [])
+        assert main_entry(argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        rows[model] = {line.split()[0]: line.split()[1] for line in out}
+    assert rows[MODEL]["image.size"] == "SHOULD"
+    assert rows["dall-e-2"]["image.size"] == "MUST"
+    assert rows[None]["image.size"] == "MUST/SHOULD"
+    assert main_entry(["rules", "--profile", path, "--level", "SHOULD", "--model", MODEL]) == 0
+    assert "image.size" in capsys.readouterr().out
+
+
 def test_a_like_model_takes_its_models_facts_with_overrides(tmp_path):
     entry = {"name": "my-dalle", "like": "dall-e-2", "sizes": ["256x256", "1024x1024"]}
     profile = load_profile(write_profile(tmp_path, [entry], name="like-dalle"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..contract.loader import Rule
 from ..errors import SetupError
 from .common import die, profile_option
 
@@ -25,14 +26,24 @@ def rules_command(profile: str, model: str | None, level: str | None) -> None:
     if model and model not in prof.models:
         die(f"--model: {model!r} is not a model of profile {prof.name} ({', '.join(prof.models)})")
     for rule in prof.rules().values():
+        shown = _level_shown(rule, model)
         if (
             (model and model not in rule.models)
-            or (level and rule.level != level)
+            or (level and level not in shown)
             or not rule.models
         ):
             continue
         scope = ",".join(rule.models) if len(rule.models) < len(prof.models) else "*"
-        click.echo(f"{rule.id:40} {rule.level:6} {scope:30} {rule.description}")
+        click.echo(f"{rule.id:40} {shown:11} {scope:30} {rule.description}")
+
+
+def _level_shown(rule: Rule, model: str | None) -> str:
+    """The rule's level for ``model``; for all models, each level some model holds it at
+    (``MUST/SHOULD`` when a declared model's fact lowers it for that model)."""
+    if model:
+        return str(rule.level_for(model))
+    held = {rule.level_for(m) for m in rule.models} or {rule.level}
+    return "/".join(sorted(held))
 
 
 @click.command("profiles")

@@ -112,7 +112,8 @@ def list_quirks() -> int:
     "--profile",
     default=None,
     metavar="NAME|FILE",
-    help="Be reached this profile's way: its base path and path, auth style, required query.",
+    help="Serve this profile: its models (declared ones included), parameters and quirks, "
+    "reached its way (base path and path, auth style, required query).",
 )
 @click.option(
     "--realistic-images",
