@@ -50,8 +50,10 @@ def test_the_plan_prints_its_cases_and_cost(name, capsys):
     out = capsys.readouterr().out
     assert f"Plan for profile {name}" in out
     assert re.search(r"\d+ requests; if the server behaves: \d+ images, \$\d+\.\d\d", out), out
-    for model in load_profile(name).models:
-        assert re.search(rf"^{re.escape(model)}: \d+ requests", out, re.M), model
+    profile = load_profile(name)
+    for model in profile.models:
+        # A model asked by an alias is shown as `alias (model)`.
+        assert re.search(rf"^{re.escape(profile.label(model))}: \d+ requests", out, re.M), model
 
 
 #: Profiles the reference server cannot yet serve as they claim: applerouter raises

@@ -80,7 +80,7 @@ def format_plan(plan: Plan) -> str:
         else:
             cov = plan.coverage["models"][model]
             lines.append(
-                f"\n{model}: {cov['requests']} requests, "
+                f"\n{plan.profile.label(model)}: {cov['requests']} requests, "
                 f"{_spend_line(cov['images'], cov['cost'], cov['cost_unknown_images'])}; "
                 f"MUST rules {cov['must_rules']['exercised']}/{cov['must_rules']['applicable']}, "
                 f"values {cov['values']['covered']}/{cov['values']['total']}, "

@@ -259,7 +259,8 @@ def _run(
         )
     say: Callable[[str], None] = (lambda _line: None) if settings.quiet else echo
     say(
-        f"imgconf {__version__}: {len(plan.cases)} cases for {', '.join(plan.models)} "
+        f"imgconf {__version__}: {len(plan.cases)} cases for "
+        f"{', '.join(map(profile.label, plan.models))} "
         f"against {'the embedded reference server' if embedded else target} "
         f"(profile {profile.name}, seed {settings.seed})"
     )

@@ -346,6 +346,8 @@ class Contract:
     directory: Path
     #: Why a rule may go unobserved: reason -> whether it blocks a PASS (``rules.yaml``).
     reasons: Mapping[str, NotObservedReason] = field(default_factory=dict)
+    #: A profile's names for its models (``aliases:``): the name sent -> the model it stands for.
+    aliases: Mapping[str, str] = field(default_factory=dict)
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: The endpoints beside generations (edits, variations), by name: see :attr:`endpoints`.
     more_endpoints: Mapping[str, Endpoint] = field(default_factory=dict, repr=False)

@@ -32,6 +32,7 @@ from .request_rules import (
 
 __all__ = [
     "Violation",
+    "as_named",
     "parse_body",
     "request_violations",
     "resolve_model",
@@ -62,10 +63,19 @@ def resolve_model(body: Mapping[str, Any], contract: Contract | None = None) -> 
     contract = contract or load_contract()
     model = body.get("model")
     if model is not None:
-        return model if isinstance(model, str) else None
+        return contract.aliases.get(model, model) if isinstance(model, str) else None
     if any(body.get(f) is not None for f in contract.omitted_model_fields):
         return None
     return contract.default_model
+
+
+def as_named(body: dict[str, Any], contract: Contract) -> dict[str, Any]:
+    """The body with an alias (a profile's name for a model) replaced by the model it stands
+    for: it is judged by exactly that model's rules, those that name the model included."""
+    model = body.get("model")
+    if isinstance(model, str) and model in contract.aliases:
+        return {**body, "model": contract.aliases[model]}
+    return body
 
 
 def request_violations(body: Any, contract: Contract | None = None) -> list[Violation]:
@@ -74,6 +84,7 @@ def request_violations(body: Any, contract: Contract | None = None) -> list[Viol
     contract = contract or load_contract()
     if not isinstance(body, dict):
         return [_body_violation(NotObject, None, body, contract)]
+    body = as_named(body, contract)
     out: list[Violation] = []
     unknown = _body_violation(UnknownModel, "model", body.get("model", OMIT), contract, body)
     spec: ModelSpec | None = None

@@ -13,6 +13,7 @@ that names the field, meant to be shown as one line.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -30,6 +31,8 @@ from .reach import AuthStyle, check_header, parse_query
 __all__ = ["Profile", "ProfileError", "Rate", "builtin_profiles", "load_profile"]
 
 UNKNOWN = "unknown"
+#: A deployment name: one URL path segment, nothing that needs quoting.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class ProfileError(SetupError):
@@ -65,6 +68,23 @@ class Profile:
     declared: tuple[DeclaredModel, ...] = ()
     #: The contract with the declared models in it (None: the contract itself).
     own_contract: Contract | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The vendor's names for its models (``aliases:``): model -> the name sent as ``model``.
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The deployment that serves each model (``deployments:``, Azure): model -> deployment.
+    deployments: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def sent_name(self, model: str) -> str:
+        """The name a model is asked by (its alias, or itself)."""
+        return self.names.get(model, model)
+
+    def label(self, model: str) -> str:
+        """A model as reports show it: ``my-dalle3 (dall-e-3)`` for an alias."""
+        sent = self.sent_name(model)
+        return model if sent == model else f"{sent} ({model})"
+
+    def model_named(self, name: str) -> str:
+        """The model a name stands for (an alias's model, or the name itself)."""
+        return self.contract.aliases.get(name, name)
 
     @property
     def contract(self) -> Contract:
@@ -181,6 +201,8 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         "auth",
         "headers",
         "query",
+        "aliases",
+        "deployments",
     }
     extra = sorted(set(data) - known)
     if extra:
@@ -241,6 +263,12 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         except ValueError as exc:
             raise _fail(where, f"field 'rate': {exc}") from None
     auth, headers, query = _parse_reach(data, where)
+    names = _parse_aliases(data.get("aliases"), models, where)
+    if names:
+        contract = dataclasses.replace(contract, aliases={v: k for k, v in names.items()})
+    deployments = _parse_deployments(data.get("deployments"), models, names, where)
+    if deployments and base_url and "/deployments/" in base_url:
+        raise _fail(where, "field 'deployments': base_url must end before /deployments/")
     return Profile(
         name=name,
         title=str(data.get("title", name)),
@@ -259,8 +287,54 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         headers=headers,
         query=query,
         declared=declared,
-        own_contract=None if not declared else contract,
+        own_contract=None if not (declared or names) else contract,
+        names=names,
+        deployments=deployments,
     )
+
+
+def _parse_aliases(raw: Any, models: list[str], where: str) -> dict[str, str]:
+    """``aliases: {vendor-name: model}`` as model -> vendor name (one name per model)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "field 'aliases' must map the vendor's names to models of the profile")
+    names: dict[str, str] = {}
+    for alias, model in raw.items():
+        at = f"field 'aliases.{alias}'"
+        if not isinstance(alias, str) or not alias.strip() or alias in models:
+            raise _fail(where, f"{at}: the alias must be a name that is not one of the models")
+        if model not in models:
+            raise _fail(where, f"{at} must name a model of the profile ({', '.join(models)})")
+        if model in names:
+            raise _fail(where, f"{at}: {model} already has the alias {names[model]!r}")
+        names[model] = alias
+    return names
+
+
+def _parse_deployments(
+    raw: Any, models: list[str], names: Mapping[str, str], where: str
+) -> dict[str, str]:
+    """``deployments: {model-or-alias: deployment}`` as model -> deployment."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "field 'deployments' must map models (or aliases) to deployment names")
+    by_alias = {alias: model for model, alias in names.items()}
+    out: dict[str, str] = {}
+    for name, deployment in raw.items():
+        at = f"field 'deployments.{name}'"
+        model = by_alias.get(name, name)
+        if model not in models:
+            raise _fail(where, f"{at}: not a model or alias of the profile")
+        if model in out:
+            raise _fail(where, f"{at}: {model} is given two deployments")
+        if not isinstance(deployment, str) or not _SEGMENT.match(deployment):
+            raise _fail(where, f"{at} must be a deployment name (letters, digits, . _ -)")
+        out[model] = deployment
+    if len(set(out.values())) != len(out):
+        raise _fail(where, "field 'deployments': one deployment serves one model")
+    return out
 
 
 def _declared_price_sources(declared: tuple[DeclaredModel, ...]) -> str:

@@ -8,10 +8,12 @@ Every bad value is a :class:`~conformance.errors.SetupError`: one line, exit 2.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .. import settings as bounds
 from ..contract.profiles import Profile, Rate
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 FAIL_ON = ("must", "should")
+#: A base URL that names an Azure deployment itself (``…/openai/deployments/NAME``).
+DEPLOYMENT_URL = re.compile(r"/deployments/[^/]+/?$")
 
 
 @dataclass
@@ -147,7 +151,7 @@ def check_settings(settings: RunSettings, profile: Profile) -> None:
         except ValueError as exc:
             raise SetupError(f"--rate: {exc}") from None
     for model in settings.models or ():
-        if model not in profile.models:
+        if profile.model_named(model) not in profile.models:
             raise SetupError(
                 f"--models: {model!r} is not a model of profile {profile.name} "
                 f"({', '.join(profile.models)})"
@@ -178,7 +182,7 @@ def check_prices(settings: RunSettings, profile: Profile) -> None:
     alone would be sent uncounted (or, with the cap holding, never at all)."""
     if settings.max_cost is None or settings.max_images is not None:
         return
-    models = settings.models or profile.models
+    models = [profile.model_named(m) for m in settings.models or profile.models]
     unpriced = [m for m in models if not profile.price_known(m)]
     if unpriced:
         raise SetupError(
@@ -241,4 +245,28 @@ def transport_config(
         **settings.extra,
         **parse_limits(settings.limits),
         **reach_config(settings, profile),
+        deployments=deployments_of(settings, profile, base_url),
     )
+
+
+def deployments_of(settings: RunSettings, profile: Profile, base_url: str) -> dict[str, str]:
+    """The deployment each model of the run is sent to: the profile's ``deployments:`` when
+    the base URL ends before them (``…/openai``); none when it names one itself
+    (``…/openai/deployments/NAME``, as the OpenAI SDK takes it), then for one model only."""
+    if not profile.deployments:
+        return {}
+    models = [profile.model_named(m) for m in settings.models or profile.models]
+    if DEPLOYMENT_URL.search(urlsplit(base_url).path):
+        if len(models) != 1:
+            raise SetupError(
+                "--base-url names one deployment: give the one model it serves with --models, "
+                "or end --base-url before /deployments to use the profile's deployments"
+            )
+        return {}
+    missing = [m for m in models if m not in profile.deployments]
+    if missing:
+        raise SetupError(
+            f"profile {profile.name} names no deployment for {missing[0]} (deployments:); "
+            "or end --base-url at its deployment and give --models"
+        )
+    return {m: profile.deployments[m] for m in models}

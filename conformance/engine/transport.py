@@ -139,11 +139,23 @@ class TransportConfig:
     ca_bundle: str | None = None
     #: A proxy for the target's traffic only (``--proxy``); image URLs are fetched directly.
     proxy: str | None = None
+    #: The deployment each model's cases go to (``…/deployments/NAME`` + path, a profile's
+    #: ``deployments:``); empty: every case goes to ``path`` under the base URL.
+    deployments: Mapping[str, str] = field(default_factory=dict)
+
+    def path_of(self, model: str) -> str:
+        """The endpoint path of a model's cases: under its deployment when the run sends each
+        model to its own (a model-independent case goes to the first one)."""
+        if not self.deployments:
+            return self.path
+        deployment = self.deployments.get(model) or next(iter(self.deployments.values()))
+        return f"/deployments/{deployment}{self.path}"
 
     @property
     def endpoint(self) -> str:
-        """The endpoint's URL: the path joined on the base URL's path, every query kept."""
-        return self.url(self.path)
+        """The endpoint's URL: the path joined on the base URL's path (under the first
+        deployment, when each model has its own), every query kept."""
+        return self.url(self.path_of(next(iter(self.deployments), "")))
 
     def url(self, path: str, auth: str = "valid") -> str:
         """A URL under the base URL, with the run's query parameters (and, in the ``query``
@@ -782,7 +794,7 @@ class TargetClient:
             return await self._send(case, lease)
 
     async def _send(self, case: Case, lease: Lease) -> Exchange:
-        url = self.config.url(self.config.path + case.path_suffix, case.auth)
+        url = self.config.url(self.config.path_of(case.model) + case.path_suffix, case.auth)
         headers = self._request_headers(case)
         content = case.content()
         attempts: list[dict[str, Any]] = []

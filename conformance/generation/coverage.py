@@ -91,8 +91,8 @@ def answering_model(case: Case, models: Sequence[str], contract: Contract | None
     contract = contract or load_contract()
     body = case.body if isinstance(case.body, dict) else {}
     named = body.get("model")
-    if isinstance(named, str) and named in contract.models:
-        return named
+    if isinstance(named, str) and contract.aliases.get(named, named) in contract.models:
+        return contract.aliases.get(named, named)
     if case.model in contract.models:
         return case.model
     resolved = resolve_model(body, contract) if isinstance(body, dict) else None

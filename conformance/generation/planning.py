@@ -846,6 +846,16 @@ def _cut(
 # --- the plan ----------------------------------------------------------------------------------
 
 
+def _by_sent_name(case: Case, profile: Profile) -> Case:
+    """The case asking its model by the vendor's name for it (``aliases:``); its id and
+    ``model`` keep the contract model, so plans of two vendors compare case by case."""
+    body = case.body
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or profile.sent_name(model) == model:
+        return case
+    return replace(case, body={**body, "model": profile.sent_name(model)})
+
+
 def build_plan(
     profile: Profile,
     *,
@@ -856,7 +866,7 @@ def build_plan(
     explore: int = 0,
 ) -> Plan:
     """The deterministic plan for a profile, its models (all by default) and a seed."""
-    chosen = tuple(models) if models else profile.models
+    chosen = tuple(profile.model_named(m) for m in models) if models else profile.models
     unknown = [m for m in chosen if m not in profile.models]
     if unknown:
         raise SetupError(
@@ -895,6 +905,7 @@ def build_plan(
     cases = (
         controls + [c for c in fixed if not spends(c)] + [c for c in fixed if spends(c)] + explored
     )
+    cases = [_by_sent_name(c, profile) for c in cases]
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)

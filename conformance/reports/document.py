@@ -67,9 +67,13 @@ class ReplayInfo:
         }
 
 
-def model_label(model: str) -> str:
-    """How a report names a model (rules that hold for any model are grouped under ``*``)."""
-    return "any model" if model == ANY_MODEL else model
+def model_label(model: str, aliases: Mapping[str, str] | None = None) -> str:
+    """How a report names a model (rules that hold for any model are grouped under ``*``; a
+    model asked by the vendor's name shows both: ``my-dalle3 (dall-e-3)``)."""
+    if model == ANY_MODEL:
+        return "any model"
+    alias = (aliases or {}).get(model)
+    return f"{alias} ({model})" if alias else model
 
 
 def elide(value: Any, limit: int = LONG_STRING) -> Any:
@@ -359,6 +363,12 @@ def _verdict(
     }
 
 
+def _aliases(run: RunResult) -> dict[str, Any]:
+    """``aliases``: model -> the vendor's name it was asked by (absent when there are none)."""
+    names = {m: a for a, m in run.contract().aliases.items() if m in run.models}
+    return {"aliases": names} if names else {}
+
+
 def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
     """The report.json document of a run (see ``schemas/report.schema.json``)."""
     catalogue = run.catalogue()
@@ -371,6 +381,7 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
         "target": strip_url(run.target),
         "profile": run.profile,
         "models": list(run.models),
+        **_aliases(run),
         "seed": run.seed,
         "mode": "replay" if replay else "run",
         "replay": replay.to_dict() if replay else None,

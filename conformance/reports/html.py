@@ -146,7 +146,7 @@ def _facts(report: dict[str, Any]) -> str:
     facts = [
         ("target", report["target"]),
         ("profile", report["profile"]),
-        ("models", ", ".join(report["models"])),
+        ("models", ", ".join(model_label(m, report.get("aliases")) for m in report["models"])),
         ("seed", report["seed"]),
         ("cases", ", ".join(f"{n} {k}" for k, n in outcomes.items() if n) or "none"),
         (
@@ -176,7 +176,7 @@ def _matrix(report: dict[str, Any]) -> str:
     present = {i["model"] for i in report["matrix"]}
     models = [m for m in [ANY_MODEL, *report["models"]] if m in present]
     models += sorted(present - set(models))
-    head = "".join(f"<th>{e(model_label(m))}</th>" for m in models)
+    head = "".join(f"<th>{e(model_label(m, report.get('aliases')))}</th>" for m in models)
     rows = []
     family = None
     families: dict[str, int] = {}

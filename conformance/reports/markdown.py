@@ -99,7 +99,7 @@ def _family_table(report: dict[str, Any]) -> list[str]:
             if unseen:
                 parts.append(f"⏭️ {unseen}")
             cells.append(" ".join(parts))
-        lines.append(f"| {model_label(model)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model_label(model, report.get('aliases'))} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "Cells count rules per model: ✅ held, ❌ MUST rules broken / observed, "
@@ -115,7 +115,7 @@ def _item_block(item: dict[str, Any], report: dict[str, Any], cases: dict[str, A
     rule = rules.get(item["rule"], {})
     lines = [
         f"#### {ICON[item['status']]} `{item['rule']}` on "
-        + ", ".join(_code(model_label(m)) for m in item["models"])
+        + ", ".join(_code(model_label(m, report.get("aliases"))) for m in item["models"])
         + f" ({item['level']})",
         "",
     ]

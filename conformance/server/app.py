@@ -104,6 +104,9 @@ class ServerConfig:
     realistic_images: bool = False
     #: The contract it serves: a profile's, with the models it declares (None: the contract).
     contract: Contract | None = field(default=None, compare=False, repr=False)
+    #: Azure's deployments (a profile's ``deployments:``), deployment -> the model it serves:
+    #: the endpoint is then ``base_path/deployments/NAME/path``, an unknown NAME answered 404.
+    deployments: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_profile(cls, profile: Profile, **options: Any) -> ServerConfig:
@@ -116,13 +119,17 @@ class ServerConfig:
             path=profile.path,
             query=dict(profile.query),
             contract=profile.contract,
+            deployments={d: m for m, d in profile.deployments.items()},
             **options,
         )
 
     @property
     def routes(self) -> tuple[str, ...]:
         """The endpoint's path, with and without a trailing slash."""
-        path = self.base_path.rstrip("/") + "/" + self.path.strip("/")
+        base = self.base_path.rstrip("/")
+        if self.deployments:
+            base += "/deployments/{deployment}"
+        path = base + "/" + self.path.strip("/")
         return (path, path + "/")
 
 
@@ -218,7 +225,7 @@ class ReferenceServer:
             raw = await request.body()
             self._check_query(request)
             self._authorize(request, raw)
-            generation = self._resolve(raw)
+            generation = self._resolve(raw, self._deployed(request))
         except RequestRefused as refused:
             return self._error(refused)
         if generation.stream and "stream-as-json" not in self.quirks:
@@ -310,10 +317,33 @@ class ReferenceServer:
             and not (self.config.lenient and not rules[v.rule].is_must)
         ]
 
-    def _resolve(self, raw: bytes) -> Generation:
+    def _deployed(self, request: Request) -> str | None:
+        """The model the request's deployment serves (None: the server has no deployments);
+        a deployment it does not have is answered 404, as Azure does."""
+        if not self.config.deployments:
+            return None
+        name = request.path_params.get("deployment", "")
+        model = self.config.deployments.get(name)
+        if model is None:
+            raise RequestRefused(
+                404,
+                "The API deployment for this resource does not exist.",
+                None,
+                "DeploymentNotFound",
+            )
+        return model
+
+    def _resolve(self, raw: bytes, deployed: str | None = None) -> Generation:
         body, broken = parse_body(raw)
         if broken is not None:
             raise _violation_error(broken, self.contract)
+        if deployed and isinstance(body, dict) and body.get("model") is None:
+            body = {**body, "model": deployed}  # the deployment's model, as Azure serves it
+        named = resolve_model(body, self.contract) if isinstance(body, dict) else None
+        if deployed and named in self.contract.models and named != deployed:
+            raise RequestRefused(
+                400, f"This deployment serves {deployed}, not {named}.", "model", None
+            )
         if isinstance(body, dict) and "reject-null" in self.quirks:
             for key, value in body.items():
                 if value is None and key != "prompt":

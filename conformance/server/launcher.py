@@ -289,9 +289,11 @@ def reached_at(
     from ..contract.reach import join_url
 
     loaded = load_profile(profile_file or profile)
+    deployments = ", ".join(f"{d}={loaded.label(m)}" for m, d in loaded.deployments.items())
     return (
         join_url(base, "", loaded.query),
-        f", profile {loaded.name}, key in the {loaded.auth.where()}",
+        f", profile {loaded.name}, key in the {loaded.auth.where()}"
+        + (f", deployments {deployments}" if deployments else ""),
     )
 
 
