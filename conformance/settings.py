@@ -140,6 +140,9 @@ SPEC_MAX_DEPTH = 12
 
 # --- the embedded reference server ---------------------------------------------------------
 
+#: The largest picture the server draws for a size it was told to accept anyway (a quirk).
+MAX_DRAWN_EDGE = 4096
+
 #: Seconds the reference server may take to start.
 START_TIMEOUT = 15.0
 #: Seconds the server gives open requests (streams, the ``slow`` quirk) when it stops.

@@ -42,6 +42,8 @@ from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh
 from ..contract.oracle import Violation, parse_body, request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..contract.reach import AuthStyle
+from ..settings import MAX_DRAWN_EDGE
+from .choices import own_choice, own_choices
 from .edits import multipart_routes
 from .pictures import (
     SHAPES,
@@ -58,19 +60,6 @@ from .quirks import SERVER_QUIRKS, ActiveQuirks
 __all__ = ["ServerConfig", "create_app", "hide_dropped_connection_logs"]
 
 GENERATIONS_PATH = "/v1/images/generations"
-#: The server's own choices where the contract leaves the choice to the server (never judged):
-#: what a value such as ``auto`` becomes, the first of these the model takes (the first at all
-#: for a field the model does not take).
-OWN_CHOICES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
-    "quality": {"auto": ("medium", "standard")},
-    "background": {"auto": ("opaque",)},
-}
-#: The largest picture the server draws for a size it was told to accept anyway (a quirk).
-MAX_EDGE = 4096
-#: Output tokens of one 1024x1024 image by quality (OpenAI's published figures), scaled by area;
-#: the server's own usage model, which counts any other quality as ``medium``.
-OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}
-_DEFAULT_TOKENS = OUTPUT_TOKENS_1024["medium"]
 #: What the ``corrupt-image`` quirk sends instead of an image.
 CORRUPT_IMAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 #: The quirk that damages each format's pictures, and how.
@@ -401,7 +390,7 @@ class ReferenceServer:
             value = body.get(name) if spec.takes(name) else None
             if value is None:
                 value = spec.fixed.get(name, spec.defaults.get(name, self._defaults.get(name)))
-            return _own_choice(name, value, spec)
+            return own_choice(name, value, spec)
 
         # ignore-size: whatever size is asked, the model's default one.
         width, height = self._size(None if "ignore-size" in self.quirks else pick("size"), spec)
@@ -454,7 +443,7 @@ class ReferenceServer:
         """The asked ``WxH``; for ``auto`` (which parses as no size), a size too big to draw or
         anything an ``accept`` quirk let through, the model's default, else its first ``WxH``."""
         parsed = parse_wxh(size) if isinstance(size, str) else None
-        if parsed is None or max(parsed) > MAX_EDGE:
+        if parsed is None or max(parsed) > MAX_DRAWN_EDGE:
             parsed = parse_wxh(spec.default_size)
         return parsed or next(wxh for s in spec.sizes if (wxh := parse_wxh(s)))
 
@@ -507,8 +496,7 @@ class ReferenceServer:
     # --- answers ----------------------------------------------------------------------------
 
     def _usage(self, gen: Generation, images: int) -> dict[str, Any]:
-        per_image = OUTPUT_TOKENS_1024.get(gen.quality, _DEFAULT_TOKENS)
-        output = max(1, round(per_image * gen.width * gen.height / (1024 * 1024))) * images
+        output = own_choices().output_tokens(gen.quality, gen.width * gen.height) * images
         text = max(1, math.ceil(len(gen.prompt) / 4))
         usage: dict[str, Any] = {
             "input_tokens": text,
@@ -642,15 +630,6 @@ class ReferenceServer:
                 404, "This image does not exist or has expired.", None, "not_found"
             )
         return Response(picture.data, media_type=picture.media_type)
-
-
-def _own_choice(name: str, value: Any, spec: ModelSpec) -> Any:
-    """What the server makes of a value it chooses for (:data:`OWN_CHOICES`), else the value."""
-    options = OWN_CHOICES.get(name, {}).get(value) if isinstance(value, str) else None
-    if not options:
-        return value
-    taken = [o for o in options if o in spec.values(name)]
-    return (taken or list(options))[0]
 
 
 def _asks_stream(body: bytes) -> bool:

@@ -44,6 +44,7 @@ from ..settings import (
     EDIT_TEXT_PART_CAP,
     MAX_PIXELS,
 )
+from .choices import own_choice
 from .pictures import FORMATS, PALETTE, Picture, spec_for_prompt
 
 __all__ = [
@@ -541,15 +542,13 @@ class MultipartEndpoints:
     # --- what to make -----------------------------------------------------------------------
 
     def _job(self, form: Form, endpoint: Endpoint, spec: ModelSpec) -> Job:
-        from .app import _own_choice
-
         defaults = {k: v.get("default") for k, v in endpoint.request_fields.items()}
 
         def pick(name: str) -> Any:
             value = form.text.get(name) if spec.takes(name) else None
             if value is None:
                 value = spec.fixed.get(name, spec.defaults.get(name, defaults.get(name)))
-            return _own_choice(name, value, spec)
+            return own_choice(name, value, spec)
 
         size = pick("size")
         wxh = parse_wxh(size) if isinstance(size, str) else None
