@@ -271,3 +271,24 @@ def test_a_model_list_is_read_only_from_a_list():
     ]
     assert listed_models(_exchange(404, {"error": {"message": "no"}})) is None
     assert listed_models(_exchange(200, {"models": []})) is None
+
+
+def test_the_profile_given_says_how_to_reach_the_target_and_the_draft_keeps_it(
+    tmp_path, imgconf_run
+):
+    # A gateway that takes the key in an `api-key` header and needs an api-version query.
+    reach = {"auth": {"style": "header", "name": "api-key"}, "query": {"api-version": "2026-01"}}
+    entry = yaml.safe_load(Path(FLUX).read_text())["models"][0]
+    served = tmp_path / "gateway.yaml"
+    served.write_text(yaml.safe_dump({"name": "gateway", **reach, "models": [entry]}))
+    reach_only = tmp_path / "reach.yaml"
+    reach_only.write_text(yaml.safe_dump({"name": "reach", **reach, "models": ["dall-e-2"]}))
+    out = tmp_path / "gateway-draft.yaml"
+    with start_reference_server(profile=str(served)) as server:
+        extra = ("--models", "flux-schnell", "--max-images", "12", "--profile", str(reach_only))
+        assert draft(server, out, *extra) == 0
+        drafted = load_profile(str(out))
+        assert drafted.auth.name == "api-key" and dict(drafted.query) == reach["query"]
+        assert value(declared(out, "flux-schnell"), "n") == {"min": 1, "max": 4}
+        status, report = imgconf_run("--profile", str(out), target=server)
+    assert status == 0, report["verdict"]
