@@ -124,7 +124,7 @@ def test_the_flux_like_profile_is_recovered_within_the_cap(tmp_path, imgconf_run
 
 
 def test_a_wxh_rule_is_found_within_the_cap(tmp_path, imgconf_run):
-    cap = 25
+    cap = 30
     source_path = tmp_path / "wxh.yaml"
     source_path.write_text(yaml.safe_dump({"name": "wxh", "models": [WXH_MODEL]}))
     out = tmp_path / "wxh-draft.yaml"
@@ -134,8 +134,11 @@ def test_a_wxh_rule_is_found_within_the_cap(tmp_path, imgconf_run):
         source, found = declared(source_path, "qwen-image"), declared(out, "qwen-image")
         assert_all_observed(found)
         rule = load_profile(str(source_path)).contract.models["qwen-image"].custom_sizes
-        sizes = value(found, "sizes")
-        assert sizes["wxh"]["multiple_of"] == value(source, "sizes")["wxh"]["multiple_of"]
+        sizes, stated = value(found, "sizes"), value(source, "sizes")["wxh"]
+        for limit in ("multiple_of", "max_edge", "max_aspect", "max_pixels"):
+            assert sizes["wxh"][limit] == stated[limit], limit
+        # The stated min_edge bounds only the safe zone: the server takes smaller sizes.
+        assert sizes["wxh"]["min_edge"] <= stated["min_edge"]
         assert set(value(source, "sizes")["list"]) <= set(sizes["list"])
         for size in sizes["list"]:
             assert rule.broken_limit(*parse_wxh(size)) is None, size

@@ -456,7 +456,8 @@ class Drafter:
             draft.notes.append("output_compression: not probed (budget)")
 
     async def _custom_sizes(self, draft: ModelDraft) -> None:
-        """Whether free ``WxH`` sizes are taken, and by which divisor (a few probes)."""
+        """Whether free ``WxH`` sizes are taken: a size off every list, then the rule's divisor
+        and limits (:meth:`_wxh_limits`)."""
         sizes = draft.facts.get("sizes")
         if sizes is None:
             return
@@ -467,11 +468,10 @@ class Drafter:
         base = max(64, width * 3 // 4 // 64 * 64)
         custom = f"{base}x{height}"
         answer = await self.ask(draft.name, {"size": custom})
-        accepted = answer.items[0].size == custom if answer.accepted and answer.items else False
         if answer.skipped:
             draft.notes.append("size: free WxH sizes not probed (budget)")
             return
-        if not accepted:
+        if not (answer.accepted and answer.items and answer.items[0].size == custom):
             return
         seen = [f"{custom} -> {custom}"]
         shapes = [*listed, (base, height)]
@@ -491,16 +491,70 @@ class Drafter:
         if divisor is None:
             divisor = math.gcd(base, height) & -math.gcd(base, height)
             draft.notes.append(f"size: divisor taken as {divisor} (no finer step was accepted)")
-        rule = _envelope(shapes, divisor)
+        else:
+            shapes += await self._wxh_limits(draft, divisor, shapes, seen)
         draft.fact(
             "sizes",
-            {"list": list(sizes[0]), "wxh": rule},
+            {"list": list(sizes[0]), "wxh": _envelope(shapes, divisor)},
             f"{sizes[1]}; free sizes: {'; '.join(seen)}",
         )
         draft.notes.append(
             "size: the WxH limits are the envelope of the sizes seen accepted (edges, aspect, "
-            "pixels); the real limits may be wider"
+            "pixels); the real limits may differ"
         )
+
+    async def _wxh_limits(
+        self, draft: ModelDraft, step: int, shapes: list[tuple[int, int]], seen: list[str]
+    ) -> list[tuple[int, int]]:
+        """Sizes at a ``WxH`` rule's limits, searched by halving along three lines: the
+        smallest square, the largest square (up to the contract's largest edge), and the
+        widest shape on the smallest edge. Refusals are free; each size accepted costs one."""
+        ceiling = max(_edge_ceiling(self.contract), *(max(s) for s in shapes)) // step * step
+        squares = [s[0] for s in shapes if s[0] == s[1] and s[0] % step == 0]
+        if not squares:
+            return []
+
+        async def square(edge: int) -> bool | None:
+            return await self._as_asked(draft, edge, edge)
+
+        smallest = await self._halve(square, step, min(squares), step, down=True)
+        largest = await self._halve(square, max(squares), ceiling, step, down=False)
+
+        async def wide(edge: int) -> bool | None:
+            return await self._as_asked(draft, edge, smallest)
+
+        widest = await self._halve(wide, smallest, ceiling, step, down=False)
+        seen.append(
+            f"squares {smallest}x{smallest} to {largest}x{largest} and {widest}x{smallest} "
+            f"as asked (the next size by {step} past each: not)"
+        )
+        return [(smallest, smallest), (largest, largest), (widest, smallest)]
+
+    async def _as_asked(self, draft: ModelDraft, width: int, height: int) -> bool | None:
+        """Whether a size comes back as asked; None when the probe did not fit the budget."""
+        size = f"{width}x{height}"
+        answer = await self.ask(draft.name, {"size": size})
+        if answer.skipped:
+            draft.notes.append(f"size: the WxH limits past {size} not probed (budget)")
+            return None
+        return answer.accepted and bool(answer.items) and answer.items[0].size == size
+
+    @staticmethod
+    async def _halve(holds: Any, low: int, high: int, step: int, *, down: bool) -> int:
+        """The last edge in ``[low, high]`` (multiples of ``step``) where ``holds`` does,
+        searching by halves: upwards from ``low`` (known to hold), or downwards from ``high``
+        (known to hold) when ``down``. A probe that was not sent ends the search."""
+        while low < high:
+            half = -(-((high - low) // step) // 2) * step
+            mid = high - half if down else low + half
+            result = await holds(mid)
+            if result is None:
+                break
+            if down:
+                high, low = (mid, low) if result else (high, mid + step)
+            else:
+                low, high = (mid, high) if result else (low, mid - step)
+        return high if down else low
 
 
 # --- pure helpers --------------------------------------------------------------------------------
@@ -536,6 +590,13 @@ def _envelope(shapes: Iterable[tuple[int, int]], divisor: int) -> dict[str, Any]
         "max_aspect": max(1.0, math.floor(aspect * 1000) / 1000),
         "max_pixels": max(w * h for w, h in shapes),
     }
+
+
+def _edge_ceiling(contract: Contract) -> int:
+    """The largest edge worth asking: the contract's largest stated or listed one."""
+    stated = [s.custom_sizes.max_edge for s in contract.models.values() if s.custom_sizes]
+    listed = [max(wxh) for s in _candidate_sizes(contract) if (wxh := parse_wxh(s))]
+    return max([*stated, *listed])
 
 
 def _span(numbers: list[int]) -> str:
