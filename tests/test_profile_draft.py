@@ -91,9 +91,11 @@ def assert_all_observed(model: DeclaredModel) -> None:
 @contextmanager
 def counted_reference(profile: str) -> Iterator[tuple[Any, Any]]:
     """The reference server serving ``profile``, behind a proxy that counts its images."""
-    with start_reference_server(profile=profile) as server:
-        with run_proxy(server.base_url, server.api_key) as proxy:
-            yield server, proxy
+    with (
+        start_reference_server(profile=profile) as server,
+        run_proxy(server.base_url, server.api_key) as proxy,
+    ):
+        yield server, proxy
 
 
 def test_the_flux_like_profile_is_recovered_within_the_cap(tmp_path, imgconf_run, capsys):
