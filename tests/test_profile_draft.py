@@ -7,6 +7,7 @@ answers' data items), and the draft is run against the same server.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -32,8 +33,10 @@ from conformance.cli import main_entry
 from conformance.contract.declared import DeclaredModel
 from conformance.contract.loader import parse_wxh
 from conformance.contract.profiles import load_profile
-from conformance.engine.drafting import listed_models, read_answer
+from conformance.engine.drafting import Drafter, listed_models, read_answer
 from conformance.engine.results import Exchange
+from conformance.engine.runner import Budget
+from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.server.launcher import start_reference_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +175,11 @@ def _png() -> str:
 
 
 @contextmanager
-def accepting_everything() -> Iterator[tuple[str, list[int]]]:
+def accepting_everything(
+    names: tuple[str, ...] | list[str] = ("anything-goes",),
+) -> Iterator[tuple[str, list[int]]]:
     """A server that answers every JSON request 200 with as many images as asked (any n),
-    lists one model, and records the images each request asked for."""
+    lists ``names`` as its models, and records the images each request asked for."""
     asked: list[int] = []
     picture = _png()
 
@@ -189,7 +194,7 @@ def accepting_everything() -> Iterator[tuple[str, list[int]]]:
         return JSONResponse({"created": 1, "data": [{"b64_json": picture}] * n})
 
     async def models(_: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "anything-goes"}]})
+        return JSONResponse({"object": "list", "data": [{"id": name} for name in names]})
 
     app = Starlette(
         routes=[
@@ -297,3 +302,72 @@ def test_the_profile_given_says_how_to_reach_the_target_and_the_draft_keeps_it(
         assert value(declared(out, "flux-schnell"), "n") == {"min": 1, "max": 4}
         status, report = imgconf_run("--profile", str(out), target=server)
     assert status == 0, report["verdict"]
+
+
+# --- what an answer that ignores a field makes of it -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quirk", "ignored", "absent"),
+    [("ignore-size", "size", "sizes"), ("ignore-n", "n", "n")],
+)
+def test_a_field_answered_as_if_omitted_is_drafted_as_ignored(tmp_path, quirk, ignored, absent):
+    out = tmp_path / f"{quirk}.yaml"
+    with start_reference_server(profile=FLUX, quirks=(quirk,)) as server:
+        assert draft(server, out, "--models", "flux-schnell", "--max-images", "30") == 0
+    found = declared(out, "flux-schnell")
+    assert ignored in value(found, "ignores", [])
+    assert absent not in found.facts
+    assert value(found, "default_size") == "1024x1024"
+
+
+def test_urls_answered_as_base64_make_response_format_ignored(tmp_path):
+    source = tmp_path / "wxh.yaml"
+    source.write_text(yaml.safe_dump({"name": "wxh", "models": [WXH_MODEL]}))
+    out = tmp_path / "b64.yaml"
+    with start_reference_server(profile=str(source), quirks=("b64-instead-of-url",)) as server:
+        assert draft(server, out, "--models", "qwen-image", "--max-images", "30") == 0
+    found = declared(out, "qwen-image")
+    assert value(found, "response_formats") == ["b64_json"]
+    assert "response_format" in value(found, "ignores", [])
+
+
+def test_what_a_hostile_model_list_holds_stays_out_of_the_draft(tmp_path):
+    key = "sk-draft-key-000"
+    out = tmp_path / "hostile.yaml"
+    names = [f"leak-{key}", "two\nlines: [x]", " padded "]
+    with accepting_everything(names) as (base_url, asked):
+        argv = ["profile", "draft", "--base-url", base_url, "--api-key", key, "--out", str(out)]
+        status = main_entry([*argv, "--max-images", "4"])
+    assert status == 0 and sum(asked) <= 4
+    text = out.read_text()
+    assert key not in text
+    drafted = load_profile(str(out))  # still one profile, whatever the names held
+    assert " padded " not in drafted.models
+    # A name holding a line break stays inside its comment line.
+    assert "lines" not in yaml.safe_load(text)
+    assert any(line.startswith("# two\\nlines: [x]") for line in text.splitlines())
+
+
+# --- a probe sent again after a dropped connection ---------------------------------------------
+
+
+@pytest.mark.parametrize(("cap", "sent"), [(1, 2), (2, 3)])
+def test_a_probe_is_sent_again_only_if_it_fits_the_budget_again(cap, sent):
+    # The second probe goes out on the first one's kept-alive connection and is dropped there
+    # (it may have reached the server): sending it once more must fit the budget once more.
+    from test_reconnect import stale_keep_alive_server
+
+    async def go():
+        async with stale_keep_alive_server() as server:
+            config = TransportConfig(server.base_url, api_key="sk-draft-key-000", timeout=5)
+            budget = Budget(max_images=cap)
+            async with TargetClient(config) as client:
+                drafter = Drafter(client, budget, load_profile("openai").contract)
+                answers = [await drafter.ask("some-model", {}) for _ in range(2)]
+            return server, answers, budget
+
+    server, answers, budget = asyncio.run(go())
+    assert len(server.requests) == sent
+    assert answers[0].refused
+    assert budget.images == 1 and budget.in_flight == 0  # the dropped try keeps its image

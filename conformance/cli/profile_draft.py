@@ -87,15 +87,18 @@ def draft(
     for line in summary_lines(drafts):
         echo(f"imgconf: {line}")
     echo(f"imgconf: {sent} probes sent, {spent} of {max_images} images spent at most")
+    if not doc["models"]:
+        echo(f"imgconf: no model answered a plain request: {out} lists none (see its comments)")
+        return 1
     echo(f"imgconf: draft written to {out}: review it, then raise what the vendor documents")
-    return 0 if doc["models"] else 1
+    return 0
 
 
 async def _probe(
     config: Any, contract: Any, models: tuple[str, ...] | None, max_images: int
 ) -> tuple[list[Any], int, int]:
     """List the models (or take ``--models``) and draft each one within the budget."""
-    from ..engine.drafting import Drafter, listed_models
+    from ..engine.drafting import MAX_LISTED_MODELS, Drafter, listed_models
     from ..engine.runner import Budget
     from ..engine.transport import TargetClient
     from ..errors import SetupError
@@ -114,6 +117,12 @@ async def _probe(
                     f"the target lists no models at {where} ({answered}): name them with "
                     "--models a,b"
                 )
+            if len(names) > MAX_LISTED_MODELS:
+                echo(
+                    f"imgconf: the target lists {len(names)} models; drafting the first "
+                    f"{MAX_LISTED_MODELS} (name others with --models)"
+                )
+                names = names[:MAX_LISTED_MODELS]
         drafter = Drafter(client, budget, contract)
         drafts = [await drafter.draft_model(name) for name in names]
     return drafts, budget.images, drafter.sent

@@ -31,13 +31,14 @@ from typing import Any
 from ..contract.declared import STANDARD
 from ..contract.loader import SERVER_CHOICE, Contract, parse_wxh
 from ..generation.cases import Case
-from ..redact import redactor, strip_url
+from ..redact import printable, redactor, strip_url
 from .image_facts import decode_base64, inspect_image
 from .results import Exchange
 from .runner import Budget, may_have_generated
 from .transport import TargetClient
 
 __all__ = [
+    "MAX_LISTED_MODELS",
     "Answer",
     "Drafter",
     "ModelDraft",
@@ -70,6 +71,9 @@ OWN_STEPS = frozenset(
 )
 #: The answer formats and how an item carries its image.
 RESPONSE_KEYS = ("b64_json", "url")
+#: Models of a ``GET …/models`` listing drafted at most (refused probes are free, so a listing
+#: of thousands would otherwise mean thousands of requests); ``--models`` names others.
+MAX_LISTED_MODELS = 32
 #: Steps tried to find a ``WxH`` rule's divisor: the first accepted is the divisor.
 DIVISOR_STEPS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -176,8 +180,8 @@ def listed_models(exchange: Exchange) -> list[str] | None:
         return None
     if not isinstance(data, list):
         return None
-    ids = [e["id"] for e in data if isinstance(e, Mapping) and isinstance(e.get("id"), str)]
-    return list(dict.fromkeys(ids))
+    ids = [e.get("id") for e in data if isinstance(e, Mapping)]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i.strip() == i and i))
 
 
 # --- what is learnt of one model ------------------------------------------------------------------
@@ -198,8 +202,21 @@ class ModelDraft:
     #: Why the model could not be probed at all (None: it could).
     unusable: str | None = None
 
+    #: Probes that did not fit the budget, in the order they came.
+    skipped: list[str] = field(default_factory=list)
+
     def fact(self, key: str, value: Any, observed: str) -> None:
         self.facts[key] = (value, observed)
+
+    def skip(self, *probes: str) -> None:
+        self.skipped.extend(probes)
+
+    def comments(self) -> list[str]:
+        """What the draft could not say of the model: its notes, then the probes not sent."""
+        out = list(dict.fromkeys(self.notes))
+        if self.skipped:
+            out.append(f"not probed (budget): {', '.join(self.skipped)}")
+        return out
 
 
 class Drafter:
@@ -211,6 +228,17 @@ class Drafter:
         self.contract = contract
         self.sent = 0
         self._serial = 0
+        #: Reservations taken again for the probe in flight (a resend after a dropped
+        #: connection): each one kept, since the dropped try may have generated.
+        self._again = 0
+        client.resend_gate = self._reserve_again
+
+    async def _reserve_again(self, case: Case) -> bool:
+        """A probe sent once more (its connection dropped) only if it fits once more."""
+        if not self.budget.reserve(case):
+            return False
+        self._again += 1
+        return True
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -237,6 +265,9 @@ class Drafter:
         try:
             exchange = await self.client.send_case(case)
         finally:
+            for _ in range(self._again):
+                self.budget.settle(case, generated=True)
+            self._again = 0
             self.budget.settle(case, generated=exchange is None or may_have_generated(exchange))
         self.sent += 1
         return read_answer(exchange, alpha=alpha)
@@ -247,6 +278,9 @@ class Drafter:
         """Everything probing can learn of one model, cheapest and most telling first."""
         draft = ModelDraft(model)
         base = await self.ask(model, {})
+        if base.skipped:
+            draft.unusable = "not probed (budget)"
+            return draft
         if not base.accepted or not base.items:
             draft.unusable = f"a plain request (model and prompt) answered {base.describe()}"
             return draft
@@ -290,7 +324,7 @@ class Drafter:
             ("as asked", honoured), ("another", other), ("refused", refused)
         )
         if skipped:
-            draft.notes.append(f"{param}: {', '.join(map(str, skipped))} not probed (budget)")
+            draft.skip(*(f"{param}={v}" for v in skipped))
         values = [default, *[v for v in honoured if v != default]]
         draft.fact(fact, values, seen)
         if len(values) > 1:
@@ -308,7 +342,7 @@ class Drafter:
             answer = await self.ask(draft.name, {"size": size})
             got = answer.items[0].size if answer.items else None
             if answer.skipped:
-                draft.notes.append(f"size {size} not probed (budget)")
+                draft.skip(f"size={size}")
             elif answer.accepted and (got == size or (size == SERVER_CHOICE and got)):
                 honoured.append(size)
             elif answer.accepted:
@@ -334,7 +368,7 @@ class Drafter:
         """Whether ``n`` is honoured: two images asked, two answered."""
         two = await self.ask(draft.name, {"n": 2})
         if two.skipped:
-            draft.notes.append("n: not probed (budget)")
+            draft.skip("n=2")
         elif two.accepted and len(two.items) == 2:
             draft.fact("n", {"min": 1, "max": 2}, f"n=2 -> {two.describe()}")
         elif two.accepted:
@@ -371,7 +405,7 @@ class Drafter:
         if refused:
             seen.append(f"n={_span(refused)} -> refused")
         if skipped:
-            draft.notes.append(f"n: {_span(skipped)} not probed (budget)")
+            draft.skip(f"n={_span(skipped)}")
         draft.fact("n", {"min": 1, "max": found}, "; ".join(seen))
 
     async def _qualities(self, draft: ModelDraft) -> None:
@@ -396,7 +430,7 @@ class Drafter:
         for value in _values_of(self.contract, name):
             answer = await self.ask(draft.name, {name: value})
             if answer.skipped:
-                draft.notes.append(f"{name}={value}: not probed (budget)")
+                draft.skip(f"{name}={value}")
             elif answer.accepted:
                 taken.append(value)
             elif answer.refused:
@@ -414,7 +448,7 @@ class Drafter:
         elif answer.refused:
             draft.refuses["stream"] = seen
         elif answer.skipped:
-            draft.notes.append("stream: not probed (budget)")
+            draft.skip("stream")
 
     async def _background(self, draft: ModelDraft) -> None:
         """A transparent background: with alpha (taken), without (ignored), or refused."""
@@ -432,7 +466,7 @@ class Drafter:
         elif answer.refused:
             draft.refuses["background"] = seen
         elif answer.skipped:
-            draft.notes.append("background: not probed (budget)")
+            draft.skip("background")
 
     async def _compression(self, draft: ModelDraft) -> None:
         """``output_compression``, sent with a lossy format the model answers in."""
@@ -453,7 +487,7 @@ class Drafter:
         elif answer.refused:
             draft.refuses["output_compression"] = seen
         elif answer.skipped:
-            draft.notes.append("output_compression: not probed (budget)")
+            draft.skip("output_compression")
 
     async def _custom_sizes(self, draft: ModelDraft) -> None:
         """Whether free ``WxH`` sizes are taken: a size off every list, then the rule's divisor
@@ -469,7 +503,7 @@ class Drafter:
         custom = f"{base}x{height}"
         answer = await self.ask(draft.name, {"size": custom})
         if answer.skipped:
-            draft.notes.append("size: free WxH sizes not probed (budget)")
+            draft.skip("free WxH sizes")
             return
         if not (answer.accepted and answer.items and answer.items[0].size == custom):
             return
@@ -480,7 +514,7 @@ class Drafter:
             wide = f"{base + step}x{height}"
             probe = await self.ask(draft.name, {"size": wide})
             if probe.skipped:
-                draft.notes.append(f"size: divisor probes from {wide} not sent (budget)")
+                draft.skip(f"the WxH divisor from {wide}")
                 break
             if probe.accepted and probe.items and probe.items[0].size == wide:
                 divisor = step
@@ -535,7 +569,7 @@ class Drafter:
         size = f"{width}x{height}"
         answer = await self.ask(draft.name, {"size": size})
         if answer.skipped:
-            draft.notes.append(f"size: the WxH limits past {size} not probed (budget)")
+            draft.skip(f"the WxH limits past {size}")
             return None
         return answer.accepted and bool(answer.items) and answer.items[0].size == size
 
@@ -699,8 +733,7 @@ def draft_text(drafts: list[ModelDraft], doc: Mapping[str, Any]) -> str:
         if draft.unusable:
             lines.append(f"# {draft.name}: left out: {draft.unusable}")
             continue
-        for note in dict.fromkeys(draft.notes):
-            lines.append(f"# {draft.name}: {note}")
+        lines.extend(f"# {draft.name}: {note}" for note in draft.comments())
         if isinstance(draft.name, str) and draft.name in doc.get("models", []):
             lines.append(
                 f"# {draft.name}: a contract model, listed by name (judged by the contract's "
@@ -716,7 +749,12 @@ def draft_text(drafts: list[ModelDraft], doc: Mapping[str, Any]) -> str:
                 if group:
                     lines.append(f"#   {key}: {', '.join(group)}")
     body = yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True, width=100)
-    return redactor().text("\n".join(lines) + "\n" + body)
+    return redactor().text("\n".join(_one_line(line) for line in lines) + "\n" + body)
+
+
+def _one_line(text: str) -> str:
+    """A comment line that stays one line (a model id from the target may hold anything)."""
+    return "\\n".join(printable(text).splitlines())
 
 
 def summary_lines(drafts: Iterable[ModelDraft]) -> list[str]:
@@ -724,7 +762,7 @@ def summary_lines(drafts: Iterable[ModelDraft]) -> list[str]:
     out = []
     for draft in drafts:
         if draft.unusable:
-            out.append(f"{draft.name}: not drafted ({draft.unusable})")
+            out.append(_one_line(f"{draft.name}: not drafted ({draft.unusable})"))
             continue
         facts = ", ".join(f"{k}={_brief(v)}" for k, (v, _) in draft.facts.items())
         parts = [facts]
@@ -736,7 +774,7 @@ def summary_lines(drafts: Iterable[ModelDraft]) -> list[str]:
             if group:
                 parts.append(f"{key} {','.join(group)}")
         out.append(f"{draft.name}: " + "; ".join(p for p in parts if p))
-    return out
+    return [_one_line(line) for line in out]
 
 
 def _brief(value: Any) -> str:
