@@ -371,3 +371,19 @@ def test_a_probe_is_sent_again_only_if_it_fits_the_budget_again(cap, sent):
     assert len(server.requests) == sent
     assert answers[0].refused
     assert budget.images == 1 and budget.in_flight == 0  # the dropped try keeps its image
+
+
+def test_a_header_from_the_environment_is_sent_and_never_written(tmp_path, monkeypatch, capsys):
+    secret = "route-secret-4242-abcdef"
+    monkeypatch.setenv("DRAFT_ROUTE", secret)
+    out = tmp_path / "headers.yaml"
+    with (
+        start_reference_server(profile=FLUX) as server,
+        run_proxy(server.base_url, server.api_key, require_headers={"x-route": secret}) as proxy,
+    ):
+        extra = ("--models", "flux-schnell", "--max-images", "3")
+        assert draft(proxy, out, *extra, "--header", "x-route: env:DRAFT_ROUTE") == 0
+        assert proxy.stats.images >= 1  # the gateway routed it: the header was sent
+    text = out.read_text()
+    assert secret not in text and secret not in capsys.readouterr().out
+    assert "--header values sent are not written" in text

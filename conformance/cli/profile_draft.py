@@ -78,7 +78,13 @@ def draft(
         path=chosen.path,
         reach=reach,
     )
-    text = draft_text(drafts, doc)
+    notes = []
+    if headers:
+        notes.append(
+            "The --header values sent are not written: add them under `headers:` (a secret "
+            "as env:VAR)."
+        )
+    text = draft_text(drafts, doc, notes)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

@@ -716,8 +716,9 @@ def draft_document(
     return doc
 
 
-def draft_text(drafts: list[ModelDraft], doc: Mapping[str, Any]) -> str:
-    """The draft as YAML, with comments on what probing could not learn; secrets redacted."""
+def draft_text(drafts: list[ModelDraft], doc: Mapping[str, Any], notes: Iterable[str] = ()) -> str:
+    """The draft as YAML, with comments on what probing could not learn (and ``notes``);
+    secrets redacted."""
     import yaml
 
     lines = [
@@ -728,6 +729,7 @@ def draft_text(drafts: list[ModelDraft], doc: Mapping[str, Any]) -> str:
         "#   - a model's own extension parameters (steps, seed, aspect_ratio, ...): add them",
         "#     under `extensions:` as JSON Schema fragments from the vendor's documentation;",
         "#   - its prompt limit (`prompt_max_chars`) and its price per image (`price:`).",
+        *(f"# {note}" for note in notes),
     ]
     for draft in drafts:
         if draft.unusable:
