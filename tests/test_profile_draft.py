@@ -30,10 +30,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conformance.cli import main_entry
-from conformance.contract.declared import DeclaredModel
+from conformance.contract.declared import STANDARD, DeclaredModel
 from conformance.contract.loader import parse_wxh
 from conformance.contract.profiles import load_profile
-from conformance.engine.drafting import Drafter, listed_models, read_answer
+from conformance.engine.drafting import (
+    Drafter,
+    draft_document,
+    draft_text,
+    listed_models,
+    read_answer,
+)
 from conformance.engine.results import Exchange
 from conformance.engine.runner import Budget
 from conformance.engine.transport import TargetClient, TransportConfig
@@ -387,3 +393,37 @@ def test_a_header_from_the_environment_is_sent_and_never_written(tmp_path, monke
     text = out.read_text()
     assert secret not in text and secret not in capsys.readouterr().out
     assert "--header values sent are not written" in text
+
+
+def test_a_contract_model_is_recovered_fact_by_fact_and_listed_by_name(tmp_path):
+    # The reference server serves OpenAI's models as the contract states them: what probing
+    # recovers of one with every kind of fact is checked against its contract spec.
+    contract = load_profile("openai").contract
+    model = next(
+        m.name
+        for m in contract.models.values()
+        if m.takes("stream") and m.takes("background") and m.custom_sizes is None
+    )
+    spec = contract.models[model]
+
+    async def go(base_url: str, key: str):
+        config = TransportConfig(base_url, api_key=key, timeout=30)
+        budget = Budget(max_images=60)
+        async with TargetClient(config) as client:
+            return await Drafter(client, budget, contract).draft_model(model), budget
+
+    with start_reference_server() as server:
+        found, budget = asyncio.run(go(server.base_url, server.api_key))
+    assert budget.images <= 60 and not found.skipped
+    facts = {k: v for k, (v, _) in found.facts.items()}
+    assert set(facts["sizes"]) == set(spec.sizes)
+    assert set(facts["qualities"]) == set(spec.qualities)
+    assert set(facts["output_formats"]) == set(spec.values("output_format"))
+    assert facts["output_formats"][0] == spec.default("output_format", contract)
+    assert facts["n"] == {"min": 1, "max": spec.n_max}
+    assert facts["stream"] is facts["background"] is facts["output_compression"] is True
+    untaken = {f for f in STANDARD if f != "prompt" and not spec.takes(f)}
+    assert untaken and untaken <= set(found.refuses)
+    doc = draft_document([found], name="d", base_url=server.base_url, contract=contract, path="/x")
+    assert doc["models"] == [model]  # a contract model: listed by name
+    assert f"# {model}: a contract model" in draft_text([found], doc)

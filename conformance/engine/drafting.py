@@ -69,8 +69,6 @@ OWN_STEPS = frozenset(
         "background",
     }
 )
-#: The answer formats and how an item carries its image.
-RESPONSE_KEYS = ("b64_json", "url")
 #: Models of a ``GET …/models`` listing drafted at most (refused probes are free, so a listing
 #: of thousands would otherwise mean thousands of requests); ``--models`` names others.
 MAX_LISTED_MODELS = 32
@@ -473,11 +471,20 @@ class Drafter:
         bounds = self.contract.bounds("output_compression")
         if bounds is None:
             return
+        level = (bounds[0] + bounds[1]) // 2
         formats = draft.facts.get("output_formats", ([], ""))[0]
-        lossy = [f for f in formats if f != formats[0]] if len(formats) > 1 else []
-        fields: dict[str, Any] = {"output_compression": (bounds[0] + bounds[1]) // 2}
+        # The formats that take a compression, as the request schema's cross-field rules say.
+        lossy = [
+            f
+            for f in (formats if len(formats) > 1 else ())
+            if all(
+                c.holds({"output_format": f, "output_compression": level})
+                for c in self.contract.cross_fields
+            )
+        ]
+        fields: dict[str, Any] = {"output_compression": level}
         if lossy:
-            fields["output_format"] = lossy[-1]
+            fields["output_format"] = lossy[0]
         answer = await self.ask(draft.name, fields)
         seen = f"{_shown(fields)} -> {answer.describe()}"
         if answer.accepted and lossy:
