@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_TIMEOUT, Floats, Ints, call, echo, models_option, profile_option
+from .common import DEFAULT_TIMEOUT, Floats, Ints, call, echo, profile_option
 
 __all__ = ["draft", "profile_group"]
 
@@ -43,7 +43,7 @@ def draft(
     from ..engine.run_settings import RunSettings, check_key, transport_config
     from ..engine.transport import is_http_url
     from ..errors import SetupError
-    from ..redact import register_secrets, strip_url
+    from ..redact import printable, register_secrets, strip_url
 
     register_secrets(api_key, os.environ.get("OPENAI_API_KEY"))
     if not is_http_url(base_url):
@@ -67,6 +67,9 @@ def draft(
     key = check_key(api_key or os.environ.get("OPENAI_API_KEY"))
     # Probes are never retried: a 429/503 answer is what the probe saw.
     config = dataclasses.replace(transport_config(settings, chosen, base_url, key), retries=0)
+    if insecure:
+        warning = f"imgconf: warning: TLS is not verified for {strip_url(base_url)} (--insecure)"
+        click.echo(printable(warning), err=True)
     asyncio.run(check_target(config))
     drafts, spent, sent = asyncio.run(_probe(config, chosen.contract, models, max_images))
     reach = _reach(chosen)
@@ -163,7 +166,15 @@ def profile_group() -> None:
     metavar="KEY",
     help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
 )
-@models_option
+@click.option(
+    "--models",
+    default=None,
+    metavar="M1,M2",
+    callback=lambda _ctx, _param, value: (
+        tuple(m.strip() for m in (value or "").split(",") if m.strip()) or None
+    ),
+    help="The models to draft (default: those GET .../models lists; needed without it).",
+)
 @click.option(
     "--max-images",
     type=Ints(min=1),
@@ -205,5 +216,8 @@ def draft_command(**options: Any) -> None:
     Lists the models (GET .../models, else --models), probes what each one takes, refuses and
     ignores, and writes a profile whose every fact is SHOULD with what was observed. The
     profile given with --profile says how to reach the target (auth style, path, query).
+
+    Exit 0 when the draft was written, 1 when no model answered a plain request (the draft
+    then lists none), 2 for a usage or set-up error.
     """
     call(draft, **options)
