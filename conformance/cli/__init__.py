@@ -18,6 +18,7 @@ from ..errors import SetupError
 from .common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from .diff import diff_command
 from .plan import plan_command
+from .profile_draft import profile_group
 from .profiles import profiles_command, rules_command
 from .replay import replay_command
 from .run import run_command
@@ -45,6 +46,7 @@ for _command in (
     plan_command,
     replay_command,
     diff_command,
+    profile_group,
 ):
     main.add_command(_command)
 
