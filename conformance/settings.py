@@ -115,6 +115,12 @@ THUMBNAIL_SIDE = 160
 RECORD_CAP = DEFAULT_RECORD_CAP_MIB * MIB
 RECORD_ENTRY_CAP = 64 * MIB
 
+# --- profile draft --------------------------------------------------------------------------
+
+#: Models of a ``GET …/models`` listing drafted at most (refused probes are free, so a listing
+#: of thousands would otherwise mean thousands of requests); ``--models`` names others.
+MAX_LISTED_MODELS = 32
+
 # --- reports --------------------------------------------------------------------------------
 
 #: The HTML gallery shows at most this many thumbnails and bytes of them (the file stays small).

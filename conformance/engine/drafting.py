@@ -32,6 +32,7 @@ from ..contract.declared import STANDARD
 from ..contract.loader import SERVER_CHOICE, Contract, parse_wxh
 from ..generation.cases import Case
 from ..redact import printable, redactor, strip_url
+from ..settings import MAX_LISTED_MODELS
 from .image_facts import decode_base64, inspect_image
 from .results import Exchange
 from .runner import Budget, may_have_generated
@@ -69,9 +70,6 @@ OWN_STEPS = frozenset(
         "background",
     }
 )
-#: Models of a ``GET …/models`` listing drafted at most (refused probes are free, so a listing
-#: of thousands would otherwise mean thousands of requests); ``--models`` names others.
-MAX_LISTED_MODELS = 32
 #: Steps tried to find a ``WxH`` rule's divisor: the first accepted is the divisor.
 DIVISOR_STEPS = (1, 2, 4, 8, 16, 32, 64)
 
