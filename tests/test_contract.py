@@ -440,3 +440,17 @@ def test_schema_flagged_reject_rules_are_really_decided_by_the_schema() -> None:
     for rule_id, body in samples.items():
         assert CONTRACT.rules[rule_id].schema
         assert_breaks(body, rule_id)
+
+
+def test_served_by_names_a_capability_the_server_can_serve() -> None:
+    entry = {
+        "id": "x.y",
+        "level": "SHOULD",
+        "kind": "answer",
+        "models": "*",
+        "description": "d",
+        "source": "s",
+    }
+    assert parse_rules([{**entry, "served_by": "usage"}], CONTRACT.models)["x.y"].served_by
+    with pytest.raises(ContractError, match="served_by must be one of usage"):
+        parse_rules([{**entry, "served_by": "telepathy"}], CONTRACT.models)

@@ -98,3 +98,12 @@ def test_every_quirk_fails_the_run_and_names_its_rule(name, imgconf_run):
     assert status == 1
     missing = set(quirk.breaks) - failed_rules(report)
     assert not missing, f"{name}: the report does not name {sorted(missing)}"
+
+
+def test_the_reference_server_serving_applerouter_keeps_its_usage_claim(imgconf_run):
+    # Served with the profile, the server reports usage for every model the profile holds to
+    # `response.usage.present` (the rule's `served_by: usage`), dall-e included.
+    with start_reference_server(profile="applerouter") as server:
+        status, report = imgconf_run("--profile", "applerouter", target=server)
+    assert status == 0, report["verdict"]
+    assert failed_rules(report) == set()

@@ -59,19 +59,7 @@ def test_the_plan_prints_its_cases_and_cost(name, capsys):
 #: Profiles the reference server cannot yet serve as they claim: applerouter raises
 #: ``response.usage.present`` to MUST for every model, and the server answers dall-e without
 #: ``usage``, as OpenAI does (tests/test_e2e_quirks.py holds that finding).
-NOT_SERVED = {"applerouter": "the server does not add usage to dall-e answers"}
-
-
-def served(names: list[str]) -> list[object]:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_SERVED[n]))
-        if n in NOT_SERVED
-        else n
-        for n in names
-    ]
-
-
-@pytest.mark.parametrize("name", served(VENDORS))
+@pytest.mark.parametrize("name", VENDORS)
 def test_the_reference_server_serving_the_profile_passes(name, imgconf_run):
     with start_reference_server(profile=name) as server:
         status, report = imgconf_run("--profile", name, target=server)

@@ -300,6 +300,9 @@ class Rule:
     levels: Mapping[str, Level] = field(default_factory=dict)
     #: The endpoint whose requests and answers the rule is about (``endpoint:``).
     endpoint: str = GENERATIONS
+    #: The model capability by which the reference server shows an answer rule
+    #: (``served_by:``): a profile that holds a model to the rule has the server serve it so.
+    served_by: str | None = None
 
     @property
     def family(self) -> str:
@@ -726,9 +729,29 @@ def parse_rules(raw: list[Mapping[str, Any]], models: Mapping[str, ModelSpec]) -
             schema=entry.get("schema", False),
             declared=_declared_condition(entry),
             endpoint=entry.get("endpoint", GENERATIONS),
+            served_by=_served_by(rule_id, entry.get("served_by")),
             **_request_rule_data(entry),
         )
     return rules
+
+
+#: The model capabilities an answer rule can be served by (``served_by:``), and the
+#: :class:`ModelSpec` field each sets.
+SERVED_CAPABILITIES = {"usage": "reports_usage"}
+
+
+def _served_by(rule_id: str, capability: Any) -> str | None:
+    if capability is None or capability in SERVED_CAPABILITIES:
+        return capability
+    raise ContractError(
+        f"rule {rule_id}: served_by must be one of {', '.join(SERVED_CAPABILITIES)} "
+        f"(got {capability!r})"
+    )
+
+
+def serving(spec: ModelSpec, capability: str) -> ModelSpec:
+    """``spec`` with a capability the reference server shows an answer rule by."""
+    return dataclasses.replace(spec, **{SERVED_CAPABILITIES[capability]: True})
 
 
 def _declared_condition(entry: Mapping[str, Any]) -> str | tuple[str, ...] | None:

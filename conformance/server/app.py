@@ -38,7 +38,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh
+from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh, serving
 from ..contract.oracle import Violation, parse_body, request_violations, resolve_model
 from ..contract.profiles import Profile
 from ..contract.reach import AuthStyle
@@ -107,7 +107,7 @@ class ServerConfig:
             base_path=base_path,
             path=profile.path,
             query=dict(profile.query),
-            contract=profile.contract,
+            contract=_served_contract(profile),
             deployments={d: m for m, d in profile.deployments.items()},
             **options,
         )
@@ -120,6 +120,21 @@ class ServerConfig:
             base += "/deployments/{deployment}"
         path = base + "/" + self.path.strip("/")
         return (path, path + "/")
+
+
+def _served_contract(profile: Profile) -> Contract:
+    """The profile's contract, each model given the capabilities by which the server shows the
+    answer rules the profile holds it to (a vendor that documents ``usage`` on every answer
+    raises that rule for every model: the server then reports usage for each)."""
+    contract = profile.contract
+    models = dict(contract.models)
+    for rule in profile.rules().values():
+        if rule.served_by is None:
+            continue
+        for name in rule.models:
+            if name in models:
+                models[name] = serving(models[name], rule.served_by)
+    return replace(contract, models=models) if models != dict(contract.models) else contract
 
 
 @dataclass(frozen=True)
