@@ -31,8 +31,8 @@ AZURE = "azure-openai"
 
 def left_out(profile: Profile, model: str) -> dict[str, list[Any]]:
     """For each standard enum field (and ``size``) the model takes: the values other models of
-    the contract take and its facts leave out, the field's default aside (a server may fall
-    back to it for any model) and sizes its ``WxH`` rule takes."""
+    the contract take and its facts leave out; of sizes, not the schema's default (``auto``,
+    the server's choice) nor those its ``WxH`` rule takes."""
     contract = profile.contract
     spec = contract.models[model]
     out: dict[str, list[Any]] = {}
@@ -44,7 +44,9 @@ def left_out(profile: Profile, model: str) -> dict[str, list[Any]]:
             v
             for other in contract.models.values()
             for v in other.values(param)
-            if v not in spec.values(param) and v != default and not spec.accepts_custom(param, v)
+            if v not in spec.values(param)
+            and (param in contract.enum_fields or v != default)
+            and not spec.accepts_custom(param, v)
         }
         if values:
             out[param] = sorted(values, key=str)
@@ -122,6 +124,17 @@ def test_a_should_fact_gives_a_should_case() -> None:
 def test_openais_own_models_gain_no_case_for_values_they_take() -> None:
     # gpt-image-1 takes webp: nothing in OpenAI's plan sends it as invalid.
     assert not negative_cases(load_profile("openai"), "gpt-image-1", "output_format", "webp")
+
+
+def test_the_schemas_default_is_sent_to_a_model_that_leaves_it_out(tmp_path: Path) -> None:
+    # A model answering jpeg by default and webp on request: png, OpenAI's default, is not its.
+    entry = {"name": "jpeg-first", "like": "gpt-image-1", "output_formats": ["jpeg", "webp"]}
+    path = tmp_path / "jpeg-first.yaml"
+    path.write_text(yaml.safe_dump({"name": "jpeg-first", "models": [entry]}))
+    profile = load_profile(str(path))
+    [case] = negative_cases(profile, "jpeg-first", "output_format", "png")
+    assert [v.rule for v in request_violations(case.body, profile.contract)] == [case.rule]
+    assert case.rule == "request.output_format.enum"
 
 
 def test_the_flux_plan_sends_the_sizes_its_list_leaves_out() -> None:

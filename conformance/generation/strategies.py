@@ -469,12 +469,15 @@ def _break_enum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
 
 def _narrowed_values(b: Breaking) -> list[Any]:
     """Values of an enum field that other models take and this model does not: a declared
-    model narrowing the field (Azure's gpt-image deployments answer no webp) must refuse them.
-    None when a rule of the model's own enum for the field (a ``model_enum`` break, judged
-    first) is the one those values break."""
+    model narrowing the field (Azure's gpt-image deployments answer no webp) must refuse them,
+    the schema's default too (a model listing ``[jpeg, webp]`` has its own). None when a rule
+    of the model's own enum for the field (a ``model_enum`` break, judged first) is the one
+    those values break."""
     if b.param not in b.contract.enum_fields or _has_model_enum_rule(b.contract, b.param):
         return []
-    return _other_models_values(b.spec, b.contract, b.param)
+    own = b.spec.values(b.param)
+    taken = (v for other in b.contract.models.values() for v in other.values(b.param))
+    return list(dict.fromkeys(v for v in taken if v not in own))
 
 
 def _has_model_enum_rule(contract: Contract, param: str) -> bool:
