@@ -458,12 +458,33 @@ def _break_maximum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
 
 def _break_enum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
     """Another field's value and a wrong case; for a field whose values only the models state,
-    other models' values; then the rule's own examples."""
+    other models' values; then the rule's own examples, and the values of the field's enum
+    that the model's facts leave out (:func:`_narrowed_values`)."""
     if b.param in b.contract.enum_fields:
         foreign = _foreign_enum_values(b.contract, b.param)
     else:
         foreign = _other_models_values(b.spec, b.contract, b.param)
-    return b.simple([*foreign, *b.rule.examples])
+    return b.simple([*foreign, *b.rule.examples, *_narrowed_values(b)])
+
+
+def _narrowed_values(b: Breaking) -> list[Any]:
+    """Values of an enum field that other models take and this model does not: a declared
+    model narrowing the field (Azure's gpt-image deployments answer no webp) must refuse them,
+    the schema's default too (a model listing ``[jpeg, webp]`` has its own). None when a rule
+    of the model's own enum for the field (a ``model_enum`` break, judged first) is the one
+    those values break."""
+    if b.param not in b.contract.enum_fields or _has_model_enum_rule(b.contract, b.param):
+        return []
+    own = b.spec.values(b.param)
+    taken = (v for other in b.contract.models.values() for v in other.values(b.param))
+    return list(dict.fromkeys(v for v in taken if v not in own))
+
+
+def _has_model_enum_rule(contract: Contract, param: str) -> bool:
+    return any(
+        check.name == "model_enum" and contract.rules[rule_id].param == param
+        for rule_id, check in REQUEST_RULES.items()
+    )
 
 
 def _break_model_enum(b: Breaking) -> list[tuple[str, dict[str, Any]]]:
@@ -859,14 +880,17 @@ def _draw_model_maximum(b: Breaking) -> st.SearchStrategy[dict] | None:
 
 
 def _draw_enum(b: Breaking) -> st.SearchStrategy[dict] | None:
-    """Text outside the enum; for a field whose values only the models state, also other
-    models' values and numbers (never what the model's custom sizes would judge)."""
+    """Text outside the enum, and the enum's values the model's facts leave out; for a field
+    whose values only the models state, also other models' values and numbers (never what the
+    model's custom sizes would judge)."""
     from hypothesis import strategies as st
 
     spec, param = b.spec, b.param
     if param in b.contract.enum_fields:
         allowed = set(b.contract.enum_fields[param])
-        return _one(b, st.text(max_size=12).filter(lambda v: v not in allowed))
+        text = st.text(max_size=12).filter(lambda v: v not in allowed)
+        narrowed = _narrowed_values(b)
+        return _one(b, st.one_of(st.sampled_from(narrowed), text) if narrowed else text)
     own = set(spec.values(param))
     foreign = [
         v
