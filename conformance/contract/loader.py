@@ -432,7 +432,12 @@ class Contract:
         return _types(self.request_fields.get(param, {}))
 
     def is_required(self, param: str) -> bool:
-        return param in self.schemas["request"].get("required", ())
+        return param in self.required_fields
+
+    @cached_property
+    def required_fields(self) -> frozenset[str]:
+        """The request fields every request must carry."""
+        return frozenset(self.schemas["request"].get("required", ()))
 
     @cached_property
     def cross_fields(self) -> tuple[CrossField, ...]:
@@ -556,6 +561,10 @@ def has_type(value: Any, types: frozenset[str]) -> bool:
     return kind in types or (kind == "integer" and "number" in types)
 
 
+#: Bodies a cross-field rule remembers its verdict for (by the values it looks at).
+_CROSS_FIELD_MEMO = 4096
+
+
 @dataclass(frozen=True)
 class CrossField:
     """A rule between fields that the request schema states (``$defs`` with ``if``/``then``,
@@ -577,11 +586,34 @@ class CrossField:
         return Draft202012Validator(self.schema), Draft202012Validator(self.schema["if"])
 
     def holds(self, body: Mapping[str, Any]) -> bool:
-        return bool(self._validators[0].is_valid(body))
+        return self._judged(body)[0]
 
     def triggers(self, body: Mapping[str, Any]) -> bool:
         """Whether the ``if`` holds for ``body`` (the ``then`` must too)."""
-        return bool(self._validators[1].is_valid(body))
+        return self._judged(body)[1]
+
+    @cached_property
+    def _memo(self) -> dict[str, tuple[bool, bool]]:
+        return {}
+
+    def _judged(self, body: Mapping[str, Any]) -> tuple[bool, bool]:
+        """(holds, triggers) for ``body``, remembered by the values of the fields the rule
+        looks at: the plan asks about thousands of bodies that differ elsewhere."""
+        fields = (*self.when, *self.then)
+        seen = {name: body[name] for name in fields if name in body}
+        try:
+            key = json.dumps(seen, sort_keys=True)
+        except (TypeError, ValueError):
+            key = None
+        judged = self._memo.get(key) if key is not None else None
+        if judged is None:
+            whole, condition = self._validators
+            judged = (bool(whole.is_valid(seen)), bool(condition.is_valid(seen)))
+            if key is not None:
+                if len(self._memo) >= _CROSS_FIELD_MEMO:
+                    self._memo.clear()
+                self._memo[key] = judged
+        return judged
 
 
 def _mentioned(schema: Any) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar
 
 from .loader import OMIT, Contract, ModelSpec, Rule, has_type, load_contract, parse_wxh
@@ -382,8 +383,10 @@ _add("request.refused_param", Refused())
 _add("request.extension.invalid", Extension())
 
 
+@cache
 def body_rule(kind: type[Check]) -> str:
-    """The id of the rule whose entry is a body check of ``kind`` (one per kind)."""
+    """The id of the rule whose entry is a body check of ``kind`` (one per kind; the registry
+    is complete once this module is imported, so the answer is remembered)."""
     for rule_id, check in REQUEST_RULES.items():
         if type(check) is kind:
             return rule_id

@@ -48,6 +48,7 @@ Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
@@ -563,11 +564,21 @@ def forbidden_pairs(
     cross-field rules tie two fields; every row is checked again when it becomes a case.
     """
     contract = contract or load_contract()
+    # Models whose facts are the same but for their name (a dated snapshot, a twin) forbid the
+    # same pairs: the oracle is asked once for them all.
+    key = (id(contract), repr(dataclasses.replace(spec, name="")), repr(factors))
+    cached = _FORBIDDEN.get(key)
+    if cached is not None and cached[0] is contract:
+        return cached[1]
     prefix = {"model": spec.name, "prompt": DEFAULT_PROMPT}
+    answers: dict[str, bool] = {}
 
     def valid(assignment: Mapping[str, Any]) -> bool:
         body = {**prefix, **{k: v for k, v in assignment.items() if v is not DEFAULT}}
-        return not request_violations(body, contract)
+        seen = repr(sorted(body.items()))
+        if seen not in answers:
+            answers[seen] = not request_violations(body, contract)
+        return answers[seen]
 
     out: dict[tuple[str, str], frozenset[tuple[int, int]]] = {}
     for a, b in combinations(factors, 2):
@@ -583,7 +594,13 @@ def forbidden_pairs(
                     bad.add((i, j))
         if bad:
             out[(a, b)] = frozenset(bad)
+    _FORBIDDEN[key] = (contract, out)
     return out
+
+
+#: Forbidden pairs by (contract, model facts but its name, factors); the contract is kept with
+#: them so that an id reused by another contract is never mistaken for it.
+_FORBIDDEN: dict[tuple[int, str, str], tuple[Contract, dict[Any, frozenset[tuple[int, int]]]]] = {}
 
 
 def _covering_array(
