@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -939,7 +939,7 @@ class Endpoint:
         if name not in self._validators:
             from jsonschema import Draft202012Validator
 
-            extra = {} if self._registry is None else {"registry": self._registry}
+            extra = {} if self._registry is None else {"registry": self._registry()}
             self._validators[name] = Draft202012Validator(self.schemas[name], **extra)
         return self._validators[name]
 
@@ -1063,12 +1063,18 @@ def _endpoints(
     return out
 
 
-def _registry(documents: Iterable[Mapping[str, Any]]) -> Any:
-    from referencing import Registry, Resource
+def _registry(documents: Iterable[Mapping[str, Any]]) -> Callable[[], Any]:
+    """The schemas' ``$ref`` registry, built when a validator first needs it: loading the
+    contract (every run's first step) need not import ``referencing``."""
+    kept = [doc for doc in documents if "$id" in doc]
 
-    return Registry().with_resources(
-        (doc["$id"], Resource.from_contents(doc)) for doc in documents if "$id" in doc
-    )
+    @cache
+    def build() -> Any:
+        from referencing import Registry, Resource
+
+        return Registry().with_resources((doc["$id"], Resource.from_contents(doc)) for doc in kept)
+
+    return build
 
 
 def _endpoint(
