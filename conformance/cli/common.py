@@ -130,6 +130,59 @@ report_dir_option = click.option(
 )
 
 
+api_key_option = click.option(
+    "--api-key",
+    default=None,
+    metavar="KEY",
+    help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
+)
+timeout_option = click.option(
+    "--timeout",
+    type=Floats(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds one request may take, connection to last byte.",
+)
+
+
+def reach_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """How the target is reached, for every command that sends to one: extra headers (an
+    ``env:VAR`` value read from the environment and redacted like the key), TLS and a proxy."""
+    for option in reversed(
+        (
+            click.option(
+                "--header",
+                "headers",
+                multiple=True,
+                metavar="'NAME: VALUE'",
+                help="Send this header to the target on every request (repeatable). A VALUE "
+                "written env:VAR is read from $VAR and redacted everywhere, like the key.",
+            ),
+            click.option(
+                "--ca-bundle",
+                default=None,
+                metavar="FILE",
+                help="Verify the target's TLS certificate with the CAs of this PEM file.",
+            ),
+            click.option(
+                "--insecure",
+                is_flag=True,
+                help="Do not verify the target's TLS certificate (noted on stderr, and in every "
+                "report of a run).",
+            ),
+            click.option(
+                "--proxy",
+                default=None,
+                metavar="URL",
+                help="Send the target's traffic through this http(s) proxy (image URLs are "
+                "fetched directly).",
+            ),
+        )
+    ):
+        function = option(function)
+    return function
+
+
 def fail_on_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--fail-on",

@@ -16,7 +16,15 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_TIMEOUT, Floats, Ints, call, echo, profile_option
+from .common import (
+    Ints,
+    api_key_option,
+    call,
+    echo,
+    profile_option,
+    reach_options,
+    timeout_option,
+)
 
 __all__ = ["draft", "profile_group"]
 
@@ -160,12 +168,7 @@ def profile_group() -> None:
     metavar="URL",
     help="The target, as the OpenAI SDK takes it (.../v1).",
 )
-@click.option(
-    "--api-key",
-    default=None,
-    metavar="KEY",
-    help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
-)
+@api_key_option
 @click.option(
     "--models",
     default=None,
@@ -192,24 +195,8 @@ def profile_group() -> None:
 )
 @click.option("--name", default="draft", show_default=True, help="The drafted profile's name.")
 @profile_option
-@click.option(
-    "--timeout",
-    type=Floats(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds one request may take, connection to last byte.",
-)
-@click.option(
-    "--header",
-    "headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="Send this header to the target on every request (repeatable; VALUE env:VAR reads "
-    "$VAR). Never written to the draft.",
-)
-@click.option("--ca-bundle", default=None, metavar="FILE", help="Verify TLS with this PEM file.")
-@click.option("--insecure", is_flag=True, help="Do not verify the target's TLS certificate.")
-@click.option("--proxy", default=None, metavar="URL", help="Reach the target through this proxy.")
+@timeout_option
+@reach_options
 def draft_command(**options: Any) -> None:
     """Draft a profile from a live endpoint, within an image budget.
 

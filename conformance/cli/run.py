@@ -24,10 +24,10 @@ import click
 from .common import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RECORD_CAP_MIB,
-    DEFAULT_TIMEOUT,
     VERDICT_WORDS,
     Floats,
     Ints,
+    api_key_option,
     call,
     echo,
     explore_option,
@@ -36,8 +36,10 @@ from .common import (
     max_images_option,
     models_option,
     profile_option,
+    reach_options,
     report_dir_option,
     seed_option,
+    timeout_option,
 )
 
 if TYPE_CHECKING:
@@ -342,23 +344,12 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
     metavar="URL",
     help="The target, as the OpenAI SDK takes it (.../v1). Default: the embedded reference server.",
 )
-@click.option(
-    "--api-key",
-    default=None,
-    metavar="KEY",
-    help="The target's key. Default: $OPENAI_API_KEY. Never written anywhere.",
-)
+@api_key_option
 @models_option
 @profile_option
 @report_dir_option
 @seed_option
-@click.option(
-    "--timeout",
-    type=Floats(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds one request may take, connection to last byte.",
-)
+@timeout_option
 @click.option(
     "--rate",
     default=None,
@@ -435,31 +426,7 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
     "(bytes, or with KiB/MiB/GiB), retries, max_retry_wait, retry_budget (seconds), "
     "retry_budget_count.",
 )
-@click.option(
-    "--header",
-    "headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="Send this header to the target on every request (repeatable). A VALUE written "
-    "env:VAR is read from $VAR and redacted everywhere, like the key.",
-)
-@click.option(
-    "--ca-bundle",
-    default=None,
-    metavar="FILE",
-    help="Verify the target's TLS certificate with the CAs of this PEM file.",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help="Do not verify the target's TLS certificate (noted on stderr and in every report).",
-)
-@click.option(
-    "--proxy",
-    default=None,
-    metavar="URL",
-    help="Send the target's traffic through this http(s) proxy (image URLs are fetched directly).",
-)
+@reach_options
 @fail_on_option("Fail the run on MUST failures only, or on SHOULD warnings too.")
 def run_command(allow_private_urls: bool, limits: tuple[str, ...], **options: Any) -> None:
     """Send the plan to an endpoint, judge every answer, write the reports.

@@ -537,11 +537,12 @@ def _types(schema: Mapping[str, Any]) -> frozenset[str]:
         kind = branch.get("type")
         out.update([kind] if isinstance(kind, str) else kind or ())
         if "enum" in branch:
-            out.update(_json_type(v) for v in branch["enum"])
+            out.update(json_type(v) for v in branch["enum"])
     return frozenset(out)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a decoded value (what a schema's ``type`` calls it)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -555,7 +556,7 @@ def _json_type(value: Any) -> str:
 
 def has_type(value: Any, types: frozenset[str]) -> bool:
     """Whether a JSON value is of one of ``types``, as JSON Schema counts (1.0 is an integer)."""
-    kind = _json_type(value)
+    kind = json_type(value)
     if kind == "number" and value.is_integer():
         kind = "integer"
     return kind in types or (kind == "integer" and "number" in types)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contract.declared import STANDARD
-from ..contract.loader import SERVER_CHOICE, Contract, parse_wxh
+from ..contract.loader import OPTIONAL_FIELDS, SERVER_CHOICE, Contract, parse_wxh
 from ..generation.cases import Case
 from ..redact import printable, redactor, strip_url
 from ..settings import MAX_LISTED_MODELS
@@ -56,20 +56,7 @@ PROMPT = "a small red circle on a white background"
 TEXT_VALUE = "imgconf-draft"
 #: Fields probed by their own step (their effect can be seen in the answer); every other
 #: standard field is probed generically: accepted, or refused.
-OWN_STEPS = frozenset(
-    {
-        "prompt",
-        "n",
-        "size",
-        "quality",
-        "response_format",
-        "output_format",
-        "output_compression",
-        "stream",
-        "partial_images",
-        "background",
-    }
-)
+OWN_STEPS = frozenset({"prompt", *OPTIONAL_FIELDS}) - {"model", "moderation", "style", "user"}
 #: Steps tried to find a ``WxH`` rule's divisor: the first accepted is the divisor.
 DIVISOR_STEPS = (1, 2, 4, 8, 16, 32, 64)
 

@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message
 
-from ..contract.loader import Endpoint, FileInput, ModelSpec, Rule, parse_wxh
+from ..contract.loader import Endpoint, FileInput, ModelSpec, Rule, json_type, parse_wxh
 from ..settings import (
     EDIT_BODY_CAP,
     EDIT_MARK_FRACTION,
@@ -245,25 +245,13 @@ def _json_types(schema: Any) -> set[str]:
     kind = schema.get("type")
     out.update([kind] if isinstance(kind, str) else kind or ())
     if "enum" in schema:
-        out.update(_json_type(v) for v in schema["enum"])
+        out.update(json_type(v) for v in schema["enum"])
     if "const" in schema:
-        out.add(_json_type(schema["const"]))
+        out.add(json_type(schema["const"]))
     for key in ("anyOf", "oneOf", "allOf"):
         for branch in schema.get(key, ()):
             out |= _json_types(branch)
     return out
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string"
 
 
 def decode_text(value: str, schema: Mapping[str, Any]) -> Any:
