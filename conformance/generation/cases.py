@@ -7,9 +7,15 @@ so that a plan is deterministic, comparable and serialisable.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+import httpx
+
+from .inputs import InputFile
 
 __all__ = [
     "ANY_MODEL",
@@ -19,6 +25,7 @@ __all__ = [
     "Auth",
     "Case",
     "Expect",
+    "FormPart",
     "Kind",
 ]
 
@@ -39,6 +46,32 @@ Expect = Literal["accept", "reject", "either"]
 Auth = Literal["valid", "missing", "wrong", "blank-bearer", "other-scheme"]
 #: The malformed Authorization headers: a server MUST refuse them (any 4xx), 401 is the SHOULD.
 MALFORMED_AUTH: tuple[Auth, ...] = ("blank-bearer", "other-scheme")
+
+
+@dataclass(frozen=True)
+class FormPart:
+    """One part of a multipart body: a text field (``value``) or a file (``file``, a recipe
+    whose bytes are made when sent). Text parts are sent first, then files, each in order (as
+    the OpenAI SDKs' encoder does). A text part may carry a file's name
+    (``image[]``): that is how a proxy that stringifies files looks, and a case sends it so."""
+
+    name: str
+    value: str | None = None
+    file: InputFile | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.file is not None:
+            return {"name": self.name, "file": self.file.to_dict()}
+        return {"name": self.name, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FormPart:
+        file = data.get("file")
+        return cls(
+            name=str(data["name"]),
+            value=data.get("value"),
+            file=InputFile.from_dict(file) if isinstance(file, dict) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,13 +112,68 @@ class Case:
     #: A short human description ("n=11", "size=1000x1000").
     title: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: The endpoint the case is sent to: ``generations`` (a JSON body), ``edits`` or
+    #: ``variations`` (a multipart body made of ``parts``).
+    endpoint: str = "generations"
+    #: The multipart body, part by part in order (``body`` and ``raw`` are then unused).
+    parts: tuple[FormPart, ...] = ()
 
     @property
     def stream(self) -> bool:
+        if self.parts:
+            return any(p.name == "stream" and p.value == "true" for p in self.parts)
         return isinstance(self.body, dict) and self.body.get("stream") is True
 
+    @property
+    def multipart(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def boundary(self) -> str:
+        """The multipart boundary: fixed per case, so that the bytes sent, recorded and
+        replayed are the same every time."""
+        return "imgconf-" + format(hash_text(self.id), "016x")
+
+    @property
+    def content_type(self) -> str:
+        if self.parts:
+            return f"multipart/form-data; boundary={self.boundary}"
+        return "application/json"
+
+    def body_stream(self) -> httpx.Request:
+        """The request whose ``stream`` yields the body in pieces: a multipart body's files
+        are read from their recipes while it is sent, never held whole."""
+        texts = [(p.name, p.value or "") for p in self.parts if p.file is None]
+        files = [
+            (p.name, (p.file.filename, p.file.open(), p.file.media_type))
+            for p in self.parts
+            if p.file is not None
+        ]
+        return httpx.Request(
+            "POST",
+            "http://imgconf.invalid/",
+            headers={"content-type": self.content_type},
+            data=_grouped(texts),
+            files=files,
+        )
+
+    def content_length(self) -> int:
+        if not self.parts:
+            return len(self.content())
+        return int(self.body_stream().headers["content-length"])
+
+    def iter_content(self) -> Iterator[bytes]:
+        """The body in pieces, as sent."""
+        if not self.parts:
+            yield self.content()
+            return
+        yield from self.body_stream().stream  # type: ignore[misc]
+
     def content(self) -> bytes:
-        """The request body bytes exactly as they are sent."""
+        """The request body bytes exactly as they are sent (a multipart body whole: for small
+        bodies; sending streams it through :meth:`iter_content`)."""
+        if self.parts:
+            return b"".join(self.iter_content())
         if self.raw is not None:
             return self.raw
         return json.dumps(self.body, ensure_ascii=False).encode()
@@ -94,6 +182,7 @@ class Case:
         data = asdict(self)
         data["raw"] = self.raw.decode("utf-8", "replace") if self.raw is not None else None
         data["tags"] = list(self.tags)
+        data["parts"] = [p.to_dict() for p in self.parts]
         return data
 
     @classmethod
@@ -102,5 +191,23 @@ class Case:
         raw = data.get("raw")
         data["raw"] = raw.encode() if isinstance(raw, str) else None
         data["tags"] = tuple(data.get("tags", ()))
+        data["parts"] = tuple(FormPart.from_dict(p) for p in data.get("parts") or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def hash_text(text: str) -> int:
+    """A stable 64-bit number of a text (Python's ``hash`` changes per process)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Text fields as httpx takes them: a repeated name's values as a list, in order."""
+    out: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        if name in out:
+            previous = out[name]
+            out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            out[name] = value
+    return out
