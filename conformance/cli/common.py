@@ -96,6 +96,14 @@ models_option = click.option(
     callback=lambda _ctx, _param, value: _models(value),
     help="Only these models of the profile (default: all of them).",
 )
+endpoints_option = click.option(
+    "--endpoint",
+    "endpoints",
+    default=None,
+    metavar="generations,edits,variations",
+    callback=lambda _ctx, _param, value: _models(value),
+    help="Only these endpoints (default: every one the profile serves, its `endpoints:`).",
+)
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="The plan's seed."
 )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..contract.loader import GENERATIONS
 from .common import (
     call,
+    endpoints_option,
     explore_option,
     max_cost_option,
     max_images_option,
@@ -19,6 +21,8 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..contract.profiles import Profile
+    from ..generation.cases import Case
     from ..generation.planning import Plan
 
 __all__ = ["format_plan", "plan_command", "plan_warnings", "show_plan"]
@@ -50,6 +54,52 @@ def plan_warnings(plan: Plan) -> list[str]:
     ]
 
 
+def _kinds(cases: list[Case]) -> list[str]:
+    """One group's cases by kind: valid ones by title, the others by the rule they break."""
+    lines = []
+    for kind in ("valid", "invalid", "probe"):
+        group = [c for c in cases if c.kind == kind]
+        if not group:
+            continue
+        origins = ", ".join(
+            f"{o} {sum(1 for c in group if c.origin == o)}"
+            for o in dict.fromkeys(c.origin for c in group)
+        )
+        lines.append(f"  {kind} ({len(group)}: {origins})")
+        if kind == "valid":
+            for case in group:
+                mark = "" if case.expect == "accept" else f" [expect {case.expect}]"
+                lines.append(_clip(f"    {case.origin}: {case.title}{mark}"))
+        else:
+            for rule in dict.fromkeys(c.rule for c in group):
+                titles = "; ".join(c.title for c in group if c.rule == rule)
+                lines.append(_clip(f"    {rule}: {titles}"))
+    return lines
+
+
+def _other_endpoints(plan: Plan) -> list[str]:
+    """The cases of the endpoints beside generations, by endpoint and model, counted from the
+    cases themselves (spend if the server behaves)."""
+    from ..generation.cases import ANY_MODEL
+    from ..generation.planning import spends
+
+    lines = []
+    for endpoint in dict.fromkeys(c.endpoint for c in plan.cases if c.endpoint != GENERATIONS):
+        for model in (*plan.models, ANY_MODEL):
+            mine = [c for c in plan.cases if c.endpoint == endpoint and c.model == model]
+            if not mine:
+                continue
+            spent = [c for c in mine if spends(c)]
+            unknown = sum(c.images for c in spent if c.cost is None)
+            label = f"{ANY_MODEL} (model-independent)" if model == ANY_MODEL else model
+            lines.append(
+                f"\n{endpoint} {label}: {len(mine)} requests, "
+                f"{_spend_line(sum(c.images for c in spent), sum(c.cost or 0.0 for c in spent), unknown)}"
+            )
+            lines += _kinds(mine)
+    return lines
+
+
 def format_plan(plan: Plan) -> str:
     """The plan as text: cases by model and kind, images, estimated cost, and the cut."""
     from ..generation.cases import ANY_MODEL
@@ -57,8 +107,10 @@ def format_plan(plan: Plan) -> str:
 
     lines: list[str] = []
     profile = plan.profile
+    endpoints = list(dict.fromkeys(c.endpoint for c in [*plan.cases, *plan.cut]))
+    sent_to = f" ({', '.join(endpoints)})" if endpoints not in ([], [GENERATIONS]) else ""
     lines.append(
-        f"Plan for profile {profile.name}, seed {plan.seed}: {len(plan.cases)} requests; "
+        f"Plan for profile {profile.name}, seed {plan.seed}: {len(plan.cases)} requests{sent_to}; "
         f"if the server behaves: {_spend_line(plan.images, plan.cost, plan.cost_unknown_images)}"
         f" (prices: {profile.prices_source or 'the profile'})."
     )
@@ -67,8 +119,9 @@ def format_plan(plan: Plan) -> str:
         f"Worst case (a server that accepts every request, invalid ones too): "
         f"{plan.worst_images} images, {_usd(plan.worst_cost)}."
     )
+    generations = [c for c in plan.cases if c.endpoint == GENERATIONS]
     for model in (*plan.models, ANY_MODEL):
-        mine = [c for c in plan.cases if c.model == model]
+        mine = [c for c in generations if c.model == model]
         if not mine:
             continue
         if model == ANY_MODEL:
@@ -86,23 +139,8 @@ def format_plan(plan: Plan) -> str:
                 f"values {cov['values']['covered']}/{cov['values']['total']}, "
                 f"pairs {cov['pairs']['covered']}/{cov['pairs']['total']}"
             )
-        for kind in ("valid", "invalid", "probe"):
-            group = [c for c in mine if c.kind == kind]
-            if not group:
-                continue
-            origins = ", ".join(
-                f"{o} {sum(1 for c in group if c.origin == o)}"
-                for o in dict.fromkeys(c.origin for c in group)
-            )
-            lines.append(f"  {kind} ({len(group)}: {origins})")
-            if kind == "valid":
-                for case in group:
-                    mark = "" if case.expect == "accept" else f" [expect {case.expect}]"
-                    lines.append(_clip(f"    {case.origin}: {case.title}{mark}"))
-            else:
-                for rule in dict.fromkeys(c.rule for c in group):
-                    titles = "; ".join(c.title for c in group if c.rule == rule)
-                    lines.append(_clip(f"    {rule}: {titles}"))
+        lines += _kinds(mine)
+    lines += _other_endpoints(plan)
     lines.append("")
     order = ", then ".join(CUT_ORDER[1:])
     cut_rule = (
@@ -133,6 +171,18 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def plan_for(profile: Profile, endpoints: Sequence[str], **options: Any) -> Plan:
+    """The plan of the chosen endpoints (``run`` and ``plan`` build theirs here)."""
+    import inspect
+
+    from ..generation.planning import build_plan
+
+    # Until the planner takes endpoints, it plans generations alone.
+    if "endpoints" in inspect.signature(build_plan).parameters:
+        options["endpoints"] = tuple(endpoints)
+    return build_plan(profile, **options)
+
+
 def show_plan(
     *,
     profile: str,
@@ -142,13 +192,14 @@ def show_plan(
     max_images: int | None,
     explore: int,
     as_json: bool,
+    endpoints: Sequence[str] | None = None,
 ) -> int:
     """Print the plan (text or JSON). Exit 0; bad input raises SetupError."""
     from ..contract.profiles import load_profile
     from ..engine.run_settings import RunSettings, check_settings
-    from ..generation.planning import build_plan
 
     loaded = load_profile(profile)
+    chosen = loaded.choose_endpoints(endpoints)
     asked = RunSettings(
         profile=profile,
         models=tuple(models) if models else None,
@@ -158,8 +209,9 @@ def show_plan(
         explore=explore,
     )
     check_settings(asked, loaded)
-    made = build_plan(
+    made = plan_for(
         loaded,
+        chosen,
         models=models,
         seed=seed,
         max_cost=max_cost,
@@ -175,6 +227,7 @@ def show_plan(
 
 @click.command("plan")
 @models_option
+@endpoints_option
 @profile_option
 @seed_option
 @max_cost_option
@@ -183,6 +236,7 @@ def show_plan(
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(
     models: tuple[str, ...] | None,
+    endpoints: tuple[str, ...] | None,
     profile: str,
     seed: int,
     max_cost: float | None,
@@ -195,6 +249,7 @@ def plan_command(
         show_plan,
         profile=profile,
         models=models,
+        endpoints=endpoints,
         seed=seed,
         max_cost=max_cost,
         max_images=max_images,

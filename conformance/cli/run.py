@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from .common import (
     api_key_option,
     call,
     echo,
+    endpoints_option,
     explore_option,
     fail_on_option,
     max_cost_option,
@@ -105,30 +106,40 @@ def run(**options: Any) -> int:
     from ..engine.run_settings import RunSettings, check_settings, reach_config
     from ..redact import register_secrets
 
+    asked = options.pop("endpoints", None)
     settings = RunSettings(**options)
     # Before anything can be said about the run, a bad flag included.
     register_secrets(settings.api_key, os.environ.get("OPENAI_API_KEY"))
     if settings.from_report is not None:
         settings = apply_from_report(settings)
+        asked = asked or _report_endpoints(_earlier_report(settings))
     profile = load_profile(settings.profile)
     check_settings(settings, profile)
+    endpoints = profile.choose_endpoints(asked)
     reach_config(settings, profile)  # a bad header, CA file or proxy: exit 2 before anything
     if settings.base_url is None:
         from ..server.launcher import start_reference_server
 
         with start_reference_server(api_key=settings.api_key, profile=settings.profile) as server:
-            return _run(settings, profile, server.base_url, server.api_key, embedded=True)
+            return _run(
+                settings, profile, server.base_url, server.api_key, endpoints, embedded=True
+            )
     key = settings.api_key or os.environ.get("OPENAI_API_KEY") or None
-    return _run(settings, profile, settings.base_url, key, embedded=False)
+    return _run(settings, profile, settings.base_url, key, endpoints, embedded=False)
 
 
 def _build_plan(
-    settings: RunSettings, profile: Profile, max_cost: float | None, max_images: int | None
+    settings: RunSettings,
+    profile: Profile,
+    endpoints: Sequence[str],
+    max_cost: float | None,
+    max_images: int | None,
 ) -> Plan:
-    from ..generation.planning import build_plan
+    from .plan import plan_for
 
-    return build_plan(
+    return plan_for(
         profile,
+        endpoints,
         models=list(settings.models) if settings.models else None,
         seed=settings.seed,
         max_cost=max_cost,
@@ -170,6 +181,16 @@ def _earlier_report(settings: RunSettings) -> dict[str, Any]:
     if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
         raise SetupError(f"--from: {path} is not an imgconf report.json")
     return report
+
+
+def _report_endpoints(report: dict[str, Any]) -> tuple[str, ...]:
+    """The endpoints an earlier report's cases were sent to (a case without ``endpoint`` was
+    sent to generations)."""
+    return tuple(
+        dict.fromkeys(
+            str(c.get("endpoint") or "generations") for c in report["cases"] if isinstance(c, dict)
+        )
+    )
 
 
 def apply_from_report(settings: RunSettings) -> RunSettings:
@@ -226,7 +247,13 @@ def _rerun_plan(plan: Plan, settings: RunSettings) -> Plan:
 
 
 def _run(
-    settings: RunSettings, profile: Profile, base_url: str, key: str | None, *, embedded: bool
+    settings: RunSettings,
+    profile: Profile,
+    base_url: str,
+    key: str | None,
+    endpoints: Sequence[str],
+    *,
+    embedded: bool,
 ) -> int:
     from .. import __version__
     from ..engine.checks import settle_controls
@@ -239,7 +266,9 @@ def _run(
 
     target = strip_url(base_url)
     if not embedded:
-        check_budget(settings, base_url, lambda: _build_plan(settings, profile, None, None))
+        check_budget(
+            settings, base_url, lambda: _build_plan(settings, profile, endpoints, None, None)
+        )
     key = check_key(key)
     check_prices(settings, profile)
     check_writable(settings.report_dir, settings.record)
@@ -249,7 +278,7 @@ def _run(
         print(printable(warning), file=sys.stderr)
     if not embedded:
         asyncio.run(check_target(config))
-    plan = _build_plan(settings, profile, settings.max_cost, settings.max_images)
+    plan = _build_plan(settings, profile, endpoints, settings.max_cost, settings.max_images)
     if settings.from_report is not None:
         plan = _rerun_plan(plan, settings)
     recorder = None
@@ -346,6 +375,7 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
 )
 @api_key_option
 @models_option
+@endpoints_option
 @profile_option
 @report_dir_option
 @seed_option

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,7 +25,7 @@ import yaml
 from ..errors import SetupError
 from .declared import ANY, DeclarationError, DeclaredModel, extend_contract, parse_models
 from .levels import Level
-from .loader import LEVELS, Contract, Rule, load_contract, read_data_file
+from .loader import ENDPOINTS, GENERATIONS, LEVELS, Contract, Rule, load_contract, read_data_file
 from .reach import AuthStyle, check_header, parse_query
 
 __all__ = ["Profile", "ProfileError", "Rate", "builtin_profiles", "load_profile"]
@@ -72,6 +72,35 @@ class Profile:
     names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The deployment that serves each model (``deployments:``, Azure): model -> deployment.
     deployments: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The endpoints the target serves (``endpoints:``): generations alone unless it says more.
+    endpoints: tuple[str, ...] = (GENERATIONS,)
+
+    def choose_endpoints(
+        self, asked: Sequence[str] | None, flag: str = "--endpoint"
+    ) -> tuple[str, ...]:
+        """The endpoints a run sends to: those asked (in the contract's order), else every one
+        the profile serves. A name the contract does not know, or one the profile does not
+        serve, is a set-up error naming the flag."""
+        if not asked:
+            return self.endpoints
+        for name in asked:
+            if name not in ENDPOINTS:
+                raise SetupError(
+                    f"{flag}: unknown endpoint {name!r} (one of {', '.join(ENDPOINTS)})"
+                )
+            if name not in self.endpoints:
+                raise SetupError(
+                    f"{flag}: profile {self.name} does not serve {name} (it serves "
+                    f"{', '.join(self.endpoints)}; a profile lists what it serves in `endpoints:`)"
+                )
+        return tuple(name for name in ENDPOINTS if name in asked)
+
+    def endpoint_rules(self, endpoint: str) -> Mapping[str, Rule]:
+        """The rules an endpoint's exchanges are judged by: generations' as this profile holds
+        them, another endpoint's as the contract states them (its own, then those it reuses)."""
+        if endpoint == GENERATIONS:
+            return self.rules()
+        return self.contract.endpoint(endpoint).all_rules
 
     def sent_name(self, model: str) -> str:
         """The name a model is asked by (its alias, or itself)."""
@@ -203,6 +232,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         "query",
         "aliases",
         "deployments",
+        "endpoints",
     }
     extra = sorted(set(data) - known)
     if extra:
@@ -267,6 +297,7 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
     if names:
         contract = dataclasses.replace(contract, aliases={v: k for k, v in names.items()})
     deployments = _parse_deployments(data.get("deployments"), models, names, where)
+    endpoints = _parse_endpoints(data.get("endpoints"), where)
     if deployments and base_url and "/deployments/" in base_url:
         raise _fail(where, "field 'deployments': base_url must end before /deployments/")
     return Profile(
@@ -290,7 +321,25 @@ def parse_profile(data: Any, where: str, file: Path | None = None) -> Profile:
         own_contract=None if not (declared or names) else contract,
         names=names,
         deployments=deployments,
+        endpoints=endpoints,
     )
+
+
+def _parse_endpoints(raw: Any, where: str) -> tuple[str, ...]:
+    """``endpoints: [generations, edits, variations]``: what the target serves (default:
+    generations alone, the endpoint every vendor of the suite documents)."""
+    if raw is None:
+        return (GENERATIONS,)
+    if not isinstance(raw, list) or not raw:
+        raise _fail(where, f"field 'endpoints' must list some of {', '.join(ENDPOINTS)}")
+    for name in raw:
+        if name not in ENDPOINTS:
+            raise _fail(
+                where, f"field 'endpoints': unknown endpoint {name!r} ({', '.join(ENDPOINTS)})"
+            )
+    if len(set(raw)) != len(raw):
+        raise _fail(where, "field 'endpoints' names an endpoint twice")
+    return tuple(name for name in ENDPOINTS if name in raw)
 
 
 def _parse_aliases(raw: Any, models: list[str], where: str) -> dict[str, str]:
