@@ -2,7 +2,8 @@
 
 Registered through the ``pytest11`` entry point and inert unless ``--imgconf-base-url`` is given.
 Then the plan that ``imgconf run`` would send becomes test items, one per rule x model, named
-``imgconf[<model>::<rule id>]``: a MUST rule broken by any answer fails its item, a SHOULD rule
+``imgconf[<model>::<rule id>]`` (``imgconf[<endpoint>/<model>::<rule id>]`` for an endpoint
+other than generations: an edit's cell is its own): a MUST rule broken by any answer fails its item, a SHOULD rule
 broken gives a :class:`ImgconfShouldWarning` (the item passes), a rule nothing exercised is
 skipped with the reason.
 
@@ -86,6 +87,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Only these models of the profile (comma-separated or repeated).",
     )
     group.addoption(
+        "--imgconf-endpoint",
+        action="append",
+        default=None,
+        metavar="generations,edits,variations",
+        help="Only these endpoints (comma-separated or repeated; default: every one the "
+        "profile serves).",
+    )
+    group.addoption(
         "--imgconf-profile", default="openai", metavar="NAME|FILE", help="Profile (default openai)."
     )
     group.addoption(
@@ -141,6 +150,7 @@ _FLAGS = (
     "base-url",
     "api-key",
     "models",
+    "endpoint",
     "profile",
     "max-images",
     "max-cost",
@@ -179,6 +189,25 @@ def _settings(config: pytest.Config) -> RunSettings | None:
     )
 
 
+def _asked_endpoints(config: pytest.Config) -> tuple[str, ...] | None:
+    """``--imgconf-endpoint`` values (None: every endpoint the profile serves)."""
+    values = config.getoption("imgconf_endpoint") or ()
+    names = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
+    return names or None
+
+
+def _plan(profile: Profile, endpoints: Sequence[str], **options: Any) -> Plan:
+    """The plan of the chosen endpoints."""
+    import inspect
+
+    from .generation.planning import build_plan
+
+    # Until the planner takes endpoints, it plans generations alone.
+    if "endpoints" in inspect.signature(build_plan).parameters:
+        options["endpoints"] = tuple(endpoints)
+    return build_plan(profile, **options)
+
+
 def _usage_error(exc: SetupError) -> pytest.UsageError:
     """A set-up error as pytest says it, naming the plugin's flags."""
     message = _FLAG.sub(r"--imgconf-\1", str(exc))
@@ -201,7 +230,6 @@ def pytest_configure(config: pytest.Config) -> None:
         check_settings,
         transport_config,
     )
-    from .generation.planning import build_plan
     from .redact import register_secrets
 
     # Known before anything is sent or written, in every process (the controller under xdist
@@ -211,11 +239,12 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         profile = load_profile(settings.profile)
         check_settings(settings, profile)
+        endpoints = profile.choose_endpoints(_asked_endpoints(config))
         key = check_key(settings.api_key)
         check_budget(
             settings,
             settings.base_url,
-            lambda: build_plan(profile, models=settings.models, seed=settings.seed),
+            lambda: _plan(profile, endpoints, models=settings.models, seed=settings.seed),
         )
         target = transport_config(settings, profile, settings.base_url, key)
         if not _is_worker(config):
@@ -228,7 +257,7 @@ def pytest_configure(config: pytest.Config) -> None:
         shared = Path(config.workerinput[_SHARED_KEY])  # type: ignore[attr-defined]
     else:
         shared = Path(tempfile.mkdtemp(prefix="imgconf-pytest-"))
-    config.stash[_STATE] = State(settings, profile, target, shared)
+    config.stash[_STATE] = State(settings, profile, target, shared, endpoints)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -257,18 +286,20 @@ class State:
     #: How the target is reached (checked at configure time).
     target: TransportConfig
     shared: Path
+    #: The endpoints the session sends to (``--imgconf-endpoint``, else the profile's).
+    endpoints: tuple[str, ...] = ("generations",)
     plan: Plan | None = None
-    #: model -> rule ids, in plan order: the items of the session.
+    #: column (the model; ``<endpoint>/<model>`` for another endpoint than generations) ->
+    #: rule ids, in plan order: the items of the session.
     items: dict[str, list[str]] = field(default_factory=dict)
     #: model -> its case results, once sent (here or by another worker).
     results: dict[str, list[CaseResult]] = field(default_factory=dict)
 
     def build_plan(self) -> Plan:
         if self.plan is None:
-            from .generation.planning import build_plan
-
-            self.plan = build_plan(
+            self.plan = _plan(
                 self.profile,
+                self.endpoints,
                 models=list(self.settings.models) if self.settings.models else None,
                 seed=self.settings.seed,
                 max_cost=self.settings.max_cost,
@@ -515,28 +546,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def item_column(endpoint: str, model: str) -> str:
+    """An item's column: the model for generations (its node ids as they always were),
+    ``<endpoint>/<model>`` for another endpoint."""
+    return model if endpoint == "generations" else f"{endpoint}/{model}"
+
+
+def split_column(name: str) -> tuple[str, str]:
+    """(endpoint, model) of a column."""
+    endpoint, slash, model = name.partition("/")
+    return (endpoint, model) if slash else ("generations", name)
+
+
 def plan_items(plan: Any, profile: Any) -> dict[str, list[str]]:
     """The rule x model items of a plan: every cell of the run's scope and every rule its cases
     aim at (:func:`conformance.engine.verdict.in_scope`, :func:`conformance.generation.coverage.aimed_rules`), so
-    the items are the cells ``imgconf run`` reports; and one ``verdict`` item at the end."""
+    the items are the cells ``imgconf run`` reports; and one ``verdict`` item at the end.
+
+    Each endpoint's cells are their own, under its rules: generations' first, keyed by model as
+    always, then each other endpoint's, for the models its cases are sent for."""
+    cases = [*plan.cases, *plan.cut]
+    endpoints = list(dict.fromkeys(c.endpoint for c in cases)) or ["generations"]
+    out: dict[str, list[str]] = {}
+    for endpoint in sorted(endpoints, key=lambda e: e != "generations"):
+        mine = [c for c in cases if c.endpoint == endpoint]
+        models = (
+            plan.models
+            if endpoint == "generations"
+            else tuple(m for m in plan.models if any(c.model == m for c in mine))
+        )
+        for model, rules in _endpoint_items(mine, models, profile, endpoint).items():
+            out[item_column(endpoint, model)] = rules
+    return out
+
+
+def _endpoint_items(
+    cases: list[Case], models: Sequence[str], profile: Any, endpoint: str
+) -> dict[str, list[str]]:
     from .engine.verdict import in_scope
     from .generation.cases import ANY_MODEL
     from .generation.coverage import aimed_rules, case_spec
 
-    rules = profile.rules()
+    rules = profile.endpoint_rules(endpoint)
     items: dict[str, dict[str, None]] = {}
-    for model, rule in in_scope(plan.models, rules):
+    for model, rule in in_scope(models, rules):
         items.setdefault(model, {})[rule] = None
-    for case in [*plan.cases, *plan.cut]:
+    for case in cases:
         spec = case_spec(case, profile.models, profile.contract)
         ids = items.setdefault(case.model, {})
         for rule in sorted(aimed_rules(case, spec, rules, profile.contract)):
             ids.setdefault(rule, None)
     order = {rule: i for i, rule in enumerate(rules)}
-    ranked = [ANY_MODEL, *plan.models]
+    ranked = [ANY_MODEL, *models]
     return {
         model: sorted(items[model], key=lambda r: order.get(r, len(order)))
-        for model in sorted(items, key=ranked.index)
+        for model in sorted(items, key=lambda m: ranked.index(m) if m in ranked else len(ranked))
     }
 
 
@@ -561,11 +625,19 @@ class ImgconfCollector(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         state = self.config.stash[_STATE]
-        items: list[pytest.Item] = [
-            ImgconfItem.from_parent(self, name=f"imgconf[{model}::{rule}]", model=model, rule=rule)
-            for model, rules in state.items.items()
-            for rule in rules
-        ]
+        items: list[pytest.Item] = []
+        for column, rules in state.items.items():
+            endpoint, model = split_column(column)
+            items += [
+                ImgconfItem.from_parent(
+                    self,
+                    name=f"imgconf[{column}::{rule}]",
+                    model=model,
+                    rule=rule,
+                    endpoint=endpoint,
+                )
+                for rule in rules
+            ]
         items.append(ImgconfVerdictItem.from_parent(self, name="imgconf[verdict]"))
         return items
 
@@ -584,33 +656,40 @@ class Verdict:
 class ImgconfItem(pytest.Item):
     """One rule of the contract on one model."""
 
-    def __init__(self, *, model: str, rule: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, model: str, rule: str, endpoint: str = "generations", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.rule = rule
+        self.endpoint = endpoint
         self.user_properties.extend([("imgconf_model", model), ("imgconf_rule", rule)])
+        if endpoint != "generations":
+            self.user_properties.append(("imgconf_endpoint", endpoint))
 
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
+        column = item_column(self.endpoint, self.model)
+        results = [r for r in state.settled_results(self.model) if r.case.endpoint == self.endpoint]
         verdict = judge_item(
             self.rule,
             self.model,
-            state.settled_results(self.model),
-            set(state.items[self.model]),
-            state.profile.rules(),
+            results,
+            set(state.items[column]),
+            state.profile.endpoint_rules(self.endpoint),
         )
         if verdict.must:
-            raise ImgconfFailure(self.rule, self.model, verdict.must)
+            raise ImgconfFailure(self.rule, column, verdict.must)
         for message in verdict.should:
             warnings.warn(
-                ImgconfShouldWarning(_clean(f"{self.rule} on {self.model}: {message}")),
+                ImgconfShouldWarning(_clean(f"{self.rule} on {column}: {message}")),
                 stacklevel=1,
             )
         if verdict.status == "not_observed":
             notes = "; ".join(dict.fromkeys(verdict.notes))
             pytest.skip(
                 _clean(
-                    f"{self.rule} on {self.model} not observed ({', '.join(verdict.reasons)})"
+                    f"{self.rule} on {column} not observed ({', '.join(verdict.reasons)})"
                     + (f": {notes}" if notes else "")
                 )
             )

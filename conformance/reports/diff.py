@@ -2,7 +2,8 @@
 
 The unit of comparison is the rule x model of the reports' matrix, not the case: case ids
 depend on the plan and its seed, while "``image.size`` holds on ``dall-e-3``" means the same in
-every release. A rule x model failing now and not before is a new failure; failing before and
+every release. A cell of another endpoint than generations is its own (``image.size`` on
+``edits/gpt-image-1`` is not ``image.size`` on ``gpt-image-1``). A rule x model failing now and not before is a new failure; failing before and
 holding now is fixed; a warning that appears or goes is a changed warning; one that failed
 before and was not exercised now (a smaller budget, fewer models) is said so, never counted
 as fixed.
@@ -44,10 +45,13 @@ class Change:
     #: A message of the new (or, for a fix, the old) report, and the cases behind it.
     message: str = ""
     cases: tuple[str, ...] = ()
+    #: The endpoint of the cell (None: generations).
+    endpoint: str | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.rule} @ {self.model}"
+        where = f"{self.endpoint}/{self.model}" if self.endpoint else self.model
+        return f"{self.rule} @ {where}"
 
 
 @dataclass
@@ -86,13 +90,20 @@ def combine_exit_codes(*codes: int) -> int:
     return max(codes, default=0)
 
 
-def _matrix(report: Any, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+#: A cell: its rule, model and endpoint (None: generations, as in reports made before edits).
+Key = tuple[str, str, str | None]
+
+
+def _matrix(report: Any, name: str) -> dict[Key, dict[str, Any]]:
     if not isinstance(report, dict) or not isinstance(report.get("matrix"), list):
         raise SetupError(f"{name}: not an imgconf report.json (no matrix)")
     out = {}
     for item in report["matrix"]:
         try:
-            out[(str(item["rule"]), str(item["model"]))] = item
+            endpoint = item.get("endpoint")
+            if endpoint in (None, "generations"):
+                endpoint = None
+            out[(str(item["rule"]), str(item["model"]), endpoint and str(endpoint))] = item
         except (KeyError, TypeError):
             raise SetupError(
                 f"{name}: not an imgconf report.json (a malformed matrix entry)"
@@ -100,7 +111,7 @@ def _matrix(report: Any, name: str) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-def _change(key: tuple[str, str], old: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
+def _change(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
     source = new if new is not None and new.get("messages") else old or new or {}
     cases = (new or {}).get("failed_cases") or (new or {}).get("warned_cases") or []
     return Change(
@@ -111,6 +122,7 @@ def _change(key: tuple[str, str], old: dict[str, Any] | None, new: dict[str, Any
         new=new["status"] if new else None,
         message=(source.get("messages") or [""])[0],
         cases=tuple(cases),
+        endpoint=key[2],
     )
 
 

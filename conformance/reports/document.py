@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..contract.loader import Rule
+from ..contract.loader import GENERATIONS, Rule
 from ..engine.results import CaseResult, Exchange, Outcome, RunResult
 from ..engine.verdict import CELL_RANK, decide
 from ..engine.verdict import build_matrix as verdict_matrix
@@ -35,6 +35,7 @@ __all__ = [
     "ReplayInfo",
     "build_report",
     "clean_text",
+    "column",
     "elide",
     "model_label",
     "response_excerpt",
@@ -67,11 +68,21 @@ class ReplayInfo:
         }
 
 
+def column(item: Mapping[str, Any]) -> str:
+    """The matrix column of an entry (a cell, a case): its model, as reports always named it,
+    for generations; ``<endpoint>/<model>`` for another endpoint, whose cells are its own."""
+    endpoint = item.get("endpoint") or GENERATIONS
+    return item["model"] if endpoint == GENERATIONS else f"{endpoint}/{item['model']}"
+
+
 def model_label(model: str, aliases: Mapping[str, str] | None = None) -> str:
     """How a report names a model (rules that hold for any model are grouped under ``*``; a
     model asked by the vendor's name shows both: ``my-dalle3 (dall-e-3)``)."""
     if model == ANY_MODEL:
         return "any model"
+    endpoint, slash, bare = model.partition("/")
+    if slash:
+        return f"{endpoint} · {model_label(bare, aliases)}"
     alias = (aliases or {}).get(model)
     return f"{alias} ({model})" if alias else model
 
@@ -118,12 +129,48 @@ def _iso(timestamp: float) -> str | None:
 def _case_url(run: RunResult, result: CaseResult) -> str:
     if result.exchange is not None and result.exchange.url:
         return result.exchange.url
-    return run.target.rstrip("/") + run.path + result.case.path_suffix
+    return (
+        run.target.rstrip("/") + endpoint_path(run, result.case.endpoint) + result.case.path_suffix
+    )
+
+
+def endpoint_path(run: RunResult, endpoint: str) -> str:
+    """The path of an endpoint at the run's target: the profile's own for generations, the
+    contract's for another one, under the same prefix as the profile's."""
+    if endpoint == GENERATIONS:
+        return run.path
+    generations = run.contract().endpoint(GENERATIONS).path
+    prefix = run.path[: -len(generations)] if run.path.endswith(generations) else ""
+    return prefix + run.contract().endpoint(endpoint).path
+
+
+def form_parts(case: Case) -> list[dict[str, Any]]:
+    """A multipart body part by part: text values (long ones elided), and each file as its
+    recipe with the name, type and length it is sent with (its bytes are made from the recipe,
+    never stored)."""
+    out: list[dict[str, Any]] = []
+    for part in case.parts:
+        if part.file is None:
+            out.append({"name": part.name, "value": elide(part.value or "")})
+            continue
+        out.append(
+            {
+                "name": part.name,
+                "filename": part.file.filename,
+                "content_type": part.file.media_type,
+                "bytes": part.file.size(),
+                "file": part.file.to_dict(),
+            }
+        )
+    return out
 
 
 def _request(case: Case) -> dict[str, Any]:
     out: dict[str, Any] = {"auth": case.auth, "path_suffix": case.path_suffix}
-    if case.raw is not None:
+    if case.parts:
+        out["parts"] = form_parts(case)
+        out["bytes"] = case.content_length()
+    elif case.raw is not None:
         out["raw"] = response_excerpt(case.raw, 400)
         out["bytes"] = len(case.raw)
     else:
@@ -155,6 +202,7 @@ def _case_entry(run: RunResult, result: CaseResult) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": case.id,
         "model": case.model,
+        **({"endpoint": case.endpoint} if case.endpoint != GENERATIONS else {}),
         "kind": case.kind,
         "rule": case.rule,
         "level": case.level,
@@ -196,17 +244,50 @@ def _case_entry(run: RunResult, result: CaseResult) -> dict[str, Any]:
         if result.exchange is not None:
             content_type = result.exchange.request_headers.get("content-type")
         entry["reproducer"] = curl_command(
-            case, url, content_type or "application/json", auth=run.auth
+            case, url, None if case.parts else content_type or "application/json", auth=run.auth
         )
     return entry
 
 
 def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
-    """One entry per rule x model (see :mod:`conformance.engine.verdict`), its messages made safe."""
-    matrix = verdict_matrix(run.results, run.models, catalogue, run.contract())
+    """One entry per rule x model (see :mod:`conformance.engine.verdict`), its messages made safe.
+
+    Each endpoint's cases make cells of their own: generations' as always, then each other
+    endpoint's (marked ``endpoint``) under its rules, for the models its cases were sent for.
+    """
+    groups: dict[str, list[CaseResult]] = {}
+    for result in run.results:
+        groups.setdefault(result.case.endpoint, []).append(result)
+    matrix: list[dict[str, Any]] = []
+    if GENERATIONS in groups or not groups:
+        matrix += verdict_matrix(groups.get(GENERATIONS, []), run.models, catalogue, run.contract())
+    for endpoint, results in groups.items():
+        if endpoint == GENERATIONS:
+            continue
+        models = [m for m in run.models if any(r.case.model == m for r in results)]
+        rules = endpoint_rules(run, endpoint)
+        for item in verdict_matrix(results, models, rules, run.contract()):
+            matrix.append({**item, "endpoint": endpoint})
     for item in matrix:
         item["messages"] = [clean_text(m) for m in item["messages"]]
     return matrix
+
+
+def endpoint_rules(run: RunResult, endpoint: str) -> Mapping[str, Rule]:
+    """The rules an endpoint's exchanges are judged by: the run's own for generations, the
+    contract's for another endpoint (its rules, then those it reuses)."""
+    if endpoint == GENERATIONS:
+        return run.catalogue()
+    return run.contract().endpoint(endpoint).all_rules
+
+
+def _known_rules(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Rule]:
+    """Every rule a cell of the matrix may name, generations' as the run holds them first."""
+    known: dict[str, Rule] = {}
+    for endpoint in dict.fromkeys(i.get("endpoint") or GENERATIONS for i in matrix):
+        if endpoint != GENERATIONS:
+            known.update(endpoint_rules(run, endpoint))
+    return {**known, **run.catalogue()}
 
 
 def _rule_summaries(
@@ -226,7 +307,7 @@ def _rule_summaries(
                 "description": known.description if known else "",
                 "source": known.source if known else "",
                 "status": max((i["status"] for i in items), key=STATUS_RANK.__getitem__),
-                "models": {i["model"]: i["status"] for i in items},
+                "models": {column(i): i["status"] for i in items},
                 "cases": sum(i["cases"] for i in items),
                 "failed_cases": sum(len(i["failed_cases"]) for i in items),
                 "warned_cases": sum(len(i["warned_cases"]) for i in items),
@@ -235,19 +316,25 @@ def _rule_summaries(
     return out
 
 
+def _case_column(case: Case) -> str:
+    return column({"model": case.model, "endpoint": case.endpoint})
+
+
 def _model_summaries(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Any]:
+    """By column: a model's generations cases under its name, another endpoint's under
+    ``<endpoint>/<model>``."""
     models = (
         [ANY_MODEL, *run.models]
-        if any(r.case.model == ANY_MODEL for r in run.results)
+        if any(r.case.model == ANY_MODEL and r.case.endpoint == GENERATIONS for r in run.results)
         else list(run.models)
     )
     for result in run.results:
-        if result.case.model not in models:
-            models.append(result.case.model)
+        if _case_column(result.case) not in models:
+            models.append(_case_column(result.case))
     out: dict[str, Any] = {}
     for model in models:
-        results = [r for r in run.results if r.case.model == model]
-        statuses = Counter(i["status"] for i in matrix if i["model"] == model)
+        results = [r for r in run.results if _case_column(r.case) == model]
+        statuses = Counter(i["status"] for i in matrix if column(i) == model)
         out[model] = {
             "cases": len(results),
             "outcomes": {o.value: sum(r.outcome is o for r in results) for o in Outcome},
@@ -264,8 +351,14 @@ def _coverage(
     observed: dict[str, set[str]] = {}
     for item in matrix:
         if item["status"] != "not_observed":
-            observed.setdefault(item["model"], set()).add(item["rule"])
-    per_model = coverage_summary(observed, run.models, catalogue)
+            observed.setdefault(column(item), set()).add(item["rule"])
+    generations = not matrix or any("endpoint" not in i for i in matrix)
+    per_model = coverage_summary(observed, run.models, catalogue) if generations else {}
+    for endpoint in dict.fromkeys(i["endpoint"] for i in matrix if "endpoint" in i):
+        models = [m for m in run.models if any(column(i) == f"{endpoint}/{m}" for i in matrix)]
+        mine = {m: observed.get(f"{endpoint}/{m}", ()) for m in (ANY_MODEL, *models)}
+        summary = coverage_summary(mine, models, endpoint_rules(run, endpoint))
+        per_model.update({f"{endpoint}/{m}": facts for m, facts in summary.items()})
     by_origin: dict[str, dict[str, int]] = {}
     cut: list[dict[str, Any]] = []
     for result in run.results:
@@ -323,7 +416,8 @@ def _jsonable(value: Any) -> Any:
 def _verdict(
     run: RunResult, matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
 ) -> dict[str, Any]:
-    verdict = decide(run, matrix, catalogue)
+    # Cells are named "rule @ column": an edit cell is not its model's generations cell.
+    verdict = decide(run, [{**i, "model": column(i)} for i in matrix], catalogue)
     sent = [r for r in run.results if r.exchange is not None]
     models = len({r.case.model for r in sent if r.case.model != ANY_MODEL})
     broken = list(dict.fromkeys(label.split(" @ ")[0] for label in verdict.failed))
@@ -399,7 +493,7 @@ def build_report(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[st
             "outcomes": {o.value: outcomes.get(o.value, 0) for o in Outcome},
             "matrix": {s: sum(1 for i in matrix if i["status"] == s) for s in STATUS_RANK},
         },
-        "rules": _rule_summaries(matrix, catalogue),
+        "rules": _rule_summaries(matrix, _known_rules(run, matrix)),
         "model_summary": _model_summaries(run, matrix),
         "coverage": _coverage(run, matrix, catalogue),
         "matrix": matrix,

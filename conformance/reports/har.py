@@ -21,6 +21,13 @@ it is an image: whatever else an image URL answered (an internal page, say) is n
 file that may be shared. A replay judges an elided body as not observed: the rules that need it
 are listed as not judged again.
 
+A multipart request (an edit, a variation) is recorded as HAR has it: ``postData`` with its
+``mimeType`` (boundary included) and ``params``, text parts with their values, file parts with
+their ``fileName`` and ``contentType``. The files' bytes are not recorded (an input may be 50 MB):
+each file param keeps its recipe, length and digest in ``_imgconf``, and the case (its parts
+included) is in the entry's ``_imgconf.case``, so a replay makes the same bytes again. The
+``text`` shows the body with each file's bytes replaced by a line saying so.
+
 ``keep_images=False`` replaces base64 images and fetched image bodies by a short marker: the
 file is much smaller, and a replay says which checks it could not redo.
 """
@@ -235,7 +242,7 @@ class HarRecorder:
 
     def _add(self, case: Case, exchange: Exchange) -> None:
         parent = self._entries
-        if not self._write(exchange, {"role": "case", "case": self._case(case)}):
+        if not self._write(exchange, {"role": "case", "case": self._case(case)}, case=case):
             self._dropped += len(exchange.fetches)
             return
         for index, fetch in enumerate(exchange.fetches):
@@ -297,7 +304,14 @@ class HarRecorder:
         """Bytes an entry may still take, the run's facts at the end kept room for."""
         return self.cap - _TRAILER_ROOM - self._size - 2
 
-    def _write(self, exchange: Exchange, link: dict[str, Any], *, image: bool = False) -> bool:
+    def _write(
+        self,
+        exchange: Exchange,
+        link: dict[str, Any],
+        *,
+        image: bool = False,
+        case: Case | None = None,
+    ) -> bool:
         """Write one entry, its body left out when it does not fit; False when even the entry
         without its body does not fit any more (it is dropped).
 
@@ -305,13 +319,15 @@ class HarRecorder:
         is built, and written between the entry's other fields: no huge string is made of it.
         """
         body = exchange.response_body
+        post = _multipart_post(case) if case is not None and case.parts else None
+        sent = len(post["text"]) if post is not None else len(exchange.request_body)
         why = None
         if image and body and sniff_format(body) is None:
             why = "not an image: a fetched body is kept only when it is one"
-        elif len(body) + len(exchange.request_body) > min(self.entry_cap, self._room()):
+        elif len(body) + sent > min(self.entry_cap, self._room()):
             why = self._over_cap(len(body))
         if why is None:
-            entry, kept = self._entry(exchange, link, image=image)
+            entry, kept = self._entry(exchange, link, image=image, post=post)
             text = _BodyText(kept)
             if text.base64:
                 entry["response"]["content"]["encoding"] = "base64"
@@ -323,7 +339,7 @@ class HarRecorder:
                 self._entries += 1
                 return True
             why = self._over_cap(len(body))
-        entry, _ = self._entry(exchange, link, image=image, elided=why)
+        entry, _ = self._entry(exchange, link, image=image, elided=why, post=post)
         entry["response"]["content"]["text"] = ""
         data = _encode(entry)
         if len(data) > self._room():
@@ -354,6 +370,7 @@ class HarRecorder:
         *,
         image: bool = False,
         elided: str | None = None,
+        post: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], bytes]:
         """The entry, its response body's text left as a placeholder, and that body."""
         size = len(exchange.response_body)
@@ -366,8 +383,12 @@ class HarRecorder:
                 body, images_elided = _elide_images(body)
         request_body = redact_bytes(exchange.request_body)
         response_type = safe_text(exchange.response_headers.get("content-type", ""))
-        post: dict[str, Any] = {}
-        if request_body or exchange.method.upper() == "POST":
+        sent = len(request_body)
+        if post is not None:
+            sent = post["_size"]
+            fields = {k: v for k, v in post.items() if k != "_size"}
+            post = {"postData": map_strings(fields, lambda text: safe_text(redact_text(text)))}
+        elif request_body or exchange.method.upper() == "POST":
             post = {
                 "postData": {
                     "mimeType": safe_text(exchange.request_headers.get("content-type", "")),
@@ -376,6 +397,8 @@ class HarRecorder:
             }
             if "encoding" in post["postData"]:
                 post["postData"]["_encoding"] = post["postData"].pop("encoding")
+        else:
+            post = {}
         note = f"body of {size} bytes not recorded: {elided}" if elided else None
         wait = max(0.0, exchange.elapsed * 1000)
         return {
@@ -390,7 +413,7 @@ class HarRecorder:
                 "queryString": [],
                 **post,
                 "headersSize": -1,
-                "bodySize": len(request_body),
+                "bodySize": sent,
             },
             "response": {
                 "status": exchange.status or 0,
@@ -426,6 +449,49 @@ class HarRecorder:
                 **({"body_elided": elided} if elided else {}),
             },
         }, body
+
+
+def _multipart_post(case: Case) -> dict[str, Any]:
+    """HAR's ``postData`` of a multipart case: params part by part, file bytes left out (their
+    recipe, length and digest in ``_imgconf``), and the body as text with each file's bytes
+    replaced by a line saying so. ``_size`` is the length of the body as sent."""
+    params: list[dict[str, Any]] = []
+    text: list[str] = []
+    boundary = f"--{case.boundary}\r\n"
+    for part in case.parts:
+        if part.file is None:
+            value = part.value or ""
+            params.append({"name": part.name, "value": value})
+            disposition = f'Content-Disposition: form-data; name="{part.name}"'
+            text.append(f"{boundary}{disposition}\r\n\r\n{value}\r\n")
+            continue
+        recipe = part.file
+        size = recipe.size()
+        params.append(
+            {
+                "name": part.name,
+                "fileName": recipe.filename,
+                "contentType": recipe.media_type,
+                "_imgconf": {"file": recipe.to_dict(), "bytes": size, "digest": recipe.digest()},
+            }
+        )
+        disposition = (
+            f'Content-Disposition: form-data; name="{part.name}"; filename="{recipe.filename}"'
+        )
+        text.append(
+            f"{boundary}{disposition}\r\nContent-Type: {recipe.media_type}\r\n\r\n"
+            f"<{size} bytes of {recipe.filename}, not recorded: made again from the recipe in "
+            "its param's _imgconf>\r\n"
+        )
+    text.append(f"--{case.boundary}--\r\n")
+    return {
+        "mimeType": case.content_type,
+        "params": params,
+        "text": "".join(text),
+        "comment": "file parts' bytes are not recorded: each param's _imgconf has the recipe "
+        "they are made from",
+        "_size": case.content_length(),
+    }
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..generation.cases import ANY_MODEL
 from ..settings import GALLERY_BYTES, GALLERY_IMAGES
-from .document import model_label
+from .document import column, model_label
+from .inputs_gallery import edit_gallery
 
 __all__ = ["GALLERY_BYTES", "GALLERY_IMAGES", "Thumbnail", "render_html"]
 
@@ -171,11 +172,23 @@ def _facts(report: dict[str, Any]) -> str:
     )
 
 
-def _matrix(report: dict[str, Any]) -> str:
-    cells = {(i["rule"], i["model"]): i for i in report["matrix"]}
-    present = {i["model"] for i in report["matrix"]}
+def _columns(report: dict[str, Any]) -> list[str]:
+    """The matrix's columns: generations' models as always, then each other endpoint's."""
+    present = {column(i) for i in report["matrix"]}
     models = [m for m in [ANY_MODEL, *report["models"]] if m in present]
-    models += sorted(present - set(models))
+    models += sorted(m for m in present - set(models) if "/" not in m)
+    rank = {m: i for i, m in enumerate([ANY_MODEL, *report["models"]])}
+    endpoints = list(dict.fromkeys(i["endpoint"] for i in report["matrix"] if "endpoint" in i))
+    others = sorted(
+        (m for m in present if "/" in m),
+        key=lambda m: (endpoints.index(m.split("/", 1)[0]), rank.get(m.split("/", 1)[1], 99), m),
+    )
+    return models + others
+
+
+def _matrix(report: dict[str, Any]) -> str:
+    cells = {(i["rule"], column(i)): i for i in report["matrix"]}
+    models = _columns(report)
     head = "".join(f"<th>{e(model_label(m, report.get('aliases')))}</th>" for m in models)
     rows = []
     family = None
@@ -247,12 +260,12 @@ def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[
     rule = rules.get(first["rule"], {})
     status = first["status"]
     klass = {"fail": "", "warn": "warn", "not_observed": "not_observed"}.get(status, "")
-    models = [model_label(i["model"]) for i in items]
+    models = [model_label(column(i)) for i in items]
     ids = [c for i in items for c in (i["failed_cases"] or i["warned_cases"])]
     messages: list[str] = []
     for item in items:
         messages += [m for m in item["messages"] if m not in messages]
-    anchors = "".join(f'<span id="{_anchor(first["rule"], i["model"])}"></span>' for i in items)
+    anchors = "".join(f'<span id="{_anchor(first["rule"], column(i))}"></span>' for i in items)
     where = (
         "on " + ", ".join(models)
         if len(models) < 4
@@ -278,9 +291,11 @@ def _card(items: list[dict[str, Any]], rules: Mapping[str, Any], cases: Mapping[
         if response.get("error"):
             answered = f"{answered} ({response['error']})"
         request = example["request"].get("body", example["request"].get("raw"))
+        if "parts" in example["request"]:
+            request = example["request"]["parts"]
         parts += [
             f'<div class="label">Example: case <code>{e(example["id"])}</code> on '
-            f"<code>{e(model_label(example['model']))}</code> · {e(example['title'] or example['kind'])}"
+            f"<code>{e(model_label(column(example)))}</code> · {e(example['title'] or example['kind'])}"
             f" · expected: {e(example['expect'])}</div>",
             '<div class="two"><div>',
             f'<div class="label">Request: POST <code>{e(example["url"])}</code> (long strings elided)</div>',
@@ -309,10 +324,10 @@ def _fix_list(report: dict[str, Any]) -> str:
     items = []
     for group in _grouped(failed):
         first = group[0]
-        models = ", ".join(model_label(i["model"]) for i in group)
+        models = ", ".join(model_label(column(i)) for i in group)
         cases = sum(len(i["failed_cases"]) for i in group)
         items.append(
-            f'<li><a href="#{_anchor(first["rule"], first["model"])}"><code>{e(first["rule"])}</code></a>'
+            f'<li><a href="#{_anchor(first["rule"], column(first))}"><code>{e(first["rule"])}</code></a>'
             f" — {e(rules.get(first['rule'], {}).get('description', ''))} "
             f'<span class="muted">({cases} cases; {e(models)})</span></li>'
         )
@@ -487,7 +502,7 @@ def _case_table(report: dict[str, Any]) -> str:
     for case in report["cases"][:CASE_ROWS]:
         wrong = "; ".join(f"{f['rule']}: {f['message']}" for f in case["findings"])[:300]
         rows.append(
-            f"<tr><td><code>{e(case['id'])}</code></td><td>{e(model_label(case['model']))}</td>"
+            f"<tr><td><code>{e(case['id'])}</code></td><td>{e(model_label(column(case)))}</td>"
             f'<td><code>{e(case["rule"])}</code></td><td class="s-{e(case["outcome"])}">'
             f"{e(case['outcome'])}</td><td>{e(case['status'] if case['status'] is not None else '—')}</td>"
             f"<td>{case['elapsed']:.3f}</td><td>{e(case['title'])}</td><td>{e(wrong or case['note'])}</td></tr>"
@@ -512,7 +527,8 @@ def render_html(report: dict[str, Any], thumbnails: Sequence[Thumbnail] = ()) ->
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
         f"{_banner(report)}{_facts(report)}<main>{_fix_list(report)}"
         f"<h2>Rules × models</h2>{_matrix(report)}"
-        f"{_findings(report)}{_gallery(report, thumbnails)}{_coverage(report)}"
+        f"{_findings(report)}{_gallery(report, thumbnails)}{edit_gallery(report, thumbnails)}"
+        f"{_coverage(report)}"
         f"<h2>Cases</h2>{_case_table(report)}"
         "</main></body></html>\n"
     )

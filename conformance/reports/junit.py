@@ -1,7 +1,9 @@
 """``junit.xml``: one test case per rule x model, for CI test viewers and gates.
 
 Each entry of the report's matrix becomes ``<testcase classname="imgconf.<model>" name="<rule>">``
-so that viewers group by model and a test's name is the rule id. A broken MUST rule is a
+so that viewers group by model and a test's name is the rule id; a cell of another endpoint than
+generations says it in both (``imgconf.edits.<model>``, ``edits/<rule>``), while generations'
+names stay as they were, so that older junit.xml files still compare. A broken MUST rule is a
 ``<failure>`` whose text holds the messages and a ``curl`` reproducer. A SHOULD warning, an
 inconclusive rule (rate-limited) and a rule the run never sent are ``<skipped>`` with a message
 that says which: CI viewers show skipped tests with their message, and a warning must not fail a
@@ -15,8 +17,9 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..generation.cases import ANY_MODEL
+from .document import column
 
-__all__ = ["junit_counts", "render_junit"]
+__all__ = ["junit_counts", "render_junit", "testcase_name"]
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 #: The model key of rules that do not depend on a model.
@@ -28,8 +31,16 @@ def _clean(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
-def _classname(model: str) -> str:
-    return "imgconf." + (ANY_MODEL_CLASS if model == ANY_MODEL else model)
+def _classname(model: str, endpoint: str | None = None) -> str:
+    name = ANY_MODEL_CLASS if model == ANY_MODEL else model
+    return f"imgconf.{endpoint}.{name}" if endpoint else f"imgconf.{name}"
+
+
+def testcase_name(item: dict[str, Any]) -> tuple[str, str]:
+    """The (classname, name) of a matrix entry's test case."""
+    endpoint = item.get("endpoint")
+    name = f"{endpoint}/{item['rule']}" if endpoint else item["rule"]
+    return _classname(item["model"], endpoint), name
 
 
 def junit_kind(item: dict[str, Any], fail_on: str) -> str:
@@ -55,7 +66,7 @@ def junit_counts(report: dict[str, Any]) -> dict[str, int]:
 
 
 def _details(item: dict[str, Any], cases: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{item['level']} {item['rule']} on {item['model']}: {item['status']}"]
+    lines = [f"{item['level']} {item['rule']} on {column(item)}: {item['status']}"]
     lines += [f"- {m}" for m in item["messages"]]
     ids = item["failed_cases"] or item["warned_cases"]
     if ids:
@@ -106,13 +117,9 @@ def render_junit(report: dict[str, Any]) -> bytes:
     for item in report["matrix"]:
         ids = item["failed_cases"] or item["warned_cases"] or []
         time = sum(elapsed.get(i, 0.0) for i in ids) if ids else 0.0
-        testcase = ET.SubElement(
-            suite,
-            "testcase",
-            classname=_classname(item["model"]),
-            name=item["rule"],
-            time=f"{time:.3f}",
-        )
+        classname, name = testcase_name(item)
+        testcase = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        testcase.set("time", f"{time:.3f}")
         kind = junit_kind(item, fail_on)
         first = item["messages"][0] if item["messages"] else item["status"]
         if kind == "failure":

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..generation.cases import ANY_MODEL
 from ..settings import MARKDOWN_MAX_CHARS as MAX_CHARS
-from .document import model_label
+from .document import column, model_label
 
 __all__ = ["render_markdown"]
 
@@ -63,8 +63,8 @@ def _family_table(report: dict[str, Any]) -> list[str]:
             families.append(rule["family"])
     models: list[str] = []
     for item in report["matrix"]:
-        if item["model"] not in models:
-            models.append(item["model"])
+        if column(item) not in models:
+            models.append(column(item))
     ordered = [m for m in [ANY_MODEL, *report["models"]] if m in models]
     ordered += [m for m in models if m not in ordered]
     lines = [
@@ -77,7 +77,7 @@ def _family_table(report: dict[str, Any]) -> list[str]:
             items = [
                 i
                 for i in report["matrix"]
-                if i["model"] == model and i["rule"].split(".", 1)[0] == family
+                if column(i) == model and i["rule"].split(".", 1)[0] == family
             ]
             judged = [i for i in items if i["status"] in ("pass", "fail", "warn")]
             fails = sum(i["status"] == "fail" for i in items)
@@ -157,7 +157,7 @@ def _by_rule(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["rule"],
             {**item, "models": [], "messages": [], "failed_cases": [], "warned_cases": []},
         )
-        into["models"].append(item["model"])
+        into["models"].append(column(item))
         into["messages"] += [m for m in item["messages"] if m not in into["messages"]][:5]
         into["failed_cases"] += item["failed_cases"]
         into["warned_cases"] += item["warned_cases"]

@@ -42,12 +42,12 @@ def _asked_for(rule_id: str, body: dict) -> bool:
 
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
-    """The rules a case without its image bytes cannot be judged on."""
-    rules = profile.rules()
+    """The rules a case without its image bytes cannot be judged on (its endpoint's)."""
+    rules = profile.endpoint_rules(case.endpoint)
     body = case.body if isinstance(case.body, dict) else {}
     out = [
         r.id
-        for r in profile.contract.rules.values()
+        for r in rules.values()
         if r.kind == "image"
         and (case.model in rules[r.id].models or case.model not in profile.models)
         # alpha is judged only where a transparent background was asked
@@ -63,11 +63,11 @@ def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
     answer's body (or stream) shows, or an error's envelope, and whether it was well formed."""
     accepted = exchange.status is not None and 200 <= exchange.status < 300
     kinds = ({"stream", "image"} if case.stream else {"answer", "image"}) if accepted else {"error"}
-    rules = profile.rules()
+    rules = profile.endpoint_rules(case.endpoint)
     body = case.body if isinstance(case.body, dict) else {}
     return [
         r.id
-        for r in profile.contract.rules.values()
+        for r in rules.values()
         if (r.kind in kinds or r.id == WELL_FORMED.id)
         and r.id not in _NOT_ON_THE_BODY
         and (r.id not in rules or case.model in rules[r.id].models or not rules[r.id].models)
