@@ -33,20 +33,7 @@ def test_an_example_profile_loads_and_plans(path: Path, capsys: pytest.CaptureFi
     assert all(model in out for model in profile.models)
 
 
-#: Examples the reference server does not yet serve as they claim: it answers a feature the
-#: profile lists as ``unsupported:`` (my-gateway: ``stream``), where the plan expects a refusal.
-NOT_SERVED = {"my-gateway.yaml"}
-
-
-def round_trip_param(path: Path) -> object:
-    marks = ()
-    if path.name in NOT_SERVED:
-        reason = "the reference server does not refuse a profile's unsupported features"
-        marks = (pytest.mark.xfail(reason=reason, strict=True),)
-    return pytest.param(path, id=path.name, marks=marks)
-
-
-@pytest.mark.parametrize("path", [round_trip_param(p) for p in PROFILES])
+@pytest.mark.parametrize("path", PROFILES, ids=[p.name for p in PROFILES])
 def test_an_example_profile_round_trips(path: Path, imgconf_run) -> None:
     # `imgconf serve --profile FILE` serves what the profile claims; a run of it passes.
     with start_reference_server(profile=str(path)) as server:
