@@ -144,11 +144,15 @@ class Case:
         """The request whose ``stream`` yields the body in pieces: a multipart body's files
         are read from their recipes while it is sent, never held whole."""
         texts = [(p.name, p.value or "") for p in self.parts if p.file is None]
-        files = [
+        files: list[tuple[str, Any]] = [
             (p.name, (p.file.filename, p.file.open(), p.file.media_type))
             for p in self.parts
             if p.file is not None
         ]
+        if not files:
+            # A form without a file is still multipart: its text parts go as parts without a
+            # file name (httpx would send text fields alone url-encoded).
+            files, texts = [(name, (None, value)) for name, value in texts], []
         return httpx.Request(
             "POST",
             "http://imgconf.invalid/",
