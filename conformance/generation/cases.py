@@ -117,6 +117,9 @@ class Case:
     endpoint: str = "generations"
     #: The multipart body, part by part in order (``body`` and ``raw`` are then unused).
     parts: tuple[FormPart, ...] = ()
+    #: The Content-Type ``raw`` is sent with (None: application/json): a body of a type the
+    #: endpoint does not take, or a multipart body that does not parse.
+    raw_type: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -138,6 +141,8 @@ class Case:
     def content_type(self) -> str:
         if self.parts:
             return f"multipart/form-data; boundary={self.boundary}"
+        if self.raw is not None and self.raw_type is not None:
+            return self.raw_type
         return "application/json"
 
     def body_stream(self) -> httpx.Request:
@@ -187,6 +192,8 @@ class Case:
         data["raw"] = self.raw.decode("utf-8", "replace") if self.raw is not None else None
         data["tags"] = list(self.tags)
         data["parts"] = [p.to_dict() for p in self.parts]
+        if self.raw_type is None:
+            del data["raw_type"]  # the plans of JSON cases stay as they were
         return data
 
     @classmethod

@@ -894,10 +894,29 @@ class _FormPlanner:
 def _global_cases(
     endpoint: Endpoint, profile: Profile, planners: Sequence[_FormPlanner]
 ) -> list[Case]:
-    """The endpoint's model-independent cases: an unknown model, and the model left out
-    (when the endpoint's default model is one the plan covers)."""
+    """The endpoint's model-independent cases: bodies of a type it does not take or that do
+    not parse, an unknown model, and the model left out (when the endpoint's default model is
+    one the plan covers)."""
     out: list[Case] = []
     anchor = planners[0]
+    for rule_id, title, raw, raw_type in _bodies(endpoint, anchor):
+        rule = endpoint.rules.get(rule_id)
+        if rule is None:
+            continue
+        out.append(
+            anchor.case(
+                (),
+                kind="invalid",
+                rule=rule.id,
+                expect="reject",
+                origin="must-reject" if rule.is_must else "should-reject",
+                title=title,
+                ident=f"{endpoint.name}/*/invalid/{rule.id}/{title}",
+                model="*",
+                raw=raw,
+                raw_type=raw_type,
+            )
+        )
     unknown_rule = endpoint.rules.get(f"{endpoint.name}.model.unknown")
     default_rule = endpoint.rules.get(f"{endpoint.name}.model.default")
     model_less = anchor.form(anchor.base, model=False)
@@ -947,6 +966,53 @@ def _global_cases(
                 model="*",
             )
         )
+    return out
+
+
+def _bodies(endpoint: Endpoint, anchor: _FormPlanner) -> list[tuple[str, str, bytes, str]]:
+    """Bodies the endpoint refuses whatever they hold: (rule, title, bytes, Content-Type).
+
+    Types it does not take (the two of an HTML form that is not multipart, and JSON where the
+    endpoint's schema does not name it as a form it leaves undescribed), and multipart bodies
+    that do not parse: a boundary that never closes, a part without a name."""
+    name = endpoint.name
+    prompt = DEFAULT_PROMPT.encode()
+    meta = endpoint.schemas["request"].get("x-imgconf-endpoint", {})
+    out = [
+        (
+            f"{name}.body.content_type",
+            "form encoded",
+            b"prompt=" + prompt.replace(b" ", b"+"),
+            "application/x-www-form-urlencoded",
+        ),
+        (f"{name}.body.content_type", "plain text", prompt, "text/plain"),
+    ]
+    if "application/json" not in (endpoint.content_type, *meta.get("not_described", {})):
+        out.append(
+            (
+                f"{name}.body.content_type",
+                "JSON",
+                b'{"prompt": "' + prompt + b'"}',
+                "application/json",
+            )
+        )
+    # A valid form (the control's) broken in its framing alone.
+    control = anchor.control()
+    whole, boundary = control.content(), control.boundary
+    close = f"--{boundary}--\r\n".encode()
+    if not whole.endswith(close):
+        raise RuntimeError(f"{name}: a multipart body does not end with its closing boundary")
+    nameless = f"--{boundary}\r\nContent-Disposition: form-data\r\n\r\n1\r\n".encode()
+    multipart = f"multipart/form-data; boundary={boundary}"
+    out += [
+        (f"{name}.body.malformed", "a boundary that never closes", whole[: -len(close)], multipart),
+        (
+            f"{name}.body.malformed",
+            "a part without a name",
+            whole[: -len(close)] + nameless + close,
+            multipart,
+        ),
+    ]
     return out
 
 
