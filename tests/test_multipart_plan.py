@@ -718,3 +718,16 @@ def test_a_raw_bodys_type_round_trips_and_json_cases_stay_as_they_were() -> None
     generations = next(c for c in plan_all().cases if c.endpoint == "generations")
     assert "raw_type" not in generations.to_dict()
     assert generations.content_type == "application/json"
+
+
+def test_the_coverage_names_every_must_rule_of_each_endpoint_as_aimed_at() -> None:
+    coverage = plan_all().coverage["endpoints"]
+    assert set(coverage) == {"edits", "variations"}
+    assert set(coverage["variations"]["models"]) == {"dall-e-2", "*"}
+    for endpoint in coverage.values():
+        for model, entry in endpoint["models"].items():
+            assert entry["must_rules"]["missing"] == [], model
+            assert entry["must_rules"]["applicable"] > 0, model
+    star = coverage["edits"]["models"]["*"]["must_rules"]
+    assert star["exercised"] == 3  # body.content_type, body.malformed, model.unknown
+    assert "endpoints" not in build_plan(load_profile("openai")).coverage

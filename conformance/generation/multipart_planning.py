@@ -1028,3 +1028,50 @@ def _describe(text: Mapping[str, Any], files: str) -> str:
     if files:
         out.append(files)
     return ", ".join(out) or "defaults"
+
+
+def multipart_coverage(
+    profile: Profile, endpoints: Sequence[str], cases: Sequence[Case], cut: Sequence[Case]
+) -> dict[str, Any]:
+    """Per multipart endpoint and model: the requests, what they spend on a conformant server,
+    and which of the endpoint's MUST request rules (refusals and acceptances) its cases aim at;
+    the model-independent ones under ``*``."""
+    out: dict[str, Any] = {}
+    for name in endpoints:
+        if name not in MULTIPART_ENDPOINTS:
+            continue
+        endpoint = profile.contract.endpoint(name)
+        mine = [c for c in cases if c.endpoint == name]
+        models = list(dict.fromkeys(c.model for c in mine))
+        per_model: dict[str, Any] = {}
+        for model in models:
+            theirs = [c for c in mine if c.model == model]
+            spent = [c for c in theirs if c.expect in ("accept", "either")]
+            must = [
+                r.id
+                for r in endpoint.rules.values()
+                if r.kind in ("reject", "accept")
+                and r.is_must_for(None if model == "*" else model)
+                and (r.per_model == (model != "*"))
+                and (model == "*" or model in r.models)
+            ]
+            aimed = {c.rule for c in theirs}
+            per_model[model] = {
+                "requests": len(theirs),
+                "images": sum(c.images for c in spent),
+                "cost": round(sum(c.cost or 0.0 for c in spent), 6),
+                "cost_unknown_images": sum(c.images for c in spent if c.cost is None),
+                "by_kind": {
+                    k: sum(1 for c in theirs if c.kind == k) for k in ("valid", "invalid", "probe")
+                },
+                "must_rules": {
+                    "exercised": sum(1 for r in must if r in aimed),
+                    "applicable": len(must),
+                    "missing": [r for r in must if r not in aimed],
+                },
+            }
+        out[name] = {
+            "models": per_model,
+            "cut": sum(1 for c in cut if c.endpoint == name),
+        }
+    return out

@@ -958,6 +958,10 @@ def build_plan(
     generated = [c for c in kept if c.endpoint == "generations"]
     plan.coverage = _coverage(profile, rules, planners, generated, cut)
     plan.coverage["rules"] = predicted_coverage(plan)
+    if any(e != "generations" for e in endpoints):
+        from .multipart_planning import multipart_coverage
+
+        plan.coverage["endpoints"] = multipart_coverage(profile, endpoints, kept, cut)
     return plan
 
 
