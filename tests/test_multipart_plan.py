@@ -596,11 +596,24 @@ def test_an_unknown_endpoint_is_a_setup_error() -> None:
 
 
 def test_aliases_are_sent_by_the_vendors_name() -> None:
-    profile = load_profile("azure-openai")
-    made = multipart_cases(profile, "edits", profile.models, 0)
-    for case in made.controls:
-        sent = next(p.value for p in case.parts if p.name == "model")
-        assert sent == profile.sent_name(case.model)
+    profile = replace(load_profile("openai"), names={"gpt-image-1": "vendor-image"})
+    made = multipart_cases(profile, "edits", ["gpt-image-1", "dall-e-2"], 0)
+    sent = {c.id: next(p.value for p in c.parts if p.name == "model") for c in made.controls}
+    assert sent == {
+        "edits/gpt-image-1/control": "vendor-image",
+        "edits/dall-e-2/control": "dall-e-2",
+    }
+
+
+def test_a_feature_the_profile_does_not_support_is_expected_refused() -> None:
+    profile = load_profile("examples/profiles/my-gateway.yaml")
+    assert "stream" in profile.unsupported
+    cases = multipart_cases(profile, "edits", profile.models, 0).cases
+    streamed = [c for c in cases if c.kind == "valid" and c.stream]
+    assert streamed
+    for case in streamed:
+        assert case.expect == "reject" and "unsupported:stream" in case.tags
+    assert all(c.expect == "accept" for c in cases if c.kind == "valid" and not c.tags)
 
 
 def test_planning_reads_no_file_and_stays_fast(monkeypatch) -> None:

@@ -297,11 +297,12 @@ class _FormPlanner:
         *,
         model: bool = True,
     ) -> tuple[FormPart, ...]:
-        """A form: the model (by the vendor's name for it), the text fields (None: left
-        out), then the files (a str in place of a file is sent as a text part)."""
+        """A form: the model, the text fields (None: left out), then the files (a str in
+        place of a file is sent as a text part). The model is named as the contract names it
+        (what :func:`form_violations` reads); the case sends the vendor's name for it."""
         if files is None:
             files = [(self.image.parts[0], self.picture())]
-        out = [FormPart("model", self.profile.sent_name(self.spec.name))] if model else []
+        out = [FormPart("model", self.spec.name)] if model else []
         out += [FormPart(k, _text(v)) for k, v in text.items() if v is not None]
         for name, item in files:
             if isinstance(item, str):
@@ -346,6 +347,12 @@ class _FormPlanner:
                 expect = "reject"
                 tags.extend(f"unsupported:{f}" for f in used)
         level = self.endpoint.all_rules[rule].level_for(self.spec.name)
+        sent = self.profile.sent_name(self.spec.name)
+        if sent != self.spec.name:  # asked by the vendor's name (``aliases:``), as generations
+            parts = tuple(
+                FormPart("model", sent) if (p.name, p.value) == ("model", self.spec.name) else p
+                for p in parts
+            )
         return Case(
             id=ident,
             model=extra.pop("model", self.spec.name),
@@ -785,9 +792,6 @@ class _FormPlanner:
                             f"a {fmt} picture",
                             self.form(self.base, [(first, self.picture(format=fmt))]),
                         )
-                if "png" in image.formats:
-                    # Told by its bytes: a text file named and typed as a PNG is no PNG either.
-                    pass
             elif facet == "bytes" and image.max_bytes is not None:
                 over = self.picture(length=image.max_bytes)
                 yield f"picture of {image.max_bytes} bytes", self.form(self.base, [(first, over)])
