@@ -744,3 +744,63 @@ def test_the_coverage_names_every_must_rule_of_each_endpoint_as_aimed_at() -> No
     star = coverage["edits"]["models"]["*"]["must_rules"]
     assert star["exercised"] == 3  # body.content_type, body.malformed, model.unknown
     assert "endpoints" not in build_plan(load_profile("openai")).coverage
+
+
+# --- Hypothesis strategies -----------------------------------------------------------------------
+
+#: Drawn forms for models of each kind of facts (gpt-image-1 and 1.5 are gpt-image-2's but the
+#: custom sizes): about 15 s for the valid ones, most of it the server's pictures.
+STRATEGY_MODELS = [("edits", "gpt-image-2"), ("edits", "gpt-image-1-mini")]
+STRATEGY_MODELS += [("edits", "dall-e-2"), ("variations", "dall-e-2")]
+DRAWN = {"deadline": None, "database": None, "derandomize": True}
+
+
+@pytest.mark.parametrize(("endpoint", "model"), STRATEGY_MODELS)
+def test_drawn_valid_forms_are_valid_and_accepted(server, endpoint: str, model: str) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from conformance.generation.multipart_strategies import valid_forms
+
+    contract = load_profile("openai").contract.endpoint(endpoint)
+
+    @settings(max_examples=6, suppress_health_check=list(HealthCheck), **DRAWN)
+    @given(valid_forms(endpoint, model))
+    def check(parts) -> None:
+        case = Case(
+            id="drawn", model=model, kind="valid", rule="", level="MUST", expect="accept",
+            endpoint=endpoint, parts=parts,
+        )  # fmt: skip
+        assert broken(case) == [] and form_violations(parts, contract) == []
+        response = send(server, case)
+        assert response.status_code == 200, response.text[:200]
+
+    check()
+
+
+@pytest.mark.parametrize(("endpoint", "model"), STRATEGY_MODELS)
+def test_drawn_invalid_forms_break_their_rule_alone(server, endpoint: str, model: str) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from conformance.generation.multipart_strategies import invalid_forms
+
+    @settings(max_examples=25, suppress_health_check=list(HealthCheck), **DRAWN)
+    @given(invalid_forms(endpoint, model))
+    def check(drawn) -> None:
+        parts, rule = drawn
+        case = Case(
+            id="drawn", model=model, kind="invalid", rule=rule, level="MUST", expect="reject",
+            endpoint=endpoint, parts=parts,
+        )  # fmt: skip
+        assert broken(case) == [rule]
+        if _big(case):
+            return
+        response = send(server, case)
+        assert response.status_code == 400, (rule, response.text[:200])
+        _, param, code, _ = TABLES[endpoint][rule]
+        if param:
+            assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (
+                param,
+                code,
+            )
+
+    check()
