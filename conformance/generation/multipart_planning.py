@@ -721,11 +721,12 @@ class _FormPlanner:
         return text
 
     def _bad_values(self, rule: Rule) -> list[Any]:
-        """Values of the rule's field that break it: its own examples; for an enum, a value
-        of another model and one of another field; for a range, one past each bound."""
+        """Values of the rule's field that break it: its own examples (for sizes, with
+        another model's size); for an enum, a value of another model and one of another field;
+        for a range, one past each bound (the model's own maximum where it states one)."""
         param = rule.param or ""
         stem = rule.id.split(".", 1)[1]
-        if stem.endswith(".enum") and rule.id.endswith("size.enum"):
+        if stem == "size.enum":
             others = [
                 s
                 for spec in self.endpoint.models.values()
