@@ -196,18 +196,6 @@ def _asked_endpoints(config: pytest.Config) -> tuple[str, ...] | None:
     return names or None
 
 
-def _plan(profile: Profile, endpoints: Sequence[str], **options: Any) -> Plan:
-    """The plan of the chosen endpoints."""
-    import inspect
-
-    from .generation.planning import build_plan
-
-    # Until the planner takes endpoints, it plans generations alone.
-    if "endpoints" in inspect.signature(build_plan).parameters:
-        options["endpoints"] = tuple(endpoints)
-    return build_plan(profile, **options)
-
-
 def _usage_error(exc: SetupError) -> pytest.UsageError:
     """A set-up error as pytest says it, naming the plugin's flags."""
     message = _FLAG.sub(r"--imgconf-\1", str(exc))
@@ -230,6 +218,7 @@ def pytest_configure(config: pytest.Config) -> None:
         check_settings,
         transport_config,
     )
+    from .generation.planning import build_plan
     from .redact import register_secrets
 
     # Known before anything is sent or written, in every process (the controller under xdist
@@ -244,7 +233,9 @@ def pytest_configure(config: pytest.Config) -> None:
         check_budget(
             settings,
             settings.base_url,
-            lambda: _plan(profile, endpoints, models=settings.models, seed=settings.seed),
+            lambda: build_plan(
+                profile, models=settings.models, seed=settings.seed, endpoints=endpoints
+            ),
         )
         target = transport_config(settings, profile, settings.base_url, key)
         if not _is_worker(config):
@@ -297,9 +288,11 @@ class State:
 
     def build_plan(self) -> Plan:
         if self.plan is None:
-            self.plan = _plan(
+            from .generation.planning import build_plan
+
+            self.plan = build_plan(
                 self.profile,
-                self.endpoints,
+                endpoints=self.endpoints,
                 models=list(self.settings.models) if self.settings.models else None,
                 seed=self.settings.seed,
                 max_cost=self.settings.max_cost,

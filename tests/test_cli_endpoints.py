@@ -23,7 +23,7 @@ def _profile(tmp_path: Path, extra: str) -> str:
 
 def test_openai_serves_every_endpoint_and_a_vendor_generations_alone() -> None:
     assert load_profile("openai").endpoints == ("generations", "edits", "variations")
-    for name in ("xai", "together", "azure-openai"):
+    for name in ("flexai", "together", "azure-openai"):
         assert load_profile(name).endpoints == ("generations",)
 
 
@@ -53,8 +53,8 @@ def test_chosen_endpoints_default_to_what_the_profile_serves() -> None:
     assert openai.choose_endpoints(["variations", "edits"]) == ("edits", "variations")
     with pytest.raises(SetupError, match="unknown endpoint 'edit'"):
         openai.choose_endpoints(["edit"])
-    with pytest.raises(SetupError, match="profile xai does not serve edits"):
-        load_profile("xai").choose_endpoints(["edits"])
+    with pytest.raises(SetupError, match="profile together does not serve edits"):
+        load_profile("together").choose_endpoints(["edits"])
 
 
 def test_an_endpoints_rules_are_the_profiles_for_generations_the_contracts_for_the_others() -> None:
@@ -70,7 +70,7 @@ def test_an_endpoints_rules_are_the_profiles_for_generations_the_contracts_for_t
     [
         ["plan", "--endpoint", "bogus"],
         ["plan", "--endpoint", "generations,bogus"],
-        ["plan", "--profile", "xai", "--endpoint", "edits"],
+        ["plan", "--profile", "together", "--endpoint", "edits"],
         ["run", "--endpoint", "edit", "--report-dir", "unused"],
         ["run", "--profile", "together", "--endpoint", "variations", "--report-dir", "unused"],
     ],
@@ -96,13 +96,13 @@ def test_plan_hands_the_chosen_endpoints_to_the_planner(
     real = planning.build_plan
 
     def build_plan(profile: Any, *, endpoints: tuple[str, ...] = ("generations",), **kw: Any):
-        asked.append(endpoints)
-        return real(profile, **kw)
+        asked.append(tuple(endpoints))
+        return real(profile, endpoints=endpoints, **kw)
 
     monkeypatch.setattr(planning, "build_plan", build_plan)
     assert main_entry(["plan", "--models", "dall-e-2", "--endpoint", "edits,generations"]) == 0
     assert main_entry(["plan", "--models", "dall-e-2", "--json"]) == 0
-    assert main_entry(["plan", "--profile", "xai", "--json"]) == 0
+    assert main_entry(["plan", "--profile", "together", "--json"]) == 0
     assert asked == [
         ("generations", "edits"),
         ("generations", "edits", "variations"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,7 +21,6 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..contract.profiles import Profile
     from ..generation.cases import Case
     from ..generation.planning import Plan
 
@@ -171,18 +170,6 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def plan_for(profile: Profile, endpoints: Sequence[str], **options: Any) -> Plan:
-    """The plan of the chosen endpoints (``run`` and ``plan`` build theirs here)."""
-    import inspect
-
-    from ..generation.planning import build_plan
-
-    # Until the planner takes endpoints, it plans generations alone.
-    if "endpoints" in inspect.signature(build_plan).parameters:
-        options["endpoints"] = tuple(endpoints)
-    return build_plan(profile, **options)
-
-
 def show_plan(
     *,
     profile: str,
@@ -197,6 +184,7 @@ def show_plan(
     """Print the plan (text or JSON). Exit 0; bad input raises SetupError."""
     from ..contract.profiles import load_profile
     from ..engine.run_settings import RunSettings, check_settings
+    from ..generation.planning import build_plan
 
     loaded = load_profile(profile)
     chosen = loaded.choose_endpoints(endpoints)
@@ -209,9 +197,9 @@ def show_plan(
         explore=explore,
     )
     check_settings(asked, loaded)
-    made = plan_for(
+    made = build_plan(
         loaded,
-        chosen,
+        endpoints=chosen,
         models=models,
         seed=seed,
         max_cost=max_cost,

@@ -135,11 +135,11 @@ def _build_plan(
     max_cost: float | None,
     max_images: int | None,
 ) -> Plan:
-    from .plan import plan_for
+    from ..generation.planning import build_plan
 
-    return plan_for(
+    return build_plan(
         profile,
-        endpoints,
+        endpoints=tuple(endpoints),
         models=list(settings.models) if settings.models else None,
         seed=settings.seed,
         max_cost=max_cost,
