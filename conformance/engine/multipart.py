@@ -8,28 +8,24 @@ length, digest (the stamp's 16-hex form) and recipe, from which the same bytes a
 The exchange's ``request_body`` holds that summary as JSON; the HAR recorder and a replay read
 it (or :func:`request_summary` of the case) to write the parts and to make the files again.
 
-The judge reads what a form asked the way the server does: each text part decoded as its
-field's type (:func:`asked_fields`), and which file fields the form carries (:func:`sent_files`).
+What a form asks, as the judge reads it, is :func:`~conformance.generation.showing.asked_fields`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-from ..contract.loader import GENERATIONS, Endpoint, load_contract
+from ..contract.loader import GENERATIONS, load_contract
 from ..generation.cases import Case
-from ..generation.inputs import InputFile
 
 __all__ = [
     "SUMMARY_FORMAT",
-    "asked_fields",
     "body_pieces",
     "endpoint_path",
-    "file_parts",
+    "is_multipart_endpoint",
     "request_summary",
-    "sent_files",
     "summary_bytes",
 ]
 
@@ -87,67 +83,6 @@ def summary_bytes(case: Case) -> bytes:
 def _sent_order(case: Case) -> list[Any]:
     """The parts in the order they are sent: text parts first, then files, each in order."""
     return [p for p in case.parts if p.file is None] + [p for p in case.parts if p.file]
-
-
-def file_parts(case: Case, endpoint: Endpoint, model: str) -> dict[str, list[InputFile]]:
-    """The files the form carries, by the field they belong to (``image[]`` parts are the
-    ``image`` field's), in the order they are sent. Parts of no file field are left out."""
-    files = endpoint.files.get(model) or next(iter(endpoint.files.values()), {})
-    owner = {part: name for name, spec in files.items() for part in spec.parts}
-    out: dict[str, list[InputFile]] = {}
-    for part in case.parts:
-        if part.file is not None and part.name in owner:
-            out.setdefault(owner[part.name], []).append(part.file)
-    return out
-
-
-def sent_files(case: Case, endpoint: Endpoint, model: str) -> frozenset[str]:
-    """The file fields the form carries at least one file for."""
-    return frozenset(file_parts(case, endpoint, model))
-
-
-def asked_fields(case: Case, endpoint: Endpoint) -> dict[str, Any]:
-    """The form's text fields as the request asks them: each decoded as its field's type
-    (``n`` an integer, ``stream`` a boolean), a value that does not decode kept as text, a
-    field sent twice read as its last value."""
-    out: dict[str, Any] = {}
-    for part in case.parts:
-        if part.file is not None or part.value is None:
-            continue
-        schema = endpoint.request_fields.get(part.name)
-        out[part.name] = _decoded(part.value, schema) if schema is not None else part.value
-    return out
-
-
-def _types(schema: Mapping[str, Any]) -> set[str]:
-    found: set[str] = set()
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        found.add(kind)
-    elif isinstance(kind, list):
-        found.update(k for k in kind if isinstance(k, str))
-    for key in ("anyOf", "oneOf"):
-        for branch in schema.get(key, ()):
-            if isinstance(branch, Mapping):
-                found |= _types(branch)
-    return found
-
-
-def _decoded(value: str, schema: Mapping[str, Any]) -> Any:
-    """A text part's value as its field's JSON type, as a multipart server reads it."""
-    types = _types(schema)
-    if "boolean" in types and value in ("true", "false"):
-        return value == "true"
-    if types & {"integer", "number"}:
-        try:
-            return int(value)
-        except ValueError:
-            if "number" in types:
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
-    return value
 
 
 def is_multipart_endpoint(name: str) -> bool:
