@@ -360,7 +360,7 @@ def _mean(diff: Image.Image, where: Image.Image) -> float:
     return sum(stat.mean) / len(stat.mean) if stat.count and stat.count[0] else 0.0
 
 
-def _visual_problem(data: bytes, first: InputFile, mask: InputFile) -> str | None | bool:
+def _visual_problem(data: bytes, first: InputFile, mask: InputFile) -> str | bool | None:
     """Without a stamp: outside the mask's transparent area, the output differs from the first
     input by at most :data:`VISUAL_TOLERANCE` on average, or half as much as inside. False when
     it cannot be told (a mask that marks nothing, or everything)."""
