@@ -1183,26 +1183,16 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
     rule by *accepting* (a 2xx to an invalid request) need no control. Mutates and returns
     ``results``.
     """
-    controls: dict[str, CaseResult] = {}
+    # Each endpoint has its own controls: a gateway may serve generations and not edits.
+    controls: dict[tuple[str, str], CaseResult] = {}
     for result in results:
         if _is_control(result.case):
-            controls.setdefault(result.case.model, result)
-    reasons = {model: _control_reason(result) for model, result in controls.items()}
-    accepted_any = any(
-        r.case.kind == "valid"
-        and r.case.auth == "valid"
-        and not r.case.path_suffix
-        and r.status is not None
-        and 200 <= r.status < 300
-        for r in results
-    )
-    if accepted_any:
-        anywhere: Reason | None = None
-    else:
-        seen = [reason for reason in reasons.values() if reason is not None]
-        # The most common failure among the controls (ties broken by name, so runs agree).
-        common = sorted(set(seen), key=lambda r: (-seen.count(r), r))
-        anywhere = common[0] if common else Reason.NO_CONTROL
+            controls.setdefault((result.case.endpoint, result.case.model), result)
+    reasons = {key: _control_reason(result) for key, result in controls.items()}
+    anywhere = {
+        endpoint: _anywhere(results, reasons, endpoint)
+        for endpoint in dict.fromkeys(r.case.endpoint for r in results)
+    }
     for result in results:
         case = result.case
         if _is_control(case) and result.status in AUTH_REFUSALS:
@@ -1213,7 +1203,10 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         status = result.status
         if status is None or 200 <= status < 300 or status in (429, 503):
             continue
-        reason = anywhere if case.model == ANY_MODEL else reasons.get(case.model, Reason.NO_CONTROL)
+        if case.model == ANY_MODEL:
+            reason = anywhere[case.endpoint]
+        else:
+            reason = reasons.get((case.endpoint, case.model), Reason.NO_CONTROL)
         if reason is None:
             continue
         leans = (
@@ -1225,6 +1218,28 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         if leans:
             _unprove(result, reason)
     return results
+
+
+def _anywhere(
+    results: list[CaseResult], reasons: Mapping[tuple[str, str], Reason | None], endpoint: str
+) -> Reason | None:
+    """What a model-independent case of ``endpoint`` leans on: None when any valid request to
+    the endpoint was accepted, else the most common failure among its controls."""
+    accepted_any = any(
+        r.case.endpoint == endpoint
+        and r.case.kind == "valid"
+        and r.case.auth == "valid"
+        and not r.case.path_suffix
+        and r.status is not None
+        and 200 <= r.status < 300
+        for r in results
+    )
+    if accepted_any:
+        return None
+    seen = [reason for key, reason in reasons.items() if key[0] == endpoint and reason is not None]
+    # The most common failure among the controls (ties broken by name, so runs agree).
+    common = sorted(set(seen), key=lambda r: (-seen.count(r), r))
+    return common[0] if common else Reason.NO_CONTROL
 
 
 def _unprove(result: CaseResult, reason: Reason) -> None:
