@@ -588,3 +588,42 @@ def test_a_run_with_the_largest_inputs_stays_under_400_mb():
     assert status == 0
     assert peak_kib * 1024 < 400 * 1000 * 1000, f"peak RSS {peak_kib} KiB"
     assert resource.RUSAGE_SELF is not None  # the measure is ru_maxrss, in KiB on Linux
+
+
+def test_an_edit_stream_of_generation_events_breaks_the_edit_stream_rules():
+    image = _first_resized(picture(20), (1024, 1024))
+    b64 = base64.b64encode(_png(image)).decode()
+    common = {
+        "b64_json": b64,
+        "created_at": 1,
+        "size": "1024x1024",
+        "quality": "high",
+        "background": "opaque",
+        "output_format": "png",
+        "usage": {
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "total_tokens": 2,
+            "input_tokens_details": {"text_tokens": 1, "image_tokens": 0},
+        },
+    }
+    streamed = edit("s", "gpt-image-1", ("image", picture(20)), stream=True, size="1024x1024")
+
+    def answer(kind: str) -> Exchange:
+        event = json.dumps({"type": kind, **common})
+        return Exchange(
+            method="POST",
+            url="http://127.0.0.1/v1/images/edits",
+            request_headers={},
+            request_body=b"",
+            status=200,
+            response_headers={"content-type": "text/event-stream"},
+            response_body=f"event: {kind}\ndata: {event}\n\n".encode(),
+        )
+
+    held = judge(streamed, answer("image_edit.completed"), OPENAI)
+    assert not held.findings and "edits.stream.completed" in held.checked
+    broken = judge(streamed, answer("image_generation.completed"), OPENAI)
+    assert {"edits.stream.event.schema", "edits.stream.completed"} <= {
+        f.rule for f in broken.findings
+    }
