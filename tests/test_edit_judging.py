@@ -627,3 +627,12 @@ def test_an_edit_stream_of_generation_events_breaks_the_edit_stream_rules():
     assert {"edits.stream.event.schema", "edits.stream.completed"} <= {
         f.rule for f in broken.findings
     }
+
+
+def test_a_garbled_stamp_is_judged_not_crashed_on():
+    image = _first_resized(picture(20), (1024, 1024))
+    garbled = _stamp(marks=[["a", 1, 2, 3], [5, 5, 1, 1], True], resample="nope", images="x")
+    result = _judged(ONE, _png(image, garbled))
+    assert result.reason is None and result.outcome is Outcome.FAIL
+    assert {f.rule for f in result.findings} == {"edits.images.all_used"}
+    assert "edits.mask.honoured" in result.checked
