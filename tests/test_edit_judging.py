@@ -636,3 +636,33 @@ def test_a_garbled_stamp_is_judged_not_crashed_on():
     assert result.reason is None and result.outcome is Outcome.FAIL
     assert {f.rule for f in result.findings} == {"edits.images.all_used"}
     assert "edits.mask.honoured" in result.checked
+
+
+def test_a_model_in_scope_is_a_model_on_an_endpoint():
+    generation = Case(
+        id="generations-control-d2",
+        model="dall-e-2",
+        kind="valid",
+        rule="request.valid.accepted",
+        level="MUST",
+        expect="accept",
+        origin=CONTROL_ORIGIN,
+        body={"model": "dall-e-2", "prompt": "a red square", "size": "256x256"},
+        images=1,
+    )
+    everything = ("generations", "edits", "variations")
+    with start_reference_server(api_key=KEY) as server:
+        run = judged_run(server.base_url, KEY, [generation, *CONTROLS], endpoints=everything)
+        edits_only = judged_run(server.base_url, KEY, CONTROLS[1:], endpoints=everything)
+    # gpt-image-1 was judged on edits but not on generations; variations serve dall-e-2 only.
+    verdict = run.verdict()
+    assert verdict.exit_code == 3 and verdict.models_unjudged == ["gpt-image-1"], verdict
+    assert edits_only.verdict().models_unjudged == [
+        "dall-e-2",
+        "gpt-image-1",
+        "gpt-image-1 (edits)",
+    ]
+    # Generations cells are as they always were: no endpoint named.
+    cells = run_matrix(run)
+    assert all("endpoint" not in c for c in cells if c["rule"] == "request.valid.accepted")
+    assert any(c.get("endpoint") == "edits" and c["rule"] == "image.size" for c in cells)
