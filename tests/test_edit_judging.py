@@ -160,6 +160,15 @@ STREAMED = edit(
     partial_images=1,
     size="1024x1024",
 )
+TRANSPARENT = edit(
+    "transparent",
+    "gpt-image-1",
+    ("image", picture(16)),
+    ("mask", MASK),
+    background="transparent",
+    output_format="webp",
+    size="1024x1024",
+)
 DALLE_URL = edit(
     "d2-url-mask",
     "dall-e-2",
@@ -201,7 +210,16 @@ VARIATIONS = [
         kind="invalid",
     ),
 ]
-PLAN = [*CONTROLS, BRACKETS, REPEATED, STREAMED, DALLE_URL, *INVALID_EDITS, *VARIATIONS]
+PLAN = [
+    *CONTROLS,
+    BRACKETS,
+    REPEATED,
+    STREAMED,
+    TRANSPARENT,
+    DALLE_URL,
+    *INVALID_EDITS,
+    *VARIATIONS,
+]
 
 
 def judged_run(
@@ -250,6 +268,7 @@ def test_the_reference_server_passes_edits_and_variations(lenient):
     for case in (BRACKETS, REPEATED, STREAMED):
         checked = set(result_of(run, case).checked)
         assert {"edits.mask.honoured", "edits.images.all_used", "image.size"} <= checked
+    assert {"image.alpha", "edits.mask.honoured"} <= set(result_of(run, TRANSPARENT).checked)
     assert "edits.mask.honoured" in result_of(run, DALLE_URL).checked
     assert "response.url.fetch" in result_of(run, DALLE_URL).checked
     streamed = result_of(run, STREAMED)

@@ -754,9 +754,12 @@ def _edit(job: Job) -> tuple[Image.Image, dict[str, Any]]:
     tinted.putalpha(255)
     out.paste(tinted, (0, 0), area)
     marks = _marks(len(job.images), *size)
+    # Asked for a transparent background, the marks are see-through (half alpha): the answer
+    # then shows alpha wherever the mask put the edit, the pixels outside it staying exact.
+    opacity = 128 if job.background == "transparent" else 255
     for facts, box in zip(job.images, marks, strict=True):
         shade = bytes.fromhex(facts.sha256[:6])
-        out.paste((*shade, 255), box)
+        out.paste((*shade, opacity), box)
     stamp = {
         codec.ENDPOINT_FIELD: job.endpoint,
         codec.INPUTS_FIELD: len(job.images),
