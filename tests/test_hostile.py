@@ -147,6 +147,7 @@ def test_sigterm_stops_the_run_and_writes_an_incomplete_report(tmp_path):
     assert report["verdict"]["incomplete"] is True
 
 
+@pytest.mark.slow
 def test_a_retry_after_flood_ends_within_a_minute(tmp_path, capsys):
     """Every request answered 429 with ``Retry-After: 29``: the run's retry budget (60 s of
     waits) is spent by the first few cases; the rest end throttled (not observed) at once."""
