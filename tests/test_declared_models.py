@@ -190,9 +190,14 @@ def test_the_rules_of_a_declared_model_follow_its_facts():
     }
 
 
+#: A default size the vendor's page does not state either.
+SOFT_DEFAULT = {"value": "1024x1024", "level": "SHOULD"}
+
+
 def test_a_fact_marked_should_makes_the_rules_it_implies_should(tmp_path):
     sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD", "evidence": "sizes: 512, 1024"}
-    rules = load_profile(write_profile(tmp_path, [flux_entry(sizes=sizes)])).rules()
+    entry = flux_entry(sizes=sizes, default_size=SOFT_DEFAULT)
+    rules = load_profile(write_profile(tmp_path, [entry])).rules()
     for rule_id in ("image.size", "request.size.enum"):
         assert rules[rule_id].level == "MUST"
         assert rules[rule_id].level_for(MODEL) == "SHOULD"
@@ -202,7 +207,7 @@ def test_a_fact_marked_should_makes_the_rules_it_implies_should(tmp_path):
 
 def test_the_rules_command_shows_the_level_a_model_is_held_to(tmp_path, capsys):
     sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
-    path = write_profile(tmp_path, ["dall-e-2", flux_entry(sizes=sizes)])
+    path = write_profile(tmp_path, ["dall-e-2", flux_entry(sizes=sizes, default_size=SOFT_DEFAULT)])
     rows = {}
     for model in (MODEL, "dall-e-2", None):
         argv = ["rules", "--profile", path] + (["--model", model] if model else [])
@@ -214,6 +219,26 @@ def test_the_rules_command_shows_the_level_a_model_is_held_to(tmp_path, capsys):
     assert rows[None]["image.size"] == "MUST/SHOULD"
     assert main_entry(["rules", "--profile", path, "--level", "SHOULD", "--model", MODEL]) == 0
     assert "image.size" in capsys.readouterr().out
+
+
+def test_a_size_rule_is_as_firm_as_the_firmest_fact_that_implies_it(tmp_path):
+    # DeepInfra's pages: "Available sizes depend on the model. Default value: "1024x1024"". The
+    # list is SHOULD, the default MUST: a size it accepts must still come back as asked.
+    sizes = {"value": ["1024x1024"], "level": "SHOULD"}
+    hard = write_profile(tmp_path, [flux_entry(sizes=sizes, default_size="1024x1024")], "hard")
+    soft = write_profile(tmp_path, [flux_entry(sizes=sizes, default_size=SOFT_DEFAULT)], "soft")
+    assert load_profile(hard).rules()["image.size"].level_for(MODEL) == "MUST"
+    assert load_profile(hard).rules()["request.size.enum"].level_for(MODEL) == "SHOULD"
+    assert load_profile(soft).rules()["image.size"].level_for(MODEL) == "SHOULD"
+
+
+def test_deepinfras_documented_default_size_holds_its_models_to_the_size_asked():
+    profile = load_profile("deepinfra")
+    rule = profile.rules()["image.size"]
+    for model in profile.declared:
+        assert model.facts["sizes"].level == "SHOULD"
+        assert model.facts["default_size"].level == "MUST"
+        assert rule.level_for(model.name) == "MUST", model.name
 
 
 def test_a_like_model_takes_its_models_facts_with_overrides(tmp_path):
@@ -353,7 +378,8 @@ def test_each_quirk_fails_the_flux_run_naming_its_rule(quirk, imgconf_run):
 
 def test_a_should_fact_only_warns_when_broken(tmp_path, imgconf_run):
     sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
-    path = write_profile(tmp_path, [flux_entry(sizes=sizes)], name="soft-sizes")
+    entry = flux_entry(sizes=sizes, default_size=SOFT_DEFAULT)
+    path = write_profile(tmp_path, [entry], name="soft-sizes")
     with start_reference_server(quirks=("ignore-size",), profile=path) as server:
         status, report = imgconf_run("--profile", path, target=server)
     assert status == 0, report["verdict"]
@@ -456,7 +482,7 @@ def test_the_judge_holds_a_declared_model_to_its_facts(tmp_path):
     assert "response.b64_json:MUST" in judged(FLUX, body, url_answer)
     # A fact marked SHOULD: the rule it implies is a warning for this model.
     sizes = {"value": ["512x512", "1024x1024"], "level": "SHOULD"}
-    soft = write_profile(tmp_path, [flux_entry(sizes=sizes)])
+    soft = write_profile(tmp_path, [flux_entry(sizes=sizes, default_size=SOFT_DEFAULT)])
     assert "image.size:SHOULD" in judged(soft, body, b64_answer((1024, 1024), (1024, 1024)))
 
 

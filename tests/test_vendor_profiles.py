@@ -1,9 +1,12 @@
-"""The built-in vendor profiles: each loads, plans with a cost, round-trips against the reference
-server serving it, is caught answering the wrong size, and cites its vendor's own pages."""
+"""The built-in profiles: each loads, plans with a cost, round-trips against the reference
+server serving it, fails a run when the server answers the wrong size (every built-in states
+its sizes as a MUST: a vendor whose page does not is an example, not a built-in), and each
+vendor's facts cite the vendor's own pages (the example vendor profiles' too)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,7 +16,12 @@ from conformance.contract.levels import Level
 from conformance.contract.profiles import Profile, builtin_profiles, load_profile
 from conformance.server.launcher import start_reference_server
 
-VENDORS = sorted(name for name in builtin_profiles() if name != "openai")
+#: Every built-in profile, OpenAI's own included.
+BUILTINS = sorted(builtin_profiles())
+VENDORS = [name for name in BUILTINS if name != "openai"]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "profiles"
+#: Vendors' profiles that are examples (their pages state no size `size` takes).
+EXAMPLE_VENDORS = [str(EXAMPLES / "xai.yaml"), str(EXAMPLES / "siliconflow.yaml")]
 #: Vendors whose documentation lives on a domain other than their API's.
 DOCS_DOMAINS = {
     "azure-openai": {"microsoft.com"},
@@ -44,7 +52,7 @@ def test_the_profile_loads_with_its_models(name):
     assert set(profile.models) <= set(profile.contract.models)
 
 
-@pytest.mark.parametrize("name", VENDORS)
+@pytest.mark.parametrize("name", BUILTINS)
 def test_the_plan_prints_its_cases_and_cost(name, capsys):
     assert main_entry(["plan", "--profile", name]) == 0
     out = capsys.readouterr().out
@@ -56,9 +64,7 @@ def test_the_plan_prints_its_cases_and_cost(name, capsys):
         assert re.search(rf"^{re.escape(profile.label(model))}: \d+ requests", out, re.M), model
 
 
-#: Profiles the reference server cannot yet serve as they claim: applerouter raises
-#: ``response.usage.present`` to MUST for every model, and the server answers dall-e without
-#: ``usage``, as OpenAI does (tests/test_e2e_quirks.py holds that finding).
+#: ``openai``'s round trip is the reference server's full plan (tests/test_e2e_quirks.py).
 @pytest.mark.parametrize("name", VENDORS)
 def test_the_reference_server_serving_the_profile_passes(name, imgconf_run):
     with start_reference_server(profile=name) as server:
@@ -67,34 +73,38 @@ def test_the_reference_server_serving_the_profile_passes(name, imgconf_run):
     assert report["profile"] == name
 
 
-def size_is_should_only(profile: Profile) -> bool:
-    """Whether every model held to image.size is held to it at SHOULD (a size list the vendor
-    does not state in full): then a wrong size warns instead of failing."""
-    rule = profile.rules()["image.size"]
-    return bool(rule.models) and all(rule.level_for(m) is Level.SHOULD for m in rule.models)
-
-
-@pytest.mark.parametrize("name", VENDORS)
-def test_a_server_answering_the_wrong_size_is_caught(name, imgconf_run):
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_model_is_held_to_the_size_asked_as_a_must(name):
     profile = load_profile(name)
+    rule = profile.rules()["image.size"]
+    assert set(profile.models) <= set(rule.models)
+    for model in profile.models:
+        assert rule.level_for(model) is Level.MUST, model
+
+
+@pytest.mark.parametrize("path", EXAMPLE_VENDORS, ids=lambda p: Path(p).stem)
+def test_an_example_vendor_holds_no_model_to_the_size_as_a_must(path):
+    # Why xai and siliconflow are examples: their pages state no size OpenAI's `size` takes.
+    profile = load_profile(path)
+    rule = profile.rules()["image.size"]
+    assert {rule.level_for(model) for model in profile.models} == {Level.SHOULD}
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_a_server_answering_the_wrong_size_fails_the_run(name, imgconf_run):
+    # One model is enough to show the run fails (every model's level is checked above).
+    model = load_profile(name).models[0]
     with start_reference_server(profile=name, quirks=("wrong-size",)) as server:
-        status, report = imgconf_run("--profile", name, target=server)
-        if size_is_should_only(profile):
-            # The vendor's page leaves the size open: a warning, and a failure for whoever
-            # gates on SHOULD too.
-            gated, _ = imgconf_run("--profile", name, "--fail-on", "should", target=server)
+        status, report = imgconf_run("--profile", name, "--models", model, target=server)
     verdict = report["verdict"]
-    failed = [e for e in verdict["failed"] if e.startswith("image.size @ ")]
-    warned = [e for e in verdict.get("warned", []) if e.startswith("image.size @ ")]
-    if size_is_should_only(profile):
-        assert warned and not failed and status == 0, verdict
-        assert gated == 1
-    else:
-        assert status == 1, verdict
-        assert failed, verdict
+    assert status == 1, verdict
+    # A MUST failure (a SHOULD one would be `warned`).
+    assert re.match(r"FAIL: \d+ MUST rules? broken \(.*image\.size", verdict["headline"]), verdict
+    assert f"image.size @ {model}" in verdict["failed"], verdict
+    assert not [e for e in verdict["warned"] if e.startswith("image.size @ ")], verdict
 
 
-@pytest.mark.parametrize("name", VENDORS)
+@pytest.mark.parametrize("name", VENDORS + EXAMPLE_VENDORS, ids=lambda n: Path(n).stem)
 def test_every_fact_with_evidence_cites_the_vendors_own_page(name):
     profile = load_profile(name)
     domains = own_domains(profile)
@@ -121,8 +131,9 @@ def test_the_vendor_profiles_are_listed(capsys):
 
 
 def test_a_vendor_profile_states_where_the_vendor_is_reached():
-    for name in ("xai", "together", "deepinfra", "siliconflow"):
+    for name in VENDORS:
         profile = load_profile(name)
-        assert profile.base_url is not None and profile.base_url.startswith("https://")
-        assert profile.auth.is_bearer
+        assert profile.base_url is not None and profile.base_url.startswith("https://"), name
+    for name in ("together", "deepinfra", "flexai", "nscale"):
+        assert load_profile(name).auth.is_bearer, name
     assert load_profile("deepinfra").base_url == "https://api.deepinfra.com/v1/openai"

@@ -94,12 +94,19 @@ class DeclaredModel:
 
     def level_of(self, condition: str | tuple[str, ...], spec: ModelSpec) -> Level | None:
         """The level of the fact behind a rule with ``declared: condition`` (a SHOULD fact makes
-        a MUST rule SHOULD for the model), or None when the model's facts do not imply it. Of
-        alternatives, the first that holds decides (``[sizes, default_size]``: the size list
-        when the model states one, else its default size)."""
+        a MUST rule SHOULD for the model), or None when the model's facts do not imply it.
+
+        Of alternatives, the strongest that holds decides (MUST over SHOULD): each alternative
+        is a fact that implies the rule on its own, so the rule is as firm as the firmest of
+        them. ``image.size`` is implied by ``[sizes, default_size]``: a vendor that documents
+        its ``size`` default (MUST) but not its full list (SHOULD) still must answer the size
+        asked whenever it accepts it; a size it does not serve is another rule's matter."""
         if isinstance(condition, tuple):
-            levels = (self.level_of(alternative, spec) for alternative in condition)
-            return next((level for level in levels if level is not None), None)
+            levels = [self.level_of(alternative, spec) for alternative in condition]
+            held = [level for level in levels if level is not None]
+            if not held:
+                return None
+            return Level.MUST if Level.MUST in held else Level.SHOULD
         if condition == "*":
             return Level.MUST
         name, _, value = condition.partition(".")

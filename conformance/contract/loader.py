@@ -294,7 +294,7 @@ class Rule:
     #: Which models declared in a profile the rule holds for (``declared:``): ``*`` for all of
     #: them, the name of a declared fact (``sizes``) or a value within one
     #: (``response_formats.url``, ``takes.stream``, ``sizes.wxh``), or alternatives (a tuple,
-    #: in order: the first that holds gives the level); None for none.
+    #: the strongest that holds gives the level); None for none.
     declared: str | tuple[str, ...] | None = None
     #: Per-model levels that differ from :attr:`level` (a declared fact marked SHOULD).
     levels: Mapping[str, Level] = field(default_factory=dict)

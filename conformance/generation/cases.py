@@ -117,6 +117,9 @@ class Case:
     endpoint: str = "generations"
     #: The multipart body, part by part in order (``body`` and ``raw`` are then unused).
     parts: tuple[FormPart, ...] = ()
+    #: The Content-Type ``raw`` is sent with (None: application/json): a body of a type the
+    #: endpoint does not take, or a multipart body that does not parse.
+    raw_type: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -138,17 +141,23 @@ class Case:
     def content_type(self) -> str:
         if self.parts:
             return f"multipart/form-data; boundary={self.boundary}"
+        if self.raw is not None and self.raw_type is not None:
+            return self.raw_type
         return "application/json"
 
     def body_stream(self) -> httpx.Request:
         """The request whose ``stream`` yields the body in pieces: a multipart body's files
         are read from their recipes while it is sent, never held whole."""
         texts = [(p.name, p.value or "") for p in self.parts if p.file is None]
-        files = [
+        files: list[tuple[str, Any]] = [
             (p.name, (p.file.filename, p.file.open(), p.file.media_type))
             for p in self.parts
             if p.file is not None
         ]
+        if not files:
+            # A form without a file is still multipart: its text parts go as parts without a
+            # file name (httpx would send text fields alone url-encoded).
+            files, texts = [(name, (None, value)) for name, value in texts], []
         return httpx.Request(
             "POST",
             "http://imgconf.invalid/",
@@ -183,6 +192,8 @@ class Case:
         data["raw"] = self.raw.decode("utf-8", "replace") if self.raw is not None else None
         data["tags"] = list(self.tags)
         data["parts"] = [p.to_dict() for p in self.parts]
+        if self.raw_type is None:
+            del data["raw_type"]  # the plans of JSON cases stay as they were
         return data
 
     @classmethod

@@ -840,10 +840,10 @@ def _cut(
     for group in CUT_ORDER[1:]:
         members = [i for i, c in enumerate(cases) if _group(c) == group]
         # From each model's end, taking the models in turn: no model loses all its cases first.
-        rank: dict[str, int] = {}
+        rank: dict[tuple[str, str], int] = {}
         order = []
         for index in reversed(members):
-            model = cases[index].model
+            model = (cases[index].endpoint, cases[index].model)
             rank[model] = rank.get(model, 0) + 1
             order.append((rank[model], index))
         for _, index in sorted(order, key=lambda t: (t[0], -t[1])):
@@ -881,8 +881,10 @@ def build_plan(
     max_cost: float | None = None,
     max_images: int | None = None,
     explore: int = 0,
+    endpoints: Sequence[str] = ("generations",),
 ) -> Plan:
-    """The deterministic plan for a profile, its models (all by default) and a seed."""
+    """The deterministic plan for a profile, its models (all by default) and a seed, on the
+    given endpoints (generations, edits, variations: each model where the endpoint serves it)."""
     chosen = tuple(profile.model_named(m) for m in models) if models else profile.models
     unknown = [m for m in chosen if m not in profile.models]
     if unknown:
@@ -899,8 +901,16 @@ def build_plan(
     if explore < 0:
         raise SetupError("--explore must be at least 0")
     contract = profile.contract
+    known = tuple(contract.endpoints)
+    if (
+        not endpoints
+        or any(e not in known for e in endpoints)
+        or len(set(endpoints)) < len(endpoints)
+    ):
+        raise SetupError(f"--endpoint: each at most once, of {', '.join(known)} (got {endpoints})")
     rules = profile.rules()
-    planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in chosen}
+    generating = [m for m in chosen if "generations" in endpoints and m in contract.models]
+    planners = {m: _ModelPlanner(contract.models[m], profile, rules, seed) for m in generating}
 
     controls = [planner.control() for planner in planners.values()]
     negative: list[Case] = []
@@ -910,10 +920,18 @@ def build_plan(
         negative.extend(planner.negative() + planner.auth())
         fixed = planner.boundary() + planner.pairwise()
         positive.extend(fixed + planner.each_choice(fixed))
-    negative.extend(_global_cases(profile, rules, planners[chosen[0]]))
-    if explore:
-        planned = [c.body for c in negative + positive]
-        drawn = explore_requests(chosen, profile, seed=seed, count=explore, exclude=planned)
+    if planners:
+        negative.extend(_global_cases(profile, rules, next(iter(planners.values()))))
+    multipart = [
+        c for e in endpoints if e != "generations" for c in _multipart(profile, e, chosen, seed)
+    ]
+    controls.extend(c for c in multipart if c.origin == CONTROL_ORIGIN)
+    positive.extend(c for c in multipart if c.origin != CONTROL_ORIGIN)
+    if explore and planners:
+        planned = [c.body for c in negative + positive if not c.multipart]
+        drawn = explore_requests(
+            tuple(planners), profile, seed=seed, count=explore, exclude=planned
+        )
         for name, planner in planners.items():
             explored.extend(planner.explore(drawn[name]))
     # Controls first, then every case a conformant server generates nothing for (so a small
@@ -937,9 +955,23 @@ def build_plan(
         max_cost=max_cost,
         max_images=max_images,
     )
-    plan.coverage = _coverage(profile, rules, planners, kept, cut)
+    generated = [c for c in kept if c.endpoint == "generations"]
+    plan.coverage = _coverage(profile, rules, planners, generated, cut)
     plan.coverage["rules"] = predicted_coverage(plan)
+    if any(e != "generations" for e in endpoints):
+        from .multipart_planning import multipart_coverage
+
+        plan.coverage["endpoints"] = multipart_coverage(profile, endpoints, kept, cut)
     return plan
+
+
+def _multipart(profile: Profile, endpoint: str, models: Sequence[str], seed: int) -> list[Case]:
+    """A multipart endpoint's cases, its controls first (imported here: it builds on this
+    module)."""
+    from .multipart_planning import multipart_cases
+
+    made = multipart_cases(profile, endpoint, models, seed)
+    return made.controls + made.cases
 
 
 def predicted_coverage(plan: Plan) -> dict[str, Any]:
@@ -948,7 +980,7 @@ def predicted_coverage(plan: Plan) -> dict[str, Any]:
     rules = plan.profile.rules()
     contract = plan.profile.contract
     predicted: dict[str, set[str]] = {}
-    for case in plan.cases:
+    for case in (c for c in plan.cases if c.endpoint == "generations"):
         spec = case_spec(case, plan.profile.models, contract)
         predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules, contract))
     return coverage_summary(predicted, plan.models, rules)

@@ -38,6 +38,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ..contract.features import features_used
 from ..contract.loader import Contract, ModelSpec, load_contract, parse_wxh, serving
 from ..contract.oracle import Violation, parse_body, request_violations, resolve_model
 from ..contract.profiles import Profile
@@ -96,6 +97,9 @@ class ServerConfig:
     #: Azure's deployments (a profile's ``deployments:``), deployment -> the model it serves:
     #: the endpoint is then ``base_path/deployments/NAME/path``, an unknown NAME answered 404.
     deployments: Mapping[str, str] = field(default_factory=dict)
+    #: The features of ``rules.yaml`` the profile says it does not offer (``unsupported:``):
+    #: a valid request using one is refused, as the profile's vendor does.
+    unsupported: frozenset[str] = frozenset()
 
     @classmethod
     def for_profile(cls, profile: Profile, **options: Any) -> ServerConfig:
@@ -109,6 +113,7 @@ class ServerConfig:
             query=dict(profile.query),
             contract=_served_contract(profile),
             deployments={d: m for m, d in profile.deployments.items()},
+            unsupported=profile.unsupported,
             **options,
         )
 
@@ -371,7 +376,20 @@ class ReferenceServer:
                 break
             body = self._drop_ignored(body, violations)
         assert isinstance(body, dict)
+        self._refuse_unsupported(body)
         return self._generation(body)
+
+    def _refuse_unsupported(self, body: dict[str, Any]) -> None:
+        """A valid request using a feature the served profile does not offer is refused."""
+        if not self.config.unsupported:
+            return
+        spec = self.contract.models.get(resolve_model(body, self.contract) or "")
+        used = features_used(body, spec, sorted(self.config.unsupported))
+        if used:
+            param = used[0].split("=")[0].split(">")[0]
+            raise RequestRefused(
+                400, f"This server does not offer {used[0]}.", param, "unsupported_value"
+            )
 
     def _drop_ignored(self, body: dict[str, Any], violations: list[Violation]) -> dict[str, Any]:
         """Drop the fields whose (tolerated) violations a sloppy or lenient server ignores."""
