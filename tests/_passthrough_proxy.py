@@ -121,9 +121,44 @@ def create_proxy(
             out_headers["content-encoding"] = "gzip"
         return Response(content, status_code=answer.status_code, headers=out_headers)
 
+    async def multipart(request: Request) -> Response:
+        """Edits and variations, forwarded as they came; under ``fault="mask-and-images"``
+        the form is parsed and sent on without its mask and with only its first image, as
+        gateways that map a form onto one-file models do."""
+        if request.headers.get("authorization") != f"Bearer {api_key}":
+            return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
+        path = request.url.path.split("/v1", 1)[1].rstrip("/")
+        headers = {"authorization": f"Bearer {upstream_key}"}
+        if fault == "mask-and-images":
+            form = await request.form()
+            texts: dict[str, str] = {}
+            files: list[tuple[str, tuple[str | None, bytes, str | None]]] = []
+            for name, value in form.multi_items():
+                if isinstance(value, str):
+                    texts[name] = value
+                elif name != "mask" and not (
+                    name.startswith("image") and any(n.startswith("image") for n, _ in files)
+                ):
+                    files.append((name, (value.filename, await value.read(), value.content_type)))
+            await form.close()
+            upstream_request = client.build_request(
+                "POST", upstream.rstrip("/") + path, data=texts, files=files, headers=headers
+            )
+        else:
+            headers["content-type"] = request.headers.get("content-type", "")
+            upstream_request = client.build_request(
+                "POST", upstream.rstrip("/") + path, content=request.stream(), headers=headers
+            )
+        answer = await client.send(upstream_request)
+        stats.count(_images_in(answer.content) if answer.is_success else 0)
+        out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+        return Response(answer.content, status_code=answer.status_code, headers=out_headers)
+
     routes = [
         Route("/v1/images/generations", generations, methods=["POST"]),
         Route("/v1/images/generations/", generations, methods=["POST"]),
+        Route("/v1/images/edits", multipart, methods=["POST"]),
+        Route("/v1/images/variations", multipart, methods=["POST"]),
     ]
 
     @asynccontextmanager

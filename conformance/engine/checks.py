@@ -15,13 +15,14 @@ Every rule judged is listed in ``CaseResult.checked`` (held or not): that is the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from ..contract.levels import Level
 from ..contract.loader import (
+    GENERATIONS,
     SERVER_CHOICE,
     ContractError,
     ModelSpec,
@@ -204,6 +205,9 @@ class _Judgement:
         self.note = ""
         #: Why the answer cannot show the rules the case aims at (None: it can).
         self.blocked: Reason | None = None
+        #: Called with each final image's index and bytes as it is judged (edits read their
+        #: stamp and pixels so, without decoding the answer twice).
+        self.on_output: Callable[[int, bytes], None] | None = None
 
     def level(self, rule_id: str) -> str:
         rule = self.rules.get(rule_id)
@@ -665,6 +669,8 @@ def check_image(
             problems.append("opaque alpha" if facts.has_alpha else "no alpha channel")
     info.ok = not problems
     info.problems = problems
+    if v.on_output is not None and not partial and facts.decodes:
+        v.on_output(index, data)
     if picks is not None and facts.decodes and picks.take(v.model, facts.format, info.ok):
         info.thumbnail = thumbnail_of(data, facts)
     v.images.append(info)
@@ -916,18 +922,46 @@ class SSEParser:
         return data
 
 
+@dataclass(frozen=True)
+class StreamKinds:
+    """What an endpoint's event stream is made of: its event types, the schema its events are
+    held to, and the rules of that schema and of the completed events (generations' own, or
+    an edit stream's, whose events differ by type only)."""
+
+    partial: str
+    completed: str
+    validator: Any
+    schema_rule: AnswerCheck
+    completed_rule: AnswerCheck
+
+
+def generation_stream() -> StreamKinds:
+    return StreamKinds(
+        partial="image_generation.partial_image",
+        completed="image_generation.completed",
+        validator=load_contract().validator("stream_event"),
+        schema_rule=STREAM_EVENT_SCHEMA,
+        completed_rule=STREAM_COMPLETED,
+    )
+
+
 def check_stream(
-    v: _Judgement, exchange: Exchange, asked: _Asked, *, thumbnails: bool | GalleryPicks
+    v: _Judgement,
+    exchange: Exchange,
+    asked: _Asked,
+    *,
+    thumbnails: bool | GalleryPicks,
+    kinds: StreamKinds | None = None,
 ) -> None:
     """stream.*: an event stream of valid events, few enough partials, one completed per image."""
+    kinds = kinds or generation_stream()
     if not v.check(
         STREAM_CONTENT_TYPE,
         exchange.content_type == "text/event-stream",
         f"a stream: true request is answered {exchange.content_type or 'without Content-Type'}",
     ):
         return
-    contract = load_contract()
-    validator = contract.validator("stream_event")
+    validator = kinds.validator
     parser = SSEParser()
     # Events are counted as they arrive: the first MAX_EVENTS are kept and judged one by one,
     # later ones only counted by type (a legal stream has at most 4 per image), and reading
@@ -955,10 +989,10 @@ def check_stream(
                 break
             if len(events) < MAX_EVENTS:
                 events.append(raw)
-            elif "image_generation.partial_image" in raw:
-                partials, last_type = partials + 1, "image_generation.partial_image"
-            elif "image_generation.completed" in raw:
-                completed, last_type = completed + 1, "image_generation.completed"
+            elif kinds.partial in raw:
+                partials, last_type = partials + 1, kinds.partial
+            elif kinds.completed in raw:
+                completed, last_type = completed + 1, kinds.completed
     except ValueError as exc:
         v.check(WELL_FORMED, False, f"the event stream is malformed: {exc}")
         return
@@ -978,7 +1012,7 @@ def check_stream(
             continue
         last_type = event["type"]
         data = decode_base64(event[BASE64])
-        if last_type == "image_generation.partial_image":
+        if last_type == kinds.partial:
             check_image(v, asked, data, partials, "partial", thumbnails=False)
             partials += 1
         else:
@@ -986,7 +1020,7 @@ def check_stream(
             completed += 1
             check_usage_total(v, event.get("usage"))
     last_type = tail_type or last_type
-    v.check(STREAM_EVENT_SCHEMA, not bad, "; ".join(bad[:3]))
+    v.check(kinds.schema_rule, not bad, "; ".join(bad[:3]))
     check_nulls(v, nulls)
     allowed = asked.partial_images * asked.n
     v.check(
@@ -995,10 +1029,10 @@ def check_stream(
         f"{partials} partial events; partial_images={asked.partial_images} allows {allowed}",
     )
     v.check(
-        STREAM_COMPLETED,
-        completed == asked.n and last_type == "image_generation.completed",
+        kinds.completed_rule,
+        completed == asked.n and last_type == kinds.completed,
         f"{completed} completed events for n={asked.n}"
-        + ("" if last_type == "image_generation.completed" else "; the stream does not end so"),
+        + ("" if last_type == kinds.completed else "; the stream does not end so"),
     )
 
 
@@ -1015,6 +1049,10 @@ def judge(
     the profile: the answer is judged as the first model it is valid for, and which model that
     is (the documented default or another) is the SHOULD rule ``request.model.default``.
     """
+    if case.endpoint != GENERATIONS:
+        from .edit_checks import judge_form
+
+        return judge_form(case, exchange, profile, thumbnails=thumbnails)
     rules = _profile_rules(profile)
     if case.expect == "accept" and _omits_model(case):
         default = _answering_model(case, profile)
@@ -1145,26 +1183,16 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
     rule by *accepting* (a 2xx to an invalid request) need no control. Mutates and returns
     ``results``.
     """
-    controls: dict[str, CaseResult] = {}
+    # Each endpoint has its own controls: a gateway may serve generations and not edits.
+    controls: dict[tuple[str, str], CaseResult] = {}
     for result in results:
         if _is_control(result.case):
-            controls.setdefault(result.case.model, result)
-    reasons = {model: _control_reason(result) for model, result in controls.items()}
-    accepted_any = any(
-        r.case.kind == "valid"
-        and r.case.auth == "valid"
-        and not r.case.path_suffix
-        and r.status is not None
-        and 200 <= r.status < 300
-        for r in results
-    )
-    if accepted_any:
-        anywhere: Reason | None = None
-    else:
-        seen = [reason for reason in reasons.values() if reason is not None]
-        # The most common failure among the controls (ties broken by name, so runs agree).
-        common = sorted(set(seen), key=lambda r: (-seen.count(r), r))
-        anywhere = common[0] if common else Reason.NO_CONTROL
+            controls.setdefault((result.case.endpoint, result.case.model), result)
+    reasons = {key: _control_reason(result) for key, result in controls.items()}
+    anywhere = {
+        endpoint: _anywhere(results, reasons, endpoint)
+        for endpoint in dict.fromkeys(r.case.endpoint for r in results)
+    }
     for result in results:
         case = result.case
         if _is_control(case) and result.status in AUTH_REFUSALS:
@@ -1175,7 +1203,10 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         status = result.status
         if status is None or 200 <= status < 300 or status in (429, 503):
             continue
-        reason = anywhere if case.model == ANY_MODEL else reasons.get(case.model, Reason.NO_CONTROL)
+        if case.model == ANY_MODEL:
+            reason = anywhere[case.endpoint]
+        else:
+            reason = reasons.get((case.endpoint, case.model), Reason.NO_CONTROL)
         if reason is None:
             continue
         leans = (
@@ -1187,6 +1218,28 @@ def settle_controls(results: list[CaseResult]) -> list[CaseResult]:
         if leans:
             _unprove(result, reason)
     return results
+
+
+def _anywhere(
+    results: list[CaseResult], reasons: Mapping[tuple[str, str], Reason | None], endpoint: str
+) -> Reason | None:
+    """What a model-independent case of ``endpoint`` leans on: None when any valid request to
+    the endpoint was accepted, else the most common failure among its controls."""
+    accepted_any = any(
+        r.case.endpoint == endpoint
+        and r.case.kind == "valid"
+        and r.case.auth == "valid"
+        and not r.case.path_suffix
+        and r.status is not None
+        and 200 <= r.status < 300
+        for r in results
+    )
+    if accepted_any:
+        return None
+    seen = [reason for key, reason in reasons.items() if key[0] == endpoint and reason is not None]
+    # The most common failure among the controls (ties broken by name, so runs agree).
+    common = sorted(set(seen), key=lambda r: (-seen.count(r), r))
+    return common[0] if common else Reason.NO_CONTROL
 
 
 def _unprove(result: CaseResult, reason: Reason) -> None:

@@ -303,6 +303,10 @@ class RunResult:
     tls: TlsFacts | None = None
     #: The contract the profile judges by, its declared models in it (None: the contract).
     judged_by: Contract | None = None
+    #: The endpoints the run tests (``generations``, ``edits``, ``variations``), and the rules
+    #: of each beside generations as the profile holds them (:meth:`catalogues`).
+    endpoints: tuple[str, ...] = ("generations",)
+    endpoint_rules: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)
 
     @classmethod
     def begin(
@@ -316,8 +320,12 @@ class RunResult:
         fail_on: str = "must",
         tls: TlsFacts | None = None,
         started: float | None = None,
+        endpoints: Sequence[str] = ("generations",),
     ) -> RunResult:
-        """The one way a run (live, replayed or a pytest session) is made."""
+        """The one way a run (live, replayed or a pytest session) is made; ``endpoints``: those
+        it tests (a model in scope is a model x endpoint)."""
+        from ..generation.showing import endpoint_rules
+
         return cls(
             target=target,
             profile=profile.name,
@@ -331,6 +339,10 @@ class RunResult:
             fail_on=fail_on,
             tls=tls,
             judged_by=profile.contract,
+            endpoints=tuple(endpoints),
+            endpoint_rules={
+                name: endpoint_rules(profile, name) for name in endpoints if name != "generations"
+            },
         )
 
     def finish(
@@ -353,6 +365,10 @@ class RunResult:
     def catalogue(self) -> Mapping[str, Rule]:
         """The rules as the run's profile holds them."""
         return self.rules
+
+    def catalogues(self) -> Mapping[str, Mapping[str, Rule]]:
+        """The rules of each endpoint beside generations as the run's profile holds them."""
+        return self.endpoint_rules
 
     def contract(self) -> Contract:
         """The contract the run's profile judges by: the models it declares are in it."""

@@ -50,10 +50,12 @@ import httpcore
 import httpx
 
 from .. import __version__, settings
+from ..contract.loader import GENERATIONS
 from ..contract.reach import AuthStyle, join_url, proxy_secret
 from ..errors import SetupError
 from ..generation.cases import ANY_MODEL, WRONG_KEY, Case
 from ..redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
+from .multipart import body_pieces, endpoint_path, summary_bytes
 from .results import Exchange, TransportFailure
 
 __all__ = [
@@ -142,14 +144,20 @@ class TransportConfig:
     #: The deployment each model's cases go to (``…/deployments/NAME`` + path, a profile's
     #: ``deployments:``); empty: every case goes to ``path`` under the base URL.
     deployments: Mapping[str, str] = field(default_factory=dict)
+    #: The path of each endpoint beside generations (``edits``, ``variations``) when it is not
+    #: the one its contract states (``/images/edits``); generations' is :attr:`path`.
+    paths: Mapping[str, str] = field(default_factory=dict)
 
-    def path_of(self, model: str) -> str:
-        """The endpoint path of a model's cases: under its deployment when the run sends each
-        model to its own (a model-independent case goes to the first one)."""
+    def path_of(self, model: str, endpoint: str = GENERATIONS) -> str:
+        """The path of a model's cases to ``endpoint``: under its deployment when the run sends
+        each model to its own (a model-independent case goes to the first one)."""
+        path = self.path
+        if endpoint != GENERATIONS:
+            path = self.paths.get(endpoint) or endpoint_path(endpoint)
         if not self.deployments:
-            return self.path
+            return path
         deployment = self.deployments.get(model) or next(iter(self.deployments.values()))
-        return f"/deployments/{deployment}{self.path}"
+        return f"/deployments/{deployment}{path}"
 
     @property
     def endpoint(self) -> str:
@@ -763,7 +771,7 @@ class TargetClient:
 
     def _request_headers(self, case: Case) -> dict[str, str]:
         headers = {
-            "content-type": "application/json",
+            "content-type": case.content_type,
             "accept": "text/event-stream" if case.stream else "application/json",
             "accept-encoding": "identity",
             "user-agent": f"imgconf/{__version__}",
@@ -794,9 +802,12 @@ class TargetClient:
             return await self._send(case, lease)
 
     async def _send(self, case: Case, lease: Lease) -> Exchange:
-        url = self.config.url(self.config.path_of(case.model) + case.path_suffix, case.auth)
+        path = self.config.path_of(case.model, case.endpoint)
+        url = self.config.url(path + case.path_suffix, case.auth)
         headers = self._request_headers(case)
-        content = case.content()
+        content: Body = case.content() if not case.multipart else _Streamed(case)
+        if isinstance(content, _Streamed):
+            headers["content-length"] = str(content.length)
         attempts: list[dict[str, Any]] = []
 
         async def resend() -> bool:
@@ -879,7 +890,7 @@ class TargetClient:
         method: str,
         url: str,
         headers: dict[str, str],
-        content: bytes,
+        content: Body,
         cap: int,
         lease: Lease,
         *,
@@ -892,7 +903,9 @@ class TargetClient:
             method=method,
             url=self._redactor.url(url),
             request_headers=self._redactor.headers(headers),
-            request_body=self._redactor.data(content),
+            request_body=self._redactor.data(
+                content.summary if isinstance(content, _Streamed) else content
+            ),
             started=started,
         )
         held = lease.held
@@ -976,7 +989,7 @@ class TargetClient:
         extensions = {"trace": trace} if trace is not None else None
         for _ in range(self.config.max_redirects + 1):
             request = client.build_request(
-                method, url, headers=read.headers, content=read.content, extensions=extensions
+                method, url, headers=read.headers, content=read.body(), extensions=extensions
             )
             response = await client.send(request, stream=True)
             try:
@@ -1012,11 +1025,32 @@ class _Read:
     exchange: Exchange
     method: str
     headers: dict[str, str]
-    content: bytes
+    content: Body
     cap: int
     lease: Lease
     #: An image URL: any origin, through the fetch client.
     image: bool
+
+    def body(self) -> bytes | AsyncIterator[bytes]:
+        """The bytes to send, afresh for each try (a streamed body is made again each time)."""
+        if isinstance(self.content, _Streamed):
+            return body_pieces(self.content.case)
+        return self.content
+
+
+class _Streamed:
+    """A multipart case's body, sent streamed: made from its parts as it goes out, its length
+    known beforehand (so it is sent with Content-Length, never chunked), and recorded as its
+    summary (the text parts, each file's recipe and digest), never as the files."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.length = case.content_length()
+        self.summary = summary_bytes(case)
+
+
+#: What a request sends: JSON (or raw) bytes, or a multipart case's streamed body.
+Body = bytes | _Streamed
 
 
 async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..contract.loader import Contract, Rule, load_contract
+from ..contract.loader import GENERATIONS, Contract, Rule, load_contract
 from ..generation.cases import ANY_MODEL
 from ..generation.coverage import aimed_rules, case_spec
 from .results import CaseResult, Level, Reason, RunResult, blocks
@@ -35,7 +35,9 @@ __all__ = [
     "build_matrix",
     "case_rules",
     "decide",
+    "endpoint_catalogue",
     "in_scope",
+    "run_matrix",
 ]
 
 #: How much a cell's status says; a cell takes the strongest of its cases.
@@ -95,22 +97,59 @@ def in_scope(models: Iterable[str], catalogue: Mapping[str, Rule]) -> list[tuple
     return cells
 
 
+def endpoint_catalogue(
+    name: str, models: Iterable[str], contract: Contract | None = None
+) -> dict[str, Rule]:
+    """An endpoint's rules (its own, then the generations rules it reuses) for ``models``, at
+    the contract's levels: what a matrix holds a multipart endpoint's cases to when the run
+    gives no catalogue of its own for it (a run's are its profile's: ``RunResult.catalogues``)."""
+    import dataclasses
+
+    contract = contract or load_contract()
+    endpoint = contract.endpoint(name) if name in contract.endpoints else None
+    endpoint = endpoint or load_contract().endpoint(name)
+    wanted = set(models)
+    return {
+        rule.id: dataclasses.replace(rule, models=tuple(m for m in rule.models if m in wanted))
+        for rule in endpoint.all_rules.values()
+    }
+
+
 def build_matrix(
     results: Iterable[CaseResult],
     models: Iterable[str],
     catalogue: Mapping[str, Rule],
     contract: Contract | None = None,
+    *,
+    endpoints: Iterable[str] | None = None,
+    catalogues: Mapping[str, Mapping[str, Rule]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per rule x model: its status, reasons when not observed, and which cases
-    (``contract``: the profile's, which knows its declared models)."""
-    models = list(models)
-    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    """One entry per rule x model x endpoint: its status, reasons when not observed, and which
+    cases (``contract``: the profile's, which knows its declared models).
 
-    def entry(model: str, rule: str, level: str) -> dict[str, Any]:
-        key = (model, rule)
+    ``catalogue`` holds the generations cases; ``catalogues`` the other endpoints' (each made
+    from the contract when not given). ``endpoints`` are those in scope (default: generations
+    and every endpoint a case went to). An entry of another endpoint than generations names it
+    (``"endpoint": "edits"``); a generations entry is as it always was."""
+    models = list(models)
+    results = list(results)
+    scope = list(endpoints) if endpoints is not None else [GENERATIONS]
+    for result in results:
+        if result.case.endpoint not in scope:
+            scope.append(result.case.endpoint)
+    books: dict[str, Mapping[str, Rule]] = {GENERATIONS: catalogue}
+    for name in scope:
+        if name != GENERATIONS:
+            given = (catalogues or {}).get(name)
+            books[name] = given if given is not None else endpoint_catalogue(name, models, contract)
+    entries: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def entry(model: str, rule: str, level: str, endpoint: str = GENERATIONS) -> dict[str, Any]:
+        key = (endpoint, model, rule)
         if key not in entries:
-            known = catalogue.get(rule)
+            known = books[endpoint].get(rule)
             entries[key] = {
+                **({} if endpoint == GENERATIONS else {"endpoint": endpoint}),
                 "model": model,
                 "rule": rule,
                 "level": known.level_for(model) if known else level,
@@ -127,10 +166,11 @@ def build_matrix(
 
     for result in results:
         case = result.case
-        statuses = case_rules(result, catalogue, models, contract)
+        statuses = case_rules(result, books[case.endpoint], models, contract)
         messages = {f.rule: f.message for f in reversed(result.findings)}
         for rule, status in statuses.items():
-            item = entry(case.model, rule, case.level if rule == case.rule else Level.MUST)
+            level = case.level if rule == case.rule else Level.MUST
+            item = entry(case.model, rule, level, case.endpoint)
             if status in CELL_RANK:
                 item["cases"] += 1
                 if status != "pass":
@@ -151,10 +191,12 @@ def build_matrix(
                     _message(item, result.note)
                 if item["example"] is None:
                     item["example"] = case.id
-    for model, rule in in_scope(models, catalogue):
-        item = entry(model, rule, catalogue[rule].level_for(model))
-        if item["status"] == "not_observed" and not item["reasons"]:
-            item["reasons"].append(Reason.NOT_APPLICABLE.value)
+    for name in scope:
+        book = books[name]
+        for model, rule in in_scope(models, book):
+            item = entry(model, rule, book[rule].level_for(model), name)
+            if item["status"] == "not_observed" and not item["reasons"]:
+                item["reasons"].append(Reason.NOT_APPLICABLE.value)
     for item in entries.values():
         if item["status"] != "not_observed":
             item["reasons"] = []
@@ -165,11 +207,29 @@ def build_matrix(
             and item["level"] == Level.MUST
             and any(blocks(r) for r in item["reasons"])
         )
-    order = {rule: i for i, rule in enumerate(catalogue)}
+    orders = {name: {rule: i for i, rule in enumerate(book)} for name, book in books.items()}
     rank = {m: i for i, m in enumerate([ANY_MODEL, *models])}
-    return sorted(
-        entries.values(),
-        key=lambda e: (order.get(e["rule"], len(order)), e["rule"], rank.get(e["model"], 99)),
+    place = {name: i for i, name in enumerate([GENERATIONS, *scope])}
+
+    def key(e: Mapping[str, Any]) -> tuple[Any, ...]:
+        name = e.get("endpoint", GENERATIONS)
+        order = orders[name]
+        rule_rank = order.get(e["rule"], len(order))
+        return (place[name], rule_rank, e["rule"], rank.get(e["model"], 99))
+
+    return sorted(entries.values(), key=key)
+
+
+def run_matrix(run: RunResult) -> list[dict[str, Any]]:
+    """The matrix of a run: every endpoint it tested, each held to the run's profile's rules
+    for it. What :func:`decide` decides from, and what every report shows."""
+    return build_matrix(
+        run.results,
+        run.models,
+        run.catalogue(),
+        run.contract(),
+        endpoints=run.endpoints,
+        catalogues=run.catalogues(),
     )
 
 
@@ -200,19 +260,41 @@ class RunVerdict:
 
 
 def _label(item: Mapping[str, Any]) -> str:
-    return f"{item['rule']} @ {item['model']}"
+    """``rule @ model``, and the endpoint beside generations: ``rule @ model (edits)``."""
+    endpoint = item.get("endpoint")
+    return f"{item['rule']} @ {item['model']}" + (f" ({endpoint})" if endpoint else "")
 
 
-def _valid_judged(results: Iterable[CaseResult]) -> set[str]:
-    """Models with a valid request whose acceptance was seen (held or broken)."""
+def _in_scope_label(model: str, endpoint: str) -> str:
+    return model if endpoint == GENERATIONS else f"{model} ({endpoint})"
+
+
+def _valid_judged(results: Iterable[CaseResult]) -> set[tuple[str, str]]:
+    """(model, endpoint) pairs with a valid request whose acceptance was seen (held or
+    broken)."""
     judged = set()
     for result in results:
         case = result.case
         if case.kind != "valid" or case.expect != "accept":
             continue
         if case.rule in result.checked or any(f.rule == case.rule for f in result.findings):
-            judged.add(case.model)
+            judged.add((case.model, case.endpoint))
     return judged
+
+
+def _models_in_scope(run: RunResult) -> list[tuple[str, str]]:
+    """The models in scope: each model of the run on each endpoint the run tests that serves
+    it (a model x endpoint; generations serves every model of the run)."""
+    endpoints = list(run.endpoints)
+    endpoints += [
+        e for e in dict.fromkeys(r.case.endpoint for r in run.results) if e not in endpoints
+    ]
+    pairs = []
+    for endpoint in endpoints:
+        for model in run.models:
+            if endpoint == GENERATIONS or model in run.contract().endpoint(endpoint).models:
+                pairs.append((model, endpoint))
+    return pairs
 
 
 def decide(
@@ -223,7 +305,14 @@ def decide(
     """The verdict of a run (its matrix is built when not given)."""
     catalogue = catalogue if catalogue is not None else run.catalogue()
     if matrix is None:
-        matrix = build_matrix(run.results, run.models, catalogue, run.contract())
+        matrix = build_matrix(
+            run.results,
+            run.models,
+            catalogue,
+            run.contract(),
+            endpoints=run.endpoints,
+            catalogues=run.catalogues(),
+        )
     verdict = RunVerdict(status=VerdictStatus.PASS, fail_on=run.fail_on)
     verdict.failed = [_label(i) for i in matrix if i["status"] == "fail"]
     verdict.warned = [_label(i) for i in matrix if i["status"] == "warn"]
@@ -233,7 +322,11 @@ def decide(
         f"{_label(i)} ({', '.join(i['reasons'])})" for i in must_unseen if not i["blocking"]
     ]
     judged = _valid_judged(run.results)
-    verdict.models_unjudged = [m for m in run.models if m not in judged]
+    verdict.models_unjudged = [
+        _in_scope_label(model, endpoint)
+        for model, endpoint in _models_in_scope(run)
+        if (model, endpoint) not in judged
+    ]
     if verdict.failed:
         verdict.status = VerdictStatus.FAIL
         return verdict

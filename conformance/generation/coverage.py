@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..contract.loader import Contract, ModelSpec, Rule, load_contract
+from ..contract.loader import GENERATIONS, Contract, ModelSpec, Rule, load_contract
 from ..contract.oracle import request_violations, resolve_model
 from .cases import MALFORMED_AUTH, Case
-from .showing import Answer, rule_applies, showings, streams
+from .showing import Answer, form_aimed_rules, rule_applies, showings, streams
 
 __all__ = [
     "aimed_rules",
@@ -72,6 +72,8 @@ def aimed_rules(
     The case's own rule, and every answer rule whose ``shown_by`` (``rules.yaml``) the case's
     conformant answer meets, for the model's rules.
     """
+    if case.endpoint != GENERATIONS:
+        return form_aimed_rules(case, rules, contract)
     model = spec.name if spec is not None else None
     answers = conformant_answers(case, spec)
     body = case.body if isinstance(case.body, Mapping) else {}

@@ -11,22 +11,41 @@ pytest plugin's items all ask it, so they agree rule for rule and no code re-typ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from ..contract.loader import ContractError, ModelSpec, Rule, load_contract, read_data_file
+from ..contract.levels import Level
+from ..contract.loader import (
+    GENERATIONS,
+    Contract,
+    ContractError,
+    Endpoint,
+    ModelSpec,
+    Rule,
+    load_contract,
+    read_data_file,
+)
+from ..contract.profiles import Profile
+from .cases import MALFORMED_AUTH, Case
+from .inputs import InputFile
 
 __all__ = [
     "BASE64",
     "URL",
     "Answer",
     "Showing",
+    "asked_fields",
     "delivery",
+    "endpoint_rules",
+    "file_parts",
+    "form_aimed_rules",
+    "form_model",
     "parse_showing",
     "rule_applies",
+    "sent_files",
     "showings",
     "streams",
 ]
@@ -69,6 +88,8 @@ class Showing:
     reads: str = "body"
     #: The ``$defs`` entry of the response schema the rule is judged by, if any.
     answer_schema: str | None = None
+    #: Only when a multipart form carries a file for each of these fields (``mask``).
+    sends: tuple[str, ...] = ()
 
     def asked_by(self, body: Mapping[str, Any], spec: ModelSpec) -> bool:
         """Whether a request to the model ``spec`` asks what the rule needs."""
@@ -88,9 +109,13 @@ class Showing:
         rules: Mapping[str, Rule],
         *,
         names_param: bool = False,
+        sends: frozenset[str] = frozenset(),
     ) -> bool:
-        """Whether an answer of these kinds to this request shows the rule held or broken."""
+        """Whether an answer of these kinds to this request shows the rule held or broken
+        (``sends``: the file fields a multipart form carries)."""
         if not self.answers & answers or (self.names_param and not names_param):
+            return False
+        if not sends.issuperset(self.sends):
             return False
         model = spec.name if spec is not None else None
         if self.with_rule is not None and not rule_applies(rules, self.with_rule, model):
@@ -133,14 +158,20 @@ def streams(body: Mapping[str, Any], spec: ModelSpec) -> bool:
 
 
 @cache
-def showings() -> Mapping[str, Showing]:
-    """Every answer rule's :class:`Showing`, by rule id, in the catalogue's order."""
+def showings(endpoint: str = GENERATIONS) -> Mapping[str, Showing]:
+    """Every answer rule's :class:`Showing` of an endpoint, by rule id, in the catalogue's
+    order: its own rules', then (beside generations) those of the generations rules it reuses,
+    which its answers show as generations' do."""
     contract = load_contract()
     catalogue = read_data_file(contract.directory / "rules.yaml")
     found = {}
+    known = contract.endpoint(endpoint).all_rules if endpoint != GENERATIONS else contract.rules
     for entry in catalogue["rules"]:
-        if "shown_by" in entry:
-            found[entry["id"]] = parse_showing(entry["id"], entry["shown_by"], contract.rules)
+        if "shown_by" in entry and entry.get("endpoint", GENERATIONS) == endpoint:
+            found[entry["id"]] = parse_showing(entry["id"], entry["shown_by"], known)
+    if endpoint != GENERATIONS:
+        reused = contract.endpoint(endpoint).reused
+        found.update({r: s for r, s in showings().items() if r in reused})
     return MappingProxyType(found)
 
 
@@ -171,4 +202,149 @@ def parse_showing(rule_id: str, raw: Any, rules: Mapping[str, Rule]) -> Showing:
         with_rule=with_rule,
         reads=raw.get("reads", "body"),
         answer_schema=raw.get("answer_schema"),
+        sends=tuple(raw.get("sends") or ()),
     )
+
+
+# --- multipart forms (edits, variations) ------------------------------------------------------
+
+
+def endpoint_rules(profile: Profile, endpoint: str) -> dict[str, Rule]:
+    """An endpoint's rules (its own, then the generations rules it reuses) as ``profile``
+    holds them: its levels raised, each rule's models those of the endpoint the profile tests.
+    Generations' are :meth:`Profile.rules`."""
+    if endpoint == GENERATIONS:
+        return profile.rules()
+    key = (id(profile), endpoint)
+    cached = _ENDPOINT_RULES.get(key)
+    if cached is not None and cached[0] is profile:
+        return dict(cached[1])
+    contract = profile.contract
+    known = contract.endpoint(endpoint) if endpoint in contract.endpoints else None
+    known = known or load_contract().endpoint(endpoint)
+    out: dict[str, Rule] = {}
+    for rule in known.all_rules.values():
+        override = profile.rule_overrides.get(rule.id, {})
+        level = Level(override.get("level", rule.level))
+        levels = {} if "level" in override else rule.levels
+        models = tuple(m for m in rule.models if m in profile.models)
+        out[rule.id] = replace(rule, level=level, models=models, levels=levels)
+    _ENDPOINT_RULES[key] = (profile, out)
+    return dict(out)
+
+
+_ENDPOINT_RULES: dict[tuple[int, str], tuple[Profile, dict[str, Rule]]] = {}
+
+
+def file_parts(case: Case, endpoint: Endpoint, model: str | None) -> dict[str, list[InputFile]]:
+    """The files a form carries, by the field they belong to (``image[]`` parts are the
+    ``image`` field's), in the order they are sent; parts of no file field are left out."""
+    files = endpoint.files.get(model or "") or next(iter(endpoint.files.values()), {})
+    owner = {part: name for name, spec in files.items() for part in spec.parts}
+    out: dict[str, list[InputFile]] = {}
+    for part in case.parts:
+        if part.file is not None and part.name in owner:
+            out.setdefault(owner[part.name], []).append(part.file)
+    return out
+
+
+def sent_files(case: Case, endpoint: Endpoint, model: str | None) -> frozenset[str]:
+    """The file fields a form carries at least one file for."""
+    return frozenset(file_parts(case, endpoint, model))
+
+
+def asked_fields(case: Case, endpoint: Endpoint) -> dict[str, Any]:
+    """A form's text fields as the request asks them: each decoded as its field's JSON type
+    (``n`` an integer, ``stream`` a boolean), as a multipart server reads them; a value that
+    does not decode is kept as text, a field sent twice read as its last value."""
+    out: dict[str, Any] = {}
+    for part in case.parts:
+        if part.file is not None or part.value is None:
+            continue
+        schema = endpoint.request_fields.get(part.name)
+        out[part.name] = _decoded(part.value, schema) if schema is not None else part.value
+    return out
+
+
+def _json_types(schema: Mapping[str, Any]) -> set[str]:
+    found: set[str] = set()
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        found.add(kind)
+    elif isinstance(kind, list):
+        found.update(k for k in kind if isinstance(k, str))
+    for key in ("anyOf", "oneOf"):
+        for branch in schema.get(key, ()):
+            if isinstance(branch, Mapping):
+                found |= _json_types(branch)
+    return found
+
+
+def _decoded(value: str, schema: Mapping[str, Any]) -> Any:
+    types = _json_types(schema)
+    if "boolean" in types and value in ("true", "false"):
+        return value == "true"
+    if types & {"integer", "number"}:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        if "number" in types:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    return value
+
+
+def form_model(case: Case, endpoint: Endpoint, contract: Contract | None = None) -> str | None:
+    """The model a form's answer is judged as: the ``model`` part's (a profile's alias read as
+    its model), else the case's own, else, when the form names none, the endpoint's default.
+    A form that must be refused is judged as its own model (None: a model-independent one)."""
+    contract = contract or load_contract()
+    if case.expect == "reject" or case.auth != "valid":
+        return case.model if case.model in endpoint.models else None
+    named = asked_fields(case, endpoint).get("model")
+    if isinstance(named, str):
+        named = contract.aliases.get(named, named)
+        return named if named in endpoint.models else None
+    if case.model in endpoint.models:
+        return case.model
+    return endpoint.default_model if endpoint.default_model in endpoint.models else None
+
+
+def form_answers(case: Case, spec: ModelSpec | None, body: Mapping[str, Any]) -> frozenset[Answer]:
+    """The kinds of answer a conformant server gives a form (its answer judged as ``spec``)."""
+    if case.auth != "valid" or case.expect == "reject":
+        kinds = {Answer.EXCHANGE, Answer.REFUSAL}
+        if case.auth in MALFORMED_AUTH:
+            kinds.add(Answer.MALFORMED_AUTH)
+        if case.auth == "valid":
+            kinds.add(Answer.INVALID)
+        return frozenset(kinds)
+    if case.expect == "accept" and spec is not None:
+        return frozenset((Answer.EXCHANGE, Answer.STREAM if streams(body, spec) else Answer.JSON))
+    return frozenset((Answer.EXCHANGE,))
+
+
+def form_aimed_rules(
+    case: Case, rules: Mapping[str, Rule], contract: Contract | None = None
+) -> set[str]:
+    """The rules a conformant answer to a multipart case shows held: its own rule, and every
+    rule of its endpoint (``rules``: :func:`endpoint_rules`) whose ``shown_by`` its answer
+    meets, for the model it is judged as (:func:`form_model`)."""
+    contract = contract or load_contract()
+    endpoint = contract.endpoint(case.endpoint)
+    model = form_model(case, endpoint, contract)
+    spec = endpoint.models.get(model) if model is not None else None
+    body = asked_fields(case, endpoint)
+    sends = sent_files(case, endpoint, model)
+    answers = form_answers(case, spec, body)
+    own = rules.get(case.rule)
+    names_param = Answer.INVALID in answers and own is not None and own.param is not None
+    shown = {
+        rule
+        for rule, showing in showings(case.endpoint).items()
+        if showing.shown(answers, body, spec, rules, names_param=names_param, sends=sends)
+    }
+    return {case.rule} | {r for r in shown if rule_applies(rules, r, model)}

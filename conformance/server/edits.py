@@ -36,7 +36,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message
 
+from ..contract import stamp as codec
 from ..contract.loader import Endpoint, FileInput, ModelSpec, Rule, json_type, parse_wxh
+from ..contract.stamp import DIGEST_CHARS, EXIF_DESCRIPTION, STAMP_KEY, read_stamp, stamp_json
 from ..settings import (
     EDIT_BODY_CAP,
     EDIT_MARK_FRACTION,
@@ -56,12 +58,6 @@ __all__ = [
     "read_stamp",
 ]
 
-#: The metadata key of the stamp: a PNG text chunk's keyword; in JPEG and WebP the stamp is the
-#: EXIF ``ImageDescription`` (tag :data:`EXIF_DESCRIPTION`), a JSON object naming this key.
-STAMP_KEY = "imgconf-edit"
-EXIF_DESCRIPTION = 0x010E
-#: Hex characters of a SHA-256 digest the stamp keeps.
-DIGEST_CHARS = 16
 #: The magic bytes that tell an image's format, as ``$defs/file`` of the edits schema names it.
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -758,18 +754,21 @@ def _edit(job: Job) -> tuple[Image.Image, dict[str, Any]]:
     tinted.putalpha(255)
     out.paste(tinted, (0, 0), area)
     marks = _marks(len(job.images), *size)
+    # Asked for a transparent background, the marks are see-through (half alpha): the answer
+    # then shows alpha wherever the mask put the edit, the pixels outside it staying exact.
+    opacity = 128 if job.background == "transparent" else 255
     for facts, box in zip(job.images, marks, strict=True):
         shade = bytes.fromhex(facts.sha256[:6])
-        out.paste((*shade, 255), box)
+        out.paste((*shade, opacity), box)
     stamp = {
-        "endpoint": job.endpoint,
-        "inputs": len(job.images),
-        "images": [f.digest for f in job.images],
-        "mask": job.mask.digest if job.mask is not None else None,
-        "region": list(area.getbbox() or ()) or None,
-        "size": list(size),
-        "marks": [list(box) for box in marks],
-        "resample": "bicubic",
+        codec.ENDPOINT_FIELD: job.endpoint,
+        codec.INPUTS_FIELD: len(job.images),
+        codec.IMAGES_FIELD: [f.digest for f in job.images],
+        codec.MASK_FIELD: job.mask.digest if job.mask is not None else None,
+        codec.REGION_FIELD: list(area.getbbox() or ()) or None,
+        codec.SIZE_FIELD: list(size),
+        codec.MARKS_FIELD: [list(box) for box in marks],
+        codec.RESAMPLE_FIELD: "bicubic",
     }
     return out, stamp
 
@@ -783,13 +782,13 @@ def _variation(job: Job, index: int) -> tuple[Image.Image, dict[str, Any]]:
     bands = (green, blue, red) if index % 2 == 0 else (blue, red, green)
     out = Image.merge("RGB", bands)
     stamp = {
-        "endpoint": job.endpoint,
-        "inputs": 1,
-        "images": [source.digest],
-        "mask": None,
-        "region": [0, 0, *size],
-        "size": list(size),
-        "marks": [],
+        codec.ENDPOINT_FIELD: job.endpoint,
+        codec.INPUTS_FIELD: 1,
+        codec.IMAGES_FIELD: [source.digest],
+        codec.MASK_FIELD: None,
+        codec.REGION_FIELD: [0, 0, *size],
+        codec.SIZE_FIELD: list(size),
+        codec.MARKS_FIELD: [],
         "variant": index,
     }
     return ImageChops.duplicate(out), stamp
@@ -799,7 +798,7 @@ def encode(
     image: Image.Image, fmt: str, compression: int | None, stamp: Mapping[str, Any]
 ) -> Picture:
     """The image in ``fmt`` with the stamp: a PNG text chunk, else the EXIF description."""
-    text = json.dumps(stamp, separators=(",", ":"))
+    text = stamp_json(stamp)
     out = io.BytesIO()
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
@@ -807,7 +806,7 @@ def encode(
         image.save(out, "PNG", pnginfo=info, compress_level=1)
         return Picture(out.getvalue(), fmt)
     exif = Image.Exif()
-    exif[EXIF_DESCRIPTION] = json.dumps({STAMP_KEY: stamp}, separators=(",", ":"))
+    exif[EXIF_DESCRIPTION] = stamp_json({STAMP_KEY: stamp})
     if fmt == "jpeg":
         quality = 90 if compression is None else max(1, min(compression, 95))
         image.convert("RGB").save(out, "JPEG", quality=quality, exif=exif.tobytes())
@@ -816,26 +815,6 @@ def encode(
     else:
         image.save(out, FORMATS[fmt][0], quality=compression, method=0, exif=exif.tobytes())
     return Picture(out.getvalue(), fmt)
-
-
-def read_stamp(data: bytes) -> dict[str, Any] | None:
-    """The stamp of an encoded output (None: it carries none)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            text = getattr(image, "text", {}).get(STAMP_KEY) if image.format == "PNG" else None
-            if text is not None:
-                return json.loads(text)
-            description = image.getexif().get(EXIF_DESCRIPTION)
-    except Exception:
-        return None
-    if not isinstance(description, str):
-        return None
-    try:
-        value = json.loads(description)
-    except ValueError:
-        return None
-    stamp = value.get(STAMP_KEY) if isinstance(value, dict) else None
-    return stamp if isinstance(stamp, dict) else None
 
 
 def multipart_routes(server: Any, base_path: str) -> list[Route]:
