@@ -358,6 +358,7 @@ class State:
             models=plan.models,
             seed=self.settings.seed,
             plan=PlanFacts(cases=len(plan.cases), cut=[c.id for c in plan.cut]),
+            endpoints=self.endpoints,
             started=min((r.exchange.started for r in results if r.exchange), default=time.time()),
         )
         return run.finish(
@@ -579,8 +580,9 @@ def _endpoint_items(
     from .engine.verdict import in_scope
     from .generation.cases import ANY_MODEL
     from .generation.coverage import aimed_rules, case_spec
+    from .generation.showing import endpoint_rules
 
-    rules = profile.endpoint_rules(endpoint)
+    rules = endpoint_rules(profile, endpoint)
     items: dict[str, dict[str, None]] = {}
     for model, rule in in_scope(models, rules):
         items.setdefault(model, {})[rule] = None
@@ -661,6 +663,8 @@ class ImgconfItem(pytest.Item):
             self.user_properties.append(("imgconf_endpoint", endpoint))
 
     def runtest(self) -> None:
+        from .generation.showing import endpoint_rules
+
         state = self.config.stash[_STATE]
         column = item_column(self.endpoint, self.model)
         results = [r for r in state.settled_results(self.model) if r.case.endpoint == self.endpoint]
@@ -669,7 +673,8 @@ class ImgconfItem(pytest.Item):
             self.model,
             results,
             set(state.items[column]),
-            state.profile.endpoint_rules(self.endpoint),
+            endpoint_rules(state.profile, self.endpoint),
+            self.endpoint,
         )
         if verdict.must:
             raise ImgconfFailure(self.rule, column, verdict.must)
@@ -724,6 +729,7 @@ def judge_item(
     results: Sequence[CaseResult],
     item_rules: set[str],
     catalogue: Mapping[str, Rule],
+    endpoint: str = "generations",
 ) -> Verdict:
     """What a model's (settled) results say about one rule: its cell, as report.json has it.
 
@@ -734,7 +740,13 @@ def judge_item(
     from .engine.results import Level
     from .engine.verdict import build_matrix
 
-    cells = {(i["model"], i["rule"]): i for i in build_matrix(results, [], catalogue)}
+    if endpoint == "generations":
+        matrix = build_matrix(results, [], catalogue)
+    else:
+        matrix = build_matrix(
+            results, [], {}, endpoints=[endpoint], catalogues={endpoint: catalogue}
+        )
+    cells = {(i["model"], i["rule"]): i for i in matrix}
     cell = cells.get((model, rule))
     verdict = Verdict()
     if cell is not None:

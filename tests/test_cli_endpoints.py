@@ -57,14 +57,6 @@ def test_chosen_endpoints_default_to_what_the_profile_serves() -> None:
         load_profile("together").choose_endpoints(["edits"])
 
 
-def test_an_endpoints_rules_are_the_profiles_for_generations_the_contracts_for_the_others() -> None:
-    openai = load_profile("openai")
-    assert openai.endpoint_rules("generations") == openai.rules()
-    edits = openai.endpoint_rules("edits")
-    assert "edits.mask.honoured" in edits and "image.size" in edits
-    assert "edits.mask.honoured" not in openai.endpoint_rules("variations")
-
-
 @pytest.mark.parametrize(
     "argv",
     [

@@ -179,15 +179,16 @@ def test_an_edit_cell_is_its_own_and_generations_cells_are_unchanged() -> None:
     assert cells[("image.size", "edits/gpt-image-1")]["status"] == "fail"
     assert cells[("edits.mask.honoured", "edits/gpt-image-1")]["status"] == "fail"
     assert cells[("edits.valid.accepted", "edits/gpt-image-1")]["cases"] == 2
-    # Only the models the endpoint's cases were sent for have edit cells.
-    assert not any(column(i) == "edits/dall-e-2" for i in after["matrix"])
+    # A model of the run that no edit case went to is in scope there, not observed.
+    unseen = [i for i in after["matrix"] if column(i) == "edits/dall-e-2"]
+    assert unseen and all(i["status"] == "not_observed" for i in unseen)
 
 
 def test_the_verdict_names_the_edit_cells() -> None:
     verdict = build_report(edits_run())["verdict"]
     assert verdict["status"] == "fail"
-    assert "edits.mask.honoured @ edits/gpt-image-1" in verdict["failed"]
-    assert "image.size @ edits/gpt-image-1" in verdict["failed"]
+    assert "edits.mask.honoured @ gpt-image-1 (edits)" in verdict["failed"]
+    assert "image.size @ gpt-image-1 (edits)" in verdict["failed"]
     assert "image.size @ gpt-image-1" not in verdict["failed"]
 
 
@@ -206,13 +207,14 @@ def test_an_edit_report_is_valid_and_keeps_recipes_not_bytes() -> None:
         "filename": MASK.filename,
         "content_type": "image/png",
         "bytes": MASK.size(),
-        "file": MASK.to_dict(),
+        "digest": MASK.digest(),
+        "recipe": MASK.to_dict(),
     }
     assert entry["request"]["bytes"] == edit_case("mask").content_length()
     text = json.dumps(report)
     assert base64.b64encode(PICTURE.read()[:48]).decode()[:40] not in text
     rule = next(r for r in report["rules"] if r["id"] == "edits.mask.honoured")
-    assert rule["models"] == {"edits/gpt-image-1": "fail"} and rule["description"]
+    assert rule["models"]["edits/gpt-image-1"] == "fail" and rule["description"]
     assert "edits/gpt-image-1" in report["model_summary"]
     assert report["model_summary"]["edits/gpt-image-1"]["cases"] == 2
     assert report["model_summary"]["gpt-image-1"]["cases"] == 2
@@ -220,9 +222,13 @@ def test_an_edit_report_is_valid_and_keeps_recipes_not_bytes() -> None:
 
 
 def test_an_edits_only_run_has_no_generations_cells() -> None:
-    report = build_report(run_of([edit_result(edit_case("ok"))]))
+    report = build_report(run_of([edit_result(edit_case("ok"))], endpoints=("edits",)))
     assert report["matrix"] and all(i.get("endpoint") == "edits" for i in report["matrix"])
-    assert set(report["coverage"]["per_model"]) <= {"edits/*", "edits/gpt-image-1"}
+    assert set(report["coverage"]["per_model"]) <= {
+        "edits/*",
+        "edits/gpt-image-1",
+        "edits/dall-e-2",
+    }
 
 
 def test_a_case_without_an_answer_names_the_endpoints_path() -> None:
@@ -401,7 +407,7 @@ def test_a_multipart_request_is_recorded_as_form_params_with_recipes(tmp_path: P
         assert param["fileName"] == recipe.filename
         assert param["contentType"] == recipe.media_type
         assert param["_imgconf"] == {
-            "file": recipe.to_dict(),
+            "recipe": recipe.to_dict(),
             "bytes": recipe.size(),
             "digest": recipe.digest(),
         }

@@ -306,6 +306,7 @@ def _run(
         plan=_plan_facts(plan),
         fail_on=settings.fail_on,
         tls=TlsFacts(verify=not settings.insecure, ca_bundle=settings.ca_bundle),
+        endpoints=endpoints,
     )
     budget = Budget(max_images=settings.max_images, max_cost=settings.max_cost)
     try:
@@ -331,6 +332,7 @@ def _run(
                     "target": target,
                     "profile": profile.name,
                     "models": list(plan.models),
+                    "endpoints": list(endpoints),
                     "seed": settings.seed,
                 }
             )

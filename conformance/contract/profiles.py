@@ -95,13 +95,6 @@ class Profile:
                 )
         return tuple(name for name in ENDPOINTS if name in asked)
 
-    def endpoint_rules(self, endpoint: str) -> Mapping[str, Rule]:
-        """The rules an endpoint's exchanges are judged by: generations' as this profile holds
-        them, another endpoint's as the contract states them (its own, then those it reuses)."""
-        if endpoint == GENERATIONS:
-            return self.rules()
-        return self.contract.endpoint(endpoint).all_rules
-
     def sent_name(self, model: str) -> str:
         """The name a model is asked by (its alias, or itself)."""
         return self.names.get(model, model)

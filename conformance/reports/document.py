@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..contract.loader import GENERATIONS, Rule
+from ..engine.multipart import request_summary
 from ..engine.results import CaseResult, Exchange, Outcome, RunResult
-from ..engine.verdict import CELL_RANK, decide
-from ..engine.verdict import build_matrix as verdict_matrix
+from ..engine.verdict import CELL_RANK, decide, endpoint_catalogue, run_matrix
 from ..generation.cases import ANY_MODEL, Case
 from ..generation.coverage import coverage_summary
 from ..redact import scrub_text, strip_url
@@ -145,24 +145,12 @@ def endpoint_path(run: RunResult, endpoint: str) -> str:
 
 
 def form_parts(case: Case) -> list[dict[str, Any]]:
-    """A multipart body part by part: text values (long ones elided), and each file as its
-    recipe with the name, type and length it is sent with (its bytes are made from the recipe,
+    """A multipart body part by part in the order sent, as the exchange's summary states it
+    (:func:`~conformance.engine.multipart.request_summary`): text values (long ones elided), and
+    each file as its recipe, name, type, length and digest (its bytes are made from the recipe,
     never stored)."""
-    out: list[dict[str, Any]] = []
-    for part in case.parts:
-        if part.file is None:
-            out.append({"name": part.name, "value": elide(part.value or "")})
-            continue
-        out.append(
-            {
-                "name": part.name,
-                "filename": part.file.filename,
-                "content_type": part.file.media_type,
-                "bytes": part.file.size(),
-                "file": part.file.to_dict(),
-            }
-        )
-    return out
+    parts = request_summary(case)["parts"]
+    return [{**p, "value": elide(p["value"])} if "value" in p else p for p in parts]
 
 
 def _request(case: Case) -> dict[str, Any]:
@@ -250,35 +238,21 @@ def _case_entry(run: RunResult, result: CaseResult) -> dict[str, Any]:
 
 
 def build_matrix(run: RunResult, catalogue: Mapping[str, Rule]) -> list[dict[str, Any]]:
-    """One entry per rule x model (see :mod:`conformance.engine.verdict`), its messages made safe.
-
-    Each endpoint's cases make cells of their own: generations' as always, then each other
-    endpoint's (marked ``endpoint``) under its rules, for the models its cases were sent for.
-    """
-    groups: dict[str, list[CaseResult]] = {}
-    for result in run.results:
-        groups.setdefault(result.case.endpoint, []).append(result)
-    matrix: list[dict[str, Any]] = []
-    if GENERATIONS in groups or not groups:
-        matrix += verdict_matrix(groups.get(GENERATIONS, []), run.models, catalogue, run.contract())
-    for endpoint, results in groups.items():
-        if endpoint == GENERATIONS:
-            continue
-        models = [m for m in run.models if any(r.case.model == m for r in results)]
-        rules = endpoint_rules(run, endpoint)
-        for item in verdict_matrix(results, models, rules, run.contract()):
-            matrix.append({**item, "endpoint": endpoint})
+    """One entry per rule x model, an endpoint's beside generations marked ``endpoint`` (see
+    :mod:`conformance.engine.verdict`), its messages made safe."""
+    matrix = run_matrix(run)
     for item in matrix:
         item["messages"] = [clean_text(m) for m in item["messages"]]
     return matrix
 
 
 def endpoint_rules(run: RunResult, endpoint: str) -> Mapping[str, Rule]:
-    """The rules an endpoint's exchanges are judged by: the run's own for generations, the
-    contract's for another endpoint (its rules, then those it reuses)."""
+    """The rules an endpoint's exchanges are judged by, as the run's profile holds them."""
     if endpoint == GENERATIONS:
         return run.catalogue()
-    return run.contract().endpoint(endpoint).all_rules
+    return run.catalogues().get(endpoint) or endpoint_catalogue(
+        endpoint, run.models, run.contract()
+    )
 
 
 def _known_rules(run: RunResult, matrix: list[dict[str, Any]]) -> dict[str, Rule]:
@@ -416,8 +390,7 @@ def _jsonable(value: Any) -> Any:
 def _verdict(
     run: RunResult, matrix: list[dict[str, Any]], catalogue: Mapping[str, Rule]
 ) -> dict[str, Any]:
-    # Cells are named "rule @ column": an edit cell is not its model's generations cell.
-    verdict = decide(run, [{**i, "model": column(i)} for i in matrix], catalogue)
+    verdict = decide(run, matrix, catalogue)
     sent = [r for r in run.results if r.exchange is not None]
     models = len({r.case.model for r in sent if r.case.model != ANY_MODEL})
     broken = list(dict.fromkeys(label.split(" @ ")[0] for label in verdict.failed))

@@ -52,6 +52,7 @@ from typing import Any
 
 from .. import __version__, settings
 from ..engine.image_facts import sniff_format
+from ..engine.multipart import request_summary
 from ..engine.results import Exchange
 from ..errors import SetupError
 from ..generation.cases import Case
@@ -452,45 +453,43 @@ class HarRecorder:
 
 
 def _multipart_post(case: Case) -> dict[str, Any]:
-    """HAR's ``postData`` of a multipart case: params part by part, file bytes left out (their
-    recipe, length and digest in ``_imgconf``), and the body as text with each file's bytes
-    replaced by a line saying so. ``_size`` is the length of the body as sent."""
+    """HAR's ``postData`` of a multipart case, from what the exchange states was sent
+    (:func:`~conformance.engine.multipart.request_summary`): params part by part in the order
+    sent, file bytes left out (their recipe, length and digest in ``_imgconf``), and the body as
+    text with each file's bytes replaced by a line saying so. ``_size`` is the length of the body
+    as sent."""
+    summary = request_summary(case)
     params: list[dict[str, Any]] = []
     text: list[str] = []
     boundary = f"--{case.boundary}\r\n"
-    for part in case.parts:
-        if part.file is None:
-            value = part.value or ""
-            params.append({"name": part.name, "value": value})
-            disposition = f'Content-Disposition: form-data; name="{part.name}"'
-            text.append(f"{boundary}{disposition}\r\n\r\n{value}\r\n")
+    for part in summary["parts"]:
+        disposition = f'Content-Disposition: form-data; name="{part["name"]}"'
+        if "value" in part:
+            params.append({"name": part["name"], "value": part["value"]})
+            text.append(f"{boundary}{disposition}\r\n\r\n{part['value']}\r\n")
             continue
-        recipe = part.file
-        size = recipe.size()
         params.append(
             {
-                "name": part.name,
-                "fileName": recipe.filename,
-                "contentType": recipe.media_type,
-                "_imgconf": {"file": recipe.to_dict(), "bytes": size, "digest": recipe.digest()},
+                "name": part["name"],
+                "fileName": part["filename"],
+                "contentType": part["content_type"],
+                "_imgconf": {k: part[k] for k in ("recipe", "bytes", "digest")},
             }
         )
-        disposition = (
-            f'Content-Disposition: form-data; name="{part.name}"; filename="{recipe.filename}"'
-        )
         text.append(
-            f"{boundary}{disposition}\r\nContent-Type: {recipe.media_type}\r\n\r\n"
-            f"<{size} bytes of {recipe.filename}, not recorded: made again from the recipe in "
-            "its param's _imgconf>\r\n"
+            f'{boundary}{disposition}; filename="{part["filename"]}"\r\n'
+            f"Content-Type: {part['content_type']}\r\n\r\n"
+            f"<{part['bytes']} bytes of {part['filename']}, not recorded: made again from the "
+            "recipe in its param's _imgconf>\r\n"
         )
     text.append(f"--{case.boundary}--\r\n")
     return {
-        "mimeType": case.content_type,
+        "mimeType": summary["content_type"],
         "params": params,
         "text": "".join(text),
         "comment": "file parts' bytes are not recorded: each param's _imgconf has the recipe "
         "they are made from",
-        "_size": case.content_length(),
+        "_size": summary["bytes"],
     }
 
 

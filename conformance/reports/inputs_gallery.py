@@ -77,7 +77,7 @@ def _inputs(case: dict[str, Any]) -> list[tuple[str, InputFile]]:
     """The case's file parts, images first then the mask, with the name each was sent as."""
     files = []
     for part in case["request"].get("parts") or ():
-        recipe = part.get("file")
+        recipe = part.get("recipe")
         if isinstance(recipe, dict):
             try:
                 files.append((str(part["name"]), InputFile.from_dict(recipe)))

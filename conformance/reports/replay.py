@@ -24,7 +24,7 @@ from ..contract.profiles import Profile, load_profile
 from ..engine.checks import RESPONSE_URL_FETCH, WELL_FORMED, conclude
 from ..engine.results import CaseResult, Exchange, PlanFacts, Reason, RunResult
 from ..generation.cases import Case
-from ..generation.showing import showings
+from ..generation.showing import endpoint_rules, showings
 from .document import ReplayInfo
 from .har import read_har
 
@@ -43,7 +43,7 @@ def _asked_for(rule_id: str, body: dict) -> bool:
 
 def unjudgeable_rules(profile: Profile, case: Case, had_fetches: bool) -> list[str]:
     """The rules a case without its image bytes cannot be judged on (its endpoint's)."""
-    rules = profile.endpoint_rules(case.endpoint)
+    rules = endpoint_rules(profile, case.endpoint)
     body = case.body if isinstance(case.body, dict) else {}
     out = [
         r.id
@@ -63,7 +63,7 @@ def body_rules(profile: Profile, case: Case, exchange: Exchange) -> list[str]:
     answer's body (or stream) shows, or an error's envelope, and whether it was well formed."""
     accepted = exchange.status is not None and 200 <= exchange.status < 300
     kinds = ({"stream", "image"} if case.stream else {"answer", "image"}) if accepted else {"error"}
-    rules = profile.endpoint_rules(case.endpoint)
+    rules = endpoint_rules(profile, case.endpoint)
     body = case.body if isinstance(case.body, dict) else {}
     return [
         r.id
@@ -140,9 +140,18 @@ def replay(
         plan=PlanFacts(cases=len(pairs), recording=str(path)),
         fail_on=fail_on,
         started=started,
+        endpoints=_endpoints(meta, pairs),
     ).finish(results)
     recorded = {k: v for k, v in meta.items() if k not in ("elided", "body_elided")}
     return run, ReplayInfo(file=str(path), recorded=recorded, not_rejudged=dict(not_rejudged))
+
+
+def _endpoints(meta: dict, pairs: list[tuple[Case, Exchange]]) -> tuple[str, ...]:
+    """The endpoints the recorded run tested: as it says (``endpoints``), else those its cases
+    went to (a recording made before edits: generations)."""
+    recorded = [str(e) for e in meta.get("endpoints") or ()]
+    seen = [c.endpoint for c, _ in pairs]
+    return tuple(dict.fromkeys([*recorded, *seen])) or ("generations",)
 
 
 def _had_fetches(exchange: Exchange, case: Case) -> bool:

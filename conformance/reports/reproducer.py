@@ -6,7 +6,7 @@ the answer themselves. Bodies stay exact: a short JSON body is passed inline, a 
 prompt's unit, and a body that is not JSON is written byte by byte with ``printf``.
 
 A multipart case (an edit, a variation) is sent with curl's own form encoder, part by part in
-the case's order: text parts with ``--form-string`` (taken as they are, an ``@`` included), files
+the order imgconf sends them (text parts first): text parts with ``--form-string`` (taken as they are, an ``@`` included), files
 with ``-F 'image[]=@picture-1.png;type=image/png'``. Its input files are never written into the
 command: a ``python3`` line makes them first from their recipes, with imgconf
 (:class:`~conformance.generation.inputs.InputFile`), streaming the large ones. Only the boundary
@@ -77,7 +77,9 @@ def curl_command(
 def _multipart(case: Case, lines: list[str]) -> str:
     """curl's form parts for the case, after the python3 line that writes what they read."""
     made: dict[str, str] = {}  # file name -> the python expression of its content
-    for index, part in enumerate(case.parts):
+    # In the order imgconf sends them: text parts first, then the files, each in order.
+    sent = [p for p in case.parts if p.file is None] + [p for p in case.parts if p.file]
+    for index, part in enumerate(sent):
         if part.file is None:
             value = part.value or ""
             if len(value) <= INLINE_LIMIT:
@@ -93,8 +95,8 @@ def _multipart(case: Case, lines: list[str]) -> str:
         if made.get(name, expression) != expression:
             name = f"{index}-{name}"  # another recipe sent under the same name
         made[name] = expression
-        sent = "" if name == recipe.filename else f";filename={recipe.filename}"
-        lines.append(f"-F {shlex.quote(f'{part.name}=@{name};type={recipe.media_type}{sent}')}")
+        alias = "" if name == recipe.filename else f";filename={recipe.filename}"
+        lines.append(f"-F {shlex.quote(f'{part.name}=@{name};type={recipe.media_type}{alias}')}")
     command = " \\\n  ".join(lines)
     if not made:
         return command
@@ -105,18 +107,19 @@ def _writer(made: dict[str, str]) -> str:
     """A python3 program that writes each input file (from its recipe, with imgconf) and each
     long text value."""
     program = [
-        "# The input files, made from their recipes by imgconf (pip install imgconf).",
+        "# The input files, made from their recipes by imgconf (run where it is installed).",
         "import shutil",
         "from conformance.generation.inputs import InputFile",
     ]
     for name, expression in made.items():
         kind, _, value = expression.partition(":")
+        # Double quotes only: the program goes in the shell's single quotes.
         if kind == "text":
-            program.append(f"open({name!r}, 'w', encoding='utf-8').write({value})")
+            program.append(f'open({_string(name)}, "w", encoding="utf-8").write({value})')
         else:
             program.append(
-                f"with InputFile.from_dict({value}).open() as src, open({name!r}, 'wb') as out:"
-                "\n    shutil.copyfileobj(src, out)"
+                f'with InputFile.from_dict({value}).open() as src, open({_string(name)}, "wb") '
+                "as out:\n    shutil.copyfileobj(src, out)"
             )
     return "\n".join(program)
 
