@@ -12,6 +12,7 @@ import email
 import email.policy
 import io
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,6 +54,8 @@ from conformance.reports.markdown import render_markdown
 from conformance.reports.replay import replay
 from conformance.reports.reproducer import curl_command
 from conformance.reports.writer import report_document, thumbnails_of
+
+pytest_plugins = ["pytester"]
 
 SCHEMA = json.loads((schemas_dir() / "report.schema.json").read_text())
 EDITS_URL = "http://127.0.0.1:9/v1/images/edits"
@@ -283,15 +286,15 @@ def test_junit_names_an_edit_test_by_its_endpoint() -> None:
 
 def test_markdown_has_a_row_per_endpoint_and_model() -> None:
     text = render_markdown(report_document(edits_run()))
-    assert "| edits · gpt-image-1 |" in text and "| gpt-image-1 |" in text
-    assert "`edits.mask.honoured` on `edits · gpt-image-1`" in text
-    assert model_label("edits/*") == "edits · any model"
+    assert "| gpt-image-1 (edits) |" in text and "| gpt-image-1 |" in text
+    assert "`edits.mask.honoured` on `gpt-image-1 (edits)`" in text
+    assert model_label("edits/*") == "any model (edits)"
 
 
 def test_html_matrix_has_the_edit_columns_after_the_models() -> None:
     page = render_html(report_document(edits_run()))
     head = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
-    assert head.index(">gpt-image-1<") < head.index(">edits · gpt-image-1<")
+    assert head.index(">gpt-image-1<") < head.index(">gpt-image-1 (edits)<")
     assert 'href="#f-edits.mask.honoured--edits_gpt-image-1"' in page
     assert 'id="f-edits.mask.honoured--edits_gpt-image-1"' in page
 
@@ -569,3 +572,43 @@ def test_plugin_items_name_edit_cells_by_endpoint_and_keep_generations_ids() -> 
     assert split_column("gpt-image-1.5") == ("generations", "gpt-image-1.5")
     assert item_column("generations", "dall-e-2") == "dall-e-2"
     assert item_column("variations", "dall-e-2") == "variations/dall-e-2"
+
+
+def _plugin_args(server: Any, *extra: str) -> list[str]:
+    return [
+        "--imgconf-base-url",
+        server.base_url,
+        "--imgconf-api-key",
+        server.api_key,
+        "-p",
+        "no:randomly",
+        *extra,
+    ]
+
+
+def test_plugin_runs_edit_items_named_by_their_endpoint(
+    pytester: pytest.Pytester, reference_server: Any
+) -> None:
+    result = pytester.runpytest(
+        *_plugin_args(reference_server, "--imgconf-models", "dall-e-2"),
+        "--imgconf-endpoint",
+        "edits",
+        "-v",
+    )
+    output = result.stdout.str()
+    assert result.parseoutcomes().get("failed", 0) == 0, output
+    names = set(re.findall(r"(imgconf\[[^\]]+\]) (?:PASSED|SKIPPED|FAILED)", output))
+    assert "imgconf[edits/dall-e-2::edits.image.square]" in names
+    assert "imgconf[edits/dall-e-2::image.size]" in names
+    assert "imgconf[edits/*::auth.missing]" in names
+    assert not [n for n in names if "::" in n and not n.startswith("imgconf[edits/")]
+
+
+def test_plugin_refuses_an_endpoint_its_profile_does_not_serve(
+    pytester: pytest.Pytester, reference_server: Any
+) -> None:
+    result = pytester.runpytest(
+        *_plugin_args(reference_server, "--imgconf-profile", "xai", "--imgconf-endpoint", "edits")
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*imgconf: --imgconf-endpoint: profile xai does not serve edits*"])

@@ -21,7 +21,7 @@ __all__ = ["profiles_command", "rules_command"]
     default=GENERATIONS,
     show_default=True,
     help="The endpoint whose rules to list; edits and variations list the contract's rules, "
-    "with their sources (a profile does not state those endpoints yet).",
+    "with their sources.",
 )
 def rules_command(profile: str, model: str | None, level: str | None, endpoint: str) -> None:
     """List the contract's rules as a profile holds them."""

@@ -293,7 +293,9 @@ def _run(
         f"imgconf {__version__}: {len(plan.cases)} cases for "
         f"{', '.join(map(profile.label, plan.models))} "
         f"against {'the embedded reference server' if embedded else target} "
-        f"(profile {profile.name}, seed {settings.seed})"
+        f"(profile {profile.name}, seed {settings.seed}"
+        + ("" if tuple(endpoints) == ("generations",) else f"; {', '.join(endpoints)}")
+        + ")"
     )
     if not embedded:
         for warning in plan_warnings(plan):

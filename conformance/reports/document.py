@@ -81,8 +81,8 @@ def model_label(model: str, aliases: Mapping[str, str] | None = None) -> str:
     if model == ANY_MODEL:
         return "any model"
     endpoint, slash, bare = model.partition("/")
-    if slash:
-        return f"{endpoint} · {model_label(bare, aliases)}"
+    if slash:  # a column of another endpoint than generations, named as the verdict names it
+        return f"{model_label(bare, aliases)} ({endpoint})"
     alias = (aliases or {}).get(model)
     return f"{alias} ({model})" if alias else model
 
