@@ -608,7 +608,11 @@ def test_plugin_refuses_an_endpoint_its_profile_does_not_serve(
     pytester: pytest.Pytester, reference_server: Any
 ) -> None:
     result = pytester.runpytest(
-        *_plugin_args(reference_server, "--imgconf-profile", "xai", "--imgconf-endpoint", "edits")
+        *_plugin_args(
+            reference_server, "--imgconf-profile", "together", "--imgconf-endpoint", "edits"
+        )
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*imgconf: --imgconf-endpoint: profile xai does not serve edits*"])
+    result.stderr.fnmatch_lines(
+        ["*imgconf: --imgconf-endpoint: profile together does not serve edits*"]
+    )
