@@ -238,6 +238,8 @@ def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_pa
             ",".join(models),
             "--imgconf-max-images",
             str(cap),
+            "--imgconf-endpoint",
+            "generations",
             "--imgconf-report-dir",
             str(tmp_path),
             "-p",

@@ -221,17 +221,16 @@ def test_an_edit_report_is_valid_and_keeps_recipes_not_bytes() -> None:
     assert "edits/gpt-image-1" in report["model_summary"]
     assert report["model_summary"]["edits/gpt-image-1"]["cases"] == 2
     assert report["model_summary"]["gpt-image-1"]["cases"] == 2
-    assert "edits/gpt-image-1" in report["coverage"]["per_model"]
+    assert "edits/gpt-image-1" not in report["coverage"]["per_model"]
+    edits = report["coverage"]["endpoints"]["edits"]["per_model"]["gpt-image-1"]
+    assert "edits.mask.honoured" in edits["rules"] and edits["must"]["in_scope"] > 0
 
 
 def test_an_edits_only_run_has_no_generations_cells() -> None:
     report = build_report(run_of([edit_result(edit_case("ok"))], endpoints=("edits",)))
     assert report["matrix"] and all(i.get("endpoint") == "edits" for i in report["matrix"])
-    assert set(report["coverage"]["per_model"]) <= {
-        "edits/*",
-        "edits/gpt-image-1",
-        "edits/dall-e-2",
-    }
+    assert report["coverage"]["per_model"] == {}
+    assert "gpt-image-1" in report["coverage"]["endpoints"]["edits"]["per_model"]
 
 
 def test_a_case_without_an_answer_names_the_endpoints_path() -> None:

@@ -101,6 +101,8 @@ def run(base_url: str, report_dir: Path, *extra: str, key: str = KEY) -> tuple[i
             key,
             "--models",
             "dall-e-2",
+            "--endpoint",
+            "generations",
             "--report-dir",
             str(report_dir),
             *extra,

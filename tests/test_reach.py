@@ -590,6 +590,7 @@ def test_proxy_carries_the_targets_traffic_and_not_image_urls(
         status, out, err = imgconf(
             capsys, "run", "--base-url", reference_server.base_url,
             "--api-key", reference_server.api_key, "--models", "dall-e-2",
+            "--endpoint", "generations",
             "--proxy", proxy, "--report-dir", str(tmp_path),
         )  # fmt: skip
     assert status == 0, out + err

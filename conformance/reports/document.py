@@ -328,11 +328,13 @@ def _coverage(
             observed.setdefault(column(item), set()).add(item["rule"])
     generations = not matrix or any("endpoint" not in i for i in matrix)
     per_model = coverage_summary(observed, run.models, catalogue) if generations else {}
+    # Another endpoint's coverage beside generations', each in per_model's shape.
+    endpoints: dict[str, Any] = {}
     for endpoint in dict.fromkeys(i["endpoint"] for i in matrix if "endpoint" in i):
         models = [m for m in run.models if any(column(i) == f"{endpoint}/{m}" for i in matrix)]
         mine = {m: observed.get(f"{endpoint}/{m}", ()) for m in (ANY_MODEL, *models)}
         summary = coverage_summary(mine, models, endpoint_rules(run, endpoint))
-        per_model.update({f"{endpoint}/{m}": facts for m, facts in summary.items()})
+        endpoints[endpoint] = {"per_model": summary}
     by_origin: dict[str, dict[str, int]] = {}
     cut: list[dict[str, Any]] = []
     for result in run.results:
@@ -353,6 +355,7 @@ def _coverage(
             counts["sent"] += 1
     return {
         "per_model": per_model,
+        **({"endpoints": endpoints} if endpoints else {}),
         "by_origin": by_origin,
         "pairwise": run.plan.pairwise,
         "budget_cut": run.plan.cut,

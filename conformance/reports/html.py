@@ -457,7 +457,14 @@ def _coverage(report: dict[str, Any]) -> str:
         f"<tr><td>{e(model_label(model))}</td>"
         f"<td>{c['must']['observed']} / {c['must']['in_scope']}</td>"
         f"<td>{e(', '.join(c['must']['missing'])) or '—'}</td></tr>"
-        for model, c in coverage["per_model"].items()
+        for model, c in [
+            *coverage["per_model"].items(),
+            *(
+                (f"{endpoint}/{model}", facts)
+                for endpoint, found in (coverage.get("endpoints") or {}).items()
+                for model, facts in found["per_model"].items()
+            ),
+        ]
     )
     origins = "".join(
         f"<tr><td>{e(origin)}</td><td>{c['sent']}</td><td>{c['skipped']}</td></tr>"
