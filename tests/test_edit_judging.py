@@ -35,6 +35,7 @@ from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.engine.verdict import run_matrix
 from conformance.generation.cases import CONTROL_ORIGIN, Case, FormPart
 from conformance.generation.inputs import DIGEST_CHARS, InputFile
+from conformance.generation.planning import build_plan
 from conformance.generation.showing import endpoint_rules, showings
 from conformance.server.launcher import start_reference_server
 from conformance.server.quirks import QUIRKS, SERVER_QUIRKS
@@ -178,6 +179,7 @@ DALLE_URL = edit(
     response_format="url",
 )
 INVALID_EDITS = [
+    edit("no-image", "gpt-image-1", rule="edits.image.required", kind="invalid"),
     edit(
         "not-an-image",
         "gpt-image-1",
@@ -283,6 +285,38 @@ def test_the_reference_server_passes_edits_and_variations(lenient):
     held = {(c["endpoint"], c["model"], c["rule"]) for c in cells if c["status"] == "pass"}
     assert ("edits", "gpt-image-1", "edits.images.all_used") in held
     assert ("variations", "dall-e-2", "image.size") in held
+
+
+# --- the real plan ---------------------------------------------------------------------------------
+
+
+def real_plan(models: Sequence[str], endpoints: Sequence[str]) -> list[Case]:
+    return list(build_plan(OPENAI, models=models, endpoints=endpoints).cases)
+
+
+@pytest.mark.parametrize("lenient", [False, True], ids=["strict", "lenient"])
+def test_the_reference_server_passes_the_real_edit_and_variation_plan(lenient):
+    cases = real_plan(["dall-e-2", "gpt-image-1"], ("edits", "variations"))
+    assert {c.endpoint for c in cases} == {"edits", "variations"}
+    with start_reference_server(api_key=KEY, lenient=lenient) as server:
+        run = judged_run(server.base_url, KEY, cases)
+    verdict = run.verdict()
+    assert verdict.exit_code == 0, verdict
+    outcomes = {r.outcome for r in run.results}
+    assert outcomes <= ({Outcome.PASS, Outcome.WARN} if lenient else {Outcome.PASS}), outcomes
+    held = {c["rule"] for c in run_matrix(run) if c["status"] == "pass"}
+    assert {"edits.mask.honoured", "edits.images.all_used", "edits.stream.completed"} <= held
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EDIT_QUIRKS)
+def test_each_multipart_quirk_gives_its_declared_verdict_on_the_real_plan(name):
+    quirk = QUIRKS[name]
+    model = "gpt-image-1" if quirk.endpoint == "edits" else "dall-e-2"
+    with start_reference_server(api_key=KEY, quirks=(name,)) as server:
+        run = judged_run(server.base_url, KEY, real_plan([model], (quirk.endpoint,)))
+    assert run.verdict().exit_code == 1
+    assert set(quirk.breaks) <= failed(run), (name, run.verdict().failed)
 
 
 # --- each multipart quirk: its declared verdict, naming its rule ---------------------------------
@@ -552,10 +586,16 @@ def test_generations_cases_are_sent_as_before():
 _MEMORY_RUN = """
 import asyncio, resource, sys
 sys.path.insert(0, {tests!r})
-from test_edit_judging import CONTROLS, LARGEST, judged_run
+from test_edit_judging import CONTROLS, LARGEST, judged_run, real_plan
 from conformance.server.launcher import start_reference_server
+plan = [
+    case
+    for case in real_plan(["gpt-image-1"], ("edits",))
+    if any(p.file is not None and p.file.size() > 10_000_000 for p in case.parts)
+]
+assert set(c.kind for c in plan) == set(("valid", "invalid"))
 with start_reference_server(api_key="k") as server:
-    run = judged_run(server.base_url, "k", [*CONTROLS, *LARGEST])
+    run = judged_run(server.base_url, "k", [*plan, *CONTROLS, *LARGEST])
 print(run.verdict().exit_code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 #: The largest inputs the plan sends: a GPT image at the limit's stricter reading (valid), one

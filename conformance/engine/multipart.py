@@ -17,14 +17,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..contract.loader import GENERATIONS, load_contract
+from ..contract.loader import load_contract
 from ..generation.cases import Case
 
 __all__ = [
     "SUMMARY_FORMAT",
     "body_pieces",
     "endpoint_path",
-    "is_multipart_endpoint",
     "request_summary",
     "summary_bytes",
 ]
@@ -83,8 +82,3 @@ def summary_bytes(case: Case) -> bytes:
 def _sent_order(case: Case) -> list[Any]:
     """The parts in the order they are sent: text parts first, then files, each in order."""
     return [p for p in case.parts if p.file is None] + [p for p in case.parts if p.file]
-
-
-def is_multipart_endpoint(name: str) -> bool:
-    """Whether an endpoint's requests are multipart forms (every one beside generations)."""
-    return name != GENERATIONS
