@@ -134,7 +134,7 @@ def test_the_plan_text_lists_edit_cases_by_endpoint_and_model() -> None:
     )
     plan.cases.append(edit)
     text = plan_module.format_plan(plan)
-    assert "requests (generations, edits);" in text.splitlines()[0]
+    assert text.startswith("Plan for profile openai, seed 0 (generations, edits): ")
     assert "\nedits dall-e-2: 1 requests, 0 images" in text
     assert "    edits.image.square: image 256x128" in text
 

@@ -109,7 +109,7 @@ def format_plan(plan: Plan) -> str:
     endpoints = list(dict.fromkeys(c.endpoint for c in [*plan.cases, *plan.cut]))
     sent_to = f" ({', '.join(endpoints)})" if endpoints not in ([], [GENERATIONS]) else ""
     lines.append(
-        f"Plan for profile {profile.name}, seed {plan.seed}: {len(plan.cases)} requests{sent_to}; "
+        f"Plan for profile {profile.name}, seed {plan.seed}{sent_to}: {len(plan.cases)} requests; "
         f"if the server behaves: {_spend_line(plan.images, plan.cost, plan.cost_unknown_images)}"
         f" (prices: {profile.prices_source or 'the profile'})."
     )
