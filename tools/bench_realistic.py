@@ -311,7 +311,7 @@ sys.argv = ["imgconf", *sys.argv[2:]]
 try:
     run()
 finally:
-    with open(OUT, "w") as out:
+    with open(FACTS_FILE, "w") as out:
         out.write(json.dumps({"decode_cpu": decode_seconds()}))
 """
 
@@ -322,7 +322,7 @@ def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> M
     _imgconf()  # installed here
     driver = report_dir.parent / "command_run.py"
     facts = report_dir.parent / "command_facts.json"
-    driver.write_text(COMMAND_RUN.replace("OUT)", f"{str(facts)!r})"))
+    driver.write_text(COMMAND_RUN.replace("FACTS_FILE", repr(str(facts))))
     argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
     argv += ["--models", args.models]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
