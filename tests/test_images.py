@@ -6,6 +6,7 @@ cut lands inside it) or by hand where Pillow cannot write them (interlaced PNG, 
 
 from __future__ import annotations
 
+import base64
 import io
 import random
 import struct
@@ -540,3 +541,29 @@ def test_a_thumbnail_alone_does_not_decode_a_png_before_it_is_picked(monkeypatch
     monkeypatch.setattr(images, "_decode", lambda d, f: decoded.append(f) or real_decode(d, f))
     assert inspect_image(intact()["png-rgba"], keep_pixels=True).pixels is None
     assert decoded == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AB-_",
+        "QQ",
+        "QQ=",
+        "QQ===",
+        "QQ==QQ==",
+        "=QQQ",
+        "QQ==\n",
+        "QU JD",
+        "QUJD\n",
+        "QUJDé",
+        "QU=D",
+    ],
+)
+def test_base64_that_is_not_strict_is_refused(text):
+    assert images.decode_base64(text) is None
+
+
+def test_strict_base64_decodes_from_the_string_itself():
+    data = random.Random(3).randbytes(3001)
+    assert images.decode_base64(base64.b64encode(data).decode()) == data
+    assert images.decode_base64("") == b""

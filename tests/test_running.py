@@ -164,6 +164,42 @@ def test_thumbnails_are_made_only_for_what_the_gallery_shows():
     assert not any(i.thumbnail for r in results for i in r.images)
 
 
+def test_answers_with_images_are_judged_off_the_event_loop_one_per_core_at_most(monkeypatch):
+    import threading
+    import time
+
+    from conformance import settings
+    from conformance.engine import runner as running
+
+    monkeypatch.setattr(settings, "HEAVY_BODY", 0)
+    monkeypatch.setattr(running, "JUDGING_SLOTS", 2)
+    lock = threading.Lock()
+    now = peak = 0
+    threads: set[int] = set()
+    original = running.judge
+
+    def judge(*args, **kwargs):
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+            threads.add(threading.get_ident())
+        time.sleep(0.02)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                now -= 1
+
+    monkeypatch.setattr(running, "judge", judge)
+    _runner, results, _ = execute(
+        cases(12), lambda r: httpx.Response(200, json=ANSWER), concurrency=8
+    )
+    assert all(r.outcome is Outcome.PASS for r in results)
+    assert peak == 2
+    assert threading.main_thread().ident not in threads
+
+
 # --- the command's set-up errors: one line, exit 2, nothing sent ------------------------------
 
 

@@ -32,7 +32,6 @@ crash or a hang.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import io
@@ -149,9 +148,13 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def decode_base64(value: str) -> bytes | None:
-    """Strict base64 (the standard alphabet, padding required); None when it is not."""
+    """Strict base64 (the standard alphabet, padding required); None when it is not.
+
+    Checked and decoded in one pass in C, from the string itself: ``b64decode(validate=True)``
+    would first copy a 20 MB string to bytes and match it with a pattern.
+    """
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
 

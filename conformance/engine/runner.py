@@ -53,6 +53,11 @@ from .transport import TargetClient, TransportConfig, excerpt
 __all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
 
 
+#: Answers with images judged at once, off the event loop: one per core. Pixel work is
+#: CPU-bound, so more threads would not judge faster, only hold more decoded images at once.
+JUDGING_SLOTS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+
+
 def _heavy(exchange: Exchange) -> bool:
     """Whether judging the answer may take long enough to hold up the event loop."""
     ok = exchange.status is not None and 200 <= exchange.status < 300
@@ -259,6 +264,7 @@ class Runner:
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
         self._settled = asyncio.Event()
+        self._judging = asyncio.Semaphore(max(1, JUDGING_SLOTS))
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
@@ -356,9 +362,10 @@ class Runner:
             if _heavy(exchange):
                 # Images are checked whole (and decoded where a rule needs pixels): off the
                 # event loop, so sending goes on meanwhile (Pillow releases the GIL).
-                result = await asyncio.to_thread(
-                    judge, case, exchange, self.profile, thumbnails=wanted
-                )
+                async with self._judging:
+                    result = await asyncio.to_thread(
+                        judge, case, exchange, self.profile, thumbnails=wanted
+                    )
             else:
                 result = judge(case, exchange, self.profile, thumbnails=wanted)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
