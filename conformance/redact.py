@@ -144,9 +144,61 @@ def _may_be_encoded(text: str | bytes) -> bool:
     return any(mark in text for mark in marks)
 
 
+#: Past this many places where a needle's anchor shows, the haystack is lowered instead.
+_ANCHOR_TRIES = 1024
+
+
+def _anchor(needle: str | bytes) -> int | None:
+    """Where an ASCII needle has a character no other character lower-cases to (not a letter:
+    ``-``, ``_``, ``.``, a digit), so that only the places where that character shows need a
+    look; None when it has none. Anchors that are not digits come first: base64 has none."""
+    text = needle.decode("latin-1") if isinstance(needle, bytes) else needle
+    if not text.isascii():
+        return None
+    places = [i for i, c in enumerate(text) if not c.isalpha()]
+    return min(places, key=lambda i: (text[i].isalnum(), i), default=None)
+
+
+def _anchored(haystack: Any, needle: Any, at: int) -> bool | None:
+    """Whether ``needle`` (lower-cased) is in ``haystack`` ignoring case, looking only where
+    its anchor character (index ``at``) shows: no copy of the haystack. None when it shows too
+    often for that to pay. (A slice is compared with ``startswith``: the one character whose
+    lower case is longer, U+0130, can only end a match of an ASCII needle.)"""
+    mark = needle[at : at + 1]
+    size = len(needle)
+    pos = haystack.find(mark)
+    tries = 0
+    while pos != -1:
+        tries += 1
+        if tries > _ANCHOR_TRIES:
+            return None
+        start = pos - at
+        if start >= 0 and haystack[start : start + size].lower().startswith(needle):
+            return True
+        pos = haystack.find(mark, pos + 1)
+    return False
+
+
 def _contains_folded(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
-    """Whether a lower-cased needle is in ``haystack`` (str or bytes) ignoring case, lowering
-    a window at a time so that a huge body is not copied whole."""
+    """Whether a lower-cased needle is in ``haystack`` (str or bytes) ignoring case.
+
+    A needle with an anchor (:func:`_anchor`) is looked for where the anchor shows; the others
+    by lowering a window at a time, so that a huge body is not copied whole.
+    """
+    rest = []
+    for needle in lowered_needles:
+        at = _anchor(needle)
+        found = None if at is None else _anchored(haystack, needle, at)
+        if found:
+            return True
+        if found is None:
+            rest.append(needle)
+    return _contains_folded_windows(haystack, tuple(rest))
+
+
+def _contains_folded_windows(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
+    """Whether a lower-cased needle is in ``haystack`` ignoring case, lowering a window at a
+    time so that a huge body is not copied whole."""
     if not lowered_needles:
         return False
     overlap = max(len(n) for n in lowered_needles)
@@ -513,14 +565,16 @@ def safe_document(value: Any) -> Any:
 
 def scrub_text(text: str) -> str:
     """The text with every key-like token replaced."""
-    if "k-" not in text and "s-" not in text:  # what every prefix ends with: a quick no
+    # What every prefix ends with: a quick no (a lone "-" first: a one-character search is a
+    # memchr, a two-character one over base64 stops at every k and s).
+    if "-" not in text or ("k-" not in text and "s-" not in text):
         return text
     return _KEY_LIKE.sub(REDACTED, text)
 
 
 def scrub_bytes(data: bytes) -> bytes:
     """Bytes with every key-like token replaced (base64 never matches: it has no ``-``)."""
-    if b"k-" not in data and b"s-" not in data:
+    if b"-" not in data or (b"k-" not in data and b"s-" not in data):
         return data
     return _KEY_LIKE_BYTES.sub(REDACTED.encode(), data)
 

@@ -217,3 +217,37 @@ def test_a_clean_document_is_searched_once_not_string_by_string(monkeypatch):
     document["cases"][7]["note"] = SECRET
     assert redact_document(document)["cases"][7]["note"] == SECRET  # text() is patched out...
     assert calls  # ...but was asked, string by string, once the joined search found the key
+
+
+def test_a_case_folded_search_by_anchor_finds_what_lowering_the_whole_text_finds():
+    from conformance.redact import _contains_folded, _contains_folded_windows
+
+    rng = random.Random(5)
+    letters = "ab-_.K\u212a\u0130i1 sSkKxX"  # a Kelvin sign lowers to k, U+0130 to two characters
+    needles = ["sk-ab1", "ab_k.", "k-i", "aaaa", "1-1", "x.i"]
+    for _ in range(3000):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(0, 30)))
+        for needle in needles:
+            expected = _contains_folded_windows(text, (needle,))
+            assert _contains_folded(text, (needle,)) is expected, (text, needle)
+            raw = text.encode("utf-8")
+            assert _contains_folded(raw, (needle.encode(),)) is _contains_folded_windows(
+                raw, (needle.encode(),)
+            )
+
+
+def test_a_big_body_is_searched_for_a_key_without_a_copy_of_it():
+    import tracemalloc
+
+    key = "sk-imgconf-" + "0123456789abcdef" * 2
+    redactor = Redactor([key])
+    body = b'{"data": [{"b64_json": "' + base64.b64encode(random.randbytes(6_000_000)) + b'"}]}'
+    tracemalloc.start()
+    try:
+        assert redactor.data(body) is body
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+    hidden = body[:5000] + key.upper().encode() + body[5000:]
+    assert REDACTED.encode() in redactor.data(hidden)
