@@ -32,6 +32,7 @@ for every report format (lone surrogates, control characters).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import re
@@ -148,6 +149,7 @@ def _may_be_encoded(text: str | bytes) -> bool:
 _ANCHOR_TRIES = 1024
 
 
+@functools.lru_cache(maxsize=256)
 def _anchor(needle: str | bytes) -> int | None:
     """Where an ASCII needle has a character no other character lower-cases to (not a letter:
     ``-``, ``_``, ``.``, a digit), so that only the places where that character shows need a
