@@ -47,6 +47,7 @@ from .results import (
     Exchange,
     Outcome,
     Reason,
+    release,
 )
 from .transport import TargetClient, TransportConfig, excerpt
 
@@ -220,6 +221,7 @@ def internal_error(case: Case, exc: BaseException, exchange: Exchange | None) ->
 
 def trim(exchange: Exchange) -> None:
     """Keep what a report shows of an exchange; drop image bytes and long bodies."""
+    exchange.body_size = len(exchange.response_body)
     exchange.response_body = excerpt(exchange.response_body)
     for fetch in exchange.fetches:
         fetch.response_body = b""
@@ -373,6 +375,7 @@ class Runner:
         if self.recorder is not None:
             self.recorder.add(case, exchange)
         trim(exchange)
+        release(result)
         if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
             self.stop(refused)
         if exchange.error in TARGET_SILENT:
