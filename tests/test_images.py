@@ -567,3 +567,21 @@ def test_strict_base64_decodes_from_the_string_itself():
     data = random.Random(3).randbytes(3001)
     assert images.decode_base64(base64.b64encode(data).decode()) == data
     assert images.decode_base64("") == b""
+
+
+def test_a_jpeg_check_holds_one_decode_at_a_time_and_keeps_the_second(monkeypatch):
+    import weakref
+
+    decoded: list[weakref.ref] = []
+    original = images._decode
+
+    def decode(data, fmt):
+        assert all(ref() is None for ref in decoded)  # the previous decode was let go
+        image = original(data, fmt)
+        decoded.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(images, "_decode", decode)
+    facts = inspect_image(intact()["jpeg-baseline"], keep_pixels=True)
+    assert facts.decodes and len(decoded) == 2
+    assert facts.pixels is decoded[1]()

@@ -225,9 +225,10 @@ class Measured:
     detail: dict = field(default_factory=dict)
 
     @property
-    def decode_cpu(self) -> float:
-        """CPU seconds of pixel work (decodes, PNG inflates, thumbnails) within ``cpu``."""
-        return self.detail.get("decode_cpu", 0.0)
+    def decode_cpu(self) -> float | None:
+        """CPU seconds of pixel work (decodes, PNG inflates, thumbnails) within ``cpu``; None
+        when this client does not count it."""
+        return self.detail.get("decode_cpu")
 
     @property
     def sending(self) -> float:
@@ -584,13 +585,15 @@ def ratios(rows: list[Measured]) -> list[str]:
             continue
         images = max(loop.images, 1)
         extra = 1000 * (imgconf.cpu - loop.cpu) / images
-        pixels = 1000 * imgconf.decode_cpu / images
+        apart = "pixel work not counted by this imgconf"
+        if imgconf.decode_cpu is not None:
+            pixels = 1000 * imgconf.decode_cpu / images
+            apart = f"of which pixel work {pixels:.1f} ms: +{extra - pixels:.1f} ms without it"
         line = (
             f"{scenario}: imgconf/loop wall x{imgconf.wall / loop.wall:.2f}"
             + (f" (target <= {target_wall})" if target_wall else "")
             + f", CPU x{imgconf.cpu / loop.cpu:.2f}, CPU per image +{extra:.1f} ms above the "
-            f"loop's, of which pixel work {pixels:.1f} ms: +{extra - pixels:.1f} ms without it "
-            f"(target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
+            f"loop's, {apart} (target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
         )
         st = by.get((scenario, "Schemathesis"))
         if st is not None and st.requests:
@@ -642,7 +645,8 @@ def print_table(rows: list[Measured], notes: list[str]) -> None:
         above = pixels = ""
         if loop is not None and row is not loop and loop.images and row.images:
             above = f"{1000 * (row.cpu - loop.cpu) / loop.images:+.1f}"
-            pixels = f"{1000 * row.decode_cpu / loop.images:.1f}"
+            if row.decode_cpu is not None:
+                pixels = f"{1000 * row.decode_cpu / loop.images:.1f}"
         print(
             f"{row.scenario:16} {row.client:15} {row.requests:5d} {row.images or '':>5} "
             f"{row.wall:7.2f} {row.sending:7.2f} {row.rate:7.1f} {row.cpu_ms_per_request:10.2f} "

@@ -434,7 +434,9 @@ def _check_png(
     if stored is None:
         return None
     blocks.append(stored.flush())
-    return _decode(_png_with_idat(data, layout, blocks), "png")
+    rewrapped = _png_with_idat(data, layout, blocks)
+    blocks.clear()  # the rows are in ``rewrapped`` now: no third copy while decoding
+    return _decode(rewrapped, "png")
 
 
 def _png_with_idat(data: bytes, layout: _PngLayout, stream: list[bytes]) -> bytes:
@@ -604,15 +606,16 @@ def _check_jpeg(
     data: bytes, layout: _JpegLayout, want_pixels: bool, keep: bool = False
 ) -> Image.Image | None:
     """Decode with and without filler before the EOI: the pixels differ when a scan was cut
-    (libjpeg decodes the filler as the missing blocks instead of zeros)."""
-    image = _decode(data, "jpeg")
-    digest = _pixel_digest(image)
-    if not (want_pixels or keep):
-        image = None
+    (libjpeg decodes the filler as the missing blocks instead of zeros).
+
+    One decode is held at a time: the first is let go once its digest is taken, and the second,
+    the same pixels when the check passes, is what a caller that wants them gets.
+    """
+    digest = _pixel_digest(_decode(data, "jpeg"))
     filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
     if _pixel_digest(filled) != digest:
         raise _Refused("its entropy-coded data ends early (cut, then EOI appended)")
-    return image
+    return filled if want_pixels or keep else None
 
 
 def _pixel_digest(image: Image.Image, rows: int = 256) -> int:
