@@ -585,3 +585,12 @@ def test_a_jpeg_check_holds_one_decode_at_a_time_and_keeps_the_second(monkeypatc
     facts = inspect_image(intact()["jpeg-baseline"], keep_pixels=True)
     assert facts.decodes and len(decoded) == 2
     assert facts.pixels is decoded[1]()
+
+
+def test_pixel_work_is_timed_apart_and_a_refusal_by_header_costs_none():
+    before = images.decode_seconds()
+    assert inspect_image(intact()["jpeg-baseline"]).decodes
+    timed = images.decode_seconds()
+    assert timed > before
+    refused(png_ihdr(40_000, 40_000) + IEND, "pixels")
+    assert images.decode_seconds() == timed
