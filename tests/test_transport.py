@@ -709,3 +709,14 @@ def test_no_ca_store_is_loaded_for_an_http_target(monkeypatch):
     loaded.clear()
     asyncio.run(make("http://127.0.0.1:9/v1", proxy="https://127.0.0.1:8/"))
     assert loaded
+
+
+@pytest.mark.parametrize("quotes", [0, 3, 300])
+def test_an_answer_mentions_url_wherever_the_key_is(quotes):
+    from conformance.engine.transport import _mentions_url
+
+    filler = b'"a": "b", ' * quotes
+    assert _mentions_url(b"{" + filler + b'"url": "http://x/1.png"}')
+    assert _mentions_url(b"{" + filler + b'"data": [{"b64_json": "QUJD", "url": "u"}]}')
+    assert not _mentions_url(b"{" + filler + b'"data": [{"b64_json": "dXJs"}], "urls": 1}')
+    assert not _mentions_url(b"")
