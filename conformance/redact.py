@@ -32,6 +32,7 @@ for every report format (lone surrogates, control characters).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import re
@@ -144,9 +145,62 @@ def _may_be_encoded(text: str | bytes) -> bool:
     return any(mark in text for mark in marks)
 
 
+#: Past this many places where a needle's anchor shows, the haystack is lowered instead.
+_ANCHOR_TRIES = 1024
+
+
+@functools.lru_cache(maxsize=256)
+def _anchor(needle: str | bytes) -> int | None:
+    """Where an ASCII needle has a character no other character lower-cases to (not a letter:
+    ``-``, ``_``, ``.``, a digit), so that only the places where that character shows need a
+    look; None when it has none. Anchors that are not digits come first: base64 has none."""
+    text = needle.decode("latin-1") if isinstance(needle, bytes) else needle
+    if not text.isascii():
+        return None
+    places = [i for i, c in enumerate(text) if not c.isalpha()]
+    return min(places, key=lambda i: (text[i].isalnum(), i), default=None)
+
+
+def _anchored(haystack: Any, needle: Any, at: int) -> bool | None:
+    """Whether ``needle`` (lower-cased) is in ``haystack`` ignoring case, looking only where
+    its anchor character (index ``at``) shows: no copy of the haystack. None when it shows too
+    often for that to pay. (A slice is compared with ``startswith``: the one character whose
+    lower case is longer, U+0130, can only end a match of an ASCII needle.)"""
+    mark = needle[at : at + 1]
+    size = len(needle)
+    pos = haystack.find(mark)
+    tries = 0
+    while pos != -1:
+        tries += 1
+        if tries > _ANCHOR_TRIES:
+            return None
+        start = pos - at
+        if start >= 0 and haystack[start : start + size].lower().startswith(needle):
+            return True
+        pos = haystack.find(mark, pos + 1)
+    return False
+
+
 def _contains_folded(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
-    """Whether a lower-cased needle is in ``haystack`` (str or bytes) ignoring case, lowering
-    a window at a time so that a huge body is not copied whole."""
+    """Whether a lower-cased needle is in ``haystack`` (str or bytes) ignoring case.
+
+    A needle with an anchor (:func:`_anchor`) is looked for where the anchor shows; the others
+    by lowering a window at a time, so that a huge body is not copied whole.
+    """
+    rest = []
+    for needle in lowered_needles:
+        at = _anchor(needle)
+        found = None if at is None else _anchored(haystack, needle, at)
+        if found:
+            return True
+        if found is None:
+            rest.append(needle)
+    return _contains_folded_windows(haystack, tuple(rest))
+
+
+def _contains_folded_windows(haystack: Any, lowered_needles: tuple[Any, ...]) -> bool:
+    """Whether a lower-cased needle is in ``haystack`` ignoring case, lowering a window at a
+    time so that a huge body is not copied whole."""
     if not lowered_needles:
         return False
     overlap = max(len(n) for n in lowered_needles)
@@ -344,6 +398,15 @@ class Redactor:
                 return True
         return False
 
+    def shows_in(self, text: str) -> bool:
+        """Whether a secret shows in ``text`` as :meth:`text` looks for one (verbatim, in
+        base64, or through up to ``REDACT_DECODE_DEPTH`` layers of encoding): :meth:`text`
+        changes nothing in a text where this is False."""
+        forms = self._forms
+        if not forms.secrets:
+            return False
+        return forms.in_text(text) or self._revealing(text, forms) is not None
+
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credential values redacted (scheme kept) and secrets gone from every
         name and value; names lower-cased, as HTTP/2 and httpx give them."""
@@ -404,8 +467,55 @@ def printable(text: str) -> str:
 
 
 def redact_document(value: Any) -> Any:
-    """A JSON-like document with every string (and key) redacted."""
+    """A JSON-like document with every string (and key) redacted.
+
+    A report holds tens of thousands of strings and, almost always, no secret: they are first
+    searched together, as one text (:func:`_joined`), which costs a few passes at C speed over
+    the document instead of a decoding attempt per string. Only a document where that search
+    finds something (or that it cannot vouch for) is redacted string by string, by the same
+    :func:`redact_text` either way.
+    """
+    texts = _strings_of(value)
+    if texts is not None:
+        joined = _joined(texts)
+        if joined is not None and not _REDACTOR.shows_in(joined) and scrub_text(joined) == joined:
+            return value
     return map_strings(value, redact_text)
+
+
+#: What joins a document's strings for one search over them all: no token of any encoding
+#: :func:`_decoded` undoes (an escape, a run of percent-escapes, a character reference), no
+#: key-like token and no secret can run across it, and it is itself safe text.
+_JOINER = "\n\n"
+
+
+def _strings_of(value: Any) -> list[str] | None:
+    """Every string of a JSON-like value, dict keys included; None when the value holds a tuple
+    (:func:`map_strings` would give it back as a list, so it cannot be returned as it is)."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.extend(k for k in item if isinstance(k, str))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, tuple):
+            return None
+    return out
+
+
+def _joined(texts: list[str]) -> str | None:
+    """The texts as one, for a search whose every find a search of each text alone would also
+    make; None when that cannot be promised. (A text ending in a backslash would have it taken
+    by the joiner as an escape; such texts are rare enough to leave the whole to the slow way.)
+    """
+    if any(text.endswith("\\") for text in texts):
+        return None
+    return _JOINER.join(texts)
 
 
 def map_strings(value: Any, change: Callable[[str], str]) -> Any:
@@ -442,7 +552,13 @@ def safe_text(text: str) -> str:
 
 
 def safe_document(value: Any) -> Any:
-    """A JSON-like document with every string (and key) made safe by :func:`safe_text`."""
+    """A JSON-like document with every string (and key) made safe by :func:`safe_text`
+    (searched as one text first: a document with nothing to change is returned as it is)."""
+    texts = _strings_of(value)
+    if texts is not None:
+        joined = _JOINER.join(texts)
+        if not _SURROGATE.search(joined) and not _UNSAFE.search(joined):
+            return value
     return map_strings(value, safe_text)
 
 
@@ -451,14 +567,16 @@ def safe_document(value: Any) -> Any:
 
 def scrub_text(text: str) -> str:
     """The text with every key-like token replaced."""
-    if "k-" not in text and "s-" not in text:  # what every prefix ends with: a quick no
+    # What every prefix ends with: a quick no (a lone "-" first: a one-character search is a
+    # memchr, a two-character one over base64 stops at every k and s).
+    if "-" not in text or ("k-" not in text and "s-" not in text):
         return text
     return _KEY_LIKE.sub(REDACTED, text)
 
 
 def scrub_bytes(data: bytes) -> bytes:
     """Bytes with every key-like token replaced (base64 never matches: it has no ``-``)."""
-    if b"k-" not in data and b"s-" not in data:
+    if b"-" not in data or (b"k-" not in data and b"s-" not in data):
         return data
     return _KEY_LIKE_BYTES.sub(REDACTED.encode(), data)
 

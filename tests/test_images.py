@@ -6,6 +6,7 @@ cut lands inside it) or by hand where Pillow cannot write them (interlaced PNG, 
 
 from __future__ import annotations
 
+import base64
 import io
 import random
 import struct
@@ -540,3 +541,56 @@ def test_a_thumbnail_alone_does_not_decode_a_png_before_it_is_picked(monkeypatch
     monkeypatch.setattr(images, "_decode", lambda d, f: decoded.append(f) or real_decode(d, f))
     assert inspect_image(intact()["png-rgba"], keep_pixels=True).pixels is None
     assert decoded == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AB-_",
+        "QQ",
+        "QQ=",
+        "QQ===",
+        "QQ==QQ==",
+        "=QQQ",
+        "QQ==\n",
+        "QU JD",
+        "QUJD\n",
+        "QUJDé",
+        "QU=D",
+    ],
+)
+def test_base64_that_is_not_strict_is_refused(text):
+    assert images.decode_base64(text) is None
+
+
+def test_strict_base64_decodes_from_the_string_itself():
+    data = random.Random(3).randbytes(3001)
+    assert images.decode_base64(base64.b64encode(data).decode()) == data
+    assert images.decode_base64("") == b""
+
+
+def test_a_jpeg_check_holds_one_decode_at_a_time_and_keeps_the_second(monkeypatch):
+    import weakref
+
+    decoded: list[weakref.ref] = []
+    original = images._decode
+
+    def decode(data, fmt):
+        assert all(ref() is None for ref in decoded)  # the previous decode was let go
+        image = original(data, fmt)
+        decoded.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(images, "_decode", decode)
+    facts = inspect_image(intact()["jpeg-baseline"], keep_pixels=True)
+    assert facts.decodes and len(decoded) == 2
+    assert facts.pixels is decoded[1]()
+
+
+def test_pixel_work_is_timed_apart_and_a_refusal_by_header_costs_none():
+    before = images.decode_seconds()
+    assert inspect_image(intact()["jpeg-baseline"]).decodes
+    timed = images.decode_seconds()
+    assert timed > before
+    refused(png_ihdr(40_000, 40_000) + IEND, "pixels")
+    assert images.decode_seconds() == timed

@@ -14,6 +14,8 @@ from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.redact import (
     REDACTED,
     Redactor,
+    map_strings,
+    redact_document,
     redact_text,
     register_secrets,
     safe_document,
@@ -163,3 +165,89 @@ def test_a_big_body_hiding_a_secret_outside_any_string_literal_is_withheld_whole
     assert redactor.data(body) == HIDDEN.encode()
     clean = b"[" + b'"\\/", ' * 400_000 + b"1]"
     assert redactor.data(clean) is clean
+
+
+# --- whole documents: searched as one text, redacted string by string only when needed ------
+
+
+def _disguised_strings(count: int, seed: int) -> list[str]:
+    """Strings mixing every disguise of SECRET with noise that may run into a neighbour: a
+    trailing backslash, a cut percent-escape or entity, a lone surrogate."""
+    disguises = [
+        "".join(f"%{ord(c):02x}" for c in SECRET),
+        "".join(f"\\u{ord(c):04x}" for c in SECRET),
+        "".join(f"&#{ord(c)};" for c in SECRET),
+        SECRET.swapcase(),
+        base64.b64encode(b"ab" + SECRET.encode()).decode(),
+        "sk-" + "a" * 20,
+    ]
+    noise = ["\\", "%4", "%", "&amp", "&#1", "\\u00", "\ud800", "\x07", "plain", " ", "\n"]
+    rng = random.Random(seed)
+    pool = noise * 6 + disguises
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(0, 4))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_document_is_redacted_and_made_safe_as_each_of_its_strings_would_be(seed):
+    register_secrets(SECRET)
+    texts = _disguised_strings(40, seed)
+    document = {"cases": [{"note": t, t[:3]: [t, 1, None]} for t in texts], "n": 3}
+    assert redact_document(document) == map_strings(document, redact_text)
+    assert safe_document(document) == map_strings(document, safe_text)
+
+
+def test_a_secret_in_one_string_of_thousands_is_found(monkeypatch):
+    register_secrets(SECRET)
+    hidden = "".join(f"%25{ord(c):02x}" for c in SECRET)  # percent-encoded twice
+    document = {"cases": [{"note": f"case {i}", "excerpt": '{"a": "\\/x"}'} for i in range(5000)]}
+    document["cases"][4321]["excerpt"] = json.dumps({"error": f"bad key {hidden}"})
+    out = redact_document(document)
+    assert REDACTED in out["cases"][4321]["excerpt"]
+    assert out["cases"][:4321] == document["cases"][:4321]
+
+
+def test_a_clean_document_is_searched_once_not_string_by_string(monkeypatch):
+    register_secrets(SECRET)
+    document = {"cases": [{"note": f"case {i} 50% &amp; \\u00e9", "x": [i]} for i in range(5000)]}
+    calls = []
+    monkeypatch.setattr(Redactor, "text", lambda self, value: calls.append(value) or value)
+    assert redact_document(document) is document
+    assert safe_document(document) is document
+    assert not calls
+    document["cases"][7]["note"] = SECRET
+    assert redact_document(document)["cases"][7]["note"] == SECRET  # text() is patched out...
+    assert calls  # ...but was asked, string by string, once the joined search found the key
+
+
+def test_a_case_folded_search_by_anchor_finds_what_lowering_the_whole_text_finds():
+    from conformance.redact import _contains_folded, _contains_folded_windows
+
+    rng = random.Random(5)
+    letters = "ab-_.K\u212a\u0130i1 sSkKxX"  # a Kelvin sign lowers to k, U+0130 to two characters
+    needles = ["sk-ab1", "ab_k.", "k-i", "aaaa", "1-1", "x.i"]
+    for _ in range(3000):
+        text = "".join(rng.choice(letters) for _ in range(rng.randint(0, 30)))
+        for needle in needles:
+            expected = _contains_folded_windows(text, (needle,))
+            assert _contains_folded(text, (needle,)) is expected, (text, needle)
+            raw = text.encode("utf-8")
+            assert _contains_folded(raw, (needle.encode(),)) is _contains_folded_windows(
+                raw, (needle.encode(),)
+            )
+
+
+def test_a_big_body_is_searched_for_a_key_without_a_copy_of_it():
+    import tracemalloc
+
+    key = "sk-imgconf-" + "0123456789abcdef" * 2
+    redactor = Redactor([key])
+    body = b'{"data": [{"b64_json": "' + base64.b64encode(random.randbytes(6_000_000)) + b'"}]}'
+    tracemalloc.start()
+    try:
+        assert redactor.data(body) is body
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+    hidden = body[:5000] + key.upper().encode() + body[5000:]
+    assert REDACTED.encode() in redactor.data(hidden)

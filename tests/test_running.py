@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import respx
@@ -162,6 +163,65 @@ def test_thumbnails_are_made_only_for_what_the_gallery_shows():
         cases(10), lambda r: httpx.Response(200, json=wrong_size), max_thumbnails=0
     )
     assert not any(i.thumbnail for r in results for i in r.images)
+
+
+def test_answers_with_images_are_judged_off_the_event_loop_one_per_core_at_most(monkeypatch):
+    import threading
+    import time
+
+    from conformance import settings
+    from conformance.engine import runner as running
+
+    monkeypatch.setattr(settings, "HEAVY_BODY", 0)
+    monkeypatch.setattr(running, "JUDGING_SLOTS", 2)
+    lock = threading.Lock()
+    now = peak = 0
+    threads: set[int] = set()
+    original = running.judge
+
+    def judge(*args, **kwargs):
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+            threads.add(threading.get_ident())
+        time.sleep(0.02)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                now -= 1
+
+    monkeypatch.setattr(running, "judge", judge)
+    _runner, results, _ = execute(
+        cases(12), lambda r: httpx.Response(200, json=ANSWER), concurrency=8
+    )
+    assert all(r.outcome is Outcome.PASS for r in results)
+    assert peak == 2
+    assert threading.main_thread().ident not in threads
+
+
+def test_a_judged_case_keeps_whole_bodies_only_when_it_did_not_pass():
+    wrong_size = gpt_answer([png(512, 512, (1, 2, 3))])
+    sent: dict[str, int] = {}
+
+    def handler(request):
+        answer = wrong_size if b'"p0"' in request.content else ANSWER
+        response = httpx.Response(200, json=answer)
+        sent[json.loads(request.content)["prompt"]] = len(response.content)
+        return response
+
+    _runner, results, _ = execute(cases(4), handler)
+    failed = [r for r in results if r.outcome is Outcome.FAIL]
+    passed = [r for r in results if r.outcome is Outcome.PASS]
+    assert [r.case.id for r in failed] == ["c0"] and len(passed) == 3
+    for result in passed:
+        assert result.exchange.request_body == b""
+        assert len(result.exchange.response_body) <= 520
+        assert result.exchange.body_size == sent[result.case.body["prompt"]]
+    kept = failed[0].exchange
+    assert kept.request_body == failed[0].case.content()
+    assert kept.body_size == sent["p0"] and b"elided" in kept.response_body
 
 
 # --- the command's set-up errors: one line, exit 2, nothing sent ------------------------------

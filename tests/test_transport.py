@@ -682,3 +682,41 @@ def test_excerpt_work_does_not_grow_with_the_images():
     started = time.perf_counter()
     excerpt(b'{"m": "' + b'\\"' * 10_000_000 + b'"}')
     assert time.perf_counter() - started < 0.5
+
+
+def test_no_ca_store_is_loaded_for_an_http_target(monkeypatch):
+    """An http:// target never speaks TLS: its clients skip loading a CA store (~0.1 s each)."""
+    import ssl
+
+    loaded: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def load(self, *args, **kwargs):
+        loaded.append(args or kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", load)
+
+    async def make(base_url: str, **options) -> None:
+        async with TargetClient(TransportConfig(base_url, api_key="k" * 10, **options)) as client:
+            client._fresh_client()
+
+    asyncio.run(make("http://127.0.0.1:9/v1"))
+    asyncio.run(make("http://127.0.0.1:9/v1", proxy="http://127.0.0.1:8/"))
+    assert not loaded
+    asyncio.run(make("https://127.0.0.1:9/v1"))
+    assert loaded
+    loaded.clear()
+    asyncio.run(make("http://127.0.0.1:9/v1", proxy="https://127.0.0.1:8/"))
+    assert loaded
+
+
+@pytest.mark.parametrize("quotes", [0, 3, 300])
+def test_an_answer_mentions_url_wherever_the_key_is(quotes):
+    from conformance.engine.transport import _mentions_url
+
+    filler = b'"a": "b", ' * quotes
+    assert _mentions_url(b"{" + filler + b'"url": "http://x/1.png"}')
+    assert _mentions_url(b"{" + filler + b'"data": [{"b64_json": "QUJD", "url": "u"}]}')
+    assert not _mentions_url(b"{" + filler + b'"data": [{"b64_json": "dXJs"}], "urls": 1}')
+    assert not _mentions_url(b"")

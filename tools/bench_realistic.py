@@ -184,7 +184,17 @@ async def imgconf_runner(cases: list, base_url: str, key: str, concurrency: int)
     config = TransportConfig(base_url=base_url, path=profile.path, api_key=key, timeout=120)
     async with TargetClient(config) as transport:
         results = await Runner(transport, profile, concurrency=concurrency).run(cases)
-    return {"outcomes": dict(Counter(r.outcome.value for r in results))}
+    return {"outcomes": dict(Counter(r.outcome.value for r in results)), **decode_cpu()}
+
+
+def decode_cpu() -> dict:
+    """The CPU imgconf spent on pixel work (decodes, PNG inflates, thumbnails): reported apart
+    (by a version of imgconf that counts it)."""
+    try:
+        from conformance.engine.image_facts import decode_seconds
+    except ImportError:
+        return {}
+    return {"decode_cpu": decode_seconds()}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -213,6 +223,12 @@ class Measured:
     images: int = 0
     concurrency: int = 0
     detail: dict = field(default_factory=dict)
+
+    @property
+    def decode_cpu(self) -> float | None:
+        """CPU seconds of pixel work (decodes, PNG inflates, thumbnails) within ``cpu``; None
+        when this client does not count it."""
+        return self.detail.get("decode_cpu")
 
     @property
     def sending(self) -> float:
@@ -288,12 +304,41 @@ def run_child(
     )
 
 
+#: ``imgconf run`` as its entry point runs it, then the CPU its pixel work took, to a file.
+COMMAND_RUN = """\
+import json, sys
+
+from conformance.cli import run
+
+sys.argv = ["imgconf", *sys.argv[2:]]
+try:
+    run()
+finally:
+    try:
+        from conformance.engine.image_facts import decode_seconds
+    except ImportError:  # a version of imgconf that does not count it
+        pass
+    else:
+        with open(FACTS_FILE, "w") as out:
+            out.write(json.dumps({"decode_cpu": decode_seconds()}))
+"""
+
+
 def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> Measured:
-    """The whole ``imgconf run`` command against the benchmark server."""
-    argv = [_imgconf(), "run", "--base-url", server.base_url, "--models", args.models]
+    """The whole ``imgconf run`` command against the benchmark server: its entry point called
+    by a three-line driver that then writes down the CPU of its pixel work."""
+    _imgconf()  # installed here
+    driver = report_dir.parent / "command_run.py"
+    facts = report_dir.parent / "command_facts.json"
+    driver.write_text(COMMAND_RUN.replace("FACTS_FILE", repr(str(facts))))
+    argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
+    argv += ["--models", args.models]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
     env = {**os.environ, "OPENAI_API_KEY": server.api_key}
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
+    detail: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        detail = json.loads(facts.read_text())
     requests = len(plan_cases(args.models.split(",")))
     with contextlib.suppress(OSError, ValueError):
         report = json.loads((report_dir / "report.json").read_text())
@@ -308,6 +353,7 @@ def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> M
         rss,
         f"{status} {verdict}".strip(),
         concurrency=args.concurrency,
+        detail=detail,
     )
 
 
@@ -537,12 +583,17 @@ def ratios(rows: list[Measured]) -> list[str]:
         loop = by.get((scenario, "plain loop"))
         if imgconf is None or loop is None:
             continue
-        extra = 1000 * (imgconf.cpu - loop.cpu) / max(loop.images, 1)
+        images = max(loop.images, 1)
+        extra = 1000 * (imgconf.cpu - loop.cpu) / images
+        apart = "pixel work not counted by this imgconf"
+        if imgconf.decode_cpu is not None:
+            pixels = 1000 * imgconf.decode_cpu / images
+            apart = f"of which pixel work {pixels:.1f} ms: +{extra - pixels:.1f} ms without it"
         line = (
             f"{scenario}: imgconf/loop wall x{imgconf.wall / loop.wall:.2f}"
             + (f" (target <= {target_wall})" if target_wall else "")
             + f", CPU x{imgconf.cpu / loop.cpu:.2f}, CPU per image +{extra:.1f} ms above the "
-            f"loop's (target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
+            f"loop's, {apart} (target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
         )
         st = by.get((scenario, "Schemathesis"))
         if st is not None and st.requests:
@@ -584,25 +635,31 @@ def print_table(rows: list[Measured], notes: list[str]) -> None:
     header = (
         f"{'scenario':16} {'client':15} {'reqs':>5} {'imgs':>5} {'wall s':>7} {'send s':>7} "
         f"{'req/s':>7} "
-        f"{'CPU ms/req':>10} {'+CPU ms/img':>11} {'RSS MB':>7} {'speedup':>7}  status"
+        f"{'CPU ms/req':>10} {'+CPU ms/img':>11} {'pix ms/img':>10} {'RSS MB':>7} "
+        f"{'speedup':>7}  status"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         loop = loops.get(row.scenario)
-        above = ""
+        above = pixels = ""
         if loop is not None and row is not loop and loop.images and row.images:
             above = f"{1000 * (row.cpu - loop.cpu) / loop.images:+.1f}"
+            if row.decode_cpu is not None:
+                pixels = f"{1000 * row.decode_cpu / loop.images:.1f}"
         print(
             f"{row.scenario:16} {row.client:15} {row.requests:5d} {row.images or '':>5} "
-            f"{row.wall:7.2f} {row.sending:7.2f} {row.rate:7.1f} {row.cpu_ms_per_request:10.2f} {above:>11} "
-            f"{row.peak_rss_mb:7.0f} {speed.get(id(row), ''):>7}  {row.status}"
+            f"{row.wall:7.2f} {row.sending:7.2f} {row.rate:7.1f} {row.cpu_ms_per_request:10.2f} "
+            f"{above:>11} {pixels:>10} {row.peak_rss_mb:7.0f} {speed.get(id(row), ''):>7}  "
+            f"{row.status}"
         )
     print("-" * len(header))
     print(
         "wall: the client process from start to exit; send: its first request to its last "
         "answer (req/s and speedup use it); CPU: user+sys of the process tree, start-up "
-        "included; +CPU ms/img: (CPU - the plain loop's CPU) / images; RSS: peak of the tree."
+        "included; +CPU ms/img: (CPU - the plain loop's CPU) / images; pix ms/img: imgconf's "
+        "pixel work (decodes, PNG inflates, thumbnails: what the image rules ask for) per "
+        "image, within +CPU; RSS: peak of the tree."
     )
     for line in ratios(rows):
         print(line)

@@ -39,6 +39,7 @@ __all__ = [
     "TransportFailure",
     "blocks",
     "judged_outcome",
+    "release",
 ]
 
 
@@ -165,6 +166,9 @@ class Exchange:
     sent: bool = True
     #: Image URLs fetched for this exchange (without the key).
     fetches: list[Exchange] = field(default_factory=list)
+    #: Bytes of the answer as read, kept when ``response_body`` is trimmed to an excerpt once
+    #: judged (None: never trimmed, ``response_body`` is all of it).
+    body_size: int | None = None
     #: Earlier attempts answered 429/503 and retried.
     retries: int = 0
     #: Those earlier attempts: ``{"status": 429, "retry_after": seconds or None}`` each; and
@@ -210,6 +214,26 @@ class CaseResult:
     @property
     def failed_rules(self) -> list[str]:
         return [f.rule for f in self.findings if f.level == Level.MUST]
+
+
+#: What a passing case keeps of its answer once judged (the reports show it no excerpt).
+PASSING_EXCERPT = 512
+
+
+def release(result: CaseResult) -> None:
+    """Keep of a judged case's exchange only what the reports need, so that a run's memory
+    grows by little more than its verdicts: a passing case gives up its request body (its case
+    gives the same bytes again, :meth:`~conformance.generation.cases.Case.content`) and all but
+    the start of its answer's excerpt. Failed, warned and unobserved cases keep both, as
+    the reports show them (the reproducer, the excerpt)."""
+    exchange = result.exchange
+    if exchange is None or result.outcome is not Outcome.PASS:
+        return
+    if exchange.body_size is None:
+        exchange.body_size = len(exchange.response_body)
+    exchange.request_body = b""
+    if len(exchange.response_body) > PASSING_EXCERPT:
+        exchange.response_body = exchange.response_body[:PASSING_EXCERPT] + b"...<cut>"
 
 
 @dataclass

@@ -47,10 +47,16 @@ from .results import (
     Exchange,
     Outcome,
     Reason,
+    release,
 )
 from .transport import TargetClient, TransportConfig, excerpt
 
 __all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
+
+
+#: Answers with images judged at once, off the event loop: one per core. Pixel work is
+#: CPU-bound, so more threads would not judge faster, only hold more decoded images at once.
+JUDGING_SLOTS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 
 
 def _heavy(exchange: Exchange) -> bool:
@@ -215,6 +221,7 @@ def internal_error(case: Case, exc: BaseException, exchange: Exchange | None) ->
 
 def trim(exchange: Exchange) -> None:
     """Keep what a report shows of an exchange; drop image bytes and long bodies."""
+    exchange.body_size = len(exchange.response_body)
     exchange.response_body = excerpt(exchange.response_body)
     for fetch in exchange.fetches:
         fetch.response_body = b""
@@ -259,6 +266,7 @@ class Runner:
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
         self._settled = asyncio.Event()
+        self._judging = asyncio.Semaphore(max(1, JUDGING_SLOTS))
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
@@ -356,9 +364,10 @@ class Runner:
             if _heavy(exchange):
                 # Images are checked whole (and decoded where a rule needs pixels): off the
                 # event loop, so sending goes on meanwhile (Pillow releases the GIL).
-                result = await asyncio.to_thread(
-                    judge, case, exchange, self.profile, thumbnails=wanted
-                )
+                async with self._judging:
+                    result = await asyncio.to_thread(
+                        judge, case, exchange, self.profile, thumbnails=wanted
+                    )
             else:
                 result = judge(case, exchange, self.profile, thumbnails=wanted)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
@@ -366,6 +375,7 @@ class Runner:
         if self.recorder is not None:
             self.recorder.add(case, exchange)
         trim(exchange)
+        release(result)
         if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
             self.stop(refused)
         if exchange.error in TARGET_SILENT:

@@ -172,7 +172,9 @@ def _response(exchange: Exchange | None, detailed: bool) -> dict[str, Any] | Non
         return None
     out: dict[str, Any] = {
         "content_type": exchange.content_type or None,
-        "bytes": len(exchange.response_body),
+        "bytes": (
+            exchange.body_size if exchange.body_size is not None else len(exchange.response_body)
+        ),
         "truncated": exchange.truncated,
         "error": exchange.error,
         "retries": exchange.retries,
