@@ -116,6 +116,8 @@ def _run(tmp_path: Path, name: str, quirks: tuple[str, ...] = (), *extra: str) -
                 str(tmp_path / name),
                 "--concurrency",
                 "8",
+                "--endpoint",
+                "generations",
                 *extra,
             ]
         )
