@@ -357,7 +357,13 @@ def _start_prism(prefix: Path, logs: Path, options: argparse.Namespace) -> Start
         logs / "prism.log",
     )
     base = f"http://127.0.0.1:{port}"
-    return Started(f"{base}/v1", [proc], wait_ready(proc, f"{base}/"))
+    # Its document is cut to the generations endpoint, so that is the one endpoint it serves.
+    return Started(
+        f"{base}/v1",
+        [proc],
+        wait_ready(proc, f"{base}/"),
+        imgconf_args=["--endpoint", "generations"],
+    )
 
 
 def litellm_config(upstream: str, models: Sequence[str]) -> dict[str, Any]:
