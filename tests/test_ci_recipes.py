@@ -196,6 +196,7 @@ def run_gate_job(workdir: Path, fault: str | None) -> tuple[list[int], Path]:
     return statuses, summary
 
 
+@pytest.mark.slow  # the whole default plan through a proxy: half a minute
 def test_recipe_a_passes_a_good_proxy_and_publishes_its_reports(tmp_path: Path) -> None:
     statuses, summary = run_gate_job(tmp_path, fault=None)
     assert statuses == [0] * len(statuses)
@@ -204,6 +205,7 @@ def test_recipe_a_passes_a_good_proxy_and_publishes_its_reports(tmp_path: Path) 
     assert (tmp_path / "reports" / "exchanges.har").is_file()
 
 
+@pytest.mark.slow  # the whole default plan through a proxy: half a minute
 def test_recipe_a_fails_a_broken_proxy_and_still_publishes(tmp_path: Path) -> None:
     statuses, summary = run_gate_job(tmp_path, fault="500-on-bad-input")
     assert statuses[-2:] == [1, 0]  # the conformance step failed; the summary step still ran

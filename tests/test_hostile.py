@@ -51,6 +51,8 @@ def run_against(base_url: str, report_dir: Path, *extra: str) -> int:
             KEY,
             "--models",
             "dall-e-2",
+            "--endpoint",
+            "generations",
             "--timeout",
             str(TIMEOUT),
             "--concurrency",

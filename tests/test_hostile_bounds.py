@@ -107,7 +107,18 @@ def imgconf(args: list[str], report_dir: Path, *, sigterm_after: float | None = 
 
 
 def _base_args(base_url: str) -> list[str]:
-    return ["--base-url", base_url, "--api-key", KEY, "--timeout", "10"]
+    # A hostile answer is read the same way whatever the endpoint asked: generations' plan
+    # is enough to meet every one (edits' forms reach the same targets in test_edit_judging).
+    return [
+        "--base-url",
+        base_url,
+        "--api-key",
+        KEY,
+        "--timeout",
+        "10",
+        "--endpoint",
+        "generations",
+    ]
 
 
 def assert_key_nowhere(directory: Path, run: Run) -> None:

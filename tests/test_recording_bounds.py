@@ -193,6 +193,8 @@ def _run(base_url: str, tmp_path: Path, *extra: str) -> list[str]:
         "Xk3-not-a-vendor-shaped-key-74hd93jd",
         "--models",
         "dall-e-2",
+        "--endpoint",
+        "generations",
         "--timeout",
         "10",
         "--report-dir",
