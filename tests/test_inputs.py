@@ -121,6 +121,37 @@ def test_a_multipart_body_carries_every_part_in_order() -> None:
     assert case.content_length() == len(case.content())
 
 
+def test_the_parts_are_sent_in_the_order_sent_parts_states() -> None:
+    case = multipart_case(
+        parts=(
+            FormPart("image[]", file=InputFile(seed=1)),
+            FormPart("prompt", "a red door"),
+            FormPart("mask", file=InputFile(role="mask", alpha=True, box=(0, 0, 8, 8))),
+            FormPart("n", "2"),
+        )
+    )
+
+    async def names() -> list[str]:
+        async def stream():
+            for piece in case.iter_content():
+                yield piece
+
+        headers = Headers({"content-type": case.content_type})
+        form = await MultiPartParser(headers, stream()).parse()
+        return [name for name, _ in form.multi_items()]
+
+    assert (
+        asyncio.run(names())
+        == [p.name for p in case.sent_parts]
+        == [
+            "prompt",
+            "n",
+            "image[]",
+            "mask",
+        ]
+    )
+
+
 def test_the_body_is_the_same_bytes_every_time_and_after_a_round_trip() -> None:
     case = multipart_case()
     assert case.content() == case.content()

@@ -50,7 +50,7 @@ def request_summary(case: Case) -> dict[str, Any]:
     its boundary), the body's length, and each part in order: ``{"name", "value"}`` for a text
     part, ``{"name", "filename", "content_type", "bytes", "digest", "recipe"}`` for a file."""
     parts: list[dict[str, Any]] = []
-    for part in _sent_order(case):
+    for part in case.sent_parts:
         if part.file is None:
             parts.append({"name": part.name, "value": part.value or ""})
             continue
@@ -77,8 +77,3 @@ def request_summary(case: Case) -> dict[str, Any]:
 def summary_bytes(case: Case) -> bytes:
     """The summary as the exchange's ``request_body`` holds it (compact JSON)."""
     return json.dumps(request_summary(case), separators=(",", ":")).encode()
-
-
-def _sent_order(case: Case) -> list[Any]:
-    """The parts in the order they are sent: text parts first, then files, each in order."""
-    return [p for p in case.parts if p.file is None] + [p for p in case.parts if p.file]

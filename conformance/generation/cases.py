@@ -132,6 +132,13 @@ class Case:
         return bool(self.parts)
 
     @property
+    def sent_parts(self) -> tuple[FormPart, ...]:
+        """The parts in the order they are sent: text parts first, then files, each in order."""
+        return tuple(p for p in self.parts if p.file is None) + tuple(
+            p for p in self.parts if p.file is not None
+        )
+
+    @property
     def boundary(self) -> str:
         """The multipart boundary: fixed per case, so that the bytes sent, recorded and
         replayed are the same every time."""

@@ -78,7 +78,7 @@ def _multipart(case: Case, lines: list[str]) -> str:
     """curl's form parts for the case, after the python3 line that writes what they read."""
     made: dict[str, str] = {}  # file name -> the python expression of its content
     # In the order imgconf sends them: text parts first, then the files, each in order.
-    sent = [p for p in case.parts if p.file is None] + [p for p in case.parts if p.file]
+    sent = case.sent_parts
     for index, part in enumerate(sent):
         if part.file is None:
             value = part.value or ""
