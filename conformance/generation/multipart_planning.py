@@ -48,6 +48,7 @@ from .planning import (
     _covering_array,
     _images_if_accepted,
     _key,
+    model_tally,
     pairwise_factors,
 )
 from .strategies import (
@@ -1051,7 +1052,6 @@ def multipart_coverage(
         per_model: dict[str, Any] = {}
         for model in models:
             theirs = [c for c in mine if c.model == model]
-            spent = [c for c in theirs if c.expect in ("accept", "either")]
             must = [
                 r.id
                 for r in endpoint.rules.values()
@@ -1060,21 +1060,7 @@ def multipart_coverage(
                 and (r.per_model == (model != "*"))
                 and (model == "*" or model in r.models)
             ]
-            aimed = {c.rule for c in theirs}
-            per_model[model] = {
-                "requests": len(theirs),
-                "images": sum(c.images for c in spent),
-                "cost": round(sum(c.cost or 0.0 for c in spent), 6),
-                "cost_unknown_images": sum(c.images for c in spent if c.cost is None),
-                "by_kind": {
-                    k: sum(1 for c in theirs if c.kind == k) for k in ("valid", "invalid", "probe")
-                },
-                "must_rules": {
-                    "exercised": sum(1 for r in must if r in aimed),
-                    "applicable": len(must),
-                    "missing": [r for r in must if r not in aimed],
-                },
-            }
+            per_model[model] = model_tally(theirs, must, {c.rule for c in theirs})
         out[name] = {
             "models": per_model,
             "cut": sum(1 for c in cut if c.endpoint == name),

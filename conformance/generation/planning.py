@@ -119,6 +119,24 @@ def spends(case: Case) -> bool:
     return case.expect in ("accept", "either")
 
 
+def model_tally(cases: Sequence[Case], must: Sequence[str], aimed: set[str]) -> dict[str, Any]:
+    """One model's share of a plan, as its coverage states it: requests by kind, what they
+    spend on a conformant server, and which of its MUST rules its cases aim at."""
+    spent = [c for c in cases if spends(c)]
+    return {
+        "requests": len(cases),
+        "images": sum(c.images for c in spent),
+        "cost": round(sum(c.cost or 0.0 for c in spent), 6),
+        "cost_unknown_images": sum(c.images for c in spent if c.cost is None),
+        "by_kind": {k: sum(1 for c in cases if c.kind == k) for k in ("valid", "invalid", "probe")},
+        "must_rules": {
+            "exercised": sum(1 for r in must if r in aimed),
+            "applicable": len(must),
+            "missing": [r for r in must if r not in aimed],
+        },
+    }
+
+
 @dataclass
 class Plan:
     """The cases to send, in a deterministic order for a seed, and what the budget cut."""
@@ -761,20 +779,8 @@ def _coverage(
             if (i, j) not in forbidden.get((a, b), frozenset())
         }
         pairs = _pairs_of(mine, factors) & total_pairs
-        spent = [c for c in mine if spends(c)]
         per_model[name] = {
-            "requests": len(mine),
-            "images": sum(c.images for c in spent),
-            "cost": round(sum(c.cost or 0.0 for c in spent), 6),
-            "cost_unknown_images": sum(c.images for c in spent if c.cost is None),
-            "by_kind": {
-                k: sum(1 for c in mine if c.kind == k) for k in ("valid", "invalid", "probe")
-            },
-            "must_rules": {
-                "exercised": sum(1 for r in must if r in exercised),
-                "applicable": len(must),
-                "missing": [r for r in must if r not in exercised],
-            },
+            **model_tally(mine, must, exercised),
             "values": {
                 "covered": sum(len(vs) for vs in required.values()) - len(missing_values),
                 "total": sum(len(vs) for vs in required.values()),
