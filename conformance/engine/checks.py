@@ -74,6 +74,7 @@ __all__ = [
     "AnswerCheck",
     "SSEParser",
     "judge",
+    "judge_exchange",
 ]
 
 # --- the answer rules ---------------------------------------------------------------------
@@ -1092,6 +1093,38 @@ def _judge_as(
     *,
     thumbnails: bool | GalleryPicks,
 ) -> CaseResult:
+    def answer(v: _Judgement) -> None:
+        asked = _asked(case, profile, model)
+        if asked.stream:
+            check_stream(v, exchange, asked, thumbnails=thumbnails)
+        else:
+            check_json_answer(v, exchange, asked, thumbnails=thumbnails)
+
+    spec = profile.contract.models.get(model) if model else None
+    return judge_exchange(
+        case,
+        exchange,
+        rules,
+        model,
+        param=expected_param(case, rules, profile.contract),
+        aimed=aimed_rules(case, spec, rules, profile.contract),
+        answer=answer,
+    )
+
+
+def judge_exchange(
+    case: Case,
+    exchange: Exchange,
+    rules: Mapping[str, Rule],
+    model: str | None,
+    *,
+    param: str | None,
+    aimed: set[str],
+    answer: Callable[[_Judgement], None],
+) -> CaseResult:
+    """The judging every endpoint shares: the transport, then throttling, then the status
+    (naming ``param`` when a refusal is due); ``answer`` judges an answer that is due. Rules in
+    ``aimed`` that nothing checked are unobserved, for the reason that blocked them."""
     v = _Judgement(case, rules, model)
     result = CaseResult(
         case=case,
@@ -1110,20 +1143,14 @@ def _judge_as(
                 f"answered {exchange.status} after {exchange.retries} retr"
                 f"{'y' if exchange.retries == 1 else 'ies'}"
             )
-        elif check_status(v, exchange, expected_param(case, rules, profile.contract)):
-            asked = _asked(case, profile, model)
-            if asked.stream:
-                check_stream(v, exchange, asked, thumbnails=thumbnails)
-            else:
-                check_json_answer(v, exchange, asked, thumbnails=thumbnails)
+        elif check_status(v, exchange, param):
+            answer(v)
         elif (exchange.status or 0) >= 500:
             v.blocked = Reason.SERVER_ERROR
     result.findings = v.findings
     result.checked = list(v.checked)
     result.images = v.images
-    spec = profile.contract.models.get(model) if model else None
     unseen = v.blocked or Reason.NOT_APPLICABLE
-    aimed = aimed_rules(case, spec, rules, profile.contract)
     result.unobserved = {rule: unseen for rule in sorted(aimed) if rule not in v.checked}
     return conclude(result)
 

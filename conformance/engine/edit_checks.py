@@ -51,14 +51,11 @@ from .checks import (
     _Asked,
     _Judgement,
     check_json_answer,
-    check_retry_after,
-    check_status,
     check_stream,
-    check_transport,
-    conclude,
+    judge_exchange,
 )
 from .image_facts import GalleryPicks
-from .results import CaseResult, Exchange, Outcome, Reason
+from .results import CaseResult, Exchange
 
 __all__ = [
     "EDIT_CHECKS",
@@ -166,35 +163,22 @@ def judge_form(
     endpoint = contract.endpoint(case.endpoint)
     rules = endpoint_rules(profile, case.endpoint)
     model = form_model(case, endpoint, contract)
-    v = _Judgement(case, rules, model)
-    result = CaseResult(
-        case=case,
-        outcome=Outcome.PASS,
-        status=exchange.status,
-        elapsed=exchange.elapsed,
-        exchange=exchange,
+
+    def answer(v: _Judgement) -> None:
+        spec = endpoint.models.get(model) if model is not None else None
+        if spec is not None:
+            _judge_answer(v, case, exchange, endpoint, spec, thumbnails=thumbnails)
+
+    own = rules.get(case.rule)
+    return judge_exchange(
+        case,
+        exchange,
+        rules,
+        model,
+        param=own.param if own is not None else None,
+        aimed=aimed_rules(case, None, rules, contract),
+        answer=answer,
     )
-    if not check_transport(v, exchange):
-        v.blocked = Reason.TRANSPORT
-    else:
-        check_retry_after(v, exchange)
-        own = rules.get(case.rule)
-        if exchange.status in (429, 503):
-            v.blocked = Reason.THROTTLED
-            result.note = f"answered {exchange.status} after {exchange.retries} retries"
-        elif check_status(v, exchange, own.param if own is not None else None):
-            spec = endpoint.models.get(model) if model is not None else None
-            if spec is not None:
-                _judge_answer(v, case, exchange, endpoint, spec, thumbnails=thumbnails)
-        elif (exchange.status or 0) >= 500:
-            v.blocked = Reason.SERVER_ERROR
-    result.findings = v.findings
-    result.checked = list(v.checked)
-    result.images = v.images
-    unseen = v.blocked or Reason.NOT_APPLICABLE
-    aimed = aimed_rules(case, None, rules, contract)
-    result.unobserved = {rule: unseen for rule in sorted(aimed) if rule not in v.checked}
-    return conclude(result)
 
 
 def _judge_answer(
