@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import combinations, product
+from itertools import product
 from typing import Any
 
 from ..contract.loader import (
@@ -49,6 +49,7 @@ from .planning import (
     _images_if_accepted,
     _key,
     model_tally,
+    pairs_never_valid,
     pairwise_factors,
 )
 from .strategies import (
@@ -533,25 +534,7 @@ class _FormPlanner:
             body = {k: v for k, v in assignment.items() if v is not DEFAULT}
             return all(c.holds(body) for c in self.endpoint.cross_fields)
 
-        out = {}
-        for a, b in combinations(factors, 2):
-            bad = set()
-            for i, va in enumerate(factors[a]):
-                for j, vb in enumerate(factors[b]):
-                    pair = {a: va, b: vb}
-                    if valid(pair):
-                        continue
-                    rescued = any(
-                        valid({**pair, c: vc})
-                        for c in factors
-                        if c not in pair
-                        for vc in factors[c]
-                    )
-                    if not rescued:
-                        bad.add((i, j))
-            if bad:
-                out[(a, b)] = frozenset(bad)
-        return out
+        return pairs_never_valid(factors, valid)
 
     def pairwise(self) -> list[Case]:
         factors = self.factors()
@@ -930,31 +913,20 @@ def _global_cases(
         unknown = "imgconf-no-such-model"
         while unknown in profile.contract.models or unknown in endpoint.models:
             unknown += "-x"
-        parts = (FormPart("model", unknown), *model_less)
-        out.append(
-            anchor.case(
-                parts,
-                kind="invalid",
-                rule=unknown_rule.id,
-                expect="reject",
-                origin="must-reject" if unknown_rule.is_must else "should-reject",
-                title=f"model={unknown}",
-                ident=f"{endpoint.name}/*/invalid/{unknown_rule.id}/model={unknown}",
-                model="*",
-            )
-        )
+        # A name no one serves, and a model of another endpoint (sent under the vendor's name).
         others = [m for m in profile.contract.models if m not in endpoint.models]
-        if others:
-            parts = (FormPart("model", profile.sent_name(others[0])), *model_less)
+        names = [(unknown, unknown)]
+        names += [(others[0], profile.sent_name(others[0]))] if others else []
+        for title, sent in names:
             out.append(
                 anchor.case(
-                    parts,
+                    (FormPart("model", sent), *model_less),
                     kind="invalid",
                     rule=unknown_rule.id,
                     expect="reject",
                     origin="must-reject" if unknown_rule.is_must else "should-reject",
-                    title=f"model={others[0]}",
-                    ident=f"{endpoint.name}/*/invalid/{unknown_rule.id}/model={others[0]}",
+                    title=f"model={title}",
+                    ident=f"{endpoint.name}/*/invalid/{unknown_rule.id}/model={title}",
                     model="*",
                 )
             )

@@ -49,7 +49,7 @@ Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from itertools import combinations
@@ -598,6 +598,16 @@ def forbidden_pairs(
             answers[seen] = not request_violations(body, contract)
         return answers[seen]
 
+    out = pairs_never_valid(factors, valid)
+    _FORBIDDEN[key] = (contract, out)
+    return out
+
+
+def pairs_never_valid(
+    factors: Mapping[str, Sequence[Any]], valid: Callable[[Mapping[str, Any]], bool]
+) -> dict[tuple[str, str], frozenset[tuple[int, int]]]:
+    """The value pairs (by index) that ``valid`` refuses together, unless a third factor's
+    value rescues them: what a covering array must never put in one row."""
     out: dict[tuple[str, str], frozenset[tuple[int, int]]] = {}
     for a, b in combinations(factors, 2):
         bad = set()
@@ -612,7 +622,6 @@ def forbidden_pairs(
                     bad.add((i, j))
         if bad:
             out[(a, b)] = frozenset(bad)
-    _FORBIDDEN[key] = (contract, out)
     return out
 
 
