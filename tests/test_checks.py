@@ -208,6 +208,7 @@ def test_good_dalle_url_answer_is_fetched_without_the_key_and_passes():
         ),
         (ok_json(gpt_answer(created="yesterday")), "response.schema"),
         (ok_json(gpt_answer(n=2)), "response.data.count"),
+        (ok_json(gpt_answer(extra=[{}] * 100_001)), "response.schema"),
         (ok_json(gpt_answer(data=[{"url": "http://images.test/x.png"}])), "response.b64_json"),
         (ok_json(gpt_answer(data=[{"b64_json": "!!not base64!!"}])), "image.decodes"),
         (
@@ -229,6 +230,12 @@ def test_bad_answers_fail_their_must_rule(answer, rule):
     result = run(make_case(gpt_body()), answer)
     assert result.outcome is Outcome.FAIL
     assert rule in rules_of(result, "MUST"), result.findings
+
+
+def test_brackets_inside_an_answers_strings_are_not_taken_for_containers():
+    prompt = "[{" * 60_000
+    result = run(make_case(gpt_body()), ok_json(gpt_answer(revised_prompt=prompt)))
+    assert "response.schema" not in rules_of(result), result.findings
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ cover it and anything it started. All traffic stays on 127.0.0.1; every client i
 Scenarios (``--scenario``, repeatable; all by default):
 
 - ``realistic``: the plan for ``--models`` (default gpt-image-1,gpt-image-2) sent by (a) the real
-  ``imgconf run --base-url ...`` command (start-up, plan, pre-flight, send, judge, reports),
+  ``imgconf run --base-url ... --endpoint generations`` command (start-up, plan, pre-flight,
+  send, judge, reports),
   (b) a plain httpx loop sending the same bodies that reads, JSON-parses and base64-decodes
   every answer (the floor), (c) Schemathesis with OpenAI's OpenAPI document cut to the
   endpoint (when it is installed; it sends its own requests, mostly refused ones).
@@ -332,7 +333,7 @@ def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> M
     facts = report_dir.parent / "command_facts.json"
     driver.write_text(COMMAND_RUN.replace("FACTS_FILE", repr(str(facts))))
     argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
-    argv += ["--models", args.models]
+    argv += ["--models", args.models, "--endpoint", "generations"]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
     env = {**os.environ, "OPENAI_API_KEY": server.api_key}
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
@@ -541,8 +542,8 @@ def profile_imgconf(server, args: argparse.Namespace, report_dir: Path, notes: l
     driver = report_dir.parent / "profiled_run.py"
     driver.write_text(PROFILED_RUN.replace("OUT)", f"{str(args.cprofile)!r})"))
     argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
-    argv += ["--models", args.models, "--concurrency", str(args.concurrency)]
-    argv += ["--report-dir", str(report_dir)]
+    argv += ["--models", args.models, "--endpoint", "generations"]
+    argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
     measure(argv, {**os.environ, "OPENAI_API_KEY": server.api_key}, args.cap)
     with contextlib.suppress(OSError):
         out = Path(args.cprofile).with_suffix(".txt")

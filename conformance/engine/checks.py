@@ -57,6 +57,7 @@ from ..settings import (
     STREAM_EVENT_CAP,
 )
 from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
+from .json_text import container_bound
 from .results import (
     CaseResult,
     Exchange,
@@ -320,12 +321,6 @@ def _json(body: bytes) -> tuple[Any, bool]:
         return json.loads(body), True
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None, False
-
-
-def _containers(body: bytes) -> int:
-    """How many JSON objects and arrays the body may hold, counted without parsing it (braces
-    inside strings count too: an over-estimate, and base64 has none)."""
-    return body.count(b"{") + body.count(b"[")
 
 
 def _text_excerpt(body: bytes, limit: int = 80) -> str:
@@ -769,7 +764,7 @@ def check_json_answer(
         exchange.content_type == "application/json",
         f"Content-Type is {exchange.content_type or 'missing'!r}, not application/json",
     )
-    containers = _containers(exchange.response_body)
+    containers = container_bound(exchange.response_body)
     if not v.check(
         RESPONSE_SCHEMA,
         containers <= MAX_JSON_CONTAINERS,

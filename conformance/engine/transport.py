@@ -55,6 +55,7 @@ from ..contract.reach import AuthStyle, join_url, proxy_secret
 from ..errors import SetupError
 from ..generation.cases import ANY_MODEL, WRONG_KEY, Case
 from ..redact import REDACTED, SECRET_HEADERS, register_secrets, strip_url
+from .json_text import closing_quote
 from .multipart import body_pieces, endpoint_path, summary_bytes
 from .results import Exchange, TransportFailure
 
@@ -226,7 +227,7 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
             out += body[pos : pos + limit - len(out)]
             pos += limit
             break
-        end = _closing_quote(body, start + 1)
+        end = closing_quote(body, start + 1)
         if end == -1:  # an unterminated string: keep what fits
             out += body[pos : pos + limit - len(out)]
             pos = size
@@ -248,24 +249,6 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
 #: Strings longer than this (quotes included) are elided from a kept excerpt.
 _LONG = 2000
 _IMAGE_KEYS = (b'"b64_json"', b'"partial_image_b64"')
-
-
-def _closing_quote(body: bytes, start: int, escaped: int = 1000) -> int:
-    """The index of the quote that ends a JSON string opened just before ``start``; -1 when
-    there is none, or when more than ``escaped`` escaped quotes come first (bounded work)."""
-    for _ in range(escaped + 1):
-        end = body.find(b'"', start)
-        if end == -1:
-            return -1
-        window = body[max(start, end - 4096) : end]
-        backslashes = len(window) - len(window.rstrip(b"\\"))
-        if backslashes == len(window) == 4096:  # a run of escapes longer than the window
-            while end - backslashes - 1 >= start and body[end - backslashes - 1] == 0x5C:
-                backslashes += 1
-        if backslashes % 2 == 0:
-            return end
-        start = end + 1
-    return -1
 
 
 def _is_image_key(before: bytearray) -> bool:
