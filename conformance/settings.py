@@ -62,6 +62,9 @@ REPLAY_THUMBNAILS = 48
 BUDGET_POLL = 0.05
 #: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
 HEAVY_BODY = 64 * 1024
+#: Working memory of the answers judged at once, as estimated from their size (the JSON text,
+#: the decoded images, their pixels); an answer estimated larger is judged alone.
+JUDGING_MEMORY = 96 * MIB
 
 # --- the judge -------------------------------------------------------------------------------
 

@@ -201,6 +201,78 @@ def test_answers_with_images_are_judged_off_the_event_loop_one_per_core_at_most(
     assert threading.main_thread().ident not in threads
 
 
+def test_a_worker_sends_its_next_case_while_its_answer_is_judged(monkeypatch):
+    import threading
+    import time
+
+    from conformance import settings
+    from conformance.engine import runner as running
+
+    monkeypatch.setattr(settings, "HEAVY_BODY", 0)
+    sent: list[float] = []
+    judged: list[float] = []
+    held: list[int] = []
+    lock = threading.Lock()
+    original = running.judge
+    runners: list[Runner] = []
+    monkeypatch.setattr(
+        running.Runner, "__init__", _remember(running.Runner.__init__, runners)
+    )
+
+    def judge(*args, **kwargs):
+        held.append(runners[0].client.inflight.held)
+        time.sleep(0.3)
+        with lock:
+            judged.append(time.perf_counter())
+        return original(*args, **kwargs)
+
+    def handler(request):
+        sent.append(time.perf_counter())
+        return httpx.Response(200, json=ANSWER)
+
+    monkeypatch.setattr(running, "judge", judge)
+    _runner, results, calls = execute(cases(6), handler, concurrency=2)
+    assert calls == 6 and all(r.outcome is Outcome.PASS for r in results)
+    # Two answers wait to be judged while the two workers send two more cases each.
+    assert sum(1 for t in sent if t < min(judged)) == 4
+    # An answer's bytes stay counted in flight until it is judged.
+    assert min(held) >= len(json.dumps(ANSWER))
+    assert runners[0].client.inflight.held == 0
+
+
+def _remember(init, runners):
+    def remembering(self, *args, **kwargs):
+        runners.append(self)
+        init(self, *args, **kwargs)
+
+    return remembering
+
+
+def test_answers_are_judged_first_come_first_served_within_slots_and_memory():
+    from conformance.engine.runner import JudgingGate
+
+    async def go():
+        gate = JudgingGate(slots=2, memory=100)
+        log: list[tuple[str, int, int]] = []
+
+        async def job(name: str, weight: int, seconds: float) -> None:
+            async with gate.admit(weight):
+                log.append((name, gate.running, gate.held))
+                await asyncio.sleep(seconds)
+
+        await asyncio.gather(
+            job("a", 60, 0.05), job("b", 60, 0.05), job("c", 30, 0.01), job("huge", 200, 0.01)
+        )
+        return log, gate
+
+    log, gate = asyncio.run(go())
+    assert [name for name, *_ in log] == ["a", "b", "c", "huge"]
+    assert all(running <= 2 for _, running, _ in log)
+    assert all(held <= 100 for name, _, held in log if name != "huge")
+    assert ("huge", 1, 200) in log  # larger than the memory: judged alone
+    assert gate.running == gate.held == 0
+
+
 def test_a_judged_case_keeps_whole_bodies_only_when_it_did_not_pass():
     wrong_size = gpt_answer([png(512, 512, (1, 2, 3))])
     sent: dict[str, int] = {}

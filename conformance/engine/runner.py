@@ -28,7 +28,7 @@ import contextlib
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,7 +49,7 @@ from .results import (
     Reason,
     release,
 )
-from .transport import TargetClient, TransportConfig, excerpt
+from .transport import Lease, TargetClient, TransportConfig, excerpt
 
 __all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
 
@@ -58,11 +58,72 @@ __all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
 #: CPU-bound, so more threads would not judge faster, only hold more decoded images at once.
 JUDGING_SLOTS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
 
+#: Judging's working memory per byte of answer: the JSON text (1), the decoded images (3/4),
+#: their pixels (a PNG's RGBA is about 2-4 times its file; a JPEG's many more, but a JPEG
+#: answer is small for its size).
+WORKING_SET = 6
+
 
 def _heavy(exchange: Exchange) -> bool:
     """Whether judging the answer may take long enough to hold up the event loop."""
     ok = exchange.status is not None and 200 <= exchange.status < 300
     return ok and (len(exchange.response_body) >= settings.HEAVY_BODY or bool(exchange.fetches))
+
+
+def _working_set(exchange: Exchange) -> int:
+    """Bytes judging the answer may hold at its peak (an estimate from the bytes read)."""
+    read = len(exchange.response_body) + sum(len(f.response_body) for f in exchange.fetches)
+    return WORKING_SET * read
+
+
+class JudgingGate:
+    """Admits answers to be judged off the event loop, first come first served: at most
+    ``slots`` at once, and their estimated working memory within ``memory`` (one answer
+    estimated larger than that is judged alone), so that the run's memory does not grow with
+    the size of the images a target answers.
+    """
+
+    def __init__(self, slots: int, memory: int) -> None:
+        self.slots = max(1, slots)
+        self.memory = memory
+        self.running = 0
+        self.held = 0
+        self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def admit(self, weight: int) -> AsyncIterator[None]:
+        admitted = asyncio.get_running_loop().create_future()
+        self._queue.append((weight, admitted))
+        self._pump()
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled():
+                self._leave(weight)  # admitted, then cancelled before it could start
+            raise
+        try:
+            yield
+        finally:
+            self._leave(weight)
+
+    def _leave(self, weight: int) -> None:
+        self.running -= 1
+        self.held -= weight
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._queue:
+            weight, admitted = self._queue[0]
+            if admitted.done():  # its task was cancelled while it waited
+                self._queue.popleft()
+                continue
+            fits = self.running < self.slots and self.held + weight <= self.memory
+            if self.running and not fits:
+                return
+            self._queue.popleft()
+            self.running += 1
+            self.held += weight
+            admitted.set_result(None)
 
 
 class Recorder(Protocol):
@@ -266,7 +327,12 @@ class Runner:
         #: Cases are admitted to the budget one at a time, in plan order.
         self._admission = asyncio.Lock()
         self._settled = asyncio.Event()
-        self._judging = asyncio.Semaphore(max(1, JUDGING_SLOTS))
+        self._judging = JudgingGate(JUDGING_SLOTS, settings.JUDGING_MEMORY)
+        #: Answers handed to judging and not yet judged: a worker sends its next case meanwhile,
+        #: but no more answers wait than there are workers (their bytes stay counted in the
+        #: transport's in-flight budget until judged, which holds back reading more).
+        self._backlog = asyncio.Semaphore(self.concurrency)
+        self._judging_tasks: set[asyncio.Task[None]] = set()
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
@@ -282,20 +348,28 @@ class Runner:
             asyncio.create_task(self._worker(queue, results)) for _ in range(self.concurrency)
         ]
         stopper = asyncio.create_task(self._stop.wait())
-        finished = asyncio.gather(*workers)
+        finished = asyncio.create_task(self._all_judged(workers))
         try:
             await asyncio.wait([stopper, finished], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # Stopping cancels the requests in flight: their cases are reported as not judged.
-            for task in (*workers, stopper, finished):
+            # Stopping cancels the requests in flight and the answers not yet judged: their
+            # cases are reported as not judged.
+            tasks = (*workers, *self._judging_tasks, stopper, finished)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, stopper, finished, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
         reason = self.stop_kind or Reason.INTERRUPTED
         return [
             result or not_observed(case, reason, note)
             for case, result in zip(cases, results, strict=True)
         ]
+
+    async def _all_judged(self, workers: list[asyncio.Task[None]]) -> None:
+        """Every case sent, then every answer handed to judging judged."""
+        await asyncio.gather(*workers)
+        while self._judging_tasks:
+            await asyncio.gather(*self._judging_tasks)
 
     async def _worker(
         self, queue: deque[tuple[int, Case]], results: list[CaseResult | None]
@@ -314,27 +388,50 @@ class Runner:
                 )
                 self._report(results[index])
                 continue
-            exchange = None
-            self._reservations[case.id] = 1
+            lease = self.client.inflight.open()
             try:
-                await self.pacer.wait(case)
-                exchange = await self.client.send_case(case)
-            except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
-                results[index] = internal_error(case, exc, None)
+                exchange = await self._send(index, case, lease, results)
+                if exchange is None:
+                    self._report(results[index])
+                    continue
+                self._observe(case, exchange)
+                if _heavy(exchange):
+                    # Images are checked whole (and decoded where a rule needs pixels) off the
+                    # event loop, while this worker sends its next case.
+                    await self._backlog.acquire()
+                    task = asyncio.create_task(
+                        self._judge_apart(index, case, exchange, lease, results)
+                    )
+                    self._judging_tasks.add(task)
+                    task.add_done_callback(self._judging_tasks.discard)
+                    lease = None  # the judging task closes it
+                    continue
+                results[index] = self._kept(case, exchange, self._judged(case, exchange))
+                self._report(results[index])
             finally:
-                # Stopped mid-request, the request may have reached the server: keep it. Each
-                # earlier try that was sent again keeps its own reservation.
-                generated = exchange is None or may_have_generated(exchange)
-                for _ in range(self._reservations.pop(case.id, 1) - 1):
-                    self.budget.settle(case, generated=True)
-                self.budget.settle(case, generated=generated)
-                self._settled.set()
-            if exchange is not None:
-                try:
-                    results[index] = await self._judge(case, exchange)
-                except Exception as exc:  # recording or bookkeeping: never lose the rest
-                    results[index] = internal_error(case, exc, exchange)
-            self._report(results[index])
+                if lease is not None:
+                    lease.close()
+
+    async def _send(
+        self, index: int, case: Case, lease: Lease, results: list[CaseResult | None]
+    ) -> Exchange | None:
+        """Send one case and settle its budget; None (its result set) when imgconf failed."""
+        exchange = None
+        self._reservations[case.id] = 1
+        try:
+            await self.pacer.wait(case)
+            exchange = await self.client.send_case(case, lease)
+        except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+            results[index] = internal_error(case, exc, None)
+        finally:
+            # Stopped mid-request, the request may have reached the server: keep it. Each
+            # earlier try that was sent again keeps its own reservation.
+            generated = exchange is None or may_have_generated(exchange)
+            for _ in range(self._reservations.pop(case.id, 1) - 1):
+                self.budget.settle(case, generated=True)
+            self.budget.settle(case, generated=generated)
+            self._settled.set()
+        return exchange
 
     async def _reserve_again(self, case: Case) -> bool:
         """A try that may have generated is sent again only if its images fit once more."""
@@ -358,24 +455,46 @@ class Runner:
                     await self._settled.wait()
         return True
 
-    async def _judge(self, case: Case, exchange: Exchange) -> CaseResult:
-        wanted = self.gallery if case.expect != "reject" and self.gallery is not None else False
+    def _judged(self, case: Case, exchange: Exchange) -> CaseResult:
+        thumbnails = self.gallery if case.expect != "reject" and self.gallery else False
         try:
-            if _heavy(exchange):
-                # Images are checked whole (and decoded where a rule needs pixels): off the
-                # event loop, so sending goes on meanwhile (Pillow releases the GIL).
-                async with self._judging:
-                    result = await asyncio.to_thread(
-                        judge, case, exchange, self.profile, thumbnails=wanted
-                    )
-            else:
-                result = judge(case, exchange, self.profile, thumbnails=wanted)
+            return judge(case, exchange, self.profile, thumbnails=thumbnails)
         except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
-            result = internal_error(case, exc, exchange)
-        if self.recorder is not None:
-            self.recorder.add(case, exchange)
-        trim(exchange)
-        release(result)
+            return internal_error(case, exc, exchange)
+
+    async def _judge_apart(
+        self,
+        index: int,
+        case: Case,
+        exchange: Exchange,
+        lease: Lease,
+        results: list[CaseResult | None],
+    ) -> None:
+        """Judge an answer with images in a thread (Pillow and zlib release the GIL), then
+        give back its bytes and its place in the backlog."""
+        try:
+            async with self._judging.admit(_working_set(exchange)):
+                result = await asyncio.to_thread(self._judged, case, exchange)
+            results[index] = self._kept(case, exchange, result)
+        finally:
+            lease.close()
+            self._backlog.release()
+        self._report(results[index])
+
+    def _kept(self, case: Case, exchange: Exchange, result: CaseResult) -> CaseResult:
+        """Record the exchange, then keep of it only what the reports need."""
+        try:
+            if self.recorder is not None:
+                self.recorder.add(case, exchange)
+            trim(exchange)
+            release(result)
+        except Exception as exc:  # recording or bookkeeping: never lose the rest
+            return internal_error(case, exc, exchange)
+        return result
+
+    def _observe(self, case: Case, exchange: Exchange) -> None:
+        """What an answer tells about the whole run, as soon as it is read: a key refused from
+        the start, a target that stopped answering."""
         if self.auth_watch is not None and (refused := self.auth_watch.observe(case, exchange)):
             self.stop(refused)
         if exchange.error in TARGET_SILENT:
@@ -388,7 +507,6 @@ class Runner:
                 )
         elif exchange.status is not None:
             self._streak = 0
-        return result
 
     def _report(self, result: CaseResult | None) -> None:
         if self.progress is not None and result is not None:

@@ -371,11 +371,13 @@ class InFlightBudget:
     """Decoded answer bytes held by the cases in flight, run-wide, bounded by ``limit``.
 
     Each case reads under a :class:`Lease` that holds its bytes until the case is done (answer
-    and fetched images). Growing a lease waits while the others hold too much; so that this can
-    never deadlock (every case half-read, each waiting for the others), the oldest lease, the
-    *leader*, never waits: it has ``lane`` bytes of its own, the others share ``limit - lane``.
-    When the leader finishes the next oldest takes its place, so every case progresses and the
-    bytes held together never pass ``max(limit, lane)``. A single case past ``lane`` is cut.
+    and fetched images; in a run, until the answer is judged, so that answers waiting to be
+    judged hold back reading more). Growing a lease waits while the others hold too much; so
+    that this can never deadlock (every case half-read, each waiting for the others), the
+    oldest lease, the *leader*, never waits: it has ``lane`` bytes of its own, the others share
+    ``limit - lane``. When the leader finishes the next oldest takes its place, so every case
+    progresses and the bytes held together never pass ``max(limit, lane)``. A single case past
+    ``lane`` is cut. (An answer being judged needs no more bytes: judging always ends.)
     """
 
     def __init__(self, limit: int, lane: int) -> None:
@@ -391,13 +393,22 @@ class InFlightBudget:
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Lease]:
-        self._tickets += 1
-        lease = Lease(self, self._tickets)
-        self._leases[lease.ticket] = lease
+        lease = self.open()
         try:
             yield lease
         finally:
-            del self._leases[lease.ticket]
+            lease.close()
+
+    def open(self) -> Lease:
+        """A new lease, the youngest; its holder must :meth:`Lease.close` it (``lease()``
+        does so for a block of code)."""
+        self._tickets += 1
+        lease = Lease(self, self._tickets)
+        self._leases[lease.ticket] = lease
+        return lease
+
+    def _close(self, lease: Lease) -> None:
+        if self._leases.pop(lease.ticket, None) is not None:
             self._wake()
 
     def _leader(self) -> Lease | None:
@@ -444,6 +455,11 @@ class Lease:
     def release(self, size: int) -> None:
         self.held -= min(size, self.held)
         self.budget._wake()
+
+    def close(self) -> None:
+        """Give back all its bytes (closing twice does nothing)."""
+        self.held = 0
+        self.budget._close(self)
 
 
 # --- internal addresses ------------------------------------------------------------------------
@@ -834,22 +850,29 @@ class TargetClient:
         self._retry_seconds_left -= wait
         return True
 
-    async def send_case(self, case: Case) -> Exchange:
-        """Send a case and fetch the image URLs of a 2xx JSON answer into ``fetches``."""
-        async with self.inflight.lease() as lease:
-            exchange = await self._send(case, lease)
-            if (
-                exchange.error is None
-                and exchange.status is not None
-                and 200 <= exchange.status < 300
-                and _mentions_url(exchange.response_body)
-            ):
-                urls = _answer_urls(exchange.response_body)
-                if urls:
-                    exchange.fetches = list(
-                        await asyncio.gather(*(self._fetch(u, lease) for u in urls))
-                    )
-            return exchange
+    async def send_case(self, case: Case, lease: Lease | None = None) -> Exchange:
+        """Send a case and fetch the image URLs of a 2xx JSON answer into ``fetches``.
+
+        The answer's bytes count in ``lease`` when one is given, and stay counted until its
+        holder closes it (the runner does once the answer is judged); else in a lease of its
+        own, closed on return.
+        """
+        if lease is None:
+            async with self.inflight.lease() as own:
+                return await self.send_case(case, own)
+        exchange = await self._send(case, lease)
+        if (
+            exchange.error is None
+            and exchange.status is not None
+            and 200 <= exchange.status < 300
+            and _mentions_url(exchange.response_body)
+        ):
+            urls = _answer_urls(exchange.response_body)
+            if urls:
+                exchange.fetches = list(
+                    await asyncio.gather(*(self._fetch(u, lease) for u in urls))
+                )
+        return exchange
 
     async def fetch(self, url: str) -> Exchange:
         """GET an image URL from an answer: never with anything of the target's, only http(s)
