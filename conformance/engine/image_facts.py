@@ -40,11 +40,11 @@ import struct
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from PIL import Image
+from zlib_ng import zlib_ng as zlib  # zlib's API, inflating about 1.8 times faster
 
 from ..settings import (
     INFLATE_STEP,
