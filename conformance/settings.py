@@ -28,7 +28,7 @@ ERROR_CAP = 1 * MIB
 FETCH_CAP = 32 * MIB
 #: Decoded answer bytes that all the cases in flight may hold at once (see
 #: :class:`~conformance.engine.transport.TransportConfig`).
-INFLIGHT_CAP = 256 * MIB
+INFLIGHT_CAP = 96 * MIB
 #: Retries of a 429/503 answer.
 RETRIES = 2
 #: The longest Retry-After honoured; a longer one makes the case inconclusive at once.

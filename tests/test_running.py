@@ -215,9 +215,7 @@ def test_a_worker_sends_its_next_case_while_its_answer_is_judged(monkeypatch):
     lock = threading.Lock()
     original = running.judge
     runners: list[Runner] = []
-    monkeypatch.setattr(
-        running.Runner, "__init__", _remember(running.Runner.__init__, runners)
-    )
+    monkeypatch.setattr(running.Runner, "__init__", _remember(running.Runner.__init__, runners))
 
     def judge(*args, **kwargs):
         held.append(runners[0].client.inflight.held)

@@ -57,7 +57,7 @@ from ..settings import (
     STREAM_EVENT_CAP,
 )
 from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
-from .json_text import container_bound
+from .json_text import container_bound, loads_lifting_base64
 from .results import (
     CaseResult,
     Exchange,
@@ -772,8 +772,11 @@ def check_json_answer(
         f"a few dozen): not parsed",
     ):
         return
-    answer, ok = _json(exchange.response_body)
-    if not v.check(WELL_FORMED, ok, "the 2xx body is not JSON"):
+    try:
+        answer, images = loads_lifting_base64(exchange.response_body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        answer, images = None, None
+    if not v.check(WELL_FORMED, images is not None, "the 2xx body is not JSON"):
         return
     # A null optional field is read as absent, as the SDKs do: a SHOULD of its own, not a
     # schema failure. A required field that is null still fails the schema.
@@ -790,7 +793,7 @@ def check_json_answer(
         len(data) == asked.n,
         f"data holds {len(data)} items, n={asked.n} was asked",
     )
-    check_items(v, exchange, asked, data[: max(asked.n, MAX_ITEMS)], thumbnails=thumbnails)
+    check_items(v, exchange, asked, data[: max(asked.n, MAX_ITEMS)], images, thumbnails=thumbnails)
     check_revised_prompt(v, answer)
     check_usage(v, answer, owners.get(USAGE_SCHEMA))
     check_echo(v, asked, answer, owners.get(ECHO, []))
@@ -801,10 +804,12 @@ def check_items(
     exchange: Exchange,
     asked: _Asked,
     data: list[Any],
+    images: dict[str, bytes],
     *,
     thumbnails: bool | GalleryPicks,
 ) -> None:
-    """response.b64_json / response.url / response.url.fetch, then each image."""
+    """response.b64_json / response.url / response.url.fetch, then each image (``images``: the
+    base64 values already decoded while parsing, by the token that stands for each)."""
     fetches = iter(exchange.fetches)
     fetched_all = len(exchange.fetches) >= sum(
         1 for item in data if isinstance(item, dict) and isinstance(item.get(URL), str)
@@ -820,7 +825,9 @@ def check_items(
                 isinstance(b64, str) and bool(b64),
                 f"item {index} has no b64_json" + (" (it has a url)" if url else ""),
             ):
-                check_image(v, asked, decode_base64(b64), index, "b64", thumbnails=thumbnails)
+                image = images.pop(b64) if b64 in images else decode_base64(b64)
+                check_image(v, asked, image, index, "b64", thumbnails=thumbnails)
+                del image  # judged: not held while the next one is
             continue
         if not v.check(
             RESPONSE_URL,

@@ -37,6 +37,7 @@ from ..contract.profiles import Profile, Rate
 from ..errors import SetupError
 from ..generation.cases import Case
 from ..redact import redactor, strip_url
+from .allocator import return_large_buffers
 from .checks import judge
 from .image_facts import GalleryPicks
 from .preflight import AuthWatch
@@ -333,6 +334,7 @@ class Runner:
         #: transport's in-flight budget until judged, which holds back reading more).
         self._backlog = asyncio.Semaphore(self.concurrency)
         self._judging_tasks: set[asyncio.Task[None]] = set()
+        return_large_buffers()
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
