@@ -531,3 +531,49 @@ def test_a_plan_without_explore_never_imports_hypothesis():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_explore_drawn_while_sending_completes_to_the_plan_drawn_whole() -> None:
+    from conformance.generation.planning import complete_plan
+
+    for budget in ({}, {"max_images": 40}):
+        whole = build_plan(OPENAI, models=["gpt-image-1", "dall-e-2"], seed=2, explore=10, **budget)
+        later = build_plan(
+            OPENAI,
+            models=["gpt-image-1", "dall-e-2"],
+            seed=2,
+            explore=10,
+            explore_later=True,
+            **budget,
+        )
+        assert later.explore is not None
+        assert not any(c.origin == "explore" for c in later.cases)
+        batches = list(later.explore)
+        assert len(batches) == 2  # one per model, as each is drawn
+        done = complete_plan(later, [c for b in batches for c in b], later.explore.cut)
+        assert [c.to_dict() for c in done.cases] == [c.to_dict() for c in whole.cases]
+        assert [c.id for c in done.cut] == [c.id for c in whole.cut]
+        assert done.coverage == whole.coverage
+    assert any(c.origin == "explore" for c in whole.cut)  # the budget cut some drawn cases
+
+
+def test_explore_cases_get_what_the_budget_leaves_in_the_order_drawn() -> None:
+    fixed = build_plan(OPENAI, models=["gpt-image-1"], seed=2)
+    room = 6
+    plan = build_plan(
+        OPENAI, models=["gpt-image-1"], seed=2, explore=12, max_images=fixed.images + room
+    )
+    kept = [c for c in plan.cases if c.origin == "explore"]
+    cut = [c for c in plan.cut if c.origin == "explore"]
+    assert [c.id for c in plan.cases if c.origin != "explore"] == [c.id for c in fixed.cases]
+    assert sum(c.images for c in kept if spends(c)) <= room
+    # First fit: a cut case would not have fitted when its turn came.
+    used = 0
+    by_id = {c.id: c for c in kept + cut}
+    for ident in sorted(by_id, key=lambda i: int(i.rsplit("/", 1)[1])):
+        case = by_id[ident]
+        if case in kept:
+            used += case.images if spends(case) else 0
+        else:
+            assert used + case.images > room
+    assert plan.images <= fixed.images + room

@@ -206,6 +206,14 @@ def test_a_secret_in_one_string_of_thousands_is_found(monkeypatch):
     assert out["cases"][:4321] == document["cases"][:4321]
 
 
+def test_a_control_character_in_one_string_of_thousands_is_shown():
+    document = {"cases": [{"note": f"case {i} \U0001f305", "x": [i]} for i in range(5000)]}
+    document["cases"][4999]["note"] = "bell \x07"
+    out = safe_document(document)
+    assert out["cases"][4999]["note"] == "bell \\x07"
+    assert out["cases"][:4999] == document["cases"][:4999]
+
+
 def test_a_clean_document_is_searched_once_not_string_by_string(monkeypatch):
     register_secrets(SECRET)
     document = {"cases": [{"note": f"case {i} 50% &amp; \\u00e9", "x": [i]} for i in range(5000)]}

@@ -363,3 +363,102 @@ def test_limits_are_parsed_with_units_and_bad_ones_are_one_line(tmp_path, capsys
     assert main_entry([*args, "body_cap=1KiB"]) == 1
     report = (tmp_path / "report.json").read_text()
     assert "exceeds the size cap" in report
+
+
+class _Later:
+    """Batches of cases made one at a time (each after ``delay`` s), as ``--explore`` makes them."""
+
+    def __init__(self, batches, delay=0.0, fail=None):
+        self.batches = list(batches)
+        self.delay = delay
+        self.fail = fail
+        self.made = []
+        self.closed = False
+
+    def __next__(self):
+        import time
+
+        time.sleep(self.delay)
+        if not self.batches:
+            if self.fail is not None:
+                raise self.fail
+            raise StopIteration
+        batch = self.batches.pop(0)
+        self.made.append(batch)
+        return batch
+
+    def close(self):
+        self.closed = True
+
+
+def test_later_cases_are_sent_after_the_first_ones_and_judged_in_order():
+    from conformance.generation.cases import Case as Made
+
+    first = cases(3)
+    later = [
+        [Made(**{**c.__dict__, "id": f"later-{b}-{i}"}) for i, c in enumerate(cases(2))]
+        for b in range(3)
+    ]
+    source = _Later(later, delay=0.05)
+    sent: list[str] = []
+
+    def handler(request):
+        sent.append(json.loads(request.content)["prompt"])
+        return httpx.Response(200, json=ANSWER)
+
+    admitted = []
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = handler
+            config = TransportConfig(BASE, api_key="sk-x-123456", timeout=5)
+            async with TargetClient(config) as transport:
+                runner = Runner(transport, PROFILE, concurrency=2)
+                runner.admitted = admitted.append
+                return await runner.run(first, source)
+
+    results = asyncio.run(go())
+    assert [r.case.id for r in results] == [c.id for c in first] + [
+        c.id for batch in later for c in batch
+    ]
+    assert all(r.outcome is Outcome.PASS for r in results)
+    assert len(sent) == 9 and admitted == later and source.closed
+
+
+def test_a_failure_to_make_later_cases_leaves_the_run_incomplete():
+    from conformance.errors import SetupError
+
+    source = _Later([], fail=SetupError("--explore: drawing the cases failed: boom"))
+
+    async def go():
+        with respx.mock() as mock:
+            mock.post(ENDPOINT).side_effect = lambda r: httpx.Response(200, json=ANSWER)
+            config = TransportConfig(BASE, api_key="sk-x-123456", timeout=5)
+            async with TargetClient(config) as transport:
+                runner = Runner(transport, PROFILE, concurrency=2)
+                await runner.run(cases(2), source)
+                return runner
+
+    runner = asyncio.run(go())
+    assert runner.stop_reason == (
+        "making the cases to send failed: --explore: drawing the cases failed: boom"
+    )
+    assert runner.stop_kind == "internal_error"
+
+
+def test_a_passing_case_keeps_only_what_the_report_shows_of_its_body():
+    from dataclasses import replace
+
+    from conformance.reports.document import elide
+
+    long = [replace(c, body={**c.body, "prompt": "🌅 harbour " * 3000}) for c in cases(2)]
+    wrong_size = gpt_answer([png(512, 512, (1, 2, 3))])
+    _runner, results, _ = execute(long, lambda r: httpx.Response(200, json=ANSWER))
+    for original, result in zip(long, results, strict=True):
+        assert result.outcome is Outcome.PASS
+        assert result.case.body == elide(original.body)
+        assert result.case.sent_bytes == len(original.content())
+    _runner, results, _ = execute(long, lambda r: httpx.Response(200, json=wrong_size))
+    assert all(
+        r.outcome is Outcome.FAIL and r.case is c for r, c in zip(results, long, strict=True)
+    )

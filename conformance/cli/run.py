@@ -89,6 +89,12 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
 
+    def grow(self, cases: Sequence[object]) -> None:
+        """More cases to come (drawn while the others are sent)."""
+        self.total += len(cases)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=self.total)
+
     def advance(self, result: CaseResult) -> None:
         self.counts[result.outcome.value] += 1
         done = sum(self.counts.values())
@@ -134,6 +140,8 @@ def _build_plan(
     endpoints: Sequence[str],
     max_cost: float | None,
     max_images: int | None,
+    *,
+    explore_later: bool = False,
 ) -> Plan:
     from ..generation.planning import build_plan
 
@@ -145,6 +153,7 @@ def _build_plan(
         max_cost=max_cost,
         max_images=max_images,
         explore=settings.explore,
+        explore_later=explore_later,
     )
 
 
@@ -278,7 +287,15 @@ def _run(
         print(printable(warning), file=sys.stderr)
     if not embedded:
         asyncio.run(check_target(config))
-    plan = _build_plan(settings, profile, endpoints, settings.max_cost, settings.max_images)
+    # Explore cases are drawn while the rest is sent, and added to the plan once drawn.
+    plan = _build_plan(
+        settings,
+        profile,
+        endpoints,
+        settings.max_cost,
+        settings.max_images,
+        explore_later=settings.from_report is None,
+    )
     if settings.from_report is not None:
         plan = _rerun_plan(plan, settings)
     recorder = None
@@ -289,8 +306,12 @@ def _run(
             settings.record, keep_images=True, cap=settings.record_cap * 1024 * 1024
         )
     say: Callable[[str], None] = (lambda _line: None) if settings.quiet else echo
+    drawing = plan.explore
+    later = (
+        f" (+{settings.explore} per model drawn meanwhile, within the budget)" if drawing else ""
+    )
     say(
-        f"imgconf {__version__}: {len(plan.cases)} cases for "
+        f"imgconf {__version__}: {len(plan.cases)} cases{later} for "
         f"{', '.join(map(profile.label, plan.models))} "
         f"against {'the embedded reference server' if embedded else target} "
         f"(profile {profile.name}, seed {settings.seed}"
@@ -324,6 +345,8 @@ def _run(
                     max_duration=settings.max_duration,
                     recorder=recorder,
                     progress=None if settings.quiet else bar.advance,
+                    later=drawing,
+                    admitted=bar.grow,
                 )
             )
     finally:
@@ -338,6 +361,12 @@ def _run(
                     "seed": settings.seed,
                 }
             )
+    if drawing is not None:
+        from ..generation.planning import complete_plan
+
+        explored = [r.case for r in results[len(plan.cases) :]]
+        plan = complete_plan(plan, explored, drawing.cut)
+        run.plan = _plan_facts(plan)
     run.finish(
         settle_controls(results + [cut_result(case) for case in plan.cut]),
         budget=budget.facts(),

@@ -1,4 +1,4 @@
-"""Large buffers given back to the system when freed (glibc only; elsewhere nothing is done).
+"""Memory given back to the system once freed (glibc only; elsewhere nothing is done).
 
 Judging holds a few buffers per answer the size of an image (the answer's text, the decoded
 file, its pixels: 2-35 MB each at 4K). glibc serves an allocation that large with ``mmap`` and
@@ -8,7 +8,8 @@ space is kept and fragments. With an answer judged in one thread and read in ano
 resident memory then grows well past what it holds. Fixing the threshold at
 :data:`MMAP_THRESHOLD` keeps image-sized buffers in ``mmap``; the heap's top is trimmed only
 past :data:`TRIM_THRESHOLD` (fixing one threshold fixes both, and the default of 128 KiB would
-trim, then grow back, the heap after nearly every answer).
+trim, then grow back, the heap after nearly every answer). All threads share one heap
+(:data:`ARENAS`), and :func:`give_back_free_memory` returns its free pages after a burst.
 """
 
 from __future__ import annotations
@@ -18,29 +19,66 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "return_large_buffers"]
+__all__ = [
+    "ARENAS",
+    "MMAP_THRESHOLD",
+    "TRIM_THRESHOLD",
+    "configure",
+    "give_back_free_memory",
+]
 
 MMAP_THRESHOLD = 4 * 1024 * 1024
 TRIM_THRESHOLD = 32 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+#: Heaps shared by all threads: one. glibc would give each thread its own (up to eight per
+#: core), and memory freed in one stays that heap's; the threads here (judging, making drawn
+#: cases) allocate little outside Python's own allocator, so they do not contend for it.
+ARENAS = 1
 
 _done = False
 
 
-def return_large_buffers() -> bool:
-    """Set glibc's thresholds once per process; False where there is no glibc ``mallopt``."""
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def configure() -> bool:
+    """Set glibc's thresholds and heaps once per process (a run's first runner does);
+    False where there is no glibc ``mallopt``."""
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return False
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    with contextlib.suppress(AttributeError):
         mallopt = libc.mallopt
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(
-            _M_TRIM_THRESHOLD, TRIM_THRESHOLD
+        if (
+            mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+            and mallopt(_M_ARENA_MAX, ARENAS)
         ):
             _done = True
     return _done
+
+
+def give_back_free_memory() -> None:
+    """Return the free pages of every heap to the system (glibc's ``malloc_trim``).
+
+    For after a burst of allocation in another thread: glibc gives each thread a heap of its
+    own, and what is freed there stays that heap's. Drawn cases are made in a worker thread, a
+    model's worth at a time (thousands of prompts), and let go of once judged; without this, each
+    batch would leave its pages behind.
+    """
+    libc = _libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.malloc_trim(0)

@@ -222,13 +222,14 @@ PASSING_EXCERPT = 512
 
 def release(result: CaseResult) -> None:
     """Keep of a judged case's exchange only what the reports need, so that a run's memory
-    grows by little more than its verdicts: a passing case gives up its request body (its case
-    gives the same bytes again, :meth:`~conformance.generation.cases.Case.content`) and all but
-    the start of its answer's excerpt. Failed, warned and unobserved cases keep both, as
-    the reports show them (the reproducer, the excerpt)."""
+    grows by little more than its verdicts: a passing case gives up its request body, all but
+    the start of its answer's excerpt, and its case's body but what report.json shows of it
+    (:meth:`~conformance.generation.cases.Case.shed`). Failed, warned and unobserved cases keep
+    all of it, as the reports show them (the reproducer, the excerpt)."""
     exchange = result.exchange
     if exchange is None or result.outcome is not Outcome.PASS:
         return
+    result.case = result.case.shed()
     if exchange.body_size is None:
         exchange.body_size = len(exchange.response_body)
     exchange.request_body = b""

@@ -37,7 +37,7 @@ from ..contract.profiles import Profile, Rate
 from ..errors import SetupError
 from ..generation.cases import Case
 from ..redact import redactor, strip_url
-from .allocator import return_large_buffers
+from .allocator import configure, give_back_free_memory
 from .checks import judge
 from .image_facts import GalleryPicks
 from .preflight import AuthWatch
@@ -52,7 +52,7 @@ from .results import (
 )
 from .transport import Lease, TargetClient, TransportConfig, excerpt
 
-__all__ = ["Budget", "BudgetLedger", "Runner", "execute", "may_have_generated"]
+__all__ = ["Budget", "BudgetLedger", "LaterCases", "Runner", "execute", "may_have_generated"]
 
 
 #: Answers with images judged at once, off the event loop: one per core. Pixel work is
@@ -125,6 +125,15 @@ class JudgingGate:
             self.running += 1
             self.held += weight
             admitted.set_result(None)
+
+
+class LaterCases(Protocol):
+    """Cases a run admits after its first ones, a batch at a time as they are made (in a
+    thread); closing it, from any thread, stops the making."""
+
+    def __next__(self) -> list[Case]: ...
+
+    def close(self) -> None: ...
 
 
 class Recorder(Protocol):
@@ -334,7 +343,15 @@ class Runner:
         #: transport's in-flight budget until judged, which holds back reading more).
         self._backlog = asyncio.Semaphore(self.concurrency)
         self._judging_tasks: set[asyncio.Task[None]] = set()
-        return_large_buffers()
+        #: Cases fed after the first ones (``run(later=...)``): whether more may come, and the
+        #: events that wake a worker waiting for them and the feeder waiting for room.
+        self._feeding = False
+        self._pending: dict[int, Case] = {}
+        self._more = asyncio.Event()
+        self._queue_low = asyncio.Event()
+        #: Told each batch of later cases as it is admitted (a progress bar's total grows).
+        self.admitted: Callable[[list[Case]], None] | None = None
+        configure()
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
@@ -343,44 +360,107 @@ class Runner:
             self.stop_kind = kind
         self._stop.set()
 
-    async def run(self, cases: list[Case]) -> list[CaseResult]:
+    async def run(self, cases: list[Case], later: LaterCases | None = None) -> list[CaseResult]:
+        """Send and judge ``cases``, then the batches of ``later`` as they come (made while
+        these are sent: ``--explore``'s cases, drawn meanwhile); the results of all, in order.
+        """
         results: list[CaseResult | None] = [None] * len(cases)
         queue = deque(enumerate(cases))
+        #: The cases without a result yet: a judged case is let go of here, and its result
+        #: keeps what the reports need of it (a passing one sheds its body).
+        self._pending = dict(enumerate(cases))
+        self._feeding = later is not None
         workers = [
             asyncio.create_task(self._worker(queue, results)) for _ in range(self.concurrency)
         ]
+        feeder = (
+            asyncio.create_task(self._feed(later, queue, results)) if later is not None else None
+        )
         stopper = asyncio.create_task(self._stop.wait())
-        finished = asyncio.create_task(self._all_judged(workers))
+        finished = asyncio.create_task(self._all_judged(workers, feeder))
         try:
             await asyncio.wait([stopper, finished], return_when=asyncio.FIRST_COMPLETED)
         finally:
             # Stopping cancels the requests in flight and the answers not yet judged: their
             # cases are reported as not judged.
-            tasks = (*workers, *self._judging_tasks, stopper, finished)
-            for task in tasks:
+            if later is not None:
+                later.close()
+            tasks = (*workers, *self._judging_tasks, *([feeder] if feeder else []), stopper)
+            for task in (*tasks, finished):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, finished, return_exceptions=True)
         note = f"not judged: {self.stop_reason}" if self.stop_reason else "not judged"
         reason = self.stop_kind or Reason.INTERRUPTED
         return [
-            result or not_observed(case, reason, note)
-            for case, result in zip(cases, results, strict=True)
+            result or not_observed(self._pending[index], reason, note)
+            for index, result in enumerate(results)
         ]
 
-    async def _all_judged(self, workers: list[asyncio.Task[None]]) -> None:
-        """Every case sent, then every answer handed to judging judged."""
-        await asyncio.gather(*workers)
+    async def _feed(
+        self,
+        later: LaterCases,
+        queue: deque[tuple[int, Case]],
+        results: list[CaseResult | None],
+    ) -> None:
+        """Admit ``later``'s batches to the queue, the next one (made in a thread) whenever
+        the queue runs low: the cases not yet sent are never all held at once, while whatever
+        makes them works ahead on its own (``--explore`` draws in another process)."""
+        try:
+            while not self._stop.is_set():
+                while len(queue) > self.concurrency and not self._stop.is_set():
+                    self._queue_low.clear()
+                    await self._queue_low.wait()
+                give_back_free_memory()  # what the batch before left in the heaps
+                try:
+                    batch = await asyncio.to_thread(next, later, None)
+                except Exception as exc:  # the plan cannot be completed: the run says so
+                    message = str(exc) if isinstance(exc, SetupError) else repr(exc)
+                    self.stop(
+                        f"making the cases to send failed: {message}"[:300], Reason.INTERNAL_ERROR
+                    )
+                    return
+                if batch is None:
+                    return
+                for case in batch:
+                    queue.append((len(results), case))
+                    self._pending[len(results)] = case
+                    results.append(None)
+                if self.admitted is not None:
+                    self.admitted(batch)
+                self._more.set()
+        finally:
+            self._feeding = False
+            self._more.set()
+
+    async def _all_judged(
+        self, workers: list[asyncio.Task[None]], feeder: asyncio.Task[None] | None
+    ) -> None:
+        """Every case sent (those fed later too), then every answer handed to judging judged."""
+        await asyncio.gather(*workers, *([feeder] if feeder else []))
         while self._judging_tasks:
             await asyncio.gather(*self._judging_tasks)
+
+    async def _next_case(self, queue: deque[tuple[int, Case]]) -> tuple[int, Case] | None:
+        """The next case to send; None when there is none and none will be fed."""
+        while not queue and self._feeding and not self._stop.is_set():
+            self._more.clear()
+            await self._more.wait()
+        if not queue or self._stop.is_set():
+            return None
+        taken = queue.popleft()
+        if len(queue) <= self.concurrency:
+            self._queue_low.set()
+        return taken
 
     async def _worker(
         self, queue: deque[tuple[int, Case]], results: list[CaseResult | None]
     ) -> None:
         while True:
             async with self._admission:
-                if not queue or self._stop.is_set():
+                taken = await self._next_case(queue)
+                if taken is None:
                     return
-                index, case = queue.popleft()
+                index, case = taken
                 admitted = await self._reserve(case)
             if not admitted:
                 results[index] = not_observed(
@@ -388,13 +468,13 @@ class Runner:
                     Reason.BUDGET,
                     "not sent: its worst case does not fit the remaining budget",
                 )
-                self._report(results[index])
+                self._done(index, results)
                 continue
             lease = self.client.inflight.open()
             try:
                 exchange = await self._send(index, case, lease, results)
                 if exchange is None:
-                    self._report(results[index])
+                    self._done(index, results)
                     continue
                 self._observe(case, exchange)
                 if _heavy(exchange):
@@ -409,7 +489,7 @@ class Runner:
                     lease = None  # the judging task closes it
                     continue
                 results[index] = self._kept(case, exchange, self._judged(case, exchange))
-                self._report(results[index])
+                self._done(index, results)
             finally:
                 if lease is not None:
                     lease.close()
@@ -481,7 +561,7 @@ class Runner:
         finally:
             lease.close()
             self._backlog.release()
-        self._report(results[index])
+        self._done(index, results)
 
     def _kept(self, case: Case, exchange: Exchange, result: CaseResult) -> CaseResult:
         """Record the exchange, then keep of it only what the reports need."""
@@ -510,8 +590,13 @@ class Runner:
         elif exchange.status is not None:
             self._streak = 0
 
-    def _report(self, result: CaseResult | None) -> None:
-        if self.progress is not None and result is not None:
+    def _done(self, index: int, results: list[CaseResult | None]) -> None:
+        """A case has its result: let go of the case as planned, and tell the progress."""
+        result = results[index]
+        if result is None:
+            return
+        self._pending.pop(index, None)
+        if self.progress is not None:
             self.progress(result)
 
 
@@ -549,10 +634,13 @@ async def execute(
     max_duration: float | None = None,
     recorder: Recorder | None = None,
     progress: Callable[[CaseResult], None] | None = None,
+    later: LaterCases | None = None,
+    admitted: Callable[[list[Case]], None] | None = None,
 ) -> tuple[list[CaseResult], str | None]:
     """Send the cases and judge every answer: their results, and why the run stopped early
     (None when it did not). Ctrl-C, SIGTERM or ``max_duration`` stop sending; the results of
-    cases not judged then say so. A key refused from the start is a SetupError."""
+    cases not judged then say so. A key refused from the start is a SetupError. ``later``'s
+    batches follow the cases as they are made, each told to ``admitted``."""
     async with TargetClient(config) as client:
         runner = Runner(
             client,
@@ -563,6 +651,7 @@ async def execute(
             progress=progress,
             rate=rate,
         )
+        runner.admitted = admitted
         endpoint = redactor().text(strip_url(config.endpoint))
         runner.auth_watch = watch = AuthWatch.for_plan(cases, runner.concurrency, endpoint)
         loop = asyncio.get_running_loop()
@@ -575,7 +664,7 @@ async def execute(
             )
         try:
             with _signals_stop(loop, runner):
-                results = await runner.run(cases)
+                results = await runner.run(cases, later)
         finally:
             if deadline is not None:
                 deadline.cancel()

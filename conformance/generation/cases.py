@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import httpx
@@ -74,6 +74,23 @@ class FormPart:
         )
 
 
+#: Strings longer than this are shortened where a body is kept for a report.
+LONG_STRING = 160
+
+
+def elide(value: Any, limit: int = LONG_STRING) -> Any:
+    """A JSON value with long strings (prompts, base64) shortened to a stated excerpt."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"{value[:48]}…[{len(value)} characters elided]"
+    if isinstance(value, dict):
+        return {str(k): elide(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [elide(v, limit) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Case:
     """One request and its expectation.
@@ -120,6 +137,9 @@ class Case:
     #: The Content-Type ``raw`` is sent with (None: application/json): a body of a type the
     #: endpoint does not take, or a multipart body that does not parse.
     raw_type: str | None = None
+    #: Bytes of the body as sent, once :meth:`shed` has shortened the body (None: the body is
+    #: whole, and :meth:`content` says).
+    sent_bytes: int | None = None
 
     @property
     def stream(self) -> bool:
@@ -201,7 +221,18 @@ class Case:
         data["parts"] = [p.to_dict() for p in self.parts]
         if self.raw_type is None:
             del data["raw_type"]  # the plans of JSON cases stay as they were
+        if self.sent_bytes is None:
+            del data["sent_bytes"]
         return data
+
+    def shed(self) -> Case:
+        """The case as a report keeps it once it has passed: its JSON body's long strings
+        shortened (as report.json shows them) and the length of what was sent, so that a run of
+        thousands of drawn cases does not hold every prompt. (A form's parts are recipes and a
+        raw body is short: those cases are kept whole.)"""
+        if self.parts or self.raw is not None or self.sent_bytes is not None:
+            return self
+        return replace(self, body=elide(self.body), sent_bytes=len(self.content()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Case:

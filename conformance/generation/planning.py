@@ -48,8 +48,10 @@ Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from itertools import combinations
@@ -76,7 +78,7 @@ from .strategies import (
     DEFAULT_PROMPT,
     custom_size_corners,
     custom_size_examples,
-    explore_requests,
+    explore_stream,
     features_used,
     ignored_param_values,
     invalid_variants,
@@ -85,7 +87,16 @@ from .strategies import (
     unsupported_param_variants,
 )
 
-__all__ = ["AUTH_PROBES", "CUT_ORDER", "Plan", "build_plan", "pairwise_factors", "spends"]
+__all__ = [
+    "AUTH_PROBES",
+    "CUT_ORDER",
+    "ExploreDraw",
+    "Plan",
+    "build_plan",
+    "complete_plan",
+    "pairwise_factors",
+    "spends",
+]
 
 #: Groups the budget cuts, first to last. Negative cases count 0 in the plan (a conformant
 #: server generates nothing for them), so the plan never cuts them: the runner sends each whose
@@ -149,6 +160,9 @@ class Plan:
     max_cost: float | None
     max_images: int | None
     coverage: dict[str, Any] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ("generations",)
+    #: Explore cases still to be drawn (``build_plan(explore_later=True)``); None once drawn.
+    explore: ExploreDraw | None = field(default=None, repr=False, compare=False)
 
     @property
     def images(self) -> int:
@@ -897,9 +911,13 @@ def build_plan(
     max_images: int | None = None,
     explore: int = 0,
     endpoints: Sequence[str] = ("generations",),
+    explore_later: bool = False,
 ) -> Plan:
     """The deterministic plan for a profile, its models (all by default) and a seed, on the
-    given endpoints (generations, edits, variations: each model where the endpoint serves it)."""
+    given endpoints (generations, edits, variations: each model where the endpoint serves it).
+
+    With ``explore_later`` the explore cases are not drawn here: ``plan.explore`` draws them
+    while a run sends the rest (:class:`ExploreDraw`), and :func:`complete_plan` adds them."""
     chosen = tuple(profile.model_named(m) for m in models) if models else profile.models
     unknown = [m for m in chosen if m not in profile.models]
     if unknown:
@@ -930,7 +948,6 @@ def build_plan(
     controls = [planner.control() for planner in planners.values()]
     negative: list[Case] = []
     positive: list[Case] = []
-    explored: list[Case] = []
     for planner in planners.values():
         negative.extend(planner.negative() + planner.auth())
         fixed = planner.boundary() + planner.pairwise()
@@ -942,24 +959,17 @@ def build_plan(
     ]
     controls.extend(c for c in multipart if c.origin == CONTROL_ORIGIN)
     positive.extend(c for c in multipart if c.origin != CONTROL_ORIGIN)
-    if explore and planners:
-        planned = [c.body for c in negative + positive if not c.multipart]
-        drawn = explore_requests(
-            tuple(planners), profile, seed=seed, count=explore, exclude=planned
-        )
-        for name, planner in planners.items():
-            explored.extend(planner.explore(drawn[name]))
     # Controls first, then every case a conformant server generates nothing for (so a small
     # budget still sends them), then the cases that spend.
     fixed = negative + positive
-    cases = (
-        controls + [c for c in fixed if not spends(c)] + [c for c in fixed if spends(c)] + explored
-    )
+    cases = controls + [c for c in fixed if not spends(c)] + [c for c in fixed if spends(c)]
     cases = [_by_sent_name(c, profile) for c in cases]
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise RuntimeError(f"two cases share the id {duplicate}")
+    # Explore cases are cut first: the rest is cut as if there were none, and they get what
+    # the budget leaves (ExploreDraw.admit).
     kept, cut = _cut(cases, max_cost, max_images)
     plan = Plan(
         profile=profile,
@@ -969,15 +979,130 @@ def build_plan(
         cut=cut,
         max_cost=max_cost,
         max_images=max_images,
+        endpoints=tuple(endpoints),
     )
-    generated = [c for c in kept if c.endpoint == "generations"]
-    plan.coverage = _coverage(profile, rules, planners, generated, cut)
+    draw = None
+    if explore and planners:
+        draw = ExploreDraw(
+            plan,
+            planners,
+            count=explore,
+            exclude=[c.body for c in negative + positive if not c.multipart],
+        )
+    if draw is not None and explore_later:
+        plan.explore = draw
+        return _with_coverage(plan, planners, rules)
+    explored = [case for batch in draw or () for case in batch]
+    return complete_plan(plan, explored, draw.cut if draw else [], planners)
+
+
+def complete_plan(
+    plan: Plan,
+    explored: Sequence[Case],
+    cut: Sequence[Case] = (),
+    planners: Mapping[str, _ModelPlanner] | None = None,
+) -> Plan:
+    """The plan with its explore cases (``explored`` sent, ``cut`` cut) and its coverage for
+    all of them: what a plan drawn whole holds, for a run that drew them while it sent."""
+    rules = plan.profile.rules()
+    if planners is None:
+        planners = plan.explore.planners if plan.explore is not None else {}
+    done = replace(
+        plan, cases=[*plan.cases, *explored], cut=[*cut, *plan.cut], explore=None, coverage={}
+    )
+    return _with_coverage(done, planners, rules)
+
+
+def _with_coverage(
+    plan: Plan, planners: Mapping[str, _ModelPlanner], rules: Mapping[str, Rule]
+) -> Plan:
+    """The plan with its coverage stated (what its cases aim at, what the budget cut)."""
+    profile = plan.profile
+    generated = [c for c in plan.cases if c.endpoint == "generations"]
+    plan.coverage = _coverage(profile, rules, planners, generated, plan.cut)
     plan.coverage["rules"] = predicted_coverage(plan)
-    if any(e != "generations" for e in endpoints):
+    if any(e != "generations" for e in plan.endpoints):
         from .multipart_planning import multipart_coverage
 
-        plan.coverage["endpoints"] = multipart_coverage(profile, endpoints, kept, cut)
+        plan.coverage["endpoints"] = multipart_coverage(
+            profile, plan.endpoints, plan.cases, plan.cut
+        )
     return plan
+
+
+class ExploreDraw:
+    """The explore cases of a plan, drawn model by model in an interpreter of their own
+    (:func:`~conformance.generation.strategies.explore_stream`), each batch admitted against
+    what the budget leaves once the rest of the plan is in: in the order drawn, a case is kept
+    while it still fits, else cut (first fit). A plan drawn whole and a run that draws while it
+    sends keep the same cases.
+
+    Iterating gives one model's kept cases at a time; :meth:`close` stops the drawing (from any
+    thread: the drawing interpreter is ended, so a read waiting on it returns).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        planners: Mapping[str, _ModelPlanner],
+        *,
+        count: int,
+        exclude: Sequence[Any],
+    ) -> None:
+        self.plan = plan
+        self.planners = planners
+        self.count = count
+        self.cut: list[Case] = []
+        self._images = sum(c.images for c in plan.cases if spends(c))
+        self._cost = sum(c.cost or 0.0 for c in plan.cases if spends(c))
+        self._child: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._stream = explore_stream(
+            tuple(planners),
+            plan.profile,
+            seed=plan.seed,
+            count=count,
+            exclude=exclude,
+            started=self._started,
+        )
+
+    def _started(self, child: subprocess.Popen[bytes]) -> None:
+        self._child = child
+        if self._closed:
+            child.kill()
+
+    def __iter__(self) -> Iterator[list[Case]]:
+        return self
+
+    def __next__(self) -> list[Case]:
+        model, bodies = next(self._stream)
+        cases = [_by_sent_name(c, self.plan.profile) for c in self.planners[model].explore(bodies)]
+        return self.admit(cases)
+
+    def admit(self, cases: Sequence[Case]) -> list[Case]:
+        """The cases that still fit the budget, in order; the others go to :attr:`cut`."""
+        kept = []
+        max_images, max_cost = self.plan.max_images, self.plan.max_cost
+        for case in cases:
+            if spends(case):
+                too_many = max_images is not None and self._images + case.images > max_images
+                too_dear = (
+                    max_cost is not None and self._cost + (case.cost or 0.0) > max_cost + 1e-9
+                )
+                if (too_many and case.images) or (too_dear and case.cost):
+                    self.cut.append(case)
+                    continue
+                self._images += case.images
+                self._cost += case.cost or 0.0
+            kept.append(case)
+        return kept
+
+    def close(self) -> None:
+        self._closed = True
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()  # a read waiting on it in another thread ends
+        with contextlib.suppress(ValueError):  # running in that thread: it ends by itself
+            self._stream.close()
 
 
 def _multipart(profile: Profile, endpoint: str, models: Sequence[str], seed: int) -> list[Case]:

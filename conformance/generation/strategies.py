@@ -12,19 +12,22 @@ request schema. Nothing is typed twice. Three consumers share these value spaces
   sizes and :func:`invalid_variants` to build its fixed, deterministic plan.
 - :func:`explore_requests` draws the extra requests of ``--explore`` from the two strategies
   themselves, with Hypothesis's engine under a fixed seed (:func:`draw_examples`), so the same
-  seed gives the same bodies. Drawing happens while the plan is built and sending happens later,
-  in the runner: no Hypothesis loop ever sends a request, so none can shrink, retry or spend
-  beyond the plan's budget.
+  seed gives the same bodies. Drawing happens in an interpreter of its own, model by model
+  (:func:`explore_stream`), and sending in the runner: no Hypothesis loop ever sends a request,
+  so none can shrink, retry or spend beyond the plan's budget.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -58,8 +61,9 @@ __all__ = [
     "custom_size_corners",
     "custom_size_examples",
     "draw_examples",
-    "explore_here",
+    "explore_each_model",
     "explore_requests",
+    "explore_stream",
     "feature_used",
     "features_used",
     "ignored_param_values",
@@ -969,15 +973,18 @@ _DRAWS = {
 
 # --- exploration: drawing from the strategies, reproducibly ------------------------------------
 
-#: What the fresh interpreter of :func:`explore_requests` runs: the request on stdin, the bodies
-#: on stdout (JSON both ways).
+#: What the fresh interpreter of :func:`explore_stream` runs: the request on stdin; on stdout, one
+#: line per model as soon as its bodies are drawn (JSON, UTF-8).
 _EXPLORE_CHILD = """\
 import json, sys
 request = json.load(sys.stdin)
 if request["package_root"] not in sys.path:
     sys.path.append(request["package_root"])
-from conformance.generation.strategies import explore_here
-json.dump(explore_here(request), sys.stdout)
+from conformance.generation.strategies import explore_each_model
+out = sys.stdout.buffer
+for model, bodies in explore_each_model(request):
+    out.write(json.dumps([model, bodies], ensure_ascii=False).encode() + b"\\n")
+    out.flush()
 """
 
 
@@ -1039,10 +1046,30 @@ def explore_requests(
     Hypothesis starts each half with its simplest example (a bare valid request; the bare request
     with one rule broken), whatever the seed, unless ``exclude`` has it; the rest follow the seed.
     The same seed, models, profile and ``exclude`` give the same bodies, whichever process asks:
-    they are drawn in a fresh interpreter (see :func:`explore_here`). Drawn in the asking
-    process, they would not be: Hypothesis sometimes offers constants found in the source of the
+    they are drawn in a fresh interpreter (see :func:`explore_stream`).
+    """
+    return dict(explore_stream(models, profile, seed=seed, count=count, exclude=exclude))
+
+
+def explore_stream(
+    models: Sequence[str],
+    profile: Profile,
+    *,
+    seed: int,
+    count: int,
+    exclude: Iterable[Any] = (),
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> Iterator[tuple[str, list[Any]]]:
+    """The bodies of :func:`explore_requests`, model by model as each is drawn, so that a run
+    sends the ones it has while the next are drawn, and never holds all of them at once.
+    ``started`` is handed the drawing process (to end it from another thread).
+
+    They are drawn in a fresh interpreter, one line of JSON per model on its output (read a
+    line at a time: the interpreter waits while the reader does). Drawn in the asking process,
+    they would not be the same: Hypothesis sometimes offers constants found in the source of the
     modules that process has imported, so ``imgconf run`` (which has imported the runner and the
     reference server by then) would draw other bodies than ``imgconf plan`` for the same seed.
+    Closing the iterator early stops the drawing.
     """
     request = {
         "profile": str(profile.file) if profile.file else profile.name,
@@ -1061,23 +1088,44 @@ def explore_requests(
         "PYTHONHASHSEED": "0",
         "HYPOTHESIS_STORAGE_DIRECTORY": str(cache / "imgconf" / "hypothesis"),
     }
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", _EXPLORE_CHILD],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        check=False,
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise SetupError(f"--explore: drawing the cases failed: {last}")
-    return json.loads(done.stdout)
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-P", "-c", _EXPLORE_CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        )
+        if started is not None:
+            started(child)
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.write(json.dumps(request).encode())
+                child.stdin.close()
+            drawn = 0
+            for line in child.stdout:
+                model, bodies = json.loads(line)
+                drawn += 1
+                yield model, bodies
+            code = child.wait()
+            if code != 0 or drawn != len(models):
+                errors.seek(0)
+                text = errors.read().decode("utf-8", "replace").strip()
+                last = (text.splitlines() or [f"exit status {code}"])[-1]
+                raise SetupError(f"--explore: drawing the cases failed: {last}")
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    stream.close()
 
 
-def explore_here(request: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """The drawing behind :func:`explore_requests`, in this interpreter (a fresh one there).
+def explore_each_model(request: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+    """The drawing behind :func:`explore_stream`, in this interpreter (a fresh one there),
+    model by model.
 
     Each model and half has a seed of its own, so one model's draws do not depend on which
     other models are in the plan.
@@ -1085,7 +1133,6 @@ def explore_here(request: Mapping[str, Any]) -> dict[str, list[Any]]:
     profile = load_profile(request["profile"])
     seed, count = request["seed"], request["count"]
     seen = set(request["exclude"])
-    out: dict[str, list[Any]] = {}
     for model in request["models"]:
         valid = draw_examples(
             valid_requests(model, profile),
@@ -1102,10 +1149,12 @@ def explore_here(request: Mapping[str, Any]) -> dict[str, list[Any]]:
         )
         seen.update(map(body_key, invalid))
         pairs = zip_longest(valid, invalid)  # bodies are objects: None only fills the shorter
-        out[model] = [body for pair in pairs for body in pair if body is not None]
-    return out
+        yield model, [body for pair in pairs for body in pair if body is not None]
 
 
 def body_key(body: Any) -> str:
-    """Equal for equal bodies, and tells ``true`` from ``1`` (as JSON does)."""
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, default=repr)
+    """Equal for equal bodies, and tells ``true`` from ``1`` (as JSON does): a digest of the
+    body's JSON, so that what drawing remembers of the thousands of bodies it has seen is not
+    their prompts."""
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

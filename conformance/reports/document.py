@@ -24,7 +24,7 @@ from ..contract.loader import GENERATIONS, Rule
 from ..engine.multipart import request_summary
 from ..engine.results import CaseResult, Exchange, Outcome, RunResult
 from ..engine.verdict import CELL_RANK, decide, endpoint_catalogue, run_matrix
-from ..generation.cases import ANY_MODEL, Case
+from ..generation.cases import ANY_MODEL, Case, elide
 from ..generation.coverage import coverage_summary
 from ..redact import scrub_text, strip_url
 from .reproducer import curl_command
@@ -45,7 +45,6 @@ FORMAT = "imgconf-report/1"
 #: How bad a status is; a rule x model takes the worst status of its cases.
 STATUS_RANK = CELL_RANK
 #: Strings longer than this are elided from request bodies in the report.
-LONG_STRING = 160
 EXCERPT_CHARS = 1600
 _B64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}={0,2}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -85,19 +84,6 @@ def model_label(model: str, aliases: Mapping[str, str] | None = None) -> str:
         return f"{model_label(bare, aliases)} ({endpoint})"
     alias = (aliases or {}).get(model)
     return f"{alias} ({model})" if alias else model
-
-
-def elide(value: Any, limit: int = LONG_STRING) -> Any:
-    """A JSON value with long strings (prompts, base64) shortened to a stated excerpt."""
-    if isinstance(value, str):
-        if len(value) <= limit:
-            return value
-        return f"{value[:48]}…[{len(value)} characters elided]"
-    if isinstance(value, dict):
-        return {str(k): elide(v, limit) for k, v in value.items()}
-    if isinstance(value, list):
-        return [elide(v, limit) for v in value]
-    return value
 
 
 def response_excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
@@ -163,7 +149,7 @@ def _request(case: Case) -> dict[str, Any]:
         out["bytes"] = len(case.raw)
     else:
         out["body"] = elide(case.body)
-        out["bytes"] = len(case.content())
+        out["bytes"] = case.sent_bytes if case.sent_bytes is not None else len(case.content())
     return out
 
 
