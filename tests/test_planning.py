@@ -577,3 +577,28 @@ def test_explore_cases_get_what_the_budget_leaves_in_the_order_drawn() -> None:
         else:
             assert used + case.images > room
     assert plan.images <= fixed.images + room
+
+
+def test_covering_arrays_are_kept_for_the_next_run_and_a_damaged_one_is_made_again(
+    tmp_path, monkeypatch
+) -> None:
+    from conformance.generation import planning
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    planning._cached_array.cache_clear()
+    first = build_plan(OPENAI, models=["gpt-image-1", "dall-e-3"], seed=9)
+    stored = sorted((tmp_path / "imgconf" / "arrays").glob("*.json"))
+    assert stored
+    # The next run reads them: nothing is made again.
+    planning._cached_array.cache_clear()
+    made = planning._make_array
+    monkeypatch.setattr(planning, "_make_array", lambda *a: pytest.fail("made again"))
+    again = build_plan(OPENAI, models=["gpt-image-1", "dall-e-3"], seed=9)
+    assert [c.to_dict() for c in again.cases] == [c.to_dict() for c in first.cases]
+    # A damaged file is made again, the same.
+    stored[0].write_text('[[0, 99, "x"]]')
+    planning._cached_array.cache_clear()
+    monkeypatch.setattr(planning, "_make_array", made)
+    mended = build_plan(OPENAI, models=["gpt-image-1", "dall-e-3"], seed=9)
+    assert [c.to_dict() for c in mended.cases] == [c.to_dict() for c in first.cases]
+    planning._cached_array.cache_clear()

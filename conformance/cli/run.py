@@ -361,11 +361,11 @@ def _run(
                     "seed": settings.seed,
                 }
             )
-    if drawing is not None:
+    if settings.from_report is None:
         from ..generation.planning import complete_plan
 
         explored = [r.case for r in results[len(plan.cases) :]]
-        plan = complete_plan(plan, explored, drawing.cut)
+        plan = complete_plan(plan, explored, drawing.cut if drawing is not None else [])
         run.plan = _plan_facts(plan)
     run.finish(
         settle_controls(results + [cut_result(case) for case in plan.cut]),

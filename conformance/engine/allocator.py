@@ -15,9 +15,9 @@ trim, then grow back, the heap after nearly every answer). All threads share one
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import sys
+from typing import Any
 
 __all__ = [
     "ARENAS",
@@ -40,11 +40,15 @@ ARENAS = 1
 _done = False
 
 
-def _libc() -> ctypes.CDLL | None:
+@functools.cache
+def _libc() -> Any:
+    """glibc, through ctypes (imported here: a run that judges no image never needs it)."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
         return None
 
@@ -60,7 +64,6 @@ def configure() -> bool:
         return False
     with contextlib.suppress(AttributeError):
         mallopt = libc.mallopt
-        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         if (
             mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
             and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)

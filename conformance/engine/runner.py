@@ -37,7 +37,7 @@ from ..contract.profiles import Profile, Rate
 from ..errors import SetupError
 from ..generation.cases import Case
 from ..redact import redactor, strip_url
-from .allocator import configure, give_back_free_memory
+from . import allocator
 from .checks import judge
 from .image_facts import GalleryPicks
 from .preflight import AuthWatch
@@ -351,7 +351,6 @@ class Runner:
         self._queue_low = asyncio.Event()
         #: Told each batch of later cases as it is admitted (a progress bar's total grows).
         self.admitted: Callable[[list[Case]], None] | None = None
-        configure()
 
     def stop(self, reason: str, kind: Reason = Reason.INTERRUPTED) -> None:
         """Stop sending: cases not yet answered are reported as not observed, for ``kind``."""
@@ -405,12 +404,13 @@ class Runner:
         """Admit ``later``'s batches to the queue, the next one (made in a thread) whenever
         the queue runs low: the cases not yet sent are never all held at once, while whatever
         makes them works ahead on its own (``--explore`` draws in another process)."""
+        allocator.configure()  # before the first thread allocates (once per process)
         try:
             while not self._stop.is_set():
                 while len(queue) > self.concurrency and not self._stop.is_set():
                     self._queue_low.clear()
                     await self._queue_low.wait()
-                give_back_free_memory()  # what the batch before left in the heaps
+                allocator.give_back_free_memory()  # what the batch before left in the heaps
                 try:
                     batch = await asyncio.to_thread(next, later, None)
                 except Exception as exc:  # the plan cannot be completed: the run says so
@@ -554,6 +554,7 @@ class Runner:
     ) -> None:
         """Judge an answer with images in a thread (Pillow and zlib release the GIL), then
         give back its bytes and its place in the backlog."""
+        allocator.configure()  # before the first thread allocates (once per process)
         try:
             async with self._judging.admit(_working_set(exchange)):
                 result = await asyncio.to_thread(self._judged, case, exchange)

@@ -50,11 +50,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 from ..contract.loader import SERVER_CHOICE, Contract, ModelSpec, Rule, load_contract
@@ -163,6 +167,8 @@ class Plan:
     endpoints: tuple[str, ...] = ("generations",)
     #: Explore cases still to be drawn (``build_plan(explore_later=True)``); None once drawn.
     explore: ExploreDraw | None = field(default=None, repr=False, compare=False)
+    #: The per-model planners, for :func:`complete_plan` to state the coverage.
+    planners: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def images(self) -> int:
@@ -662,10 +668,46 @@ def _covering_array(
 
 @cache
 def _cached_array(key: tuple, names: tuple[str, ...], sizes: tuple[int, ...]) -> tuple:
-    """Covering arrays by index, cached: models that share a value space share the array."""
+    """Covering arrays by index, cached: models that share a value space share the array, and
+    a run finds the arrays an earlier one made in the user's cache directory (making them is
+    most of the time a plan takes, and a run starts sending once its plan is made)."""
+    _, forbidden, seed, weights = key
+    stored = _array_file(names, sizes, forbidden, seed, weights)
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        rows = tuple(tuple(row) for row in json.loads(stored.read_text(encoding="utf-8")))
+        if all(_indexes_of(row, sizes) for row in rows):
+            return rows
+    rows = _make_array(names, sizes, forbidden, seed, weights)
+    with contextlib.suppress(OSError):
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(rows), encoding="utf-8")
+        os.replace(partial, stored)
+    return rows
+
+
+def _indexes_of(row: tuple, sizes: tuple[int, ...]) -> bool:
+    """Whether a stored row is one of an array of factors of ``sizes`` (a file may be damaged)."""
+    return len(row) == len(sizes) and all(
+        type(i) is int and 0 <= i < n for i, n in zip(row, sizes, strict=True)
+    )
+
+
+def _array_file(*inputs: Any) -> Path:
+    """Where the covering array made from ``inputs`` is kept (by a digest of them and of the
+    covertable version that makes it)."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(repr((version("covertable"), *inputs)).encode()).hexdigest()[:32]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "imgconf" / "arrays" / f"{digest}.json"
+
+
+def _make_array(
+    names: tuple[str, ...], sizes: tuple[int, ...], forbidden: tuple, seed: int, weights: tuple
+) -> tuple:
     from covertable import make, sorters
 
-    _, forbidden, seed, weights = key
     constraints = [
         {
             "operator": "fn",
@@ -916,8 +958,9 @@ def build_plan(
     """The deterministic plan for a profile, its models (all by default) and a seed, on the
     given endpoints (generations, edits, variations: each model where the endpoint serves it).
 
-    With ``explore_later`` the explore cases are not drawn here: ``plan.explore`` draws them
-    while a run sends the rest (:class:`ExploreDraw`), and :func:`complete_plan` adds them."""
+    With ``explore_later`` the plan is made to be sent at once: its explore cases are not drawn
+    here (``plan.explore`` draws them while a run sends the rest, :class:`ExploreDraw`) and its
+    coverage is not stated; :func:`complete_plan` adds both once the run is done."""
     chosen = tuple(profile.model_named(m) for m in models) if models else profile.models
     unknown = [m for m in chosen if m not in profile.models]
     if unknown:
@@ -989,9 +1032,10 @@ def build_plan(
             count=explore,
             exclude=[c.body for c in negative + positive if not c.multipart],
         )
-    if draw is not None and explore_later:
+    if explore_later:
         plan.explore = draw
-        return _with_coverage(plan, planners, rules)
+        plan.planners = planners
+        return plan
     explored = [case for batch in draw or () for case in batch]
     return complete_plan(plan, explored, draw.cut if draw else [], planners)
 
@@ -1005,8 +1049,7 @@ def complete_plan(
     """The plan with its explore cases (``explored`` sent, ``cut`` cut) and its coverage for
     all of them: what a plan drawn whole holds, for a run that drew them while it sent."""
     rules = plan.profile.rules()
-    if planners is None:
-        planners = plan.explore.planners if plan.explore is not None else {}
+    planners = plan.planners if planners is None else planners
     done = replace(
         plan, cases=[*plan.cases, *explored], cut=[*cut, *plan.cut], explore=None, coverage={}
     )
