@@ -19,6 +19,11 @@ Scenarios (``--scenario``, repeatable; all by default):
 - ``uhd``: gpt-image-2 at 3840x2160 in png, jpeg and webp, opaque and transparent. imgconf's
   plan sends no such size, so imgconf's send-and-judge loop (``Runner``) is called on cases
   built here, against the plain loop on the same bodies.
+- ``flat``: the default plan of every openai model against the reference server's small, flat
+  images: the real ``imgconf run``, the plain loop and Schemathesis, as in ``realistic``.
+- ``explore``: ``imgconf run --explore N`` for every model (``--explore-cases``, about 6,000
+  drawn cases in all) against flat images: the peak RSS of its process tree (the drawing
+  interpreter included) and how long after start its first request goes out.
 - ``latency``: the server sleeps 1 s per request (the ``slow:1`` quirk; listen backlog 1024);
   concurrency 1, 8, 32 and 64 with ``--rounds`` (20) requests per slot in flight (64x20 at 64),
   imgconf's ``Runner`` against the plain loop. Speedup is requests/s over the same client's
@@ -54,7 +59,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO.parent / "shared" / "openai-spec" / "openapi.yaml"
 KEY_ENV = "IMGCONF_BENCH_KEY"
-SCENARIOS = ("realistic", "uhd", "latency")
+SCENARIOS = ("realistic", "uhd", "latency", "flat", "explore")
 LATENCY_LEVELS = (1, 8, 32, 64)
 UHD_SIZE = "3840x2160"
 #: (output_format, background) of the 3840x2160 requests.
@@ -108,7 +113,7 @@ def latency_cases(count: int) -> list:
 
 
 def build_cases(scenario: str, models: list[str], amount: int) -> list:
-    if scenario == "realistic":
+    if scenario in ("realistic", "flat"):
         return plan_cases(models)
     if scenario == "uhd":
         return uhd_cases(amount)
@@ -307,46 +312,75 @@ def run_child(
 
 #: ``imgconf run`` as its entry point runs it, then the CPU its pixel work took, to a file.
 COMMAND_RUN = """\
-import json, sys
+import json, os, sys, time
 
+import conformance.engine.transport as transport
+
+started = float(os.environ["BENCH_STARTED"])
+sends = []
+send_case = transport.TargetClient.send_case
+
+
+async def timed_send_case(self, case, *args, **kwargs):
+    if not sends:
+        sends.append(time.time())
+    return await send_case(self, case, *args, **kwargs)
+
+
+transport.TargetClient.send_case = timed_send_case
 from conformance.cli import run
 
 sys.argv = ["imgconf", *sys.argv[2:]]
 try:
     run()
 finally:
+    facts = {"first_request": sends[0] - started} if sends else {}
     try:
         from conformance.engine.image_facts import decode_seconds
     except ImportError:  # a version of imgconf that does not count it
         pass
     else:
-        with open(FACTS_FILE, "w") as out:
-            out.write(json.dumps({"decode_cpu": decode_seconds()}))
+        facts["decode_cpu"] = decode_seconds()
+    with open(FACTS_FILE, "w") as out:
+        out.write(json.dumps(facts))
 """
 
 
-def run_imgconf_command(server, args: argparse.Namespace, report_dir: Path) -> Measured:
+def run_imgconf_command(
+    server,
+    args: argparse.Namespace,
+    report_dir: Path,
+    *,
+    scenario: str = "realistic",
+    models: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> Measured:
     """The whole ``imgconf run`` command against the benchmark server: its entry point called
-    by a three-line driver that then writes down the CPU of its pixel work."""
+    by a short driver that notes when the first request went out and then writes down that
+    and the CPU of its pixel work."""
     _imgconf()  # installed here
+    models = models or args.models
     driver = report_dir.parent / "command_run.py"
     facts = report_dir.parent / "command_facts.json"
     driver.write_text(COMMAND_RUN.replace("FACTS_FILE", repr(str(facts))))
     argv = [sys.executable, str(driver), "--", "run", "--base-url", server.base_url]
-    argv += ["--models", args.models, "--endpoint", "generations"]
+    argv += ["--models", models, "--endpoint", "generations", *extra]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
-    env = {**os.environ, "OPENAI_API_KEY": server.api_key}
+    env = {**os.environ, "OPENAI_API_KEY": server.api_key, "BENCH_STARTED": repr(time.time())}
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
     detail: dict = {}
     with contextlib.suppress(OSError, ValueError):
         detail = json.loads(facts.read_text())
-    requests = len(plan_cases(args.models.split(",")))
+    if "first_request" in detail:  # sending: from the first request out to the exit
+        detail["wall"] = wall - detail["first_request"]
+    requests = 0
     with contextlib.suppress(OSError, ValueError):
         report = json.loads((report_dir / "report.json").read_text())
-        requests = len([r for r in report.get("results", []) if r.get("exchange")]) or requests
+        requests = sum(1 for case in report.get("cases", []) if case.get("status") is not None)
+    requests = requests or len(plan_cases(models.split(",")))
     verdict = next((w for w in stdout.split() if w in ("PASS", "FAIL", "INCOMPLETE")), "")
     return Measured(
-        "realistic",
+        scenario,
         "imgconf run",
         requests,
         wall,
@@ -383,7 +417,9 @@ atexit.register(lambda: open(os.environ["BENCH_ST_COUNT"], "w").write(json.dumps
 """
 
 
-def run_schemathesis(server, args: argparse.Namespace, workdir: Path) -> Measured | str:
+def run_schemathesis(
+    server, args: argparse.Namespace, workdir: Path, scenario: str = "realistic"
+) -> Measured | str:
     """Schemathesis on OpenAI's document cut to the endpoint (read from ``--spec``, written to a
     temporary directory, never into the project); a string says why it could not run."""
     executable = Path(sys.executable).with_name("schemathesis")
@@ -414,7 +450,7 @@ def run_schemathesis(server, args: argparse.Namespace, workdir: Path) -> Measure
     except (OSError, ValueError):
         return f"Schemathesis ran ({status}) but did not report its requests"
     return Measured(
-        "realistic",
+        scenario,
         "Schemathesis",
         seen["requests"],
         wall,
@@ -429,11 +465,64 @@ def run_schemathesis(server, args: argparse.Namespace, workdir: Path) -> Measure
 
 
 @contextlib.contextmanager
-def benchmark_server(quirks: tuple[str, ...] = ()) -> Iterator:
+def benchmark_server(quirks: tuple[str, ...] = (), *, realistic_images: bool = True) -> Iterator:
     from conformance.server.launcher import start_reference_server
 
-    with start_reference_server(quirks=quirks, realistic_images=True) as server:
+    with start_reference_server(quirks=quirks, realistic_images=realistic_images) as server:
         yield server
+
+
+def all_models() -> str:
+    from conformance.contract.profiles import load_profile
+
+    return ",".join(load_profile("openai").models)
+
+
+def flat(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    """The default plan of every model against the reference server's small, flat images."""
+    models = all_models()
+    notes.append(f"flat: the default plan of every openai model ({models}), small flat images")
+    flat_args = argparse.Namespace(**{**vars(args), "models": models})
+    with benchmark_server(realistic_images=False) as server, tempfile.TemporaryDirectory() as tmp:
+        run_child("loop", "flat", server, flat_args, args.concurrency, 0)  # warm up
+        loop = run_child("loop", "flat", server, flat_args, args.concurrency, 0)
+        command = run_imgconf_command(
+            server, args, Path(tmp) / "report", scenario="flat", models=models
+        )
+        command.images = loop.images
+        rows = [command, loop]
+        st = run_schemathesis(server, args, Path(tmp), scenario="flat")
+        if isinstance(st, str):
+            notes.append(f"Schemathesis: not run: {st}")
+        else:
+            rows.append(st)
+    return rows
+
+
+def explore(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    """``imgconf run --explore N`` for every model (about ``--explore-cases`` cases in all)
+    against flat images: the peak RSS of its process tree and when its first request goes out."""
+    from conformance.contract.profiles import load_profile
+
+    models = all_models()
+    count = max(1, args.explore_cases // len(load_profile("openai").models))
+    with benchmark_server(realistic_images=False) as server, tempfile.TemporaryDirectory() as tmp:
+        # ``imgconf plan`` first, as an earlier run would have: its covering arrays are kept in
+        # the user's cache directory.
+        subprocess.run([_imgconf(), "plan", "--models", models], capture_output=True, check=False)
+        row = run_imgconf_command(
+            server,
+            args,
+            Path(tmp) / "report",
+            scenario="explore",
+            models=models,
+            extra=("--explore", str(count)),
+        )
+    notes.append(
+        f"explore: imgconf run --explore {count} for {models} against small flat images "
+        "(the covering arrays cached by an earlier `imgconf plan`)"
+    )
+    return [row]
 
 
 def realistic(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
@@ -604,6 +693,28 @@ def ratios(rows: list[Measured]) -> list[str]:
                 f"request rate x{imgconf.rate / st.rate:.2f}"
             )
         lines.append(line)
+    flat_run, flat_loop = by.get(("flat", "imgconf run")), by.get(("flat", "plain loop"))
+    if flat_run is not None and flat_loop is not None and flat_loop.rate:
+        line = (
+            f"flat: imgconf/loop request rate x{flat_run.rate / flat_loop.rate:.2f} "
+            "(target >= 0.9; imgconf's from its first request to its exit, reports included)"
+        )
+        st = by.get(("flat", "Schemathesis"))
+        if st is not None and st.requests:
+            line += (
+                f", imgconf/Schemathesis CPU per request "
+                f"x{flat_run.cpu_ms_per_request / st.cpu_ms_per_request:.2f} (target <= 0.2)"
+            )
+        lines.append(line)
+    drawn = by.get(("explore", "imgconf run"))
+    if drawn is not None:
+        first = drawn.detail.get("first_request")
+        lines.append(
+            f"explore: {drawn.requests} cases in {drawn.wall:.1f} s, peak RSS of the process "
+            f"tree {drawn.peak_rss_mb:.0f} MB (target <= 200), first request out "
+            + (f"{first:.2f} s after start" if first is not None else "(not measured)")
+            + " (target <= 0.5)"
+        )
     speedups = {}
     for client in ("imgconf Runner", "plain loop"):
         base = by.get(("latency c=1", client))
@@ -678,6 +789,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--uhd-repeat", type=int, default=4, help="3840x2160: requests per format/background."
     )
     parser.add_argument("--st-examples", type=int, default=50, help="Schemathesis --max-examples.")
+    parser.add_argument(
+        "--explore-cases", type=int, default=6000, help="Explore: drawn cases in all (about)."
+    )
     parser.add_argument("--cap", type=float, default=300.0, help="Seconds any one client may run.")
     parser.add_argument("--spec", type=Path, default=SPEC, help="OpenAI's openapi.yaml.")
     parser.add_argument("--cprofile", type=Path, help="Also profile one imgconf run into FILE.")
@@ -704,7 +818,14 @@ def main() -> None:
     notes: list[str] = []
     for scenario in scenarios:
         started = time.perf_counter()
-        rows += {"realistic": realistic, "uhd": uhd, "latency": latency}[scenario](args, notes)
+        run_scenario = {
+            "realistic": realistic,
+            "uhd": uhd,
+            "latency": latency,
+            "flat": flat,
+            "explore": explore,
+        }[scenario]
+        rows += run_scenario(args, notes)
         print(f"  {scenario} done in {time.perf_counter() - started:.0f} s", flush=True)
     print()
     print_table(rows, notes)
