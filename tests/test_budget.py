@@ -213,6 +213,7 @@ def test_a_server_accepting_invalid_requests_never_generates_beyond_the_cap(imgc
 pytest_plugins = ["pytester"]
 
 
+@pytest.mark.slow  # a pytest session of its own, or a pip install: several seconds
 def test_xdist_workers_refund_refused_requests(pytester: pytest.Pytester, tmp_path: Path):
     """Two workers on one ledger, a cap far below what the invalid cases would cost if accepted:
     the conformant server refuses them and the refunds let them through.

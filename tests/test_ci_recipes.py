@@ -318,6 +318,7 @@ def sitepackages() -> list[str]:
     return [*site.getsitepackages(), site.getusersitepackages()]
 
 
+@pytest.mark.slow  # a pytest session of its own, or a pip install: several seconds
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_the_install_lines_install_a_working_imgconf(
     path: Path, imgconf_repository: Path, tmp_path: Path

@@ -133,6 +133,7 @@ def test_unreachable_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*imgconf: nothing listening at 127.0.0.1:9*"])
 
 
+@pytest.mark.slow  # a pytest session of its own, or a pip install: several seconds
 def test_xdist_workers_share_one_budget_and_send_each_case_once(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
