@@ -39,10 +39,11 @@ broken server accepted it: the runner reserves that before sending and gives it 
 answer is a refusal, so a conformant server gets every negative case whose worst case fits in
 what the cases answered before it left. Over ``--max-images``/``--max-cost`` the plan is cut in
 this order, each group from its end (the models in turn): (1) negative cases - they spend
-nothing, so the budget never needs to cut them; (2) explore; (3) probes that may generate
-images; (4) pairwise, last rows first (a greedy covering array adds the fewest new pairs at its
-end); (5) each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not
-covered.
+nothing, so the budget never needs to cut them; (2) explore - these get what the rest leaves,
+each kept in the order drawn while it still fits (:meth:`ExploreDraw.admit`), so a run that
+draws them while it sends keeps the same ones; (3) probes that may generate images; (4)
+pairwise, last rows first (a greedy covering array adds the fewest new pairs at its end); (5)
+each-choice; (6) boundary. Cut cases are listed in ``Plan.cut`` and reported as not covered.
 Images of unknown price cannot be bounded by ``--max-cost``: only ``--max-images`` limits them.
 """
 
