@@ -602,3 +602,21 @@ def test_covering_arrays_are_kept_for_the_next_run_and_a_damaged_one_is_made_aga
     mended = build_plan(OPENAI, models=["gpt-image-1", "dall-e-3"], seed=9)
     assert [c.to_dict() for c in mended.cases] == [c.to_dict() for c in first.cases]
     planning._cached_array.cache_clear()
+
+
+def test_a_run_that_draws_while_it_sends_reports_the_plan_imgconf_plan_states(
+    imgconf_run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conformance.redact import safe_document
+    from conformance.reports.document import elide
+
+    args = ["--explore", "5", "--models", "dall-e-3", "--seed", "3", "--endpoint", "generations"]
+    assert main_entry(["plan", "--json", *args]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    status, report = imgconf_run(*args)
+    assert status == 0
+    sent = {c["id"]: c["request"].get("body") for c in report["cases"]}
+    bodies = {c["id"]: elide(c["body"]) if c["raw"] is None else None for c in planned["cases"]}
+    assert sent == safe_document(bodies)  # as every report writes text
+    assert report["plan"]["by_origin"]["explore"] == 5
+    assert report["plan"]["coverage"] == planned["coverage"]
