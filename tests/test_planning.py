@@ -620,3 +620,17 @@ def test_a_run_that_draws_while_it_sends_reports_the_plan_imgconf_plan_states(
     assert sent == safe_document(bodies)  # as every report writes text
     assert report["plan"]["by_origin"]["explore"] == 5
     assert report["plan"]["coverage"] == planned["coverage"]
+
+
+def test_drawn_cases_are_numbered_on_across_lines(monkeypatch) -> None:
+    from conformance.generation import planning
+
+    def in_lines(*args, **kwargs):  # three bodies a line, as a long draw comes
+        model, bodies = "dall-e-2", [{"model": "dall-e-2", "prompt": f"p{i}"} for i in range(7)]
+        for start in range(0, len(bodies), 3):
+            yield model, bodies[start : start + 3], start + 1
+
+    monkeypatch.setattr(planning, "explore_stream", in_lines)
+    plan = build_plan(OPENAI, models=["dall-e-2"], explore=7)
+    ids = [c.id for c in plan.cases if c.origin == "explore"]
+    assert ids == [f"dall-e-2/explore/{i:02d}" for i in range(1, 8)]

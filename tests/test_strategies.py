@@ -251,3 +251,16 @@ def test_explore_requests_fail_in_one_line_when_no_interpreter_can_draw(
     monkeypatch.setattr(sys, "executable", shutil.which("false") or "/bin/false")
     with pytest.raises(SetupError, match=r"^--explore: drawing the cases failed: exit status 1$"):
         explore_requests(["dall-e-2"], load_profile("openai"), seed=1, count=2)
+
+
+def test_explore_bodies_come_a_line_at_a_time_numbered_on() -> None:
+    from conformance.generation.strategies import EXPLORE_LINE, explore_stream
+
+    count = EXPLORE_LINE + 7
+    lines = list(explore_stream(["dall-e-2"], load_profile("openai"), seed=2, count=count))
+    assert [(m, len(b), first) for m, b, first in lines] == [
+        ("dall-e-2", EXPLORE_LINE, 1),
+        ("dall-e-2", 7, EXPLORE_LINE + 1),
+    ]
+    whole = explore_requests(["dall-e-2"], load_profile("openai"), seed=2, count=count)
+    assert whole == {"dall-e-2": [body for _, bodies, _ in lines for body in bodies]}

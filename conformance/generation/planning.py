@@ -527,12 +527,12 @@ class _ModelPlanner:
                 )
         return out
 
-    def explore(self, bodies: Sequence[Any]) -> list[Case]:
+    def explore(self, bodies: Sequence[Any], first: int = 1) -> list[Case]:
         """Drawn bodies as cases, labelled by the oracle: valid ones are expected to be accepted;
         the others are held to the first MUST rule they break, else the first SHOULD one (a field
-        the model does not take is a probe)."""
+        the model does not take is a probe). ``first`` numbers the first of them."""
         out = []
-        for index, body in enumerate(bodies, 1):
+        for index, body in enumerate(bodies, first):
             ident = f"{self.spec.name}/explore/{index:02d}"
             broken = [v.rule for v in request_violations(body, self.contract)]
             if not broken:
@@ -1119,9 +1119,9 @@ class ExploreDraw:
         return self
 
     def __next__(self) -> list[Case]:
-        model, bodies = next(self._stream)
-        cases = [_by_sent_name(c, self.plan.profile) for c in self.planners[model].explore(bodies)]
-        return self.admit(cases)
+        model, bodies, first = next(self._stream)
+        made = self.planners[model].explore(bodies, first)
+        return self.admit([_by_sent_name(c, self.plan.profile) for c in made])
 
     def admit(self, cases: Sequence[Case]) -> list[Case]:
         """The cases that still fit the budget, in order; the others go to :attr:`cut`."""

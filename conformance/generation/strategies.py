@@ -973,18 +973,25 @@ _DRAWS = {
 
 # --- exploration: drawing from the strategies, reproducibly ------------------------------------
 
-#: What the fresh interpreter of :func:`explore_stream` runs: the request on stdin; on stdout, one
-#: line per model as soon as its bodies are drawn (JSON, UTF-8).
+#: Bodies per line of the drawing interpreter's output: what a run holds of a model's drawn
+#: cases at once (a prompt may be 32,000 characters).
+EXPLORE_LINE = 200
+
+#: What the fresh interpreter of :func:`explore_stream` runs: the request on stdin; on stdout, a
+#: model's bodies as soon as they are drawn, EXPLORE_LINE to a line (JSON, UTF-8: the model, the
+#: bodies, the number of the first).
 _EXPLORE_CHILD = """\
 import json, sys
 request = json.load(sys.stdin)
 if request["package_root"] not in sys.path:
     sys.path.append(request["package_root"])
-from conformance.generation.strategies import explore_each_model
+from conformance.generation.strategies import EXPLORE_LINE, explore_each_model
 out = sys.stdout.buffer
 for model, bodies in explore_each_model(request):
-    out.write(json.dumps([model, bodies], ensure_ascii=False).encode() + b"\\n")
-    out.flush()
+    for start in range(0, max(len(bodies), 1), EXPLORE_LINE):
+        line = [model, bodies[start : start + EXPLORE_LINE], start + 1]
+        out.write(json.dumps(line, ensure_ascii=False).encode() + b"\\n")
+        out.flush()
 """
 
 
@@ -1048,7 +1055,12 @@ def explore_requests(
     The same seed, models, profile and ``exclude`` give the same bodies, whichever process asks:
     they are drawn in a fresh interpreter (see :func:`explore_stream`).
     """
-    return dict(explore_stream(models, profile, seed=seed, count=count, exclude=exclude))
+    drawn: dict[str, list[Any]] = {}
+    for model, bodies, _ in explore_stream(
+        models, profile, seed=seed, count=count, exclude=exclude
+    ):
+        drawn.setdefault(model, []).extend(bodies)
+    return drawn
 
 
 def explore_stream(
@@ -1059,9 +1071,10 @@ def explore_stream(
     count: int,
     exclude: Iterable[Any] = (),
     started: Callable[[subprocess.Popen[bytes]], None] | None = None,
-) -> Iterator[tuple[str, list[Any]]]:
-    """The bodies of :func:`explore_requests`, model by model as each is drawn, so that a run
-    sends the ones it has while the next are drawn, and never holds all of them at once.
+) -> Iterator[tuple[str, list[Any], int]]:
+    """The bodies of :func:`explore_requests`, model by model as each is drawn, at most
+    :data:`EXPLORE_LINE` at a time with the number of the first, so that a run sends the ones
+    it has while the next are drawn, and never holds all of them at once.
     ``started`` is handed the drawing process (to end it from another thread).
 
     They are drawn in a fresh interpreter, one line of JSON per model on its output (read a
@@ -1103,13 +1116,13 @@ def explore_stream(
             with contextlib.suppress(BrokenPipeError):
                 child.stdin.write(json.dumps(request).encode())
                 child.stdin.close()
-            drawn = 0
+            drawn: set[str] = set()
             for line in child.stdout:
-                model, bodies = json.loads(line)
-                drawn += 1
-                yield model, bodies
+                model, bodies, first = json.loads(line)
+                drawn.add(model)
+                yield model, bodies, first
             code = child.wait()
-            if code != 0 or drawn != len(models):
+            if code != 0 or drawn != set(models):
                 errors.seek(0)
                 text = errors.read().decode("utf-8", "replace").strip()
                 last = (text.splitlines() or [f"exit status {code}"])[-1]
