@@ -1081,8 +1081,9 @@ class ExploreDraw:
     while it still fits, else cut (first fit). A plan drawn whole and a run that draws while it
     sends keep the same cases.
 
-    Iterating gives the kept cases of one line of drawn bodies at a time; :meth:`close` stops the drawing (from any
-    thread: the drawing interpreter is ended, so a read waiting on it returns).
+    Iterating gives the kept cases of one line of drawn bodies at a time; :meth:`close` stops
+    the drawing (from any thread: the drawing interpreter is ended, so a read waiting on it
+    returns).
     """
 
     def __init__(
