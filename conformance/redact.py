@@ -515,13 +515,18 @@ def _strings_of(value: Any) -> list[str] | None:
 _JOINED_STRINGS = 2048
 
 
+def _groups(texts: list[str]) -> Iterator[list[str]]:
+    """The texts, :data:`_JOINED_STRINGS` at a time."""
+    for start in range(0, len(texts), _JOINED_STRINGS):
+        yield texts[start : start + _JOINED_STRINGS]
+
+
 def _joined(texts: list[str]) -> Iterator[str | None]:
     """The texts as a few long ones, for searches whose every find a search of each text
     alone would also make; None for a group when that cannot be promised. (A text ending in a
     backslash would have it taken by the joiner as an escape; such texts are rare enough to
     leave the whole to the slow way.)"""
-    for start in range(0, len(texts), _JOINED_STRINGS):
-        group = texts[start : start + _JOINED_STRINGS]
+    for group in _groups(texts):
         yield None if any(text.endswith("\\") for text in group) else _JOINER.join(group)
 
 
@@ -564,8 +569,7 @@ def safe_document(value: Any) -> Any:
     texts = _strings_of(value)
     if texts is not None and not any(
         _SURROGATE.search(joined) or _UNSAFE.search(joined)
-        for start in range(0, len(texts), _JOINED_STRINGS)
-        for joined in (_JOINER.join(texts[start : start + _JOINED_STRINGS]),)
+        for joined in map(_JOINER.join, _groups(texts))
     ):
         return value
     return map_strings(value, safe_text)

@@ -18,8 +18,9 @@ from typing import Any
 
 from ..contract.loader import GENERATIONS, Contract, ModelSpec, Rule, load_contract
 from ..contract.oracle import request_violations, resolve_model
-from .cases import MALFORMED_AUTH, Case
-from .showing import Answer, form_aimed_rules, rule_applies, showings, streams
+from . import showing
+from .cases import Case
+from .showing import Answer, form_aimed_rules, rule_applies, showings
 
 __all__ = [
     "aimed_rules",
@@ -47,17 +48,8 @@ def expected_param(
 
 def conformant_answers(case: Case, spec: ModelSpec | None) -> frozenset[Answer]:
     """The kinds of answer a conformant server gives ``case`` (its answer judged as ``spec``)."""
-    if case.auth != "valid" or case.expect == "reject":
-        kinds = {Answer.EXCHANGE, Answer.REFUSAL}
-        if case.auth in MALFORMED_AUTH:
-            kinds.add(Answer.MALFORMED_AUTH)
-        if case.auth == "valid":
-            kinds.add(Answer.INVALID)
-        return frozenset(kinds)
-    if case.expect == "accept" and spec is not None and isinstance(case.body, Mapping):
-        answer = Answer.STREAM if streams(case.body, spec) else Answer.JSON
-        return frozenset((Answer.EXCHANGE, answer))
-    return frozenset((Answer.EXCHANGE,))
+    body = case.body if isinstance(case.body, Mapping) else None
+    return showing.conformant_answers(case, spec, body)
 
 
 def aimed_rules(

@@ -169,7 +169,7 @@ class Plan:
     #: Explore cases still to be drawn (``build_plan(explore_later=True)``); None once drawn.
     explore: ExploreDraw | None = field(default=None, repr=False, compare=False)
     #: The per-model planners, for :func:`complete_plan` to state the coverage.
-    planners: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    planners: Mapping[str, _ModelPlanner] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def images(self) -> int:
@@ -894,18 +894,27 @@ def _group(case: Case) -> str:
     return case.origin
 
 
+def _over(
+    images: int, cost: float, max_images: int | None, max_cost: float | None
+) -> tuple[bool, bool]:
+    """Whether ``images`` are too many and ``cost`` too dear for the budget."""
+    return (
+        max_images is not None and images > max_images,
+        max_cost is not None and cost > max_cost + 1e-9,
+    )
+
+
+def _helps(case: Case, too_many: bool, too_dear: bool) -> bool:
+    """Whether leaving the case out lowers what is over the budget."""
+    return bool((too_many and case.images) or (too_dear and case.cost))
+
+
 def _cut(
     cases: list[Case], max_cost: float | None, max_images: int | None
 ) -> tuple[list[Case], list[Case]]:
     """Drop cases in :data:`CUT_ORDER` (each group from its end) until the plan fits."""
     images = sum(c.images for c in cases if spends(c))
     cost = sum(c.cost or 0.0 for c in cases if spends(c))
-
-    def over() -> tuple[bool, bool]:
-        return (
-            max_images is not None and images > max_images,
-            max_cost is not None and cost > max_cost + 1e-9,
-        )
 
     dropped: set[int] = set()
     cut: list[Case] = []
@@ -919,11 +928,11 @@ def _cut(
             rank[model] = rank.get(model, 0) + 1
             order.append((rank[model], index))
         for _, index in sorted(order, key=lambda t: (t[0], -t[1])):
-            too_many, too_dear = over()
+            too_many, too_dear = _over(images, cost, max_images, max_cost)
             if not (too_many or too_dear):
                 break
             case = cases[index]
-            if (too_many and case.images) or (too_dear and case.cost):
+            if _helps(case, too_many, too_dear):
                 dropped.add(index)
                 cut.append(case)
                 images -= case.images
@@ -1024,46 +1033,30 @@ def build_plan(
         max_cost=max_cost,
         max_images=max_images,
         endpoints=tuple(endpoints),
+        planners=planners,
     )
     draw = None
     if explore and planners:
         draw = ExploreDraw(
-            plan,
-            planners,
-            count=explore,
-            exclude=[c.body for c in negative + positive if not c.multipart],
+            plan, count=explore, exclude=[c.body for c in negative + positive if not c.multipart]
         )
     if explore_later:
         plan.explore = draw
-        plan.planners = planners
         return plan
     explored = [case for batch in draw or () for case in batch]
-    return complete_plan(plan, explored, draw.cut if draw else [], planners)
+    return complete_plan(plan, explored, draw.cut if draw else [])
 
 
-def complete_plan(
-    plan: Plan,
-    explored: Sequence[Case],
-    cut: Sequence[Case] = (),
-    planners: Mapping[str, _ModelPlanner] | None = None,
-) -> Plan:
-    """The plan with its explore cases (``explored`` sent, ``cut`` cut) and its coverage for
-    all of them: what a plan drawn whole holds, for a run that drew them while it sent."""
-    rules = plan.profile.rules()
-    planners = plan.planners if planners is None else planners
-    done = replace(
+def complete_plan(plan: Plan, explored: Sequence[Case], cut: Sequence[Case] = ()) -> Plan:
+    """The plan with its explore cases (``explored`` sent, ``cut`` cut) and its coverage
+    stated for all of them (what its cases aim at, what the budget cut): what a plan drawn
+    whole holds, for a run that drew them while it sent."""
+    plan = replace(
         plan, cases=[*plan.cases, *explored], cut=[*cut, *plan.cut], explore=None, coverage={}
     )
-    return _with_coverage(done, planners, rules)
-
-
-def _with_coverage(
-    plan: Plan, planners: Mapping[str, _ModelPlanner], rules: Mapping[str, Rule]
-) -> Plan:
-    """The plan with its coverage stated (what its cases aim at, what the budget cut)."""
     profile = plan.profile
     generated = [c for c in plan.cases if c.endpoint == "generations"]
-    plan.coverage = _coverage(profile, rules, planners, generated, plan.cut)
+    plan.coverage = _coverage(profile, profile.rules(), plan.planners, generated, plan.cut)
     plan.coverage["rules"] = predicted_coverage(plan)
     if any(e != "generations" for e in plan.endpoints):
         from .multipart_planning import multipart_coverage
@@ -1086,16 +1079,8 @@ class ExploreDraw:
     returns).
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        planners: Mapping[str, _ModelPlanner],
-        *,
-        count: int,
-        exclude: Sequence[Any],
-    ) -> None:
+    def __init__(self, plan: Plan, *, count: int, exclude: Sequence[Any]) -> None:
         self.plan = plan
-        self.planners = planners
         self.count = count
         self.cut: list[Case] = []
         self._images = sum(c.images for c in plan.cases if spends(c))
@@ -1103,7 +1088,7 @@ class ExploreDraw:
         self._child: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._stream = explore_stream(
-            tuple(planners),
+            tuple(plan.planners),
             plan.profile,
             seed=plan.seed,
             count=count,
@@ -1121,7 +1106,7 @@ class ExploreDraw:
 
     def __next__(self) -> list[Case]:
         model, bodies, first = next(self._stream)
-        made = self.planners[model].explore(bodies, first)
+        made = self.plan.planners[model].explore(bodies, first)
         return self.admit([_by_sent_name(c, self.plan.profile) for c in made])
 
     def admit(self, cases: Sequence[Case]) -> list[Case]:
@@ -1130,15 +1115,11 @@ class ExploreDraw:
         max_images, max_cost = self.plan.max_images, self.plan.max_cost
         for case in cases:
             if spends(case):
-                too_many = max_images is not None and self._images + case.images > max_images
-                too_dear = (
-                    max_cost is not None and self._cost + (case.cost or 0.0) > max_cost + 1e-9
-                )
-                if (too_many and case.images) or (too_dear and case.cost):
+                images, cost = self._images + case.images, self._cost + (case.cost or 0.0)
+                if _helps(case, *_over(images, cost, max_images, max_cost)):
                     self.cut.append(case)
                     continue
-                self._images += case.images
-                self._cost += case.cost or 0.0
+                self._images, self._cost = images, cost
             kept.append(case)
         return kept
 

@@ -313,8 +313,11 @@ def form_model(case: Case, endpoint: Endpoint, contract: Contract | None = None)
     return endpoint.default_model if endpoint.default_model in endpoint.models else None
 
 
-def form_answers(case: Case, spec: ModelSpec | None, body: Mapping[str, Any]) -> frozenset[Answer]:
-    """The kinds of answer a conformant server gives a form (its answer judged as ``spec``)."""
+def conformant_answers(
+    case: Case, spec: ModelSpec | None, body: Mapping[str, Any] | None
+) -> frozenset[Answer]:
+    """The kinds of answer a conformant server gives ``case`` (its answer judged as ``spec``),
+    whose fields are ``body`` (a JSON body, or a form's text parts; None: neither)."""
     if case.auth != "valid" or case.expect == "reject":
         kinds = {Answer.EXCHANGE, Answer.REFUSAL}
         if case.auth in MALFORMED_AUTH:
@@ -322,7 +325,7 @@ def form_answers(case: Case, spec: ModelSpec | None, body: Mapping[str, Any]) ->
         if case.auth == "valid":
             kinds.add(Answer.INVALID)
         return frozenset(kinds)
-    if case.expect == "accept" and spec is not None:
+    if case.expect == "accept" and spec is not None and body is not None:
         return frozenset((Answer.EXCHANGE, Answer.STREAM if streams(body, spec) else Answer.JSON))
     return frozenset((Answer.EXCHANGE,))
 
@@ -339,7 +342,7 @@ def form_aimed_rules(
     spec = endpoint.models.get(model) if model is not None else None
     body = asked_fields(case, endpoint)
     sends = sent_files(case, endpoint, model)
-    answers = form_answers(case, spec, body)
+    answers = conformant_answers(case, spec, body)
     own = rules.get(case.rule)
     names_param = Answer.INVALID in answers and own is not None and own.param is not None
     shown = {
