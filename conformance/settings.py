@@ -60,8 +60,6 @@ REPLAY_THUMBNAILS = 48
 #: How often a case waiting for the budget looks again when no settlement of this process
 #: wakes it (reservations in flight in other processes settle unseen).
 BUDGET_POLL = 0.05
-#: Answers at least this large (a 2xx carrying images) are judged in a worker thread.
-HEAVY_BODY = 64 * 1024
 #: Working memory of the answers judged at once, as estimated from their size (the JSON text,
 #: the decoded images, their pixels); an answer estimated larger is judged alone.
 JUDGING_MEMORY = 96 * MIB

@@ -169,10 +169,8 @@ def test_answers_with_images_are_judged_off_the_event_loop_one_per_core_at_most(
     import threading
     import time
 
-    from conformance import settings
     from conformance.engine import runner as running
 
-    monkeypatch.setattr(settings, "HEAVY_BODY", 0)
     monkeypatch.setattr(running, "JUDGING_SLOTS", 2)
     lock = threading.Lock()
     now = peak = 0
@@ -205,10 +203,8 @@ def test_a_worker_sends_its_next_case_while_its_answer_is_judged(monkeypatch):
     import threading
     import time
 
-    from conformance import settings
     from conformance.engine import runner as running
 
-    monkeypatch.setattr(settings, "HEAVY_BODY", 0)
     sent: list[float] = []
     judged: list[float] = []
     held: list[int] = []

@@ -264,3 +264,54 @@ def test_explore_bodies_come_a_line_at_a_time_numbered_on() -> None:
     ]
     whole = explore_requests(["dall-e-2"], load_profile("openai"), seed=2, count=count)
     assert whole == {"dall-e-2": [body for _, bodies, _ in lines for body in bodies]}
+
+
+def test_explore_lines_give_the_halves_interleaved_as_drawn_whole(monkeypatch) -> None:
+    import io
+    from itertools import zip_longest
+
+    from conformance.generation import strategies
+
+    monkeypatch.setattr(strategies, "EXPLORE_LINE", 4)
+    openai = load_profile("openai")
+    request = {"profile": "openai", "models": ["dall-e-2", "gpt-image-1"], "seed": 3}
+    request |= {"count": 9, "exclude": []}
+    out = io.BytesIO()
+    strategies.write_explore_lines(request, out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(m, len(b), first) for m, b, first in lines] == [
+        (model, size, first)
+        for model in request["models"]
+        for size, first in ((4, 1), (4, 5), (1, 9))
+    ]
+    # The same bodies, in the same order, as the two halves drawn whole and interleaved.
+    seen: set[str] = set()
+    for model in request["models"]:
+        valid = draw_examples(
+            valid_requests(model, openai),
+            seed=f"imgconf-explore:3:{model}:valid",
+            count=5,
+            exclude=seen,
+        )
+        seen |= {body_key(b) for b in valid}
+        invalid = draw_examples(
+            invalid_requests(model, openai).map(lambda labelled: labelled[0]),
+            seed=f"imgconf-explore:3:{model}:invalid",
+            count=4,
+            exclude=seen,
+        )
+        seen |= {body_key(b) for b in invalid}
+        expected = [b for pair in zip_longest(valid, invalid) for b in pair if b is not None]
+        assert [b for m, bodies, _ in lines if m == model for b in bodies] == expected
+
+
+def test_a_model_with_nothing_drawn_still_gets_its_line() -> None:
+    import io
+
+    from conformance.generation import strategies
+
+    out = io.BytesIO()
+    strategies.write_explore_lines(
+        {"profile": "openai", "models": ["dall-e-2"], "seed": 1, "count": 0, "exclude": []}, out
+    )
+    assert json.loads(out.getvalue()) == ["dall-e-2", [], 1]

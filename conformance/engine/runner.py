@@ -65,10 +65,12 @@ JUDGING_SLOTS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
 WORKING_SET = 6
 
 
-def _heavy(exchange: Exchange) -> bool:
-    """Whether judging the answer may take long enough to hold up the event loop."""
-    ok = exchange.status is not None and 200 <= exchange.status < 300
-    return ok and (len(exchange.response_body) >= settings.HEAVY_BODY or bool(exchange.fetches))
+def _may_hold_images(exchange: Exchange) -> bool:
+    """Whether the answer may carry images to check, and so be judged off the event loop: any
+    2xx. Its size does not tell: a few kilobytes of flat picture can declare millions of pixels
+    to decode, and three decodes at once (two judging threads and the loop) would both stall
+    sending and pass the judging memory bound."""
+    return exchange.status is not None and 200 <= exchange.status < 300
 
 
 def _working_set(exchange: Exchange) -> int:
@@ -477,7 +479,7 @@ class Runner:
                     self._done(index, results)
                     continue
                 self._observe(case, exchange)
-                if _heavy(exchange):
+                if _may_hold_images(exchange):
                     # Images are checked whole (and decoded where a rule needs pixels) off the
                     # event loop, while this worker sends its next case.
                     await self._backlog.acquire()

@@ -20,6 +20,7 @@ request schema. Nothing is typed twice. Three consumers share these value spaces
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -29,9 +30,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..contract.features import feature_used, features_used
 from ..contract.loader import (
@@ -60,8 +60,8 @@ __all__ = [
     "body_key",
     "custom_size_corners",
     "custom_size_examples",
+    "draw_each",
     "draw_examples",
-    "explore_each_model",
     "explore_requests",
     "explore_stream",
     "feature_used",
@@ -74,6 +74,7 @@ __all__ = [
     "prompt_of_length",
     "unsupported_param_variants",
     "valid_requests",
+    "write_explore_lines",
 ]
 
 #: The value a plan sends in a free string field.
@@ -978,20 +979,15 @@ _DRAWS = {
 EXPLORE_LINE = 200
 
 #: What the fresh interpreter of :func:`explore_stream` runs: the request on stdin; on stdout, a
-#: model's bodies as soon as they are drawn, EXPLORE_LINE to a line (JSON, UTF-8: the model, the
-#: bodies, the number of the first).
+#: model's bodies as they are drawn, EXPLORE_LINE to a line (JSON, UTF-8: the model, the bodies,
+#: the number of the first).
 _EXPLORE_CHILD = """\
 import json, sys
 request = json.load(sys.stdin)
 if request["package_root"] not in sys.path:
     sys.path.append(request["package_root"])
-from conformance.generation.strategies import EXPLORE_LINE, explore_each_model
-out = sys.stdout.buffer
-for model, bodies in explore_each_model(request):
-    for start in range(0, max(len(bodies), 1), EXPLORE_LINE):
-        line = [model, bodies[start : start + EXPLORE_LINE], start + 1]
-        out.write(json.dumps(line, ensure_ascii=False).encode() + b"\\n")
-        out.flush()
+from conformance.generation.strategies import write_explore_lines
+write_explore_lines(request, sys.stdout.buffer)
 """
 
 
@@ -1000,20 +996,37 @@ def draw_examples(
 ) -> list[Any]:
     """``count`` distinct examples of ``strategy``, none whose :func:`body_key` is in
     ``exclude``: the same ones for the same ``seed`` in the same interpreter state.
+    Fewer come back only when the strategy runs out of new values (see :func:`draw_each`)."""
+    drawn: list[Any] = []
+    draw_each(strategy, drawn.append, seed=seed, count=count, exclude=exclude)
+    return drawn
+
+
+def draw_each(
+    strategy: st.SearchStrategy[Any],
+    keep: Callable[[Any], object],
+    *,
+    seed: Hashable,
+    count: int,
+    exclude: Iterable[str] = (),
+) -> set[str]:
+    """Hand ``keep`` the examples of :func:`draw_examples` one at a time, as they are drawn (so
+    that the caller need not hold them all); the digests of those kept and of ``exclude`` come
+    back.
 
     Hypothesis's own engine draws them, through its public API: a ``@given`` function under
     ``@seed`` that only collects what it is given, and ``assume``-s away repeats (Hypothesis
     often draws equal values through different choices; a repeat does not count as an example).
     Only the generate phase runs, with no database and no health checks, so nothing is replayed,
     shrunk or remembered between runs. ``strategy.example()`` would not do: it is random on
-    purpose. Fewer come back only when the strategy runs out of new values.
+    purpose.
     """
     import hypothesis  # only when drawing: a run without --explore never imports it
 
-    if count <= 0:
-        return []
-    drawn: list[Any] = []
     seen = set(exclude)
+    if count <= 0:
+        return seen
+    kept = 0
 
     @hypothesis.seed(seed)
     @hypothesis.settings(
@@ -1028,13 +1041,19 @@ def draw_examples(
     )
     @hypothesis.given(strategy)
     def collect(example: Any) -> None:
+        nonlocal kept
         key = body_key(example)
         hypothesis.assume(key not in seen)
         seen.add(key)
-        drawn.append(example)
+        if kept < count:
+            kept += 1
+            keep(example)
 
     collect()
-    return drawn[:count]
+    # The engine's record of the run (every choice made, prompts included) is held in reference
+    # cycles: freed now, not whenever the collector next looks at the oldest generation.
+    gc.collect()
+    return seen
 
 
 def explore_requests(
@@ -1136,33 +1155,95 @@ def explore_stream(
                     stream.close()
 
 
-def explore_each_model(request: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
-    """The drawing behind :func:`explore_stream`, in this interpreter (a fresh one there),
-    model by model.
+def write_explore_lines(request: Mapping[str, Any], out: BinaryIO) -> None:
+    """The drawing behind :func:`explore_stream`, in this interpreter (a fresh one there): each
+    model's bodies, valid and invalid alternately, written to ``out`` as lines of
+    :data:`EXPLORE_LINE`.
 
     Each model and half has a seed of its own, so one model's draws do not depend on which
-    other models are in the plan.
+    other models are in the plan. The valid half is drawn first (the invalid half must not
+    repeat it); it waits in a temporary file, encoded, and each line goes out as soon as the
+    invalid bodies it needs are drawn. So this interpreter holds a line of bodies at most, not a
+    model's (a prompt may be 32,000 characters: 857 of them are tens of megabytes).
     """
     profile = load_profile(request["profile"])
-    seed, count = request["seed"], request["count"]
     seen = set(request["exclude"])
     for model in request["models"]:
-        valid = draw_examples(
+        line = _ExploreLine(model, out)
+        seen = _write_model(model, profile, request["seed"], request["count"], seen, line)
+        line.end()
+
+
+def _write_model(
+    model: str, profile: Profile, seed: int, count: int, seen: set[str], line: _ExploreLine
+) -> set[str]:
+    """One model's half and half into ``line``; the digests seen so far come back."""
+    with tempfile.TemporaryFile() as valid:
+        seen = draw_each(
             valid_requests(model, profile),
+            lambda body: valid.write(_encoded(body) + b"\n"),
             seed=f"imgconf-explore:{seed}:{model}:valid",
             count=(count + 1) // 2,
             exclude=seen,
         )
-        seen.update(map(body_key, valid))
-        invalid = draw_examples(
+        valid.seek(0)
+
+        def pair(invalid: Any) -> None:
+            line.add(valid.readline().rstrip(b"\n"))  # empty once the valid half ran out
+            line.add(_encoded(invalid))
+
+        seen = draw_each(
             invalid_requests(model, profile).map(lambda labelled: labelled[0]),
+            pair,
             seed=f"imgconf-explore:{seed}:{model}:invalid",
             count=count // 2,
             exclude=seen,
         )
-        seen.update(map(body_key, invalid))
-        pairs = zip_longest(valid, invalid)  # bodies are objects: None only fills the shorter
-        yield model, [body for pair in pairs for body in pair if body is not None]
+        for rest in valid:
+            line.add(rest.rstrip(b"\n"))
+    return seen
+
+
+def _encoded(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+class _ExploreLine:
+    """One model's bodies (each already JSON), written to ``out`` as they come,
+    :data:`EXPLORE_LINE` to a line: ``[model, [body, ...], number of the first]``. A model with
+    none still gets one line. (The reader takes whole lines; nothing is held here.)"""
+
+    def __init__(self, model: str, out: BinaryIO) -> None:
+        self._model = _encoded(model)
+        self._out = out
+        self._first = 1
+        self._in_line = 0
+        self._lines = 0
+
+    def add(self, body: bytes) -> None:
+        if not body:
+            return
+        if self._in_line == 0:
+            self._out.write(b"[" + self._model + b", [")
+        else:
+            self._out.write(b", ")
+        self._out.write(body)
+        self._in_line += 1
+        if self._in_line == EXPLORE_LINE:
+            self._end_line()
+
+    def end(self) -> None:
+        if self._in_line or not self._lines:
+            if not self._in_line:
+                self._out.write(b"[" + self._model + b", [")
+            self._end_line()
+
+    def _end_line(self) -> None:
+        self._out.write(b"], " + str(self._first).encode() + b"]\n")
+        self._out.flush()
+        self._first += self._in_line
+        self._in_line = 0
+        self._lines += 1
 
 
 def body_key(body: Any) -> str:
