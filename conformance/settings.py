@@ -107,6 +107,15 @@ INFLATE_STEP = 1 << 20
 #: above this (beyond 2048x2048 RGBA) Pillow inflates the file again instead.
 REWRAP_LIMIT = 16 << 20
 
+#: Decoded pixels the judging threads hold at once, as estimated from the size each image
+#: declares (:data:`PIXEL_PEAK` bytes a pixel); an image estimated larger is decoded alone.
+#: Two 1536x1024 decodes fit; two 2048x2048 do not.
+PIXEL_MEMORY = 64 * MIB
+#: Bytes one decoded pixel costs at the decode's peak: Pillow keeps 4 a pixel (RGB too), and a
+#: check holds about three such copies at once (libwebp's frame, its copy and Pillow's image; a
+#: PNG's inflated rows, their re-wrap and the image; a JPEG's decode and the strip it digests).
+PIXEL_PEAK = 12
+
 #: The side of the report's thumbnails, in pixels.
 THUMBNAIL_SIDE = 160
 

@@ -594,3 +594,70 @@ def test_pixel_work_is_timed_apart_and_a_refusal_by_header_costs_none():
     assert timed > before
     refused(png_ihdr(40_000, 40_000) + IEND, "pixels")
     assert images.decode_seconds() == timed
+
+
+def test_pixel_memory_serves_in_order_within_its_limit_and_a_larger_one_alone():
+    import threading
+
+    from conformance.engine.pixel_memory import PixelMemory
+
+    memory = PixelMemory(limit=100)
+    log: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    gates = {name: threading.Event() for name in "abcd"}
+
+    def job(name: str, size: int) -> None:
+        with memory.hold(size):
+            with lock:
+                log.append((name, memory.held))
+            gates[name].wait(5)
+
+    threads = []
+    for name, size in (("a", 60), ("b", 150), ("c", 30), ("d", 0)):
+        thread = threading.Thread(target=job, args=(name, size))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)
+    # a holds 60; b (larger than the limit) waits for a; c, though it fits, waits behind b;
+    # d asks for nothing and never waits.
+    assert log == [("a", 60), ("d", 60)]
+    gates["a"].set()
+    time.sleep(0.05)
+    assert log[-1] == ("b", 150)
+    gates["b"].set()
+    time.sleep(0.05)
+    assert log[-1] == ("c", 30)
+    gates["c"].set()
+    gates["d"].set()
+    for thread in threads:
+        thread.join(5)
+    assert memory.held == 0
+
+
+def test_images_too_large_to_decode_together_are_decoded_one_after_the_other(monkeypatch):
+    import threading
+
+    from conformance.engine import pixel_memory
+
+    flat = encode(Image.new("RGBA", (1024, 1024), (10, 20, 30, 40)), "WEBP", lossless=True)
+    assert len(flat) < 10_000  # a small file, for many pixels
+    budget = pixel_memory.PixelMemory(limit=1024 * 1024)  # less than one such decode
+    monkeypatch.setattr(images, "PIXELS", budget)
+    most = 0
+    original = images._decode
+
+    def decode(data, fmt):
+        nonlocal most
+        most = max(most, budget.held)
+        return original(data, fmt)
+
+    monkeypatch.setattr(images, "_decode", decode)
+    threads = [
+        threading.Thread(target=inspect_image, args=(flat,), kwargs={"check_alpha": True})
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most == 1024 * 1024 * images.PIXEL_PEAK  # never two at once

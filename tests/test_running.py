@@ -442,19 +442,27 @@ def test_a_failure_to_make_later_cases_leaves_the_run_incomplete():
     assert runner.stop_kind == "internal_error"
 
 
-def test_a_passing_case_keeps_only_what_the_report_shows_of_its_body():
+def test_a_passing_case_keeps_only_what_the_report_shows_of_its_body_and_headers():
     from dataclasses import replace
 
     from conformance.reports.document import elide
 
     long = [replace(c, body={**c.body, "prompt": "🌅 harbour " * 3000}) for c in cases(2)]
     wrong_size = gpt_answer([png(512, 512, (1, 2, 3))])
-    _runner, results, _ = execute(long, lambda r: httpx.Response(200, json=ANSWER))
+    headers = {"x-request-id": "req_1", "openai-processing-ms": "1200"}
+    _runner, results, _ = execute(long, lambda r: httpx.Response(200, json=ANSWER, headers=headers))
     for original, result in zip(long, results, strict=True):
         assert result.outcome is Outcome.PASS
         assert result.case.body == elide(original.body)
         assert result.case.sent_bytes == len(original.content())
-    _runner, results, _ = execute(long, lambda r: httpx.Response(200, json=wrong_size))
+        assert result.exchange.response_headers == {"content-type": "application/json"}
+        assert result.exchange.content_type == "application/json"
+        assert list(result.exchange.request_headers) == ["content-type"]
+    _runner, results, _ = execute(
+        long, lambda r: httpx.Response(200, json=wrong_size, headers=headers)
+    )
     assert all(
         r.outcome is Outcome.FAIL and r.case is c for r, c in zip(results, long, strict=True)
     )
+    assert all(r.exchange.response_headers["x-request-id"] == "req_1" for r in results)
+    assert all("authorization" in r.exchange.request_headers for r in results)

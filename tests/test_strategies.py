@@ -315,3 +315,25 @@ def test_a_model_with_nothing_drawn_still_gets_its_line() -> None:
         {"profile": "openai", "models": ["dall-e-2"], "seed": 1, "count": 0, "exclude": []}, out
     )
     assert json.loads(out.getvalue()) == ["dall-e-2", [], 1]
+
+
+def test_drawn_lines_are_read_whole_as_the_drawing_process_writes_them(monkeypatch) -> None:
+    import tempfile
+
+    from conformance.generation import strategies
+
+    monkeypatch.setattr(strategies, "EXPLORE_READ", 3)  # lines arrive in pieces
+    writer = (
+        "import sys, time\n"
+        "out = sys.stdout.buffer\n"
+        "out.write(b'[1, '); out.flush(); time.sleep(0.2)\n"
+        "out.write(b'2]\\n[3]\\n[4'); out.flush(); time.sleep(0.2)\n"
+        "out.write(b']\\ncut')\n"  # a last line never ended is not a line
+    )
+    with tempfile.TemporaryFile() as file:
+        child = subprocess.Popen([sys.executable, "-c", writer], stdout=file)
+        try:
+            lines = list(strategies._lines_written(file.fileno(), child))
+        finally:
+            child.wait()
+    assert lines == [b"[1, 2]", b"[3]", b"[4]"]

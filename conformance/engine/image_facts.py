@@ -51,9 +51,11 @@ from ..settings import (
     MAX_CHUNKS,
     MAX_JPEG_SCANS,
     MAX_PIXELS,
+    PIXEL_PEAK,
     REWRAP_LIMIT,
     THUMBNAIL_SIDE,
 )
+from .pixel_memory import PIXELS
 
 __all__ = [
     "DECODERS",
@@ -186,30 +188,35 @@ def inspect_image(
         )
         return facts
     want_pixels = check_alpha or thumbnail
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            layout = read_layout(data)
-            facts.width, facts.height, facts.has_alpha = layout.width, layout.height, layout.alpha
+    with contextlib.ExitStack() as held:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                layout = read_layout(data)
+                facts.width, facts.height = layout.width, layout.height
+                facts.has_alpha = layout.alpha
+                decodes = want_pixels or facts.format != "png"  # a PNG's check only inflates
+                pixels = layout.width * layout.height * PIXEL_PEAK if decodes else 0
+                held.enter_context(PIXELS.hold(pixels))
+                with _CLOCK.timing():
+                    image = _CHECK_WHOLE[facts.format](data, layout, want_pixels, keep_pixels)
+                    if want_pixels:
+                        image = image or _decode(data, facts.format)
+                        facts.has_alpha = _alpha_from_header(image)
+                        if check_alpha:
+                            facts.min_alpha = _min_alpha(image)
+        except _Refused as refused:
+            facts.problem = str(refused)
+            return facts
+        except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same
+            facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
+            return facts
+        facts.decodes = True
+        if thumbnail:
             with _CLOCK.timing():
-                image = _CHECK_WHOLE[facts.format](data, layout, want_pixels, keep_pixels)
-                if want_pixels:
-                    image = image or _decode(data, facts.format)
-                    facts.has_alpha = _alpha_from_header(image)
-                    if check_alpha:
-                        facts.min_alpha = _min_alpha(image)
-    except _Refused as refused:
-        facts.problem = str(refused)
-        return facts
-    except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same here
-        facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
-        return facts
-    facts.decodes = True
-    if thumbnail:
-        with _CLOCK.timing():
-            facts.thumbnail = _thumbnail(image)
-    elif keep_pixels:
-        facts.pixels = image
+                facts.thumbnail = _thumbnail(image)
+        elif keep_pixels:
+            facts.pixels = image
     return facts
 
 
@@ -219,7 +226,8 @@ def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
     if not facts.decodes or facts.format not in DECODERS:
         return None
     image, facts.pixels = facts.pixels, None
-    with _CLOCK.timing():
+    pixels = (facts.width or 0) * (facts.height or 0) * PIXEL_PEAK if image is None else 0
+    with PIXELS.hold(pixels), _CLOCK.timing():
         if image is None:
             try:
                 with warnings.catch_warnings():

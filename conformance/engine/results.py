@@ -220,10 +220,20 @@ class CaseResult:
 PASSING_EXCERPT = 512
 
 
+#: What a passing case's exchange keeps of its headers (names lower-cased, as recorded): the
+#: content type report.json shows, and the content coding the answer was read with.
+PASSING_HEADERS = frozenset({"content-type", "content-encoding"})
+
+
+def _only(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name in names}
+
+
 def release(result: CaseResult) -> None:
     """Keep of a judged case's exchange only what the reports need, so that a run's memory
-    grows by little more than its verdicts: a passing case gives up its request body, all but
-    the start of its answer's excerpt, and its case's body but what report.json shows of it
+    grows by little more than its verdicts: a passing case gives up its request body, its
+    headers but :data:`PASSING_HEADERS`, all but the start of its answer's excerpt, and its
+    case's body but what report.json shows of it
     (:meth:`~conformance.generation.cases.Case.shed`). Failed, warned and unobserved cases keep
     all of it, as the reports show them (the reproducer, the excerpt)."""
     exchange = result.exchange
@@ -233,6 +243,9 @@ def release(result: CaseResult) -> None:
     if exchange.body_size is None:
         exchange.body_size = len(exchange.response_body)
     exchange.request_body = b""
+    for kept in (exchange, *exchange.fetches):
+        kept.request_headers = _only(kept.request_headers, PASSING_HEADERS)
+        kept.response_headers = _only(kept.response_headers, PASSING_HEADERS)
     if len(exchange.response_body) > PASSING_EXCERPT:
         exchange.response_body = exchange.response_body[:PASSING_EXCERPT] + b"...<cut>"
 

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -974,6 +975,11 @@ _DRAWS = {
 
 # --- exploration: drawing from the strategies, reproducibly ------------------------------------
 
+#: Bytes read at a time from the drawing interpreter's lines, and how long to wait when it has
+#: written nothing new.
+EXPLORE_READ = 1 << 20
+EXPLORE_POLL = 0.02
+
 #: Bodies per line of the drawing interpreter's output: what a run holds of a model's drawn
 #: cases at once (a prompt may be 32,000 characters).
 EXPLORE_LINE = 200
@@ -1096,8 +1102,10 @@ def explore_stream(
     it has while the next are drawn, and never holds all of them at once.
     ``started`` is handed the drawing process (to end it from another thread).
 
-    They are drawn in a fresh interpreter, one line of JSON per model on its output (read a
-    line at a time: the interpreter waits while the reader does). Drawn in the asking process,
+    They are drawn in a fresh interpreter, which writes its lines of JSON to a temporary file
+    as fast as it draws, and ends: it does not wait on the reader, so its memory is not added to
+    the run's for the whole run, only while it draws. The lines are read from the file as they
+    come (:func:`_lines_written`). Drawn in the asking process,
     they would not be the same: Hypothesis sometimes offers constants found in the source of the
     modules that process has imported, so ``imgconf run`` (which has imported the runner and the
     reference server by then) would draw other bodies than ``imgconf plan`` for the same seed.
@@ -1120,23 +1128,23 @@ def explore_stream(
         "PYTHONHASHSEED": "0",
         "HYPOTHESIS_STORAGE_DIRECTORY": str(cache / "imgconf" / "hypothesis"),
     }
-    with tempfile.TemporaryFile() as errors:
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as lines:
         child = subprocess.Popen(
             [sys.executable, "-P", "-c", _EXPLORE_CHILD],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=lines,
             stderr=errors,
             env=env,
         )
         if started is not None:
             started(child)
         try:
-            assert child.stdin is not None and child.stdout is not None
+            assert child.stdin is not None
             with contextlib.suppress(BrokenPipeError):
                 child.stdin.write(json.dumps(request).encode())
                 child.stdin.close()
             drawn: set[str] = set()
-            for line in child.stdout:
+            for line in _lines_written(lines.fileno(), child):
                 model, bodies, first = json.loads(line)
                 drawn.add(model)
                 yield model, bodies, first
@@ -1150,9 +1158,30 @@ def explore_stream(
             if child.poll() is None:
                 child.kill()
                 child.wait()
-            for stream in (child.stdin, child.stdout):
-                if stream is not None:
-                    stream.close()
+            if child.stdin is not None:
+                child.stdin.close()
+
+
+def _lines_written(fd: int, writer: subprocess.Popen[bytes]) -> Iterator[bytes]:
+    """Each whole line of the file at ``fd`` as ``writer`` appends it, until ``writer`` has
+    ended and all it wrote is read. The file is read at offsets of its own (``pread``), so the
+    writer's offset, which it shares, is never moved."""
+    offset, pending = 0, bytearray()
+    while True:
+        ended = writer.poll() is not None  # before reading: what it wrote by then is all
+        chunk = os.pread(fd, EXPLORE_READ, offset)
+        if chunk:
+            offset += len(chunk)
+            pending += chunk
+            start = 0
+            while (end := pending.find(b"\n", start)) >= 0:
+                yield bytes(pending[start:end])
+                start = end + 1
+            del pending[:start]
+        elif ended:
+            return
+        else:
+            time.sleep(EXPLORE_POLL)
 
 
 def write_explore_lines(request: Mapping[str, Any], out: BinaryIO) -> None:
