@@ -720,3 +720,34 @@ def test_an_answer_mentions_url_wherever_the_key_is(quotes):
     assert _mentions_url(b"{" + filler + b'"data": [{"b64_json": "QUJD", "url": "u"}]}')
     assert not _mentions_url(b"{" + filler + b'"data": [{"b64_json": "dXJs"}], "urls": 1}')
     assert not _mentions_url(b"")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_bytes_in_flight_are_the_sum_of_the_open_leases(seed):
+    import random
+
+    from conformance.engine.transport import InFlightBudget
+
+    rng = random.Random(seed)
+
+    async def go() -> None:
+        budget = InFlightBudget(limit=10_000, lane=5_000)
+        leases = []
+        for _ in range(300):
+            move = rng.random()
+            if move < 0.3 or not leases:
+                leases.append(budget.open())
+            elif move < 0.6:
+                await rng.choice(leases[:1]).acquire(rng.randrange(50))  # the leader never waits
+            elif move < 0.8:
+                rng.choice(leases).release(rng.randrange(80))
+            else:
+                lease = leases.pop(rng.randrange(len(leases)))
+                lease.close()
+                lease.close()  # twice: nothing more
+            assert budget.held == sum(lease.held for lease in leases)
+        for lease in leases:
+            lease.close()
+        assert budget.held == 0
+
+    asyncio.run(go())
