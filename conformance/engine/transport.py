@@ -386,8 +386,8 @@ class InFlightBudget:
         self._leases: dict[int, Lease] = {}
         self._tickets = 0
         self._waiters: list[asyncio.Future[None]] = []
-        #: The sum of every open lease's bytes, kept as they change: asked at every chunk read,
-        #: with 64 cases in flight a sum over the leases cost a tenth of a run's CPU.
+        #: The sum of every open lease's bytes, kept as they change: it is asked at every chunk
+        #: read, where a sum over the open leases would cost as many steps as cases in flight.
         self.held = 0
 
     @contextlib.asynccontextmanager
