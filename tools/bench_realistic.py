@@ -508,23 +508,7 @@ def flat(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
     """The default plan of every model against the reference server's small, flat images."""
     models = all_models()
     notes.append(f"flat: the default plan of every openai model ({models}), small flat images")
-    flat_args = argparse.Namespace(**{**vars(args), "models": models})
-    with benchmark_server(realistic_images=False) as server, tempfile.TemporaryDirectory() as tmp:
-        run_child("loop", "flat", server, flat_args, args.concurrency, 0)  # warm up
-        loop = run_child("loop", "flat", server, flat_args, args.concurrency, 0)
-        command = run_imgconf_command(
-            server, args, Path(tmp) / "report", scenario="flat", models=models
-        )
-        command.images = loop.images
-        rows = [command, loop]
-        st = run_schemathesis(server, args, Path(tmp), scenario="flat")
-        if isinstance(st, str):
-            notes.append(f"Schemathesis: not run: {st}")
-        else:
-            rows.append(st)
-        if args.cprofile:
-            profile_imgconf(server, flat_args, Path(tmp) / "profiled", notes)
-    return rows
+    return command_loop_schemathesis("flat", args, notes, models=models, realistic_images=False)
 
 
 def explore(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
@@ -554,20 +538,37 @@ def explore(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
 
 
 def realistic(args: argparse.Namespace, notes: list[str]) -> list[Measured]:
+    return command_loop_schemathesis("realistic", args, notes)
+
+
+def command_loop_schemathesis(
+    scenario: str,
+    args: argparse.Namespace,
+    notes: list[str],
+    *,
+    models: str | None = None,
+    realistic_images: bool = True,
+) -> list[Measured]:
+    """The whole ``imgconf run``, the plain loop on the same bodies and Schemathesis, against
+    one server (and ``imgconf run`` once more under cProfile when asked)."""
+    run_args = argparse.Namespace(**{**vars(args), "models": models or args.models})
     rows = []
-    with benchmark_server() as server, tempfile.TemporaryDirectory() as tmp:
-        run_child("loop", "realistic", server, args, args.concurrency, 0)  # warm the cache
-        loop = run_child("loop", "realistic", server, args, args.concurrency, 0)
-        command = run_imgconf_command(server, args, Path(tmp) / "report")
+    with (
+        benchmark_server(realistic_images=realistic_images) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        run_child("loop", scenario, server, run_args, args.concurrency, 0)  # warm the cache
+        loop = run_child("loop", scenario, server, run_args, args.concurrency, 0)
+        command = run_imgconf_command(server, run_args, Path(tmp) / "report", scenario=scenario)
         command.images = loop.images  # the same bodies: the same images
         rows += [command, loop]
-        st = run_schemathesis(server, args, Path(tmp))
+        st = run_schemathesis(server, args, Path(tmp), scenario=scenario)
         if isinstance(st, str):
             notes.append(f"Schemathesis: not run: {st}")
         else:
             rows.append(st)
         if args.cprofile:
-            profile_imgconf(server, args, Path(tmp) / "profiled", notes)
+            profile_imgconf(server, run_args, Path(tmp) / "profiled", notes)
     return rows
 
 
