@@ -78,7 +78,7 @@ def give_back_free_memory() -> None:
 
     For after a burst of allocation in another thread: glibc gives each thread a heap of its
     own, and what is freed there stays that heap's. Drawn cases are made in a worker thread, a
-    model's worth at a time (thousands of prompts), and let go of once judged; without this, each
+    line's worth at a time (hundreds of prompts), and let go of once judged; without this, each
     batch would leave its pages behind.
     """
     libc = _libc()

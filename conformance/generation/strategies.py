@@ -1243,28 +1243,26 @@ class _ExploreLine:
     none still gets one line. (The reader takes whole lines; nothing is held here.)"""
 
     def __init__(self, model: str, out: BinaryIO) -> None:
-        self._model = _encoded(model)
+        self._head = b"[" + _encoded(model) + b", ["
         self._out = out
         self._first = 1
         self._in_line = 0
-        self._lines = 0
 
     def add(self, body: bytes) -> None:
         if not body:
             return
-        if self._in_line == 0:
-            self._out.write(b"[" + self._model + b", [")
-        else:
-            self._out.write(b", ")
+        self._out.write(b", " if self._in_line else self._head)
         self._out.write(body)
         self._in_line += 1
         if self._in_line == EXPLORE_LINE:
             self._end_line()
 
     def end(self) -> None:
-        if self._in_line or not self._lines:
-            if not self._in_line:
-                self._out.write(b"[" + self._model + b", [")
+        """End the open line; a model with nothing drawn gets its one, empty."""
+        nothing = self._first == 1 and not self._in_line
+        if nothing:
+            self._out.write(self._head)
+        if nothing or self._in_line:
             self._end_line()
 
     def _end_line(self) -> None:
@@ -1272,7 +1270,6 @@ class _ExploreLine:
         self._out.flush()
         self._first += self._in_line
         self._in_line = 0
-        self._lines += 1
 
 
 def body_key(body: Any) -> str:
