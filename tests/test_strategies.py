@@ -19,6 +19,7 @@ from conformance.contract.loader import load_contract
 from conformance.contract.oracle import request_violations
 from conformance.contract.profiles import load_profile
 from conformance.errors import SetupError
+from conformance.generation import strategies
 from conformance.generation.strategies import (
     DEFAULT_PROMPT,
     body_key,
@@ -202,6 +203,31 @@ def test_draws_are_capped_by_the_strategy() -> None:
     assert sorted(draw_examples(st.sampled_from([1, 2, 3]), seed=1, count=10)) == [1, 2, 3]
 
 
+def test_long_draws_come_from_short_runs_each_seeded_and_never_repeating(monkeypatch) -> None:
+    # Hypothesis holds every choice of a run until it ends: a long draw is cut into runs of
+    # DRAW_RUN, so that record stays small whatever ``count`` is.
+    strategy = valid_requests("gpt-image-1")
+    whole_run = draw_examples(strategy, seed="7", count=9)
+    monkeypatch.setattr(strategies, "DRAW_RUN", 4)
+    runs = draw_examples(strategy, seed="7", count=9)
+    assert runs == draw_examples(strategy, seed="7", count=9)  # reproducible
+    assert len({body_key(b) for b in runs}) == 9
+    assert runs[:4] == whole_run[:4]  # the first run is seeded as a whole draw is
+    assert runs[4:] != whole_run[4:]  # the next ones under seeds of their own
+    assert runs[4:8] == draw_examples(
+        strategy, seed="7#1", count=4, exclude=map(body_key, runs[:4])
+    )
+    # A run that finds nothing new ends the draw; one that finds some does not.
+    monkeypatch.setattr(strategies, "DRAW_RUN", 2)
+    assert sorted(draw_examples(st.sampled_from([1, 2, 3, 4, 5]), seed=1, count=10)) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+
+
 def test_explore_requests_alternate_valid_and_invalid_and_skip_planned_bodies() -> None:
     openai = load_profile("openai")
     models = ["dall-e-3", "gpt-image-2"]
@@ -270,8 +296,6 @@ def test_explore_lines_give_the_halves_interleaved_as_drawn_whole(monkeypatch) -
     import io
     from itertools import zip_longest
 
-    from conformance.generation import strategies
-
     monkeypatch.setattr(strategies, "EXPLORE_LINE", 4)
     openai = load_profile("openai")
     request = {"profile": "openai", "models": ["dall-e-2", "gpt-image-1"], "seed": 3}
@@ -308,8 +332,6 @@ def test_explore_lines_give_the_halves_interleaved_as_drawn_whole(monkeypatch) -
 def test_a_model_with_nothing_drawn_still_gets_its_line() -> None:
     import io
 
-    from conformance.generation import strategies
-
     out = io.BytesIO()
     strategies.write_explore_lines(
         {"profile": "openai", "models": ["dall-e-2"], "seed": 1, "count": 0, "exclude": []}, out
@@ -319,8 +341,6 @@ def test_a_model_with_nothing_drawn_still_gets_its_line() -> None:
 
 def test_drawn_lines_are_read_whole_as_the_drawing_process_writes_them(monkeypatch) -> None:
     import tempfile
-
-    from conformance.generation import strategies
 
     monkeypatch.setattr(strategies, "EXPLORE_READ", 3)  # lines arrive in pieces
     writer = (

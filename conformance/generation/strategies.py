@@ -980,6 +980,10 @@ _DRAWS = {
 EXPLORE_READ = 1 << 20
 EXPLORE_POLL = 0.02
 
+#: Examples drawn per Hypothesis run (see :func:`draw_each`): what bounds the engine's record
+#: of the run, which holds every prompt drawn in it.
+DRAW_RUN = 100
+
 #: Bodies per line of the drawing interpreter's output: what a run holds of a model's drawn
 #: cases at once (a prompt may be 32,000 characters).
 EXPLORE_LINE = 200
@@ -1026,12 +1030,43 @@ def draw_each(
     Only the generate phase runs, with no database and no health checks, so nothing is replayed,
     shrunk or remembered between runs. ``strategy.example()`` would not do: it is random on
     purpose.
+
+    The examples come from runs of at most :data:`DRAW_RUN`, each under a seed of its own
+    (``seed`` for the first, then ``seed#1``, ``seed#2``...). Hypothesis keeps a record of every choice a run makes, the
+    prompts included, until the run ends: a run of hundreds of 32,000-character prompts holds
+    tens of megabytes. Drawing stops at ``count``, or after a run that found nothing new (the
+    strategy has run out of values).
     """
+    seen = set(exclude)
+    kept = 0
+    run = 0
+    while kept < count:
+        found = _draw_run(
+            strategy,
+            keep,
+            seed=seed if run == 0 else f"{seed}#{run}",
+            count=min(DRAW_RUN, count - kept),
+            seen=seen,
+        )
+        if not found:
+            break
+        kept += found
+        run += 1
+    return seen
+
+
+def _draw_run(
+    strategy: st.SearchStrategy[Any],
+    keep: Callable[[Any], object],
+    *,
+    seed: Hashable,
+    count: int,
+    seen: set[str],
+) -> int:
+    """One Hypothesis run of :func:`draw_each`: up to ``count`` examples not in ``seen`` (which
+    grows by them) handed to ``keep``; how many."""
     import hypothesis  # only when drawing: a run without --explore never imports it
 
-    seen = set(exclude)
-    if count <= 0:
-        return seen
     kept = 0
 
     @hypothesis.seed(seed)
@@ -1055,11 +1090,12 @@ def draw_each(
             kept += 1
             keep(example)
 
-    collect()
-    # The engine's record of the run (every choice made, prompts included) is held in reference
-    # cycles: freed now, not whenever the collector next looks at the oldest generation.
+    with contextlib.suppress(hypothesis.errors.Unsatisfiable):  # every value drawn was seen
+        collect()
+    # The engine's record of the run is held in reference cycles: freed now, not whenever the
+    # collector next looks at the oldest generation.
     gc.collect()
-    return seen
+    return kept
 
 
 def explore_requests(
