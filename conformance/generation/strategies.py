@@ -985,8 +985,9 @@ EXPLORE_POLL = 0.02
 DRAW_RUN = 100
 
 #: Bodies per line of the drawing interpreter's output: what a run holds of a model's drawn
-#: cases at once (a prompt may be 32,000 characters).
-EXPLORE_LINE = 200
+#: cases at once. A prompt may be 32,000 characters (128 KB as a Python string with one
+#: character beyond the BMP): a line of 200 of gpt-image-1's took 16 MB to read into cases.
+EXPLORE_LINE = 50
 
 #: What the fresh interpreter of :func:`explore_stream` runs: the request on stdin; on stdout, a
 #: model's bodies as they are drawn, EXPLORE_LINE to a line (JSON, UTF-8: the model, the bodies,
