@@ -51,6 +51,7 @@ __all__ = [
     "Redactor",
     "map_strings",
     "printable",
+    "printable_document",
     "redact_bytes",
     "redact_credential",
     "redact_document",
@@ -469,19 +470,49 @@ def printable(text: str) -> str:
 def redact_document(value: Any) -> Any:
     """A JSON-like document with every string (and key) redacted.
 
-    A report holds tens of thousands of strings and, almost always, no secret: they are first
-    searched together, as one text (:func:`_joined`), which costs a few passes at C speed over
-    the document instead of a decoding attempt per string. Only a document where that search
-    finds something (or that it cannot vouch for) is redacted string by string, by the same
-    :func:`redact_text` either way.
+    A report holds tens of thousands of strings and, almost always, no secret: they are
+    searched together, a group joined into one text at a time (:func:`_joined`), which costs a
+    few passes at C speed instead of a decoding attempt per string. Only the strings of a group
+    where that search finds something (or that it cannot vouch for) are redacted one by one, by
+    the same :func:`redact_text` either way; a document in which no string changes is returned
+    as it is.
     """
+    return _changed_document(value, redact_text, _nothing_to_redact)
+
+
+def printable_document(value: Any) -> Any:
+    """A JSON-like document as every report writes it: each string (and key) redacted, then
+    made safe (:func:`printable`), as :func:`redact_document` then :func:`safe_document` would
+    make it, its strings gathered and searched once for both."""
+    return _changed_document(
+        value, printable, lambda group: _nothing_to_redact(group) and _all_safe(group)
+    )
+
+
+def _changed_document(
+    value: Any, change: Callable[[str], str], unchanged: Callable[[list[str]], bool]
+) -> Any:
+    """``value`` with ``change`` made to every string, asked of each string only in the groups
+    of :data:`_JOINED_STRINGS` that ``unchanged`` cannot vouch for; ``value`` itself when no
+    string changes (no copy of a large report is made for nothing)."""
     texts = _strings_of(value)
-    if texts is not None and all(
-        joined is not None and not _REDACTOR.shows_in(joined) and scrub_text(joined) == joined
-        for joined in _joined(texts)
-    ):
+    if texts is None:
+        return map_strings(value, change)
+    changed: dict[str, str] = {}
+    for group in _groups(texts):
+        if unchanged(group):
+            continue
+        for text in group:
+            if (new := change(text)) != text:
+                changed[text] = new
+    if not changed:
         return value
-    return map_strings(value, redact_text)
+    return map_strings(value, lambda text: changed.get(text, text))
+
+
+def _nothing_to_redact(group: list[str]) -> bool:
+    joined = _joined(group)
+    return joined is not None and not _REDACTOR.shows_in(joined) and scrub_text(joined) == joined
 
 
 #: What joins a document's strings for one search over them all: no token of any encoding
@@ -521,13 +552,12 @@ def _groups(texts: list[str]) -> Iterator[list[str]]:
         yield texts[start : start + _JOINED_STRINGS]
 
 
-def _joined(texts: list[str]) -> Iterator[str | None]:
-    """The texts as a few long ones, for searches whose every find a search of each text
-    alone would also make; None for a group when that cannot be promised. (A text ending in a
-    backslash would have it taken by the joiner as an escape; such texts are rare enough to
-    leave the whole to the slow way.)"""
-    for group in _groups(texts):
-        yield None if any(text.endswith("\\") for text in group) else _JOINER.join(group)
+def _joined(group: list[str]) -> str | None:
+    """The texts as one, for searches whose every find a search of each text alone would also
+    make; None when that cannot be promised. (A text ending in a backslash would have it taken
+    by the joiner as an escape; such texts are rare enough to leave their group to the slow
+    way.)"""
+    return None if any(text.endswith("\\") for text in group) else _JOINER.join(group)
 
 
 def map_strings(value: Any, change: Callable[[str], str]) -> Any:
@@ -565,14 +595,13 @@ def safe_text(text: str) -> str:
 
 def safe_document(value: Any) -> Any:
     """A JSON-like document with every string (and key) made safe by :func:`safe_text`
-    (searched as one text first: a document with nothing to change is returned as it is)."""
-    texts = _strings_of(value)
-    if texts is not None and not any(
-        _SURROGATE.search(joined) or _UNSAFE.search(joined)
-        for joined in map(_JOINER.join, _groups(texts))
-    ):
-        return value
-    return map_strings(value, safe_text)
+    (searched a group of strings at a time, as :func:`redact_document` does)."""
+    return _changed_document(value, safe_text, _all_safe)
+
+
+def _all_safe(group: list[str]) -> bool:
+    joined = _JOINER.join(group)
+    return not (_SURROGATE.search(joined) or _UNSAFE.search(joined))
 
 
 # --- key-like tokens and URLs ----------------------------------------------------------------

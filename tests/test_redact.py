@@ -10,11 +10,14 @@ import re
 
 import pytest
 
+from conformance import redact
 from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.redact import (
     REDACTED,
     Redactor,
     map_strings,
+    printable,
+    printable_document,
     redact_document,
     redact_text,
     register_secrets,
@@ -194,6 +197,8 @@ def test_a_document_is_redacted_and_made_safe_as_each_of_its_strings_would_be(se
     document = {"cases": [{"note": t, t[:3]: [t, 1, None]} for t in texts], "n": 3}
     assert redact_document(document) == map_strings(document, redact_text)
     assert safe_document(document) == map_strings(document, safe_text)
+    assert printable_document(document) == map_strings(document, printable)
+    assert printable_document(document) == safe_document(redact_document(document))
 
 
 def test_a_secret_in_one_string_of_thousands_is_found(monkeypatch):
@@ -221,10 +226,26 @@ def test_a_clean_document_is_searched_once_not_string_by_string(monkeypatch):
     monkeypatch.setattr(Redactor, "text", lambda self, value: calls.append(value) or value)
     assert redact_document(document) is document
     assert safe_document(document) is document
+    assert printable_document(document) is document
     assert not calls
     document["cases"][7]["note"] = SECRET
     assert redact_document(document)["cases"][7]["note"] == SECRET  # text() is patched out...
     assert calls  # ...but was asked, string by string, once the joined search found the key
+
+
+def test_only_the_group_a_search_cannot_vouch_for_is_asked_string_by_string(monkeypatch):
+    # A text ending in a backslash cannot be joined with others for one search: its group of
+    # strings is redacted one by one, the rest of the document is not, and nothing changed
+    # means the document itself comes back (no copy of a large report).
+    register_secrets(SECRET)
+    document = {"cases": [{"note": f"case {i}", "x": [i]} for i in range(20000)]}
+    document["cases"][123]["note"] = "a path C:\\"
+    calls = []
+    monkeypatch.setattr(Redactor, "text", lambda self, value: calls.append(value) or value)
+    assert redact_document(document) is document
+    assert printable_document(document) is document
+    assert 0 < len(calls) <= 2 * redact._JOINED_STRINGS
+    assert "a path C:\\" in calls
 
 
 def test_a_case_folded_search_by_anchor_finds_what_lowering_the_whole_text_finds():

@@ -2,9 +2,9 @@
 
 report.json is built first and every other format is rendered from it (the HTML also takes the
 thumbnails the run kept), so their counts cannot disagree. That one document is also where
-server text is made fit to write, once for every format: every string in it is redacted of the
-run's secrets (:func:`~conformance.redact.redact_document`) and made encodable and printable
-(:func:`~conformance.redact.safe_document`: a lone surrogate in an error message is replaced,
+server text is made fit to write, once for every format
+(:func:`~conformance.redact.printable_document`): every string in it is redacted of the run's
+secrets and made encodable and printable (a lone surrogate in an error message is replaced,
 control characters are shown escaped). A format that still fails to render or write does not
 stop the others: they are written, and the failure is said on stderr. Each file is written to a temporary
 file in the same directory and moved into place with :func:`os.replace`: a reader (a CI step,
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.results import Level, Outcome, RunResult
-from ..redact import printable, redact_document, safe_document
+from ..redact import printable, printable_document
 from .document import ReplayInfo, build_report
 from .html import Thumbnail, render_html
 from .junit import render_junit
@@ -83,7 +83,7 @@ def thumbnails_of(run: RunResult) -> list[Thumbnail]:
 
 def report_document(run: RunResult, *, replay: ReplayInfo | None = None) -> dict[str, Any]:
     """report.json's document, every string in it redacted and safe for every format."""
-    return safe_document(redact_document(build_report(run, replay=replay)))
+    return printable_document(build_report(run, replay=replay))
 
 
 def _renderers(run: RunResult, report: dict[str, Any]) -> dict[str, Callable[[], bytes]]:
