@@ -26,6 +26,10 @@ BODY_CAP = 64 * MIB
 ERROR_CAP = 1 * MIB
 #: Cap of one fetched image.
 FETCH_CAP = 32 * MIB
+#: Bytes asked of a connection per read (httpcore asks 64 KiB). A read costs the same Python
+#: whatever it returns, and asyncio returns at most the 256 KiB it takes from a socket at once:
+#: a 3 MB answer is read in about 12 reads instead of 50.
+READ_CHUNK = 256 * 1024
 #: Decoded answer bytes that all the cases in flight may hold at once (see
 #: :class:`~conformance.engine.transport.TransportConfig`).
 INFLIGHT_CAP = 96 * MIB

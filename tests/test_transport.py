@@ -12,10 +12,11 @@ import zlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import pytest
 import respx
-from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, serve, serves_image
+from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, read_request, serve, serves_image
 
 from conformance.engine.results import Exchange
 from conformance.engine.transport import (
@@ -709,6 +710,57 @@ def test_no_ca_store_is_loaded_for_an_http_target(monkeypatch):
     loaded.clear()
     asyncio.run(make("http://127.0.0.1:9/v1", proxy="https://127.0.0.1:8/"))
     assert loaded
+
+
+def test_connections_to_the_target_and_to_images_read_large_chunks(monkeypatch):
+    """httpcore asks 64 KiB per read, each read costing the same Python on the event loop: the
+    target's connections and the image URLs' ask READ_CHUNK (a 3 MB answer: about 12 reads)."""
+    from conformance import settings
+
+    asked: list[int] = []
+    connect = httpcore.AnyIOBackend.connect_tcp
+
+    class Recording(httpcore.AsyncNetworkStream):
+        def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+            self.inner = inner
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            asked.append(max_bytes)
+            return await self.inner.read(max_bytes, timeout)
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            await self.inner.write(buffer, timeout)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+        def get_extra_info(self, info: str):
+            return self.inner.get_extra_info(info)
+
+    async def recording_connect(self, *args, **kwargs):
+        return Recording(await connect(self, *args, **kwargs))
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", recording_connect)
+    answer = json.dumps({"created": 1, "data": [{"b64_json": "A" * (3 * MIB)}]}).encode()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(answer)).encode()
+            + b"\r\n\r\n"
+            + answer
+        )
+        await writer.drain()
+
+    async def go(base: str) -> tuple[Exchange, Exchange]:
+        async with TargetClient(TransportConfig(base + "/v1", api_key=KEY)) as client:
+            return await client.send(case()), await client.fetch(base + "/image.png")
+
+    with serve(handler) as base:
+        sent, fetched = asyncio.run(go(base))
+    assert sent.response_body == answer and fetched.response_body == answer
+    assert asked and min(asked) == settings.READ_CHUNK > 64 * 1024
 
 
 @pytest.mark.parametrize("quotes", [0, 3, 300])

@@ -597,8 +597,59 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool whose connections go through the guard.
+class _LargeReads(httpcore.AsyncNetworkBackend):
+    """A network backend whose streams read up to :data:`~conformance.settings.READ_CHUNK`
+    bytes at a time, whatever httpcore asks.
+
+    httpcore asks for 64 KiB per read, and each read costs tens of microseconds of Python on
+    the event loop (a cancel scope, h11's event, httpx's iterator, the body's bookkeeping)
+    whatever it returns: a 3 MB answer took about 50 of them. asyncio hands a read at most the
+    256 KiB it takes from the socket at once, so asking for more changes the count, not the
+    bytes held.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _LargeReadStream(await self._inner.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _LargeReadStream(await self._inner.connect_unix_socket(*args, **kwargs))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _LargeReadStream(httpcore.AsyncNetworkStream):
+    """A stream of :class:`_LargeReads`: its reads (and its TLS stream's) ask for more."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max(max_bytes, settings.READ_CHUNK), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _LargeReadStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _PoolTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over an httpcore connection pool on a network backend of imgconf's.
 
     httpx takes no network backend of its own; its transport sends everything through the
     httpcore pool it keeps as ``_pool``, so that pool is the one made here instead.
@@ -606,26 +657,46 @@ class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
 
     def __init__(
         self,
-        guard: _AddressGuard,
+        ssl_context: ssl.SSLContext,
         limits: httpx.Limits,
-        ca_bundle: str | None = None,
-        *,
-        verify: bool = True,
+        backend: httpcore.AsyncNetworkBackend,
     ) -> None:
-        # The target's TLS settings hold for its images too (a self-hosted gateway serves them
-        # itself): its CA file is trusted besides the system's, and --insecure checks nothing
-        # (nothing of the target's is ever sent to an image URL, so nothing can leak there).
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        if ca_bundle is not None and verify:
-            ssl_context.load_verify_locations(cafile=ca_bundle)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(guard),
+            network_backend=_LargeReads(backend),
         )
+
+
+def _image_transport(
+    guard: _AddressGuard, limits: httpx.Limits, ca_bundle: str | None, *, verify: bool
+) -> _PoolTransport:
+    """The transport of image URLs: every connection through the guard.
+
+    The target's TLS settings hold for its images too (a self-hosted gateway serves them
+    itself): its CA file is trusted besides the system's, and --insecure checks nothing
+    (nothing of the target's is ever sent to an image URL, so nothing can leak there).
+    """
+    ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+    if ca_bundle is not None and verify:
+        ssl_context.load_verify_locations(cafile=ca_bundle)
+    return _PoolTransport(ssl_context, limits, _GuardedBackend(guard))
+
+
+def _target_transport(config: TransportConfig, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """The transport of the target's requests. Through a proxy, httpx's own (its proxy pools
+    are httpx's to make); else one whose connections read :data:`settings.READ_CHUNK` at a
+    time."""
+    verify = _target_tls(config)
+    if config.proxy:
+        return httpx.AsyncHTTPTransport(
+            verify=verify, limits=limits, proxy=config.proxy, trust_env=False
+        )
+    ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+    return _PoolTransport(ssl_context, limits, httpcore.AnyIOBackend())
 
 
 class _ConnectionTrace:
@@ -710,13 +781,11 @@ class TargetClient:
         # silent peer early and keep sockets from lingering.
         per_op = httpx.Timeout(config.timeout, connect=min(config.timeout, 30.0))
         self._client = httpx.AsyncClient(
+            transport=_target_transport(config, limits),
             timeout=per_op,
-            limits=limits,
             follow_redirects=False,
             trust_env=False,
             cookies=_no_cookies(),
-            verify=_target_tls(config),
-            proxy=config.proxy,
         )
         self._per_op = per_op
         self._fresh: httpx.AsyncClient | None = None
@@ -758,7 +827,7 @@ class TargetClient:
         if self._fetcher is None:
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
             self._fetcher = httpx.AsyncClient(
-                transport=_GuardedHTTPTransport(
+                transport=_image_transport(
                     self._guard,
                     limits,
                     self.config.ca_bundle,
