@@ -56,7 +56,8 @@ from ..settings import (
     MAX_STREAM_EVENTS,
     STREAM_EVENT_CAP,
 )
-from .image_facts import GalleryPicks, decode_base64, inspect_image, thumbnail_of
+from .base64_strict import decode_base64
+from .image_facts import GalleryPicks, inspect_image, thumbnail_of
 from .json_text import container_bound, loads_lifting_base64
 from .results import (
     CaseResult,

@@ -33,7 +33,8 @@ from ..contract.loader import OPTIONAL_FIELDS, SERVER_CHOICE, Contract, parse_wx
 from ..generation.cases import Case
 from ..redact import printable, redactor, strip_url
 from ..settings import MAX_LISTED_MODELS
-from .image_facts import decode_base64, inspect_image
+from .base64_strict import decode_base64
+from .image_facts import inspect_image
 from .results import Exchange
 from .runner import Budget, may_have_generated
 from .transport import TargetClient

@@ -8,10 +8,11 @@ string byte by byte in Python.
 
 from __future__ import annotations
 
-import binascii
 import json
 import secrets
 from typing import Any
+
+from .base64_strict import decode_base64
 
 __all__ = ["closing_quote", "container_bound", "loads_lifting_base64"]
 
@@ -92,9 +93,8 @@ def loads_lifting_base64(
         pos = end + 1
         if end - start - 1 < min_length:
             continue
-        try:
-            decoded = binascii.a2b_base64(view[start + 1 : end], strict_mode=True)
-        except (binascii.Error, ValueError):
+        decoded = decode_base64(view[start + 1 : end])
+        if decoded is None:
             continue
         token = f"\x00image:{nonce}:{len(lifted)}"
         lifted[token] = decoded
