@@ -16,7 +16,14 @@ import httpcore
 import httpx
 import pytest
 import respx
-from _hostile import TINY_PNG, FakeNetwork, gzip_zeros, read_request, serve, serves_image
+from _hostile import (
+    TINY_PNG,
+    FakeNetwork,
+    answers_every_request,
+    gzip_zeros,
+    serve,
+    serves_image,
+)
 
 from conformance.engine.results import Exchange
 from conformance.engine.transport import (
@@ -743,21 +750,11 @@ def test_connections_to_the_target_and_to_images_read_large_chunks(monkeypatch):
     monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", recording_connect)
     answer = json.dumps({"created": 1, "data": [{"b64_json": "A" * (3 * MIB)}]}).encode()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(answer)).encode()
-            + b"\r\n\r\n"
-            + answer
-        )
-        await writer.drain()
-
     async def go(base: str) -> tuple[Exchange, Exchange]:
         async with TargetClient(TransportConfig(base + "/v1", api_key=KEY)) as client:
             return await client.send(case()), await client.fetch(base + "/image.png")
 
-    with serve(handler) as base:
+    with serve(answers_every_request(b"200 OK", answer)) as base:
         sent, fetched = asyncio.run(go(base))
     assert sent.response_body == answer and fetched.response_body == answer
     assert asked and min(asked) == settings.READ_CHUNK > 64 * 1024
