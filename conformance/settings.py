@@ -114,7 +114,7 @@ REWRAP_LIMIT = 16 << 20
 #: Decoded pixels the judging threads hold at once, as estimated from the size each image
 #: declares (:data:`PIXEL_PEAK` bytes a pixel); an image estimated larger is decoded alone.
 #: Two 1536x1024 decodes fit (one per judging thread on two cores); a 2048x2048 one is alone.
-#: What it holds is most of a run's peak beyond its verdicts, so it is no larger than that.
+#: Pixels held are most of what a run holds beyond its verdicts: no more than two decodes need.
 PIXEL_MEMORY = 40 * MIB
 #: Bytes one decoded pixel costs at the decode's peak: Pillow keeps 4 a pixel (RGB too), and a
 #: check holds about three such copies at once (libwebp's frame, its copy and Pillow's image; a

@@ -1033,10 +1033,10 @@ def draw_each(
     purpose.
 
     The examples come from runs of at most :data:`DRAW_RUN`, each under a seed of its own
-    (``seed`` for the first, then ``seed#1``, ``seed#2``...). Hypothesis keeps a record of every choice a run makes, the
-    prompts included, until the run ends: a run of hundreds of 32,000-character prompts holds
-    tens of megabytes. Drawing stops at ``count``, or after a run that found nothing new (the
-    strategy has run out of values).
+    (``seed`` for the first, then ``seed#1``, ``seed#2``...). Hypothesis keeps a record of
+    every choice a run makes, the prompts included, until the run ends: a run of hundreds of
+    32,000-character prompts holds tens of megabytes. Drawing stops at ``count``, or after a
+    run that found nothing new (the strategy has run out of values).
     """
     seen = set(exclude)
     kept = 0
