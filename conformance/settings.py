@@ -121,6 +121,14 @@ PIXEL_MEMORY = 40 * MIB
 #: PNG's inflated rows, their re-wrap and the image; a JPEG's decode and the strip it digests).
 PIXEL_PEAK = 12
 
+#: Images of at most this many bytes per declared pixel have their facts remembered by the
+#: digest of their bytes, so a repeat is not decoded again (see
+#: :mod:`conformance.engine.seen_images`): hashing such a file costs under a tenth of its
+#: cheapest check, a PNG's inflate. Photographs (1-3 bytes a pixel) are never hashed.
+SEEN_BYTES_PER_PIXEL = 0.25
+#: Images whose facts are remembered at once (each a few hundred bytes).
+SEEN_IMAGES = 1024
+
 #: The side of the report's thumbnails, in pixels.
 THUMBNAIL_SIDE = 160
 

@@ -13,6 +13,8 @@ from starlette.testclient import TestClient
 
 from conformance.cli import main_entry
 from conformance.contract.profiles import load_profile
+from conformance.engine import image_facts
+from conformance.engine.seen_images import SeenImages
 from conformance.server.app import ServerConfig, create_app
 from conformance.server.launcher import RunningServer, start_reference_server
 from conformance.server.quirks import parse_quirks
@@ -22,6 +24,13 @@ TEST_KEY = "sk-test-reference-0123456789"
 #: Makes an in-process client of the reference server:
 #: ``reference_client(lenient=..., quirks=..., profile=NAME|FILE)``.
 ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(autouse=True)
+def fresh_seen_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test judges images afresh: one that spies on decodes sees them whatever ran before
+    it (repeats of an image are answered from the memory of :mod:`seen_images`)."""
+    monkeypatch.setattr(image_facts, "_SEEN", SeenImages())
 
 
 @pytest.fixture(scope="session")

@@ -693,3 +693,86 @@ def test_images_too_large_to_decode_together_are_decoded_one_after_the_other(mon
     for thread in threads:
         thread.join(10)
     assert most == 1024 * 1024 * images.PIXEL_PEAK  # never two at once
+
+
+# --- repeats --------------------------------------------------------------------------------
+
+
+def flat_png(colour: tuple[int, int, int] = (20, 120, 200), side: int = 512) -> bytes:
+    return encode(Image.new("RGB", (side, side), colour), "PNG")
+
+
+def test_a_repeated_flat_image_is_judged_from_memory_with_the_same_facts(monkeypatch):
+    data = flat_png()
+    first = inspect_image(data)
+    checked: list[str] = []
+    for fmt, check in list(images._CHECK_WHOLE.items()):
+        monkeypatch.setitem(
+            images._CHECK_WHOLE, fmt, lambda *a, _c=check, _f=fmt: checked.append(_f) or _c(*a)
+        )
+    again = inspect_image(data)
+    assert again == first and again is not first and again.decodes
+    assert checked == []  # neither inflated nor decoded again
+    assert images._SEEN.hits == 1
+    # Another question (alpha) is another entry; another image is checked on its own.
+    inspect_image(data, check_alpha=True)
+    assert inspect_image(flat_png((1, 2, 3))).decodes
+    assert checked == ["png", "png"]
+
+
+def test_a_cut_repeat_of_a_remembered_image_is_still_caught():
+    data = flat_png()
+    assert inspect_image(data).decodes
+    cut = truncate_png(data)
+    facts = inspect_image(cut)
+    assert not facts.decodes and facts.problem
+    assert not inspect_image(cut).decodes
+
+
+def test_an_image_that_does_not_decode_is_remembered_as_such():
+    data = flat_png()
+    ihdr_end = 8 + 8 + 13 + 4
+    broken = data[:ihdr_end] + png_chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + IEND
+    first = inspect_image(broken)
+    assert not first.decodes and first.problem
+    assert inspect_image(broken) == first and images._SEEN.hits == 1
+
+
+def test_photographs_are_not_hashed_and_thumbnails_are_not_remembered(monkeypatch):
+    hashed: list[int] = []
+    real = images.seen_key
+
+    def spy(data, pixels, *questions):
+        key = real(data, pixels, *questions)
+        hashed.append(key is not None)
+        return key
+
+    monkeypatch.setattr(images, "seen_key", spy)
+    noisy = encode(picture(), "PNG")  # about 3 bytes a pixel
+    inspect_image(noisy)
+    inspect_image(noisy)
+    assert hashed == [False, False] and len(images._SEEN) == 0
+    flat = flat_png()
+    first = inspect_image(flat, thumbnail=True)
+    assert inspect_image(flat, thumbnail=True).thumbnail == first.thumbnail
+    assert len(images._SEEN) == 0 and images._SEEN.hits == 0
+
+
+def test_a_remembered_image_kept_for_the_gallery_still_gets_its_thumbnail():
+    data = flat_png()
+    inspect_image(data, keep_pixels=True)
+    again = inspect_image(data, keep_pixels=True)
+    assert again.pixels is None and images._SEEN.hits == 1
+    assert shows_a_thumbnail(images.thumbnail_of(data, again))
+
+
+def test_the_memory_of_images_is_bounded_and_forgets_the_least_recently_used():
+    from conformance.engine.seen_images import SeenImages
+
+    memory: SeenImages[str] = SeenImages(limit=2)
+    memory.put("a", "A")
+    memory.put("b", "B")
+    assert memory.get("a") == "A"  # "b" is now the least recently used
+    memory.put("c", "C")
+    assert len(memory) == 2 and memory.get("b") is None
+    assert memory.get("a") == "A" and memory.get("c") == "C" and memory.hits == 3

@@ -26,6 +26,9 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    step 2 (it stops at the last row, so it accepts a stream that lacks its end, the Adler-32,
    or holds fewer rows than IHDR declares), and two inflates would cost twice.
 
+The facts of a file that compresses well are remembered by its digest, so a repeat of it is not
+inflated or decoded again (:mod:`conformance.engine.seen_images`).
+
 A hostile image is a problem of that image (``decodes`` False, with a ``problem``), never a
 crash or a hang.
 """
@@ -33,6 +36,7 @@ crash or a hang.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import re
 import struct
@@ -55,6 +59,7 @@ from ..settings import (
     THUMBNAIL_SIDE,
 )
 from .pixel_memory import PIXELS
+from .seen_images import SeenImages, seen_key
 
 __all__ = [
     "DECODERS",
@@ -173,37 +178,66 @@ def inspect_image(
             else "not a PNG, JPEG or WebP image"
         )
         return facts
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layout = read_layout(data)
+    except _Refused as refused:
+        facts.problem = str(refused)
+        return facts
+    except Exception as exc:  # a walk of hostile bytes may fail in many ways; all mean one thing
+        facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
+        return facts
+    facts.width, facts.height, facts.has_alpha = layout.width, layout.height, layout.alpha
+    # A thumbnail is the image's own product, not a fact shared by its repeats.
+    key = None if thumbnail else seen_key(data, layout.width * layout.height, check_alpha)
+    if key is not None and (known := _SEEN.get(key)) is not None:
+        return dataclasses.replace(known)
+    _check_pixels_of(facts, data, layout, check_alpha, thumbnail, keep_pixels)
+    if key is not None:
+        _SEEN.put(key, dataclasses.replace(facts, pixels=None))
+    return facts
+
+
+def _check_pixels_of(
+    facts: ImageFacts,
+    data: bytes,
+    layout: _Layout,
+    check_alpha: bool,
+    thumbnail: bool,
+    keep_pixels: bool,
+) -> None:
+    """Steps 2 and 3 of the module's docstring, on an image whose structure was walked: fills in
+    ``decodes`` or ``problem``, and what was asked of the pixels."""
+    fmt = facts.format or ""
     want_pixels = check_alpha or thumbnail
-    with contextlib.ExitStack() as held:
+    decodes = want_pixels or fmt != "png"  # a PNG's check only inflates
+    pixels = layout.width * layout.height * PIXEL_PEAK if decodes else 0
+    with PIXELS.hold(pixels):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _CLOCK.timing():
                 warnings.simplefilter("ignore")
-                layout = read_layout(data)
-                facts.width, facts.height = layout.width, layout.height
-                facts.has_alpha = layout.alpha
-                decodes = want_pixels or facts.format != "png"  # a PNG's check only inflates
-                pixels = layout.width * layout.height * PIXEL_PEAK if decodes else 0
-                held.enter_context(PIXELS.hold(pixels))
-                with _CLOCK.timing():
-                    image = _CHECK_WHOLE[facts.format](data, layout, want_pixels, keep_pixels)
-                    if want_pixels:
-                        image = image or _decode(data, facts.format)
-                        facts.has_alpha = _alpha_from_header(image)
-                        if check_alpha:
-                            facts.min_alpha = _min_alpha(image)
+                image = _CHECK_WHOLE[fmt](data, layout, want_pixels, keep_pixels)
+                if want_pixels:
+                    image = image or _decode(data, fmt)
+                    facts.has_alpha = _alpha_from_header(image)
+                    if check_alpha:
+                        facts.min_alpha = _min_alpha(image)
         except _Refused as refused:
             facts.problem = str(refused)
-            return facts
+            return
         except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same
             facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
-            return facts
+            return
         facts.decodes = True
         if thumbnail:
             with _CLOCK.timing():
                 facts.thumbnail = _thumbnail(image)
         elif keep_pixels:
             facts.pixels = image
-    return facts
+
+
+_SEEN: SeenImages[ImageFacts] = SeenImages()
 
 
 def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
