@@ -760,6 +760,43 @@ def test_connections_to_the_target_and_to_images_read_large_chunks(monkeypatch):
     assert asked and min(asked) == settings.READ_CHUNK > 64 * 1024
 
 
+def test_a_socket_is_readable_once_data_or_its_end_is_there():
+    from conformance.engine.transport import socket_readable
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert not socket_readable(ours)
+        theirs.sendall(b"x")
+        assert socket_readable(ours)
+        assert ours.recv(1) == b"x" and not socket_readable(ours)
+        theirs.close()
+        assert socket_readable(ours)  # the end a server's close leaves
+    assert socket_readable(ours) and socket_readable(None)  # closed, or unknown
+
+
+def test_an_idle_connection_is_asked_if_readable_of_its_socket_alone():
+    """httpcore asks each idle connection of the pool whether it is readable before every
+    request (readable: the server closed it). imgconf's stream answers from the socket, looked up
+    once; anyio would build a dictionary of all the socket's attributes each time."""
+    from conformance.engine.transport import _LargeReadStream
+
+    asked: list[str] = []
+    ours, theirs = socket.socketpair()
+
+    class Inner(httpcore.AsyncNetworkStream):
+        def get_extra_info(self, info: str):
+            asked.append(info)
+            return ours if info == "socket" else f"inner {info}"
+
+    stream = _LargeReadStream(Inner())
+    with ours, theirs:
+        assert [stream.get_extra_info("is_readable") for _ in range(3)] == [False] * 3
+        theirs.close()
+        assert stream.get_extra_info("is_readable")
+        assert stream.get_extra_info("ssl_object") == "inner ssl_object"
+    assert asked == ["socket", "ssl_object"]
+
+
 @pytest.mark.parametrize("quotes", [0, 3, 300])
 def test_an_answer_mentions_url_wherever_the_key_is(quotes):
     from conformance.engine.transport import _mentions_url

@@ -37,6 +37,7 @@ import io
 import ipaddress
 import json
 import math
+import select
 import socket
 import ssl
 import time
@@ -626,6 +627,8 @@ class _LargeReadStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._socket: socket.socket | None = None
+        self._socket_known = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max(max_bytes, settings.READ_CHUNK), timeout)
@@ -645,7 +648,27 @@ class _LargeReadStream(httpcore.AsyncNetworkStream):
         return _LargeReadStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # httpcore asks this of every idle connection of the pool before each request;
+            # anyio answers by building a dict of every attribute of the socket (two system
+            # calls among them) to take the socket out of it, each time.
+            if not self._socket_known:
+                self._socket, self._socket_known = self._inner.get_extra_info("socket"), True
+            return socket_readable(self._socket)
         return self._inner.get_extra_info(info)
+
+
+def socket_readable(sock: socket.socket | None) -> bool:
+    """Whether a read would return at once: data, or the end a server's close leaves (so an idle
+    connection that is readable is not reused). A socket closed or unknown counts as readable."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class _PoolTransport(httpx.AsyncHTTPTransport):
