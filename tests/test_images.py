@@ -776,3 +776,14 @@ def test_the_memory_of_images_is_bounded_and_forgets_the_least_recently_used():
     memory.put("c", "C")
     assert len(memory) == 2 and memory.get("b") is None
     assert memory.get("a") == "A" and memory.get("c") == "C" and memory.hits == 3
+
+
+def test_a_thumbnail_of_a_remembered_image_is_made_once(monkeypatch):
+    data = flat_png()
+    first = images.thumbnail_of(data, inspect_image(data))
+    opened = count_opens(monkeypatch)
+    again = images.thumbnail_of(data, inspect_image(data))
+    assert shows_a_thumbnail(first) and again == first and opened == []
+    other = flat_png((9, 9, 9))
+    assert shows_a_thumbnail(images.thumbnail_of(other, inspect_image(other)))
+    assert len(opened) == 1  # another image is decoded for its own

@@ -242,10 +242,14 @@ _SEEN: SeenImages[ImageFacts] = SeenImages()
 
 def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
     """A thumbnail of an image ``inspect_image`` found whole: from the decode it kept, else from
-    one decode now (JPEG at a reduced scale through ``draft``). None when it does not decode."""
+    one decode now (JPEG at a reduced scale through ``draft``), else, for a repeat of an image
+    that compresses well, the one made before. None when it does not decode."""
     if not facts.decodes or facts.format not in DECODERS:
         return None
     image, facts.pixels = facts.pixels, None
+    key = seen_key(data, (facts.width or 0) * (facts.height or 0), "thumbnail")
+    if key is not None and (known := _SEEN.get(key)) is not None:
+        return known.thumbnail
     pixels = (facts.width or 0) * (facts.height or 0) * PIXEL_PEAK if image is None else 0
     with PIXELS.hold(pixels), _CLOCK.timing():
         if image is None:
@@ -255,7 +259,10 @@ def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
                     image = Image.open(io.BytesIO(data), formats=(DECODERS[facts.format],))
             except Exception:  # checked whole already; a surprise costs the thumbnail only
                 return None
-        return _thumbnail(image)
+        thumbnail = _thumbnail(image)
+    if key is not None and thumbnail is not None:
+        _SEEN.put(key, ImageFacts(format=facts.format, decodes=True, thumbnail=thumbnail))
+    return thumbnail
 
 
 class GalleryPicks:

@@ -2,8 +2,9 @@
 
 Servers repeat images: a placeholder, a blank or filtered picture, a mock's or a reference
 server's flat test image asked again at the same size. What :func:`inspect_image
-<conformance.engine.image_facts.inspect_image>` finds depends on the bytes alone, so a repeat can
-be answered from memory instead of inflating or decoding its pixels again.
+<conformance.engine.image_facts.inspect_image>` finds, and the report's thumbnail, depend on the
+bytes alone, so a repeat can be answered from memory instead of inflating or decoding its pixels
+again.
 
 Only images that compress well are remembered: hashing costs their bytes, a decode costs their
 pixels, and a file of at most :data:`~conformance.settings.SEEN_BYTES_PER_PIXEL` bytes per
@@ -27,9 +28,10 @@ __all__ = ["SeenImages", "seen_key"]
 T = TypeVar("T")
 
 
-def seen_key(data: bytes, pixels: int, *questions: bool) -> tuple[bytes, tuple[bool, ...]] | None:
-    """The memory's key for ``data`` asked ``questions`` (what the facts were asked to hold),
-    or None when the image is not worth remembering (see the module's docstring)."""
+def seen_key(data: bytes, pixels: int, *questions: object) -> tuple[bytes, tuple] | None:
+    """The memory's key for ``data`` asked ``questions`` (what the facts were asked to hold:
+    alpha or not, or a thumbnail), or None when the image is not worth remembering (see the
+    module's docstring)."""
     if len(data) > pixels * SEEN_BYTES_PER_PIXEL:
         return None
     return hashlib.sha256(data).digest(), questions
