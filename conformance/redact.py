@@ -39,7 +39,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -97,6 +97,10 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 #: How many times a text is decoded and redacted again; one that still hides a secret after
 #: as many is replaced whole.
 _DECODE_ROUNDS = 8
+#: Texts up to this many characters are remembered once redacted, up to this many per set of
+#: secrets (a few hundred kilobytes at most).
+_SEEN_TEXT = 256
+_SEEN_TEXTS = 2048
 #: What stands for such a text (or a body hiding a secret where it cannot be cut out).
 HIDDEN = "[REDACTED: text hiding a secret under layers of encoding]"
 #: Case-insensitive searches lower-case this much at a time, not a whole 64 MiB body at once.
@@ -223,6 +227,9 @@ class _Forms:
     b64_text: tuple[str, ...] = ()
     plain: re.Pattern[str] | None = None
     plain_bytes: re.Pattern[bytes] | None = None
+    #: Short texts already redacted with these forms, and what they became (see
+    #: :meth:`Redactor.text`); it goes with the forms when a secret is added.
+    seen: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> _Forms:
@@ -295,6 +302,17 @@ class Redactor:
         forms = self._forms
         if not forms.secrets:
             return value
+        # Header names and values, URLs and error messages repeat from one exchange to the next:
+        # a short text is redacted once per set of secrets.
+        short = len(value) <= _SEEN_TEXT
+        if short and (known := forms.seen.get(value)) is not None:
+            return known
+        redacted = self._text(value, forms)
+        if short and len(forms.seen) < _SEEN_TEXTS:
+            forms.seen[value] = redacted
+        return redacted
+
+    def _text(self, value: str, forms: _Forms) -> str:
         if forms.in_text(value):
             value = forms.replace_text(value)
         for _ in range(_DECODE_ROUNDS):

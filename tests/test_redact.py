@@ -280,3 +280,27 @@ def test_a_big_body_is_searched_for_a_key_without_a_copy_of_it():
     assert peak < 256 * 1024
     hidden = body[:5000] + key.upper().encode() + body[5000:]
     assert REDACTED.encode() in redactor.data(hidden)
+
+
+def test_a_short_text_is_redacted_once_per_set_of_secrets(monkeypatch):
+    from conformance.redact import Redactor
+
+    redactor = Redactor(["sk-first-secret-0001"])
+    redacted: list[str] = []
+    real = Redactor._text
+
+    def spy(self, value, forms):
+        redacted.append(value)
+        return real(self, value, forms)
+
+    monkeypatch.setattr(Redactor, "_text", spy)
+    header = "Bearer sk-later-secret-0002 (sk-first-secret-0001)"
+    assert redactor.text(header) == "Bearer sk-later-secret-0002 ([REDACTED])"
+    assert redactor.text(header) == "Bearer sk-later-secret-0002 ([REDACTED])"
+    assert redacted == [header]  # the second time from memory
+    # A secret learnt later is never let through by what was remembered before it.
+    redactor.add("sk-later-secret-0002")
+    assert redactor.text(header) == "Bearer [REDACTED] ([REDACTED])"
+    long = "x" * 300 + " sk-first-secret-0001"
+    assert redactor.text(long) == redactor.text(long) == "x" * 300 + " [REDACTED]"
+    assert redacted == [header, header, long, long]  # long texts are not remembered
