@@ -816,15 +816,14 @@ def _coverage(
     planners: Mapping[str, _ModelPlanner],
     cases: Sequence[Case],
     cut: Sequence[Case],
+    aimed: Mapping[str, set[str]],
 ) -> dict[str, Any]:
     contract = profile.contract
     per_model: dict[str, Any] = {}
     for name, planner in planners.items():
         spec = planner.spec
         mine = [c for c in cases if c.model == name]
-        exercised = set().union(
-            *(aimed_rules(c, case_spec(c, profile.models, contract), rules, contract) for c in mine)
-        )
+        exercised = set().union(*(aimed[c.id] for c in mine))
         must = [
             r.id for r in rules.values() if r.is_must_for(name) and r.per_model and name in r.models
         ]
@@ -1056,8 +1055,9 @@ def complete_plan(plan: Plan, explored: Sequence[Case], cut: Sequence[Case] = ()
     )
     profile = plan.profile
     generated = [c for c in plan.cases if c.endpoint == "generations"]
-    plan.coverage = _coverage(profile, profile.rules(), plan.planners, generated, plan.cut)
-    plan.coverage["rules"] = predicted_coverage(plan)
+    aimed = aimed_by_case(plan)
+    plan.coverage = _coverage(profile, profile.rules(), plan.planners, generated, plan.cut, aimed)
+    plan.coverage["rules"] = predicted_coverage(plan, aimed)
     if any(e != "generations" for e in plan.endpoints):
         from .multipart_planning import multipart_coverage
 
@@ -1140,13 +1140,23 @@ def _multipart(profile: Profile, endpoint: str, models: Sequence[str], seed: int
     return made.controls + made.cases
 
 
-def predicted_coverage(plan: Plan) -> dict[str, Any]:
-    """The rules each model's cases aim at, as :func:`coverage_summary` states them: what a
-    run's report observes on a server that behaves."""
+def aimed_by_case(plan: Plan) -> dict[str, set[str]]:
+    """:func:`aimed_rules` of each generations case of the plan, by case id."""
     rules = plan.profile.rules()
     contract = plan.profile.contract
+    return {
+        case.id: aimed_rules(case, case_spec(case, plan.profile.models, contract), rules, contract)
+        for case in plan.cases
+        if case.endpoint == "generations"
+    }
+
+
+def predicted_coverage(plan: Plan, aimed: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
+    """The rules each model's cases aim at, as :func:`coverage_summary` states them: what a
+    run's report observes on a server that behaves. ``aimed``: :func:`aimed_by_case`, when
+    the caller has it already."""
+    aimed = aimed_by_case(plan) if aimed is None else aimed
     predicted: dict[str, set[str]] = {}
     for case in (c for c in plan.cases if c.endpoint == "generations"):
-        spec = case_spec(case, plan.profile.models, contract)
-        predicted.setdefault(case.model, set()).update(aimed_rules(case, spec, rules, contract))
-    return coverage_summary(predicted, plan.models, rules)
+        predicted.setdefault(case.model, set()).update(aimed[case.id])
+    return coverage_summary(predicted, plan.models, plan.profile.rules())
