@@ -64,6 +64,11 @@ REPLAY_THUMBNAILS = 48
 #: How often a case waiting for the budget looks again when no settlement of this process
 #: wakes it (reservations in flight in other processes settle unseen).
 BUDGET_POLL = 0.05
+#: Answers (with their fetched images) up to this size are judged on the event loop when none
+#: of their images wants pixel work (all seen before), which spares a thread's hand-over (about
+#: 0.3 ms of CPU an answer); larger ones always in a judging thread. A try given up for pixel
+#: work costs a parse of the answer (about 0.1 ms at this size).
+INLINE_JUDGING = 256 * 1024
 #: Working memory of the answers judged at once, as estimated from their size (the JSON text,
 #: the decoded images, their pixels); an answer estimated larger is judged alone.
 JUDGING_MEMORY = 96 * MIB

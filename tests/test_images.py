@@ -787,3 +787,20 @@ def test_a_thumbnail_of_a_remembered_image_is_made_once(monkeypatch):
     other = flat_png((9, 9, 9))
     assert shows_a_thumbnail(images.thumbnail_of(other, inspect_image(other)))
     assert len(opened) == 1  # another image is decoded for its own
+
+
+def test_where_no_pixel_work_may_be_done_only_remembered_images_are_judged():
+    data, noisy = flat_png(), encode(picture(), "PNG")
+    with images.no_pixel_work():
+        for unseen in (data, noisy):
+            with pytest.raises(images.PixelsWanted):
+                inspect_image(unseen)
+        assert not inspect_image(b"GIF89a...").decodes  # no pixel work to do: judged
+    facts = inspect_image(data)  # allowed again once the block is left
+    with images.no_pixel_work():
+        assert inspect_image(data) == facts
+        with pytest.raises(images.PixelsWanted):
+            images.thumbnail_of(data, inspect_image(data))
+        with pytest.raises(images.PixelsWanted):
+            inspect_image(noisy)  # never remembered: always pixel work
+    assert shows_a_thumbnail(images.thumbnail_of(data, inspect_image(data)))

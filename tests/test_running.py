@@ -179,21 +179,18 @@ def test_answers_with_images_are_judged_off_the_event_loop_one_per_core_at_most(
 
     def judge(*args, **kwargs):
         nonlocal now, peak
+        result = original(*args, **kwargs)  # a try on the event loop stops here: pixels wanted
         with lock:
             now += 1
             peak = max(peak, now)
             threads.add(threading.get_ident())
         time.sleep(0.02)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            with lock:
-                now -= 1
+        with lock:
+            now -= 1
+        return result
 
     monkeypatch.setattr(running, "judge", judge)
-    _runner, results, _ = execute(
-        cases(12), lambda r: httpx.Response(200, json=ANSWER), concurrency=8
-    )
+    _runner, results, _ = execute(cases(12), new_picture_each_time(), concurrency=8)
     assert all(r.outcome is Outcome.PASS for r in results)
     assert peak == 2
     assert threading.main_thread().ident not in threads
@@ -214,15 +211,18 @@ def test_a_worker_sends_its_next_case_while_its_answer_is_judged(monkeypatch):
     monkeypatch.setattr(running.Runner, "__init__", _remember(running.Runner.__init__, runners))
 
     def judge(*args, **kwargs):
+        result = original(*args, **kwargs)  # a try on the event loop stops here: pixels wanted
         held.append(runners[0].client.inflight.held)
         time.sleep(0.3)
         with lock:
             judged.append(time.perf_counter())
-        return original(*args, **kwargs)
+        return result
+
+    pictures = new_picture_each_time()
 
     def handler(request):
         sent.append(time.perf_counter())
-        return httpx.Response(200, json=ANSWER)
+        return pictures(request)
 
     monkeypatch.setattr(running, "judge", judge)
     _runner, results, calls = execute(cases(6), handler, concurrency=2)
@@ -232,6 +232,48 @@ def test_a_worker_sends_its_next_case_while_its_answer_is_judged(monkeypatch):
     # An answer's bytes stay counted in flight until it is judged.
     assert min(held) >= len(json.dumps(ANSWER))
     assert runners[0].client.inflight.held == 0
+
+
+def new_picture_each_time():
+    """A handler answering a picture never seen before, so that judging it wants pixels."""
+    count = iter(range(1, 1_000_000))
+
+    def handler(request):
+        return httpx.Response(200, json=gpt_answer([png(1024, 1024, (next(count) % 256, 2, 3))]))
+
+    return handler
+
+
+def test_an_answer_whose_images_were_judged_before_is_judged_on_the_event_loop(monkeypatch):
+    """A repeated picture's facts are remembered: its answer costs no thread, and the gallery
+    still gets what it shows (one passing image per kind, every broken one up to its bound)."""
+    import threading
+
+    from conformance.engine import runner as running
+
+    threads: list[int] = []
+    original = running.judge
+
+    def judge(*args, **kwargs):
+        result = original(*args, **kwargs)
+        threads.append(threading.get_ident())
+        return result
+
+    monkeypatch.setattr(running, "judge", judge)
+    loop = threading.main_thread().ident
+    for answer, outcome, thumbnails in (
+        (ANSWER, Outcome.PASS, 1),
+        (gpt_answer([png(512, 512, (9, 9, 9))]), Outcome.FAIL, 4),  # the wrong size
+    ):
+        execute(cases(1), lambda r, a=answer: httpx.Response(200, json=a))  # seen once
+        threads.clear()
+        _runner, results, _ = execute(
+            cases(6), lambda r, a=answer: httpx.Response(200, json=a), max_thumbnails=4
+        )
+        assert all(r.outcome is outcome for r in results)
+        assert threads == [loop] * 6  # every one judged on the event loop
+        shown = [i.thumbnail for r in results for i in r.images if i.thumbnail]
+        assert len(shown) == thumbnails and len(set(shown)) == 1
 
 
 def _remember(init, runners):

@@ -57,7 +57,7 @@ from ..settings import (
     STREAM_EVENT_CAP,
 )
 from .base64_strict import decode_base64
-from .image_facts import GalleryPicks, inspect_image, thumbnail_of
+from .image_facts import GalleryOffer, GalleryPicks, inspect_image
 from .json_text import container_bound, loads_lifting_base64
 from .results import (
     CaseResult,
@@ -668,8 +668,8 @@ def check_image(
     info.problems = problems
     if v.on_output is not None and not partial and facts.decodes:
         v.on_output(index, data)
-    if picks is not None and facts.decodes and picks.take(v.model, facts.format, info.ok):
-        info.thumbnail = thumbnail_of(data, facts)
+    if picks is not None and facts.decodes:
+        picks.offer(GalleryOffer(v.model, info, data, facts))
     v.images.append(info)
     return info
 

@@ -36,6 +36,7 @@ crash or a hang.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import io
 import re
@@ -45,6 +46,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from PIL import Image
 from zlib_ng import zlib_ng as zlib  # zlib's API, inflating about 1.8 times faster
@@ -66,10 +68,14 @@ __all__ = [
     "MAX_CHUNKS",
     "MAX_JPEG_SCANS",
     "MAX_PIXELS",
+    "GalleryLater",
+    "GalleryOffer",
     "GalleryPicks",
     "ImageFacts",
+    "PixelsWanted",
     "decode_seconds",
     "inspect_image",
+    "no_pixel_work",
     "sniff_format",
     "thumbnail_of",
 ]
@@ -139,6 +145,29 @@ class ImageFacts:
     pixels: Image.Image | None = field(default=None, repr=False, compare=False)
 
 
+class PixelsWanted(Exception):
+    """An image wants pixel work (an inflate, a decode) where :func:`no_pixel_work` forbade it."""
+
+
+_PIXEL_WORK: contextvars.ContextVar[bool] = contextvars.ContextVar("pixel_work", default=True)
+
+
+@contextlib.contextmanager
+def no_pixel_work() -> Iterator[None]:
+    """Within the block, an image whose facts are not remembered raises :class:`PixelsWanted`
+    instead of being inflated or decoded (its structure is still walked: bounded, and cheap).
+
+    The runner judges a small answer on the event loop this way (most of a mock's or a test
+    server's answers repeat images already judged), and off it, in a thread, when pixels are
+    wanted: a judgement costs a thread's hand-over only where the pixel work is worth one.
+    """
+    token = _PIXEL_WORK.set(False)
+    try:
+        yield
+    finally:
+        _PIXEL_WORK.reset(token)
+
+
 def sniff_format(data: bytes) -> str | None:
     """The format told by the first bytes: png, jpeg, webp, gif, or None."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -193,6 +222,10 @@ def inspect_image(
     key = None if thumbnail else seen_key(data, layout.width * layout.height, check_alpha)
     if key is not None and (known := _SEEN.get(key)) is not None:
         return dataclasses.replace(known)
+    if not _PIXEL_WORK.get():
+        raise PixelsWanted(
+            f"a {facts.format} image of {facts.width}x{facts.height} not seen before"
+        )
     _check_pixels_of(facts, data, layout, check_alpha, thumbnail, keep_pixels)
     if key is not None:
         _SEEN.put(key, dataclasses.replace(facts, pixels=None))
@@ -250,6 +283,8 @@ def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
     key = seen_key(data, (facts.width or 0) * (facts.height or 0), "thumbnail")
     if key is not None and (known := _SEEN.get(key)) is not None:
         return known.thumbnail
+    if not _PIXEL_WORK.get():
+        raise PixelsWanted(f"a thumbnail of a {facts.format} image not made before")
     pixels = (facts.width or 0) * (facts.height or 0) * PIXEL_PEAK if image is None else 0
     with PIXELS.hold(pixels), _CLOCK.timing():
         if image is None:
@@ -290,6 +325,41 @@ class GalleryPicks:
                 return False
             self._kinds.add((model, fmt))
             return True
+
+    def offer(self, offer: GalleryOffer) -> None:
+        """Give the offered image its thumbnail if the gallery picks it."""
+        if self.take(offer.model, offer.facts.format, offer.image.ok):
+            offer.image.thumbnail = thumbnail_of(offer.data, offer.facts)
+
+
+class _Shown(Protocol):
+    """What the gallery reads of a judged image, and writes: its thumbnail."""
+
+    ok: bool
+    thumbnail: bytes | None
+
+
+@dataclass
+class GalleryOffer:
+    """A judged image that decodes, offered to the gallery."""
+
+    model: str | None
+    image: _Shown
+    data: bytes = field(repr=False)
+    facts: ImageFacts
+
+
+class GalleryLater(GalleryPicks):
+    """A gallery that decides nothing yet: it keeps each image offered while an answer is judged
+    on the event loop, for the runner to offer to the run's gallery once the judgement is done
+    (a judgement given up for pixel work has then taken no slot)."""
+
+    def __init__(self) -> None:
+        super().__init__(broken=0)
+        self.offers: list[GalleryOffer] = []
+
+    def offer(self, offer: GalleryOffer) -> None:
+        self.offers.append(offer)
 
 
 class _Refused(Exception):

@@ -39,7 +39,7 @@ from ..generation.cases import Case
 from ..redact import redactor, strip_url
 from . import allocator
 from .checks import judge
-from .image_facts import GalleryPicks
+from .image_facts import GalleryLater, GalleryPicks, PixelsWanted, no_pixel_work, thumbnail_of
 from .preflight import AuthWatch
 from .results import (
     TARGET_SILENT,
@@ -66,17 +66,21 @@ WORKING_SET = 6
 
 
 def _may_hold_images(exchange: Exchange) -> bool:
-    """Whether the answer may carry images to check, and so be judged off the event loop: any
-    2xx. Its size does not tell: a few kilobytes of flat picture can declare millions of pixels
-    to decode, and three decodes at once (two judging threads and the loop) would both stall
-    sending and pass the judging memory bound."""
+    """Whether the answer may carry images to check, and so be judged off the event loop unless
+    none of them wants pixel work (:meth:`Runner._judged_here`): any 2xx. Its size does not
+    tell: a few kilobytes of flat picture can declare millions of pixels to decode, and three
+    decodes at once (two judging threads and the loop) would both stall sending and pass the
+    judging memory bound."""
     return exchange.status is not None and 200 <= exchange.status < 300
+
+
+def _bytes_read(exchange: Exchange) -> int:
+    return len(exchange.response_body) + sum(len(f.response_body) for f in exchange.fetches)
 
 
 def _working_set(exchange: Exchange) -> int:
     """Bytes judging the answer may hold at its peak (an estimate from the bytes read)."""
-    read = len(exchange.response_body) + sum(len(f.response_body) for f in exchange.fetches)
-    return WORKING_SET * read
+    return WORKING_SET * _bytes_read(exchange)
 
 
 class JudgingGate:
@@ -479,6 +483,12 @@ class Runner:
                     self._done(index, results)
                     continue
                 self._observe(case, exchange)
+                if _may_hold_images(exchange) and (here := self._judged_here(case, exchange)):
+                    result, later = here
+                    await self._offer_thumbnails(later)
+                    results[index] = self._kept(case, exchange, result)
+                    self._done(index, results)
+                    continue
                 if _may_hold_images(exchange):
                     # Images are checked whole (and decoded where a rule needs pixels) off the
                     # event loop, while this worker sends its next case.
@@ -538,6 +548,35 @@ class Runner:
                 async with asyncio.timeout(settings.BUDGET_POLL):
                     await self._settled.wait()
         return True
+
+    def _judged_here(
+        self, case: Case, exchange: Exchange
+    ) -> tuple[CaseResult, GalleryLater | None] | None:
+        """The verdict on a small answer, judged on the event loop when none of its images wants
+        pixel work (each one's facts remembered: :func:`no_pixel_work`), with the images it
+        offers the gallery; None when it must be judged in a thread."""
+        if _bytes_read(exchange) > settings.INLINE_JUDGING:
+            return None
+        later = GalleryLater() if self.gallery is not None and case.expect != "reject" else None
+        try:
+            with no_pixel_work():
+                return judge(case, exchange, self.profile, thumbnails=later or False), later
+        except PixelsWanted:
+            return None
+        except Exception as exc:  # a bug of imgconf's, not the target's: judge the rest
+            return internal_error(case, exc, exchange), None
+
+    async def _offer_thumbnails(self, later: GalleryLater | None) -> None:
+        """Offer the run's gallery the images of an answer judged on the event loop; a picked
+        one's thumbnail is made in a thread (remembered ones cost nothing)."""
+        if later is None or self.gallery is None:
+            return
+        for offer in later.offers:
+            if self.gallery.take(offer.model, offer.facts.format, offer.image.ok):
+                with contextlib.suppress(Exception):  # a surprise costs the thumbnail only
+                    offer.image.thumbnail = await asyncio.to_thread(
+                        thumbnail_of, offer.data, offer.facts
+                    )
 
     def _judged(self, case: Case, exchange: Exchange) -> CaseResult:
         thumbnails = self.gallery if case.expect != "reject" and self.gallery else False
