@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from conformance.contract.profiles import Profile, load_profile
+from conformance.engine.image_facts import forget_seen_images
 from conformance.engine.runner import Runner
 from conformance.engine.transport import TargetClient, TransportConfig
 from conformance.generation.cases import WRONG_KEY, Case
@@ -43,7 +44,9 @@ from conformance.server.launcher import start_reference_server
 async def judged(
     cases: list[Case], config: TransportConfig, concurrency: int, profile: Profile
 ) -> Counter[str]:
-    """What ``imgconf run`` does per case: send, fetch URLs, judge, trim (no report files)."""
+    """What ``imgconf run`` does per case: send, fetch URLs, judge, trim (no report files).
+    Each round starts as a new command does, remembering no image."""
+    forget_seen_images()
     async with TargetClient(config) as transport:
         runner = Runner(transport, profile, concurrency=concurrency)
         results = await runner.run(cases)

@@ -74,6 +74,7 @@ __all__ = [
     "ImageFacts",
     "PixelsWanted",
     "decode_seconds",
+    "forget_seen_images",
     "inspect_image",
     "no_pixel_work",
     "sniff_format",
@@ -271,6 +272,13 @@ def _check_pixels_of(
 
 
 _SEEN: SeenImages[ImageFacts] = SeenImages()
+
+
+def forget_seen_images() -> None:
+    """Forget every image remembered so far, as a new process starts: for a measurement that
+    runs a plan more than once in one process."""
+    global _SEEN
+    _SEEN = SeenImages()
 
 
 def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
