@@ -804,3 +804,17 @@ def test_where_no_pixel_work_may_be_done_only_remembered_images_are_judged():
         with pytest.raises(images.PixelsWanted):
             inspect_image(noisy)  # never remembered: always pixel work
     assert shows_a_thumbnail(images.thumbnail_of(data, inspect_image(data)))
+
+
+def test_a_decode_that_ran_out_of_memory_is_not_remembered(monkeypatch):
+    data = flat_png()
+    real = images._CHECK_WHOLE["png"]
+
+    def no_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setitem(images._CHECK_WHOLE, "png", no_memory)
+    facts = inspect_image(data)
+    assert not facts.decodes and "MemoryError" in (facts.problem or "")
+    monkeypatch.setitem(images._CHECK_WHOLE, "png", real)
+    assert inspect_image(data).decodes  # judged again, not taken from memory

@@ -227,8 +227,8 @@ def inspect_image(
         raise PixelsWanted(
             f"a {facts.format} image of {facts.width}x{facts.height} not seen before"
         )
-    _check_pixels_of(facts, data, layout, check_alpha, thumbnail, keep_pixels)
-    if key is not None:
+    settled = _check_pixels_of(facts, data, layout, check_alpha, thumbnail, keep_pixels)
+    if key is not None and settled:
         _SEEN.put(key, dataclasses.replace(facts, pixels=None))
     return facts
 
@@ -240,9 +240,10 @@ def _check_pixels_of(
     check_alpha: bool,
     thumbnail: bool,
     keep_pixels: bool,
-) -> None:
+) -> bool:
     """Steps 2 and 3 of the module's docstring, on an image whose structure was walked: fills in
-    ``decodes`` or ``problem``, and what was asked of the pixels."""
+    ``decodes`` or ``problem``, and what was asked of the pixels. False when the verdict is not
+    the bytes' own (memory ran out), so that it is not remembered for them."""
     fmt = facts.format or ""
     want_pixels = check_alpha or thumbnail
     decodes = want_pixels or fmt != "png"  # a PNG's check only inflates
@@ -259,16 +260,17 @@ def _check_pixels_of(
                         facts.min_alpha = _min_alpha(image)
         except _Refused as refused:
             facts.problem = str(refused)
-            return
+            return True
         except Exception as exc:  # Pillow raises a variety for hostile data; all mean the same
             facts.problem = f"pixel data does not decode ({exc.__class__.__name__}: {exc})"
-            return
+            return not isinstance(exc, MemoryError)
         facts.decodes = True
         if thumbnail:
             with _CLOCK.timing():
                 facts.thumbnail = _thumbnail(image)
         elif keep_pixels:
             facts.pixels = image
+    return True
 
 
 _SEEN: SeenImages[ImageFacts] = SeenImages()

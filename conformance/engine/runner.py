@@ -568,7 +568,7 @@ class Runner:
 
     async def _offer_thumbnails(self, later: GalleryLater | None) -> None:
         """Offer the run's gallery the images of an answer judged on the event loop; a picked
-        one's thumbnail is made in a thread (remembered ones cost nothing)."""
+        one's thumbnail is made in a thread (or taken from the memory of a repeat there)."""
         if later is None or self.gallery is None:
             return
         for offer in later.offers:
