@@ -483,13 +483,13 @@ class Runner:
                     self._done(index, results)
                     continue
                 self._observe(case, exchange)
-                if _may_hold_images(exchange) and (here := self._judged_here(case, exchange)):
-                    result, later = here
-                    await self._offer_thumbnails(later)
-                    results[index] = self._kept(case, exchange, result)
-                    self._done(index, results)
-                    continue
                 if _may_hold_images(exchange):
+                    if here := self._judged_here(case, exchange):
+                        result, later = here
+                        await self._offer_thumbnails(later)
+                        results[index] = self._kept(case, exchange, result)
+                        self._done(index, results)
+                        continue
                     # Images are checked whole (and decoded where a rule needs pixels) off the
                     # event loop, while this worker sends its next case.
                     await self._backlog.acquire()
