@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -466,6 +467,11 @@ def test_embedded_server_starts_serves_and_stops(mode: str) -> None:
     with start_reference_server(mode=mode) as server:
         assert time.perf_counter() - started < 1.0
         assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        if mode == "thread":
+            assert server.pid is None  # its CPU is this process's
+        else:
+            assert server.pid not in (None, os.getpid())
+            os.kill(server.pid, 0)  # a live process of ours
         assert server.api_key.startswith("sk-")
         response = httpx.post(
             server.base_url + "/images/generations",

@@ -233,6 +233,8 @@ class Measured:
     images: int = 0
     concurrency: int = 0
     detail: dict = field(default_factory=dict)
+    #: CPU seconds the server spent while this client ran (None when not measured).
+    server_cpu: float | None = None
 
     @property
     def decode_cpu(self) -> float | None:
@@ -253,6 +255,16 @@ class Measured:
     @property
     def cpu_ms_per_request(self) -> float:
         return 1000 * self.cpu / self.requests if self.requests else 0.0
+
+    def floor(self, cores: int) -> float | None:
+        """The shortest wall time this run's measured CPU allows on ``cores`` cores: its
+        start-up (up to the first request: one thread, the server idle) as it took, then the
+        rest of its CPU and the server's spread evenly over every core. A lower bound: no
+        schedule of the same work finishes sooner."""
+        if self.server_cpu is None:
+            return None
+        start = self.wall - self.sending
+        return start + max(0.0, self.cpu - start + self.server_cpu) / cores
 
 
 def measure(
@@ -293,6 +305,24 @@ def measure(
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far, read from ``/proc``; None
+    when it cannot be read (another system, a server served from a thread)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def served(server, before: float | None) -> float | None:
+    """The server's CPU seconds since ``before`` (a :func:`process_cpu` of it)."""
+    after = process_cpu(server.pid)
+    return None if before is None or after is None else after - before
+
+
 def session_rss(session: int) -> int:
     """Bytes resident in every process of ``session`` now (``wait4``'s ``ru_maxrss`` is the
     largest single process's peak, not the tree's: a drawing interpreter beside the command
@@ -318,7 +348,9 @@ def run_child(
     argv += ["--scenario", scenario, "--models", args.models, "--amount", str(amount)]
     argv += ["--concurrency", str(concurrency), "--base-url", server.base_url]
     env = {**os.environ, KEY_ENV: server.api_key}
+    server_before = process_cpu(server.pid)
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
+    server_cpu = served(server, server_before)
     lines = stdout.strip().splitlines()
     detail = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     name = "plain loop" if client == "loop" else "imgconf Runner"
@@ -335,6 +367,7 @@ def run_child(
         images=detail.get("images", 0),
         concurrency=concurrency,
         detail=detail,
+        server_cpu=server_cpu,
     )
 
 
@@ -395,7 +428,9 @@ def run_imgconf_command(
     argv += ["--models", models, "--endpoint", "generations", *extra]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
     env = {**os.environ, "OPENAI_API_KEY": server.api_key, "BENCH_STARTED": repr(time.time())}
+    server_before = process_cpu(server.pid)
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
+    server_cpu = served(server, server_before)
     detail: dict = {}
     with contextlib.suppress(OSError, ValueError):
         detail = json.loads(facts.read_text())
@@ -417,6 +452,7 @@ def run_imgconf_command(
         f"{status} {verdict}".strip(),
         concurrency=args.concurrency,
         detail=detail,
+        server_cpu=server_cpu,
     )
 
 
@@ -472,7 +508,9 @@ def run_schemathesis(
         "BENCH_ST_COUNT": str(counts),
     }
     # Run in the temporary directory: Schemathesis keeps a cache in its working directory.
+    server_before = process_cpu(server.pid)
     wall, cpu, rss, status, _ = measure(argv, env, args.cap, cwd=workdir)
+    server_cpu = served(server, server_before)
     try:
         seen = json.loads(counts.read_text())  # written by the hook above
     except (OSError, ValueError):
@@ -486,6 +524,7 @@ def run_schemathesis(
         rss,
         f"{status}; {seen['accepted']} answered 2xx",
         concurrency=args.concurrency,
+        server_cpu=server_cpu,
     )
 
 
@@ -710,6 +749,27 @@ def machine() -> str:
     )
 
 
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def floor_note(imgconf: Measured, loop: Measured, *, rate: bool = False) -> str:
+    """What this machine allows imgconf at best against the loop, from the CPU both imgconf
+    and the server were measured to spend: its wall (or request rate) at its :meth:`floor`."""
+    floor = imgconf.floor(cores())
+    if floor is None or not loop.wall or not loop.rate:
+        return ""
+    spent = (
+        f"imgconf's {imgconf.cpu:.2f} s of CPU and the server's {imgconf.server_cpu:.2f} s "
+        f"on {cores()} cores"
+    )
+    if rate:
+        sending = floor - (imgconf.wall - imgconf.sending)
+        best = imgconf.requests / sending / loop.rate if sending > 0 else float("inf")
+        return f"; {spent} allow at best x{best:.2f}"
+    return f"; {spent} allow at best x{floor / loop.wall:.2f} ({floor:.2f} s)"
+
+
 def ratios(rows: list[Measured]) -> list[str]:
     """The ratios the targets name, from the rows there are."""
     by = {(r.scenario, r.client): r for r in rows}
@@ -730,7 +790,7 @@ def ratios(rows: list[Measured]) -> list[str]:
             apart = f"of which pixel work {pixels:.1f} ms: +{extra - pixels:.1f} ms without it"
         line = (
             f"{scenario}: imgconf/loop wall x{imgconf.wall / loop.wall:.2f}"
-            + (f" (target <= {target_wall})" if target_wall else "")
+            + (f" (target <= {target_wall}{floor_note(imgconf, loop)})" if target_wall else "")
             + f", CPU x{imgconf.cpu / loop.cpu:.2f}, CPU per image +{extra:.1f} ms above the "
             f"loop's, {apart} (target <= {target_cpu:g}), peak RSS {imgconf.peak_rss_mb:.0f} MB"
         )
@@ -746,7 +806,8 @@ def ratios(rows: list[Measured]) -> list[str]:
     if flat_run is not None and flat_loop is not None and flat_loop.rate:
         line = (
             f"flat: imgconf/loop request rate x{flat_run.rate / flat_loop.rate:.2f} "
-            "(target >= 0.9; imgconf's from its first request to its exit, reports included)"
+            "(target >= 0.9; imgconf's from its first request to its exit, reports included"
+            f"{floor_note(flat_run, flat_loop, rate=True)})"
         )
         st = by.get(("flat", "Schemathesis"))
         if st is not None and st.requests:
@@ -796,8 +857,8 @@ def print_table(rows: list[Measured], notes: list[str]) -> None:
     header = (
         f"{'scenario':16} {'client':15} {'reqs':>5} {'imgs':>5} {'wall s':>7} {'send s':>7} "
         f"{'req/s':>7} "
-        f"{'CPU ms/req':>10} {'+CPU ms/img':>11} {'pix ms/img':>10} {'RSS MB':>7} "
-        f"{'speedup':>7}  status"
+        f"{'CPU ms/req':>10} {'+CPU ms/img':>11} {'pix ms/img':>10} {'srv CPU s':>9} "
+        f"{'RSS MB':>7} {'speedup':>7}  status"
     )
     print(header)
     print("-" * len(header))
@@ -808,10 +869,12 @@ def print_table(rows: list[Measured], notes: list[str]) -> None:
             above = f"{1000 * (row.cpu - loop.cpu) / loop.images:+.1f}"
             if row.decode_cpu is not None:
                 pixels = f"{1000 * row.decode_cpu / loop.images:.1f}"
+        served_cpu = "" if row.server_cpu is None else f"{row.server_cpu:.2f}"
         print(
             f"{row.scenario:16} {row.client:15} {row.requests:5d} {row.images or '':>5} "
             f"{row.wall:7.2f} {row.sending:7.2f} {row.rate:7.1f} {row.cpu_ms_per_request:10.2f} "
-            f"{above:>11} {pixels:>10} {row.peak_rss_mb:7.0f} {speed.get(id(row), ''):>7}  "
+            f"{above:>11} {pixels:>10} {served_cpu:>9} {row.peak_rss_mb:7.0f} "
+            f"{speed.get(id(row), ''):>7}  "
             f"{row.status}"
         )
     print("-" * len(header))
@@ -820,7 +883,9 @@ def print_table(rows: list[Measured], notes: list[str]) -> None:
         "answer (req/s and speedup use it); CPU: user+sys of the process tree, start-up "
         "included; +CPU ms/img: (CPU - the plain loop's CPU) / images; pix ms/img: imgconf's "
         "pixel work (decodes, PNG inflates, thumbnails: what the image rules ask for) per "
-        "image, within +CPU; RSS: peak of the tree (the sum over its processes, read every 20 ms)."
+        "image, within +CPU; srv CPU: the server's CPU while the client ran; RSS: peak of the "
+        "tree (the sum over its processes, read every 20 ms). 'At best': the client's start-up "
+        "as it took, then its CPU and the server's spread evenly over every core."
     )
     for line in ratios(rows):
         print(line)

@@ -73,6 +73,12 @@ class RunningServer:
     base_path: str = "/v1"
 
     @property
+    def pid(self) -> int | None:
+        """The id of the process that serves, for measuring its CPU apart from a client's;
+        None when it serves from a thread of this process."""
+        return getattr(self._stopper, "pid", None)
+
+    @property
     def url(self) -> str:
         """The server's origin, ``http://127.0.0.1:PORT``."""
         return f"http://{self.host}:{self.port}"
@@ -215,6 +221,7 @@ def _start_thread(config: dict, sock: socket.socket) -> _ThreadStopper:
 class _ProcessStopper:
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
+        self.pid = proc.pid
 
     def __call__(self) -> None:
         proc = self.proc

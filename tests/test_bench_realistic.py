@@ -1,0 +1,58 @@
+"""The production-like benchmark's own arithmetic: the server's CPU read apart from a client's,
+and the best wall time that CPU allows on the machine's cores."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_realistic", ROOT / "tools/bench_realistic.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_process_cpu_is_read_and_grows_with_work(bench):
+    before = bench.process_cpu(os.getpid())
+    assert before is not None and before > 0
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert bench.process_cpu(os.getpid()) >= before + 0.03  # clock ticks of 10 ms at worst
+    assert bench.process_cpu(None) is None
+    assert bench.process_cpu(2**22 + 12345) is None  # no such process
+
+
+def test_the_floor_spreads_all_but_the_start_up_over_the_cores(bench, monkeypatch):
+    monkeypatch.setattr(bench, "cores", lambda: 2)
+    row = bench.Measured(
+        "realistic", "imgconf run", 200, wall=3.0, cpu=3.4, peak_rss_mb=1, status=""
+    )
+    row.detail["wall"] = 2.6  # sending: 0.4 s of start-up before the first request
+    assert row.floor(2) is None  # the server's CPU unknown: no bound claimed
+    row.server_cpu = 0.6
+    assert row.floor(2) == pytest.approx(0.4 + (3.4 - 0.4 + 0.6) / 2)
+    assert row.floor(4) == pytest.approx(0.4 + 3.6 / 4)
+    loop = bench.Measured(
+        "realistic", "plain loop", 200, wall=1.8, cpu=1.6, peak_rss_mb=1, status=""
+    )
+    loop.detail["wall"] = 1.4
+    note = bench.floor_note(row, loop)
+    assert f"x{(0.4 + 1.8) / 1.8:.2f}" in note and "0.60 s" in note
+    rate = bench.floor_note(row, loop, rate=True)
+    assert f"x{(200 / 1.8) / (200 / 1.4):.2f}" in rate
