@@ -11,6 +11,8 @@ import binascii
 import io
 import random
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from functools import cache
@@ -162,6 +164,27 @@ def test_intact_images_decode(name):
     )
     assert facts.has_alpha is see_through
     assert (facts.min_alpha is not None and facts.min_alpha < 255) is see_through
+
+
+def test_reading_images_offers_pillow_no_plugin_but_their_own():
+    """Opening a format Pillow has not registered makes it import every plugin it has (about
+    50 ms, and decoders no server's bytes should reach): WebP, PNG and JPEG are read, checked
+    and thumbnailed without that (in a fresh interpreter: another test may have done it)."""
+    code = """
+import sys
+from PIL import Image
+from conformance.engine.image_facts import inspect_image
+from conformance.server.pictures import ImageSpec, render
+for fmt in ("webp", "png", "jpeg"):
+    data = render(ImageSpec(0, 0, 64, 48, format=fmt, transparent=fmt != "jpeg")).data
+    facts = inspect_image(data, check_alpha=True, thumbnail=True)
+    assert facts.decodes and facts.thumbnail, facts
+print(Image._initialized, sorted(m for m in sys.modules if m.endswith("ImagePlugin")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    initialized, plugins = out.stdout.split(" ", 1)
+    assert int(initialized) < 2, "Pillow imported every plugin it has"
+    assert "TiffImagePlugin" not in plugins and "AvifImagePlugin" not in plugins, plugins
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

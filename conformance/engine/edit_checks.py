@@ -54,7 +54,7 @@ from .checks import (
     check_stream,
     judge_exchange,
 )
-from .image_facts import GalleryPicks
+from .image_facts import DECODERS, GalleryPicks, sniff_format
 from .results import CaseResult, Exchange
 
 __all__ = [
@@ -273,10 +273,17 @@ def _all_used_problem(stamp: Mapping[str, Any], images: list[InputFile]) -> str 
     return f"input image(s) {', '.join(map(str, wrong))} arrived changed (digests differ)"
 
 
-def _decoded(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
+def _decoded(data: bytes, formats: tuple[str, ...] | None = None) -> Image.Image:
+    with Image.open(io.BytesIO(data), formats=formats) as image:
         image.load()
         return image.copy()
+
+
+def _output_image(data: bytes) -> Image.Image:
+    """An output's pixels (one ``inspect_image`` found whole), by the decoder of the format its
+    bytes are: no other Pillow decoder is offered a server's bytes."""
+    decoder = DECODERS.get(sniff_format(data) or "")
+    return _decoded(data, (decoder,) if decoder else ())
 
 
 def _input_image(recipe: InputFile) -> Image.Image:
@@ -304,7 +311,7 @@ def _mask_problem(
         return "the server received no mask (the stamp names none): the whole image was edited"
     if got != mask.digest():
         return f"the server received another mask ({got}, {mask.digest()} was sent)"
-    output = _decoded(data)
+    output = _output_image(data)
     size = output.size
     area = _edit_area(mask, size)
     want = list(area.getbbox() or ()) or None
@@ -373,7 +380,7 @@ def _visual_problem(data: bytes, first: InputFile, mask: InputFile) -> str | boo
     """Without a stamp: outside the mask's transparent area, the output differs from the first
     input by at most :data:`VISUAL_TOLERANCE` on average, or half as much as inside. False when
     it cannot be told (a mask that marks nothing, or everything)."""
-    output = _decoded(data).convert("RGB")
+    output = _output_image(data).convert("RGB")
     area = _edit_area(mask, output.size)
     keep = ImageChops.invert(area)
     if area.getbbox() is None or keep.getbbox() is None:

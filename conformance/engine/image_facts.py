@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from PIL import Image
+from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 from zlib_ng import zlib_ng as zlib  # zlib's API, inflating about 1.8 times faster
 
 from ..settings import (
@@ -84,6 +84,8 @@ __all__ = [
 # --- bounds: every limit on the work one image may cost, in one place -------------------------
 
 #: The Pillow decoder for each format the contract allows; Pillow is never offered another.
+#: Their plugins are imported above: a format Pillow has not registered yet (WebP is not among
+#: the few it loads first) makes ``Image.open`` import every plugin it has, about 50 ms.
 DECODERS: dict[str, str] = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 

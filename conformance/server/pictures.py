@@ -26,7 +26,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
-from PIL import Image, ImageChops, ImageDraw
+# WebP's plugin imported here: saving a format Pillow has not registered yet imports every
+# plugin it has (about 50 ms of the server's start).
+from PIL import Image, ImageChops, ImageDraw, WebPImagePlugin  # noqa: F401
 
 __all__ = [
     "FORMATS",
