@@ -135,6 +135,24 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "images/generations" in capsys.readouterr().out
 
 
+def test_the_command_starts_without_httpxs_own_command_line_client() -> None:
+    """httpx imports its CLI (rich, pygments) when they are installed; ``imgconf`` does not
+    pay for it, yet httpx works and its plain ``main`` says what it lacks."""
+    code = (
+        "import sys\n"
+        "import conformance.cli as cli\n"
+        "cli.main_entry = lambda argv=None: 0\n"
+        "try:\n"
+        "    cli.run()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import httpx\n"
+        "print(callable(httpx.main), 'pygments' in sys.modules, 'rich' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
 def test_rules_command_lists_a_models_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main_entry(["rules", "--model", "dall-e-3", "--level", "MUST"]) == 0
     out = capsys.readouterr().out
