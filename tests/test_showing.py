@@ -7,6 +7,8 @@ other.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -60,6 +62,26 @@ def dalle(**fields: Any) -> dict[str, Any]:
 
 
 # --- the declarations and the registries agree -----------------------------------------------
+
+
+def test_the_rule_catalogue_is_parsed_once_for_the_rules_and_their_showings() -> None:
+    """rules.yaml is the largest data file (about 9 ms of parsing at every start):
+    the contract keeps its entries, and the showings are read from them (a fresh interpreter,
+    whose caches are empty)."""
+    code = """
+from conformance.contract import loader
+read = loader.read_data_file
+seen = []
+def counting(path):
+    seen.append(path.name)
+    return read(path)
+loader.read_data_file = counting
+from conformance.generation.showing import showings
+assert showings()["image.alpha"].answers
+print(seen.count("rules.yaml"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
 
 
 def test_every_answer_rule_has_one_check_and_one_declaration() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -354,6 +355,9 @@ class Contract:
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: The endpoints beside generations (edits, variations), by name: see :attr:`endpoints`.
     more_endpoints: Mapping[str, Endpoint] = field(default_factory=dict, repr=False)
+    #: Every rule's entry as ``rules.yaml`` writes it (what the catalogue says beyond
+    #: :class:`Rule`, such as ``shown_by``), in the catalogue's order.
+    rule_entries: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @cached_property
     def endpoints(self) -> Mapping[str, Endpoint]:
@@ -852,6 +856,7 @@ def load_contract(directory: Path | None = None) -> Contract:
         directory=directory,
         reasons=parse_reasons(catalogue.get("not_observed", {})),
         more_endpoints=_endpoints(directory, schemas, rules, catalogue, by_endpoint),
+        rule_entries=tuple(MappingProxyType(entry) for entry in catalogue["rules"]),
     )
 
 

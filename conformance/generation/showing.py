@@ -26,7 +26,6 @@ from ..contract.loader import (
     ModelSpec,
     Rule,
     load_contract,
-    read_data_file,
 )
 from ..contract.profiles import Profile
 from .cases import MALFORMED_AUTH, Case
@@ -163,10 +162,9 @@ def showings(endpoint: str = GENERATIONS) -> Mapping[str, Showing]:
     order: its own rules', then (beside generations) those of the generations rules it reuses,
     which its answers show as generations' do."""
     contract = load_contract()
-    catalogue = read_data_file(contract.directory / "rules.yaml")
     found = {}
     known = contract.endpoint(endpoint).all_rules if endpoint != GENERATIONS else contract.rules
-    for entry in catalogue["rules"]:
+    for entry in contract.rule_entries:
         if "shown_by" in entry and entry.get("endpoint", GENERATIONS) == endpoint:
             found[entry["id"]] = parse_showing(entry["id"], entry["shown_by"], known)
     if endpoint != GENERATIONS:
