@@ -24,7 +24,10 @@ from _hostile import (
     serve,
     serves_image,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
+from conformance.engine import transport
 from conformance.engine.results import Exchange
 from conformance.engine.transport import (
     REDACTED,
@@ -674,6 +677,17 @@ def test_each_checked_address_is_tried_in_turn(network):
         network.names["img.test"] = ["127.0.0.2", "127.0.0.1"]  # nothing listens on the first
         fetched = fetch_from("http://127.0.0.1:9/v1", f"http://img.test:{port}/a.png")
     assert fetched.status == 200 and network.connected == ["127.0.0.2", "127.0.0.1"]
+
+
+#: Pieces of JSON-like bodies: keys, quotes, escapes, strings short and long.
+_PIECES = (b'{"error": ', b'"b64_json"', b'"partial_image_b64"', b'"message"', b'"', b"\\")
+_PIECES += (b": ", b"}", b", ", b"x" * 70, b"ab" * 600)
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.sampled_from([64, 4096]))
+def test_a_short_excerpt_taken_whole_is_what_the_walk_keeps(pieces, limit):
+    body = b"".join(pieces)
+    assert excerpt(body, limit) == transport._elided(body, limit)
 
 
 def test_excerpt_work_does_not_grow_with_the_images():

@@ -220,6 +220,13 @@ def excerpt(body: bytes, limit: int = 4096) -> bytes:
     pattern, so its cost does not grow with a 4 MB image: each elided string costs one search
     for its closing quote, and at most ``limit`` bytes are copied.
     """
+    if len(body) <= min(_LONG, limit) and not any(key in body for key in _IMAGE_KEYS):
+        return bytes(body)  # nothing to elide or cut: most error answers
+    return _elided(body, limit)
+
+
+def _elided(body: bytes, limit: int) -> bytes:
+    """:func:`excerpt`'s walk from string to string."""
     out = bytearray()
     pos, size = 0, len(body)
     while pos < size and len(out) < limit:
