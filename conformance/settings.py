@@ -110,6 +110,12 @@ MAX_JPEG_SCANS = 100
 #: bounds; a stream that inflates beyond it is refused at once.)
 INFLATE_STEP = 1 << 20
 
+#: Bytes handed to zlib or a Pillow decoder per call. Each call lets go of the GIL and takes it
+#: back, and taking it back waits for whichever thread holds it (the event loop, the other
+#: judging thread) to let go: up to the interpreter's switch interval, 5 ms. Pillow's own 64 KiB
+#: reads, or one call per 8 KiB chunk of a PNG, made that a hundred waits and more per image.
+PIXEL_CALL_BYTES = 1 << 20
+
 #: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
 #: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,
 #: so that its image data is inflated once, not twice. It holds the raw data twice meanwhile;

@@ -187,6 +187,57 @@ print(Image._initialized, sorted(m for m in sys.modules if m.endswith("ImagePlug
     assert "TiffImagePlugin" not in plugins and "AvifImagePlugin" not in plugins, plugins
 
 
+class _Counting:
+    """Counts the calls a wrapped object's ``method`` receives (the rest passed on)."""
+
+    def __init__(self, wrapped, method: str, calls: list[int]) -> None:
+        self._wrapped, self._method, self._calls = wrapped, method, calls
+
+    def __getattr__(self, name):
+        attribute = getattr(self._wrapped, name)
+        if name != self._method:
+            return attribute
+
+        def counted(*args, **kwargs):
+            self._calls.append(1)
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+def test_a_png_of_small_chunks_is_inflated_and_decoded_in_few_calls(monkeypatch):
+    """Each call into zlib or a Pillow decoder gives up the GIL and waits to take it back from
+    the event loop: a PNG written in 8 KiB chunks (libpng's default) is inflated a megabyte at
+    a time, not a chunk at a time, and its pixels decoded in as few calls."""
+    side = 1024
+    rows = [b"\x00" + random.Random(y).randbytes(side * 3) for y in range(side)]
+    data = png_rgb(rows, side, idat_size=8192)
+    assert len(png_chunks(data)) > 300
+    inflates: list[int] = []
+    decodes: list[int] = []
+    zlib_ng = images.zlib
+
+    class CountedZlib:
+        def __getattr__(self, name):
+            return getattr(zlib_ng, name)
+
+        def decompressobj(self, *args):
+            return _Counting(zlib_ng.decompressobj(*args), "decompress", inflates)
+
+    monkeypatch.setattr(images, "zlib", CountedZlib())
+    real_getdecoder = Image._getdecoder
+    monkeypatch.setattr(
+        Image,
+        "_getdecoder",
+        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
+    )
+    facts = inspect_image(data, check_alpha=True)
+    assert facts.decodes, facts.problem
+    raw = side * (1 + 3 * side)  # 3 MiB: 4 inflate steps, and the stored copy decoded
+    assert len(inflates) <= 2 * (raw // images.INFLATE_STEP + 2), len(inflates)
+    assert 0 < len(decodes) <= raw // images.PIXEL_CALL_BYTES + 3, len(decodes)
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("transparent", [False, True])
 @pytest.mark.parametrize("detail", [0, 2])

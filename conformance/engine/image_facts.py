@@ -56,6 +56,7 @@ from ..settings import (
     MAX_CHUNKS,
     MAX_JPEG_SCANS,
     MAX_PIXELS,
+    PIXEL_CALL_BYTES,
     PIXEL_PEAK,
     REWRAP_LIMIT,
     THUMBNAIL_SIDE,
@@ -404,8 +405,9 @@ def _count_chunk(count: int, what: str) -> int:
 
 
 def _decode(data: bytes, fmt: str) -> Image.Image:
-    """Every pixel, by the one decoder of ``fmt``."""
+    """Every pixel, by the one decoder of ``fmt``, fed PIXEL_CALL_BYTES at a time."""
     image = Image.open(io.BytesIO(data), formats=(DECODERS[fmt],))
+    image.decodermaxblock = PIXEL_CALL_BYTES
     image.load()
     return image
 
@@ -573,8 +575,8 @@ def _inflate(
     inflater: zlib._Decompress, view: memoryview, spans: list[tuple[int, int]]
 ) -> Iterator[bytes]:
     """The inflated stream of the chunk data at ``spans``, at most INFLATE_STEP bytes a piece."""
-    for start, end in spans:
-        pending: bytes | memoryview = view[start:end]
+    for batch in _batches(view, spans):
+        pending: bytes | memoryview = batch
         while pending and not inflater.eof:
             yield inflater.decompress(pending, INFLATE_STEP)
             pending = inflater.unconsumed_tail
@@ -583,6 +585,21 @@ def _inflate(
         if not piece:
             return
         yield piece
+
+
+def _batches(view: memoryview, spans: list[tuple[int, int]]) -> Iterator[bytes | memoryview]:
+    """The data at ``spans``, consecutive chunks joined up to PIXEL_CALL_BYTES: zlib is called
+    once a batch, not once per chunk (an encoder may write a chunk every 8 KiB)."""
+    group: list[memoryview] = []
+    held = 0
+    for start, end in spans:
+        group.append(view[start:end])
+        held += end - start
+        if held >= PIXEL_CALL_BYTES:
+            yield group[0] if len(group) == 1 else b"".join(group)
+            group, held = [], 0
+    if group:
+        yield group[0] if len(group) == 1 else b"".join(group)
 
 
 def _unknown_filter(piece: bytes, offset: int, row_bytes: int) -> bool:
@@ -735,9 +752,11 @@ def _check_jpeg(
     return filled if want_pixels or keep else None
 
 
-def _pixel_digest(image: Image.Image, rows: int = 256) -> int:
-    """A CRC of every pixel, read a strip at a time (no full copy of the image)."""
+def _pixel_digest(image: Image.Image) -> int:
+    """A CRC of every pixel, read a strip of about PIXEL_CALL_BYTES at a time (no full copy of
+    the image)."""
     width, height = image.size
+    rows = max(1, PIXEL_CALL_BYTES // max(1, width * len(image.getbands())))
     crc = 0
     for top in range(0, height, rows):
         crc = zlib.crc32(image.crop((0, top, width, min(top + rows, height))).tobytes(), crc)
