@@ -56,3 +56,16 @@ def test_the_floor_spreads_all_but_the_start_up_over_the_cores(bench, monkeypatc
     assert f"x{(0.4 + 1.8) / 1.8:.2f}" in note and "0.60 s" in note
     rate = bench.floor_note(row, loop, rate=True)
     assert f"x{(200 / 1.8) / (200 / 1.4):.2f}" in rate
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_small_client_measures_small_beside_a_large_benchmark(bench):
+    """Linux carries a parent's peak RSS over fork and exec into the child's ``ru_maxrss``: a
+    client measured by it would be at least as large as the measuring process."""
+    held = bytearray(160 * 1024 * 1024)
+    held[::4096] = b"\x01" * len(held[::4096])  # resident, not only reserved
+    code = "import time; data = bytearray(20 * 2**20); data[::4096] = b'1' * 5120; time.sleep(0.2)"
+    *_, rss, status, _ = bench.measure([sys.executable, "-c", code], dict(os.environ), 30)
+    assert status == "exit 0"
+    assert 20 < rss < 100, rss  # its own 20 MB and an interpreter, not this process's 160 MB
+    del held

@@ -7,7 +7,8 @@ cache, so its CPU does not compete with the client's after a warm-up pass. Every
 its own process, in a session of its own; its CPU (user + sys) comes from ``wait4`` on that
 process (it and everything it waited for), its peak RSS is the highest sum of the resident sets
 of every process in its session, read from ``/proc`` every 20 ms (and never below the largest
-single process ``wait4`` saw). All traffic stays on 127.0.0.1; every client is killed after
+peak of a single process, its ``VmHWM``; not ``wait4``'s ``ru_maxrss``, which starts at this
+script's own size). All traffic stays on 127.0.0.1; every client is killed after
 ``--cap`` seconds.
 
 Scenarios (``--scenario``, repeatable; all by default):
@@ -270,8 +271,8 @@ class Measured:
 def measure(
     argv: list[str], env: dict[str, str], cap: float, cwd: Path | None = None
 ) -> tuple[float, float, float, str, str]:
-    """Run ``argv`` to its end (killed after ``cap`` s): wall s, CPU s, peak RSS MB of its
-    tree (from ``wait4``: the process and the descendants it waited for), status, stdout."""
+    """Run ``argv`` to its end (killed after ``cap`` s): wall s, CPU s (from ``wait4``: the
+    process and the descendants it waited for), peak RSS MB of its session, status, stdout."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -284,11 +285,12 @@ def measure(
         )
         status = ""
         peak = 0
+        own_peaks: dict[str, int] = {}
         while True:
             pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, session_rss(proc.pid))
+            peak = max(peak, session_rss(proc.pid, own_peaks))
             if time.perf_counter() - started > cap:
                 os.killpg(proc.pid, signal.SIGKILL)
                 status = f"killed after {cap:.0f} s"
@@ -298,7 +300,9 @@ def measure(
         out.seek(0)
         stdout = out.read().decode(errors="replace")
     cpu = usage.ru_utime + usage.ru_stime
-    rss = max(peak, usage.ru_maxrss * 1024) / 2**20
+    # Not wait4's ru_maxrss: Linux carries a parent's peak over fork and exec into the child's,
+    # so every client would measure at least this script's own size.
+    rss = max(peak, max(own_peaks.values(), default=0)) / 2**20
     return wall, cpu, rss, status or f"exit {proc.returncode}", stdout
 
 
@@ -324,21 +328,25 @@ def served(server, before: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def session_rss(session: int) -> int:
-    """Bytes resident in every process of ``session`` now (``wait4``'s ``ru_maxrss`` is the
-    largest single process's peak, not the tree's: a drawing interpreter beside the command
-    would not count)."""
+def session_rss(session: int, own_peaks: dict[str, int] | None = None) -> int:
+    """Bytes resident in every process of ``session`` now; ``own_peaks`` gets each one's own
+    peak so far (``VmHWM``: a peak between two samples still counts for one process)."""
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
+        with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
             if int(fields[3]) != session:  # the session id, after state, ppid and pgrp
                 continue
             with open(f"/proc/{entry.name}/statm", "rb") as statm:
                 total += int(statm.read().split()[1]) * PAGE
+            if own_peaks is not None:
+                with open(f"/proc/{entry.name}/status", "rb") as status:
+                    line = next(x for x in status if x.startswith(b"VmHWM:"))
+                own = int(line.split()[1]) * 1024
+                own_peaks[entry.name] = max(own_peaks.get(entry.name, 0), own)
     return total
 
 
