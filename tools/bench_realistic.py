@@ -321,10 +321,15 @@ def process_cpu(pid: int | None) -> float | None:
         return None
 
 
+def server_seconds(server) -> float | None:
+    """The server's CPU seconds so far. An older imgconf measured through ``PYTHONPATH`` names
+    no server process: None."""
+    return process_cpu(getattr(server, "pid", None))
+
+
 def served(server, before: float | None) -> float | None:
-    """The server's CPU seconds since ``before`` (a :func:`process_cpu` of it). An older
-    imgconf measured through ``PYTHONPATH`` names no server process: None."""
-    after = process_cpu(getattr(server, "pid", None))
+    """The server's CPU seconds since ``before`` (a :func:`server_seconds` of it)."""
+    after = server_seconds(server)
     return None if before is None or after is None else after - before
 
 
@@ -357,7 +362,7 @@ def run_child(
     argv += ["--scenario", scenario, "--models", args.models, "--amount", str(amount)]
     argv += ["--concurrency", str(concurrency), "--base-url", server.base_url]
     env = {**os.environ, KEY_ENV: server.api_key}
-    server_before = process_cpu(getattr(server, "pid", None))
+    server_before = server_seconds(server)
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
     server_cpu = served(server, server_before)
     lines = stdout.strip().splitlines()
@@ -437,7 +442,7 @@ def run_imgconf_command(
     argv += ["--models", models, "--endpoint", "generations", *extra]
     argv += ["--concurrency", str(args.concurrency), "--report-dir", str(report_dir)]
     env = {**os.environ, "OPENAI_API_KEY": server.api_key, "BENCH_STARTED": repr(time.time())}
-    server_before = process_cpu(getattr(server, "pid", None))
+    server_before = server_seconds(server)
     wall, cpu, rss, status, stdout = measure(argv, env, args.cap)
     server_cpu = served(server, server_before)
     detail: dict = {}
@@ -517,7 +522,7 @@ def run_schemathesis(
         "BENCH_ST_COUNT": str(counts),
     }
     # Run in the temporary directory: Schemathesis keeps a cache in its working directory.
-    server_before = process_cpu(getattr(server, "pid", None))
+    server_before = server_seconds(server)
     wall, cpu, rss, status, _ = measure(argv, env, args.cap, cwd=workdir)
     server_cpu = served(server, server_before)
     try:
