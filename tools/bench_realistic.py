@@ -757,7 +757,7 @@ def machine() -> str:
                 break
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
-        f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}; "
+        f"machine: {os.cpu_count()} cores (nproc {cores()}), {model}; "
         f"Python {platform.python_version()}; load average {load}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )

@@ -221,7 +221,10 @@ def _start_thread(config: dict, sock: socket.socket) -> _ThreadStopper:
 class _ProcessStopper:
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
-        self.pid = proc.pid
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def __call__(self) -> None:
         proc = self.proc
