@@ -486,6 +486,24 @@ def test_embedded_server_starts_serves_and_stops(mode: str) -> None:
     server.stop()  # stopping twice is harmless
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_kept_alive_connections_answer_without_waiting_for_an_ack(mode: str) -> None:
+    """An answer's headers and body go out at once: with Nagle's algorithm on, the body waited
+    for the client's delayed acknowledgement, at least 40 ms per request after the first."""
+    with start_reference_server(mode=mode) as server, httpx.Client() as client:
+        took = []
+        for _ in range(7):
+            started = time.perf_counter()
+            response = client.post(
+                server.base_url + "/images/generations",
+                json={"model": "gpt-image-1", "prompt": "a cat", "n": 11},
+                headers={"Authorization": f"Bearer {server.api_key}"},
+            )
+            took.append(time.perf_counter() - started)
+            assert response.status_code == 400
+    assert sorted(took[1:])[3] < 0.03, [f"{t * 1000:.0f} ms" for t in took]
+
+
 def test_embedded_server_takes_a_key_modes_and_quirks() -> None:
     with start_reference_server(
         api_key="sk-given", lenient=True, quirks=["slow:0"], mode="thread"
