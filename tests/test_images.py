@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import random
 import struct
@@ -225,6 +226,7 @@ def test_a_png_of_small_chunks_is_inflated_and_decoded_in_few_calls(monkeypatch)
             return _Counting(zlib_ng.decompressobj(*args), "decompress", inflates)
 
     monkeypatch.setattr(images, "zlib", CountedZlib())
+    monkeypatch.setattr(images, "WHOLE_INFLATE_LIMIT", 0)  # the inflate in steps
     real_getdecoder = Image._getdecoder
     monkeypatch.setattr(
         Image,
@@ -414,6 +416,7 @@ def test_a_png_stream_inflating_beyond_its_declared_size_is_refused():
 
 def test_the_inflate_check_works_in_bounded_steps(monkeypatch):
     monkeypatch.setattr(images, "INFLATE_STEP", 1000)
+    monkeypatch.setattr(images, "WHOLE_INFLATE_LIMIT", 0)
     for name in variants("png"):
         assert inspect_image(intact()[name]).decodes, name
 
@@ -516,6 +519,99 @@ def test_a_cut_image_is_refused_also_when_its_pixels_are_wanted(name):
         assert not facts.decodes and facts.pixels is None and facts.thumbnail is None, options
 
 
+def damaged_variants() -> dict[str, bytes]:
+    """The cut images, and intact ones with a byte of their image data changed."""
+    out = dict(cut_variants())
+    for name, data in intact().items():
+        if name.startswith("webp"):
+            continue
+        if name.startswith("png"):
+            spans = images._png_layout(data).idat
+            start, end = spans[len(spans) // 2]
+        else:
+            start = data.index(b"\xff\xda") + 20
+            end = images._jpeg_layout(data).eoi
+        for seed in range(3):
+            spot = random.Random(seed).randrange(start, end)
+            changed = bytearray(data)
+            changed[spot] ^= 0x5A
+            if name.startswith("png"):  # a CRC to match, so that the data itself is judged
+                crc_at = next(c for c in png_chunks(data) if c[1] <= spot < c[2])[2] - 4
+                body = changed[
+                    next(c for c in png_chunks(data) if c[1] <= spot < c[2])[1] + 4 : crc_at
+                ]
+                changed[crc_at : crc_at + 4] = struct.pack(">I", zlib.crc32(bytes(body)))
+            out[f"{name} byte {spot} changed"] = bytes(changed)
+    return out
+
+
+def facts_without_fast_paths(data: bytes, monkeypatch, **options) -> images.ImageFacts:
+    with monkeypatch.context() as m:
+        m.setattr(images, "WHOLE_INFLATE_LIMIT", 0)
+        m.setattr(images, "_decodes_cleanly", lambda data: False)
+        return inspect_image(data, **options)
+
+
+@pytest.mark.parametrize("name", [*variants("png"), *variants("jpeg"), *damaged_variants()])
+def test_libdeflate_and_libjpeg_turbo_give_the_verdicts_of_the_checks_in_steps(name, monkeypatch):
+    """The one-call inflate and the reduced JPEG decode are only faster: every intact, cut or
+    changed PNG and JPEG gets the same facts (and the same reason) as from zlib-ng's steps and
+    Pillow's two decodes."""
+    data = intact().get(name) or damaged_variants()[name]
+    for options in ({}, {"check_alpha": True}):
+        fast = inspect_image(data, **options)
+        slow = facts_without_fast_paths(data, monkeypatch, **options)
+        assert dataclasses.replace(fast, pixels=None) == dataclasses.replace(slow, pixels=None)
+
+
+@pytest.mark.parametrize("name", variants("jpeg"))
+def test_a_whole_jpeg_is_checked_by_libjpeg_turbo_alone_at_a_reduced_scale(name, monkeypatch):
+    import simplejpeg
+
+    handed: list = []
+    monkeypatch.setattr(images, "_decode", lambda d, f: handed.append(f))
+    real = simplejpeg.decode_jpeg
+    sizes: list = []
+    monkeypatch.setattr(
+        simplejpeg, "decode_jpeg", lambda *a, **k: sizes.append(real(*a, **k).shape[:2])
+    )
+    facts = inspect_image(intact()[name], keep_pixels=True)
+    assert facts.decodes and handed == [] and facts.pixels is None
+    assert sizes == [(SIDE // 8, SIDE // 8)]
+
+
+def test_a_jpeg_cut_short_makes_libjpeg_turbo_warn_and_pillow_decide(monkeypatch):
+    data = intact()["jpeg-baseline"]
+    cut = data[: int(len(data) * 0.7)].rstrip(b"\xff") + EOI
+    assert images._decodes_cleanly(data) and not images._decodes_cleanly(cut)
+    handed: list = []
+    real_decode = images._decode
+    monkeypatch.setattr(images, "_decode", lambda d, f: handed.append(f) or real_decode(d, f))
+    refused(cut, "ends early")
+    assert handed == ["jpeg", "jpeg"]
+
+
+def test_a_png_within_the_bound_is_inflated_in_one_call_and_a_larger_one_in_steps(monkeypatch):
+    data = intact()["png-many-idat"]
+    raw = images._png_layout(data).raw_size
+    whole: list = []
+    real = images.deflate.zlib_decompress
+    monkeypatch.setattr(
+        images.deflate, "zlib_decompress", lambda *a: whole.append(a[1]) or real(*a)
+    )
+    stepped: list = []
+    real_steps = images._check_png_in_steps
+    monkeypatch.setattr(
+        images, "_check_png_in_steps", lambda *a: stepped.append(1) or real_steps(*a)
+    )
+    assert inspect_image(data).decodes
+    assert (whole, stepped) == ([raw], [])
+    monkeypatch.setattr(images, "WHOLE_INFLATE_LIMIT", raw - 1)
+    whole.clear()
+    assert inspect_image(data).decodes
+    assert (whole, stepped) == ([], [1])
+
+
 def test_pillow_alone_accepts_the_png_cuts_the_inflate_check_catches():
     """Why a PNG decoded for its pixels is still inflated: Pillow stops at the last row."""
     for name in ("png without its Adler-32", "png with fewer rows than declared"):
@@ -551,8 +647,10 @@ def test_a_thumbnail_costs_no_decode_beyond_the_checks(name, monkeypatch):
     checked = inspect_image(data, keep_pixels=True)
     opens_for_the_check = len(opened)
     assert shows_a_thumbnail(images.thumbnail_of(data, checked))
-    # JPEG and WebP are decoded by their check; a PNG (inflated, not decoded) once more.
-    assert len(opened) == opens_for_the_check + name.startswith("png")
+    # A WebP is decoded by its check, and that decode serves; a PNG (inflated by its check) and
+    # a JPEG (checked by libjpeg-turbo at an eighth of its size) are decoded for it once.
+    assert opens_for_the_check == (1 if name.startswith("webp") else 0)
+    assert len(opened) == opens_for_the_check + (not name.startswith("webp"))
     assert checked.pixels is None  # handed over, not kept twice
     # Alpha and a thumbnail asked together: one decode serves both.
     opened.clear()
@@ -688,6 +786,7 @@ def test_a_jpeg_check_holds_one_decode_at_a_time_and_keeps_the_second(monkeypatc
         return image
 
     monkeypatch.setattr(images, "_decode", decode)
+    monkeypatch.setattr(images, "_decodes_cleanly", lambda data: False)  # Pillow's filler check
     facts = inspect_image(intact()["jpeg-baseline"], keep_pixels=True)
     assert facts.decodes and len(decoded) == 2
     assert facts.pixels is decoded[1]()

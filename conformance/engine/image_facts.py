@@ -11,13 +11,18 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    against the file and every chunk's size against the RIFF. The walk also reads the declared
    size and refuses, before anything is decoded, what would cost too much (the bounds below).
 2. **Completeness where structure cannot tell.**
-   PNG: the IDAT stream is inflated in bounded steps and must end exactly at the size IHDR
-   declares, so a file cut on a chunk boundary with IEND appended is caught. (Nothing is kept
-   unless the pixels are wanted; see step 3.)
-   JPEG: libjpeg silently zero-fills a scan cut short by an appended EOI (Pillow shows no
-   warning), so the image is decoded twice, the second time with filler bytes before the EOI: a
-   complete scan never reads them, a cut one decodes them as its missing blocks and the pixels
-   differ. WebP: libwebp refuses a bitstream that ends early, so one decode suffices.
+   PNG: the IDAT stream must inflate to exactly the size IHDR declares and end there, so a file
+   cut on a chunk boundary with IEND appended is caught: in one libdeflate call into a buffer of
+   that size where it is small enough, else in bounded steps of zlib-ng's, which also say why a
+   stream libdeflate refused is wrong. (Nothing is kept unless the pixels are wanted; step 3.)
+   JPEG: libjpeg zero-fills a scan cut short by an appended EOI with no more than a warning,
+   which Pillow drops. A Huffman-coded JPEG is decoded once by libjpeg-turbo at an eighth of its
+   size (simplejpeg, every coefficient still read) with that warning made an error: one that
+   decodes without a warning is whole. Otherwise (a warning, arithmetic coding, a colour space
+   it does not convert) the image is decoded twice by Pillow, the second time with filler bytes
+   before the EOI: a complete scan never reads them, a cut one decodes them as its missing
+   blocks and the pixels differ, and that is the verdict. WebP: libwebp refuses a bitstream
+   that ends early, so one decode suffices.
 3. **Pixels beyond that only to answer a question**: the alpha band's extrema when
    ``background: transparent`` was asked, a thumbnail for the report. A decode made for the
    check (JPEG, WebP) or for alpha also serves the thumbnail; a PNG is decoded for a thumbnail
@@ -48,6 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import deflate
 from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 from zlib_ng import zlib_ng as zlib  # zlib's API, inflating about 1.8 times faster
 
@@ -60,6 +66,7 @@ from ..settings import (
     PIXEL_PEAK,
     REWRAP_LIMIT,
     THUMBNAIL_SIDE,
+    WHOLE_INFLATE_LIMIT,
 )
 from .pixel_memory import PIXELS
 from .seen_images import SeenImages, seen_key
@@ -250,7 +257,7 @@ def _check_pixels_of(
     fmt = facts.format or ""
     want_pixels = check_alpha or thumbnail
     decodes = want_pixels or fmt != "png"  # a PNG's check only inflates
-    pixels = layout.width * layout.height * PIXEL_PEAK if decodes else 0
+    pixels = layout.width * layout.height * PIXEL_PEAK if decodes else _inflate_memory(layout)
     with PIXELS.hold(pixels):
         try:
             with warnings.catch_warnings(), _CLOCK.timing():
@@ -526,6 +533,50 @@ def _check_png(
     same rows, with no second inflate. (A thumbnail alone, ``keep``, decodes nothing here: the
     gallery may not pick the image.)
     """
+    rows = _inflated_at_once(data, layout)
+    if rows is None:
+        return _check_png_in_steps(data, layout, want_pixels)
+    if _unknown_filter(rows, 0, layout.row_bytes):
+        raise _Refused(_UNKNOWN_FILTER)
+    if not want_pixels or layout.raw_size > REWRAP_LIMIT:
+        return None  # beyond the re-wrap's bound, Pillow inflates the file again
+    stored = zlib.compressobj(0)
+    blocks = [stored.compress(rows), stored.flush()]
+    del rows  # in ``blocks`` now: no third copy while re-wrapping
+    return _decode(_png_with_idat(data, layout, blocks), "png")
+
+
+_UNKNOWN_FILTER = "a row of its image data has an unknown filter type"
+
+
+def _inflate_memory(layout: _Layout) -> int:
+    """Bytes a check that decodes nothing holds: a PNG inflated at once holds its rows and its
+    joined stream; one inflated in steps, or a header, next to nothing."""
+    if isinstance(layout, _PngLayout) and layout.raw_size <= WHOLE_INFLATE_LIMIT:
+        return 2 * layout.raw_size
+    return 0
+
+
+def _inflated_at_once(data: bytes, layout: _PngLayout) -> bytearray | None:
+    """The image data inflated by one libdeflate call into a buffer of the declared size, when
+    that is within WHOLE_INFLATE_LIMIT. None when it is larger, and when libdeflate refuses the
+    stream (corrupt, cut, longer than declared, a bad Adler-32) or it inflates to fewer bytes:
+    the inflate in steps then gives the verdict, and says why."""
+    if not 0 < layout.raw_size <= WHOLE_INFLATE_LIMIT:
+        return None
+    view = memoryview(data)
+    spans = layout.idat
+    stream = view[slice(*spans[0])] if len(spans) == 1 else b"".join(view[a:b] for a, b in spans)
+    try:
+        rows = deflate.zlib_decompress(stream, layout.raw_size)
+    except deflate.DeflateError:
+        return None
+    return rows if len(rows) == layout.raw_size else None
+
+
+def _check_png_in_steps(data: bytes, layout: _PngLayout, want_pixels: bool) -> Image.Image | None:
+    """:func:`_check_png` by zlib-ng, INFLATE_STEP bytes at a time: the check's memory whatever
+    the image's size, and the reason a stream is refused."""
     inflater = zlib.decompressobj()
     stored = zlib.compressobj(0) if want_pixels and layout.raw_size <= REWRAP_LIMIT else None
     blocks: list[bytes] = []
@@ -533,7 +584,7 @@ def _check_png(
     try:
         for piece in _inflate(inflater, memoryview(data), layout.idat):
             if _unknown_filter(piece, produced, layout.row_bytes):
-                raise _Refused("a row of its image data has an unknown filter type")
+                raise _Refused(_UNKNOWN_FILTER)
             produced += len(piece)
             if produced > layout.raw_size:
                 raise _Refused(
@@ -614,6 +665,7 @@ def _unknown_filter(piece: bytes, offset: int, row_bytes: int) -> bool:
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2})
 #: The end of a scan's entropy data: a marker other than a stuffed 0xFF00, a restart or fill.
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 #: Entropy-coded filler put before the EOI for the second decode: no 0xFF (so never a marker),
@@ -625,6 +677,9 @@ _JPEG_FILLER = bytes((i * 167 + 13) % 255 for i in range(512))
 class _JpegLayout(_Layout):
     #: Offset of the EOI marker (of its first 0xFF, fill bytes included).
     eoi: int = 0
+    #: Whether its frame is Huffman-coded, baseline or progressive (SOF0-SOF2): libjpeg warns
+    #: when such a scan ends early.
+    huffman: bool = False
 
 
 @dataclass
@@ -708,6 +763,7 @@ def _jpeg_layout(data: bytes) -> _JpegLayout:
             if layout is not None:
                 raise _Refused("it has two frame headers")
             layout, components = _jpeg_frame(body)
+            layout.huffman = code in _HUFFMAN_SOF
             scans = _JpegScans(components, code in _PROGRESSIVE_SOF)
         elif code == 0xDA:
             if scans is None:
@@ -739,17 +795,34 @@ def _jpeg_frame(body: bytes) -> tuple[_JpegLayout, tuple[int, ...]]:
 def _check_jpeg(
     data: bytes, layout: _JpegLayout, want_pixels: bool, keep: bool = False
 ) -> Image.Image | None:
-    """Decode with and without filler before the EOI: the pixels differ when a scan was cut
+    """Whole when libjpeg-turbo decodes it without a warning (:func:`_decodes_cleanly`); else
+    decoded with and without filler before the EOI: the pixels differ when a scan was cut
     (libjpeg decodes the filler as the missing blocks instead of zeros).
 
     One decode is held at a time: the first is let go once its digest is taken, and the second,
     the same pixels when the check passes, is what a caller that wants them gets.
     """
+    if not want_pixels and layout.huffman and _decodes_cleanly(data):
+        return None
     digest = _pixel_digest(_decode(data, "jpeg"))
     filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
     if _pixel_digest(filled) != digest:
         raise _Refused("its entropy-coded data ends early (cut, then EOI appended)")
     return filled if want_pixels or keep else None
+
+
+def _decodes_cleanly(data: bytes) -> bool:
+    """Whether libjpeg-turbo reads every scan to its end without a warning (a scan that ends
+    early is one), decoding at an eighth of the size: every coefficient is still read, the
+    inverse transforms cost an eighth. About a third of one full decode by Pillow, with the GIL
+    let go throughout. False also for what simplejpeg does not convert (CMYK)."""
+    import simplejpeg  # and numpy with it: paid by the first JPEG judged, not by every start
+
+    try:
+        simplejpeg.decode_jpeg(data, min_width=1, min_height=1, strict=True)
+    except Exception:  # a warning made an error, or anything it cannot read: Pillow decides
+        return False
+    return True
 
 
 def _pixel_digest(image: Image.Image) -> int:
