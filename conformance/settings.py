@@ -117,6 +117,13 @@ INFLATE_STEP = 1 << 20
 #: for 3840x2160) the inflate goes by INFLATE_STEP.
 WHOLE_INFLATE_LIMIT = 16 << 20
 
+#: JPEG files from this size up are checked whole by libjpeg-turbo at an eighth of their size
+#: (simplejpeg), a third of the cost of Pillow's two full decodes; smaller ones by those two,
+#: which cost little at that size (a flat 1024x1024 test picture of 23 KB: 0.3 ms). So numpy,
+#: which simplejpeg needs (13 MB and 50 ms to import), is loaded only by a run that meets
+#: photographs.
+LIBJPEG_CHECK_BYTES = 256 * 1024
+
 #: Bytes handed to zlib or a Pillow decoder per call. Each call lets go of the GIL and takes it
 #: back, and taking it back waits for whichever thread holds it (the event loop, the other
 #: judging thread) to let go: up to the interpreter's switch interval, 5 ms. Pillow's own 64 KiB

@@ -558,6 +558,7 @@ def test_libdeflate_and_libjpeg_turbo_give_the_verdicts_of_the_checks_in_steps(n
     changed PNG and JPEG gets the same facts (and the same reason) as from zlib-ng's steps and
     Pillow's two decodes."""
     data = intact().get(name) or damaged_variants()[name]
+    monkeypatch.setattr(images, "LIBJPEG_CHECK_BYTES", 0)  # every JPEG, small ones too
     for options in ({}, {"check_alpha": True}):
         fast = inspect_image(data, **options)
         slow = facts_without_fast_paths(data, monkeypatch, **options)
@@ -569,18 +570,40 @@ def test_a_whole_jpeg_is_checked_by_libjpeg_turbo_alone_at_a_reduced_scale(name,
     import simplejpeg
 
     handed: list = []
-    monkeypatch.setattr(images, "_decode", lambda d, f: handed.append(f))
+    real_decode = images._decode
+    monkeypatch.setattr(images, "_decode", lambda d, f: handed.append(f) or real_decode(d, f))
     real = simplejpeg.decode_jpeg
     sizes: list = []
     monkeypatch.setattr(
         simplejpeg, "decode_jpeg", lambda *a, **k: sizes.append(real(*a, **k).shape[:2])
     )
+    monkeypatch.setattr(images, "LIBJPEG_CHECK_BYTES", len(intact()[name]))
     facts = inspect_image(intact()[name], keep_pixels=True)
     assert facts.decodes and handed == [] and facts.pixels is None
     assert sizes == [(SIDE // 8, SIDE // 8)]
+    # One byte smaller than the bound: Pillow's two decodes, and no numpy for simplejpeg.
+    monkeypatch.setattr(images, "LIBJPEG_CHECK_BYTES", len(intact()[name]) + 1)
+    assert inspect_image(intact()[name]).decodes
+    assert handed == ["jpeg", "jpeg"] and len(sizes) == 1
+
+
+def test_small_jpegs_load_no_numpy():
+    """simplejpeg needs numpy (13 MB, 50 ms to import): a run against small test pictures,
+    which Pillow checks cheaply, does not pay for it."""
+    code = (
+        "import sys\n"
+        "from conformance.engine.image_facts import inspect_image\n"
+        "from conformance.server.pictures import render, spec_for_prompt\n"
+        "picture = render(spec_for_prompt('a fox', 1536, 1024, format='jpeg')).data\n"
+        "assert inspect_image(picture).decodes\n"
+        "print('numpy' in sys.modules, 'simplejpeg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_a_jpeg_cut_short_makes_libjpeg_turbo_warn_and_pillow_decide(monkeypatch):
+    monkeypatch.setattr(images, "LIBJPEG_CHECK_BYTES", 0)
     data = intact()["jpeg-baseline"]
     cut = data[: int(len(data) * 0.7)].rstrip(b"\xff") + EOI
     assert images._decodes_cleanly(data) and not images._decodes_cleanly(cut)
@@ -642,6 +665,7 @@ def _size_of(png: bytes) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", variants())
 def test_a_thumbnail_costs_no_decode_beyond_the_checks(name, monkeypatch):
+    monkeypatch.setattr(images, "LIBJPEG_CHECK_BYTES", 0)  # as for a photograph
     opened = count_opens(monkeypatch)
     data = intact()[name]
     checked = inspect_image(data, keep_pixels=True)

@@ -16,7 +16,7 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    that size where it is small enough, else in bounded steps of zlib-ng's, which also say why a
    stream libdeflate refused is wrong. (Nothing is kept unless the pixels are wanted; step 3.)
    JPEG: libjpeg zero-fills a scan cut short by an appended EOI with no more than a warning,
-   which Pillow drops. A Huffman-coded JPEG is decoded once by libjpeg-turbo at an eighth of its
+   which Pillow drops. A Huffman-coded JPEG (of LIBJPEG_CHECK_BYTES and more) is decoded once by libjpeg-turbo at an eighth of its
    size (simplejpeg, every coefficient still read) with that warning made an error: one that
    decodes without a warning is whole. Otherwise (a warning, arithmetic coding, a colour space
    it does not convert) the image is decoded twice by Pillow, the second time with filler bytes
@@ -59,6 +59,7 @@ from zlib_ng import zlib_ng as zlib  # zlib's API, inflating about 1.8 times fas
 
 from ..settings import (
     INFLATE_STEP,
+    LIBJPEG_CHECK_BYTES,
     MAX_CHUNKS,
     MAX_JPEG_SCANS,
     MAX_PIXELS,
@@ -802,7 +803,12 @@ def _check_jpeg(
     One decode is held at a time: the first is let go once its digest is taken, and the second,
     the same pixels when the check passes, is what a caller that wants them gets.
     """
-    if not want_pixels and layout.huffman and _decodes_cleanly(data):
+    if (
+        not want_pixels
+        and layout.huffman
+        and len(data) >= LIBJPEG_CHECK_BYTES
+        and _decodes_cleanly(data)
+    ):
         return None
     digest = _pixel_digest(_decode(data, "jpeg"))
     filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
