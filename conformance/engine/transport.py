@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import errno
 import http.cookiejar
+import io
 import ipaddress
 import json
 import math
@@ -1181,41 +1182,28 @@ async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:
         exchange.response_body = b""
         raise _BodyTooLarge
     inflater = _inflater_for(exchange.content_encoding)
-    # The pieces are joined once at the end: written into a BytesIO, each was copied, then
-    # copied again whenever the buffer grew (on the event loop, for 1-30 MB answers).
-    pieces: list[bytes] = []
+    body = io.BytesIO()
     size = 0
     try:
         async for raw in response.aiter_raw():
             for piece in inflater.feed(raw) if inflater is not None else (raw,):
+                size += len(piece)
                 try:
-                    if size + len(piece) > cap:
+                    if size > cap:
                         raise _BodyTooLarge
                     await lease.acquire(len(piece))  # past the case's share: cut as well
                 except _BodyTooLarge:
                     # Keep only a head of the cut body: enough to show what it was.
-                    head = _head(pieces, min(_HEAD, cap))
-                    lease.release(size - len(head))
+                    head = body.getbuffer()[: min(_HEAD, cap)].tobytes()
+                    lease.release(body.tell() - len(head))
                     exchange.response_body = head
                     raise
-                pieces.append(piece)
-                size += len(piece)
+                body.write(piece)
         if inflater is not None:
             inflater.finish()
     finally:
         if not exchange.response_body:
-            exchange.response_body = b"".join(pieces)
-
-
-def _head(pieces: list[bytes], limit: int) -> bytes:
-    """The first ``limit`` bytes of ``pieces`` joined, without joining the rest."""
-    taken: list[bytes] = []
-    for piece in pieces:
-        if limit <= 0:
-            break
-        taken.append(piece[:limit])
-        limit -= len(taken[-1])
-    return b"".join(taken)
+            exchange.response_body = body.getvalue()
 
 
 def _mentions_url(body: bytes, quotes: int = 256) -> bool:
