@@ -20,9 +20,12 @@ from _report_fixtures import (
     case,
     failing_run,
     incomplete_run,
+    passing_result,
     passing_run,
     run_of,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from conformance.contract.loader import schemas_dir
@@ -464,3 +467,37 @@ def test_an_incomplete_report_says_why_it_is_not_a_pass(tmp_path: Path) -> None:
     text = paths["markdown"].read_text()
     assert "### Why not a PASS" in text and "(throttled)" in text
     assert "not a pass" in paths["html"].read_text()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(JSON_VALUES)
+def test_report_json_is_written_in_pieces_that_join_to_the_one_shot_encoding(value) -> None:
+    whole = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    assert b"".join(reporting.json_pieces(value)) == whole
+    assert b"".join(reporting.json_pieces(value, depth=5)) == whole
+
+
+def test_report_json_is_never_one_string_of_every_case(tmp_path: Path, monkeypatch) -> None:
+    """report.json of thousands of cases was one string (16-32 MB for 6,642) held beside its
+    bytes: a run's peak of memory. It is written a case at a time."""
+    run = run_of([passing_result(f"dall-e-2/valid/{i}") for i in range(300)])
+    longest = 0
+    real_dumps = json.dumps
+
+    def measured(*args, **kwargs):
+        nonlocal longest
+        text = real_dumps(*args, **kwargs)
+        longest = max(longest, len(text))
+        return text
+
+    monkeypatch.setattr(reporting.json, "dumps", measured)
+    path = write_reports(run, tmp_path)["json"]
+    size = path.stat().st_size
+    assert json.loads(path.read_text())["cases"][299]["id"] == "dall-e-2/valid/299"
+    assert longest < size / 50, (longest, size)
