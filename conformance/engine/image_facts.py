@@ -821,7 +821,7 @@ def _decodes_cleanly(data: bytes) -> bool:
     """Whether libjpeg-turbo reads every scan to its end without a warning (a scan that ends
     early is one), decoding at an eighth of the size: every coefficient is still read, the
     inverse transforms cost an eighth. About a third of one full decode by Pillow, with the GIL
-    let go throughout. False also for what simplejpeg does not convert (CMYK)."""
+    let go throughout. False also for anything it cannot read."""
     import simplejpeg  # and numpy with it: paid by the first JPEG judged, not by every start
 
     try:
