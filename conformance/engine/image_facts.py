@@ -16,13 +16,13 @@ Every image is checked whole, whatever the run order or the report's thumbnail s
    that size where it is small enough, else in bounded steps of zlib-ng's, which also say why a
    stream libdeflate refused is wrong. (Nothing is kept unless the pixels are wanted; step 3.)
    JPEG: libjpeg zero-fills a scan cut short by an appended EOI with no more than a warning,
-   which Pillow drops. A Huffman-coded JPEG (of LIBJPEG_CHECK_BYTES and more) is decoded once by libjpeg-turbo at an eighth of its
-   size (simplejpeg, every coefficient still read) with that warning made an error: one that
-   decodes without a warning is whole. Otherwise (a warning, arithmetic coding, a colour space
-   it does not convert) the image is decoded twice by Pillow, the second time with filler bytes
-   before the EOI: a complete scan never reads them, a cut one decodes them as its missing
-   blocks and the pixels differ, and that is the verdict. WebP: libwebp refuses a bitstream
-   that ends early, so one decode suffices.
+   which Pillow drops. A Huffman-coded JPEG of LIBJPEG_CHECK_BYTES and more is decoded once by
+   libjpeg-turbo at an eighth of its size (simplejpeg, every coefficient still read) with that
+   warning made an error: one that decodes without a warning is whole. Otherwise (a warning,
+   arithmetic coding, anything it cannot read, a small file) the image is decoded twice by
+   Pillow, the second time with filler bytes before the EOI: a complete scan never reads them,
+   a cut one decodes them as its missing blocks and the pixels differ, and that is the verdict.
+   WebP: libwebp refuses a bitstream that ends early, so one decode suffices.
 3. **Pixels beyond that only to answer a question**: the alpha band's extrema when
    ``background: transparent`` was asked, a thumbnail for the report. A decode made for the
    check (JPEG, WebP) or for alpha also serves the thumbnail; a PNG is decoded for a thumbnail
