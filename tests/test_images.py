@@ -519,6 +519,7 @@ def test_a_cut_image_is_refused_also_when_its_pixels_are_wanted(name):
         assert not facts.decodes and facts.pixels is None and facts.thumbnail is None, options
 
 
+@cache
 def damaged_variants() -> dict[str, bytes]:
     """The cut images, and intact ones with a byte of their image data changed."""
     out = dict(cut_variants())
@@ -536,11 +537,9 @@ def damaged_variants() -> dict[str, bytes]:
             changed = bytearray(data)
             changed[spot] ^= 0x5A
             if name.startswith("png"):  # a CRC to match, so that the data itself is judged
-                crc_at = next(c for c in png_chunks(data) if c[1] <= spot < c[2])[2] - 4
-                body = changed[
-                    next(c for c in png_chunks(data) if c[1] <= spot < c[2])[1] + 4 : crc_at
-                ]
-                changed[crc_at : crc_at + 4] = struct.pack(">I", zlib.crc32(bytes(body)))
+                _, chunk_start, chunk_end = next(c for c in png_chunks(data) if c[1] <= spot < c[2])
+                body = changed[chunk_start + 4 : chunk_end - 4]
+                changed[chunk_end - 4 : chunk_end] = struct.pack(">I", zlib.crc32(bytes(body)))
             out[f"{name} byte {spot} changed"] = bytes(changed)
     return out
 

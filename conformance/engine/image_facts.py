@@ -544,7 +544,7 @@ def _check_png(
     stored = zlib.compressobj(0)
     blocks = [stored.compress(rows), stored.flush()]
     del rows  # in ``blocks`` now: no third copy while re-wrapping
-    return _decode(_png_with_idat(data, layout, blocks), "png")
+    return _decode_stored(data, layout, blocks)
 
 
 _UNKNOWN_FILTER = "a row of its image data has an unknown filter type"
@@ -605,8 +605,14 @@ def _check_png_in_steps(data: bytes, layout: _PngLayout, want_pixels: bool) -> I
     if stored is None:
         return None
     blocks.append(stored.flush())
+    return _decode_stored(data, layout, blocks)
+
+
+def _decode_stored(data: bytes, layout: _PngLayout, blocks: list[bytes]) -> Image.Image:
+    """The PNG decoded from its inflated rows, stored in ``blocks`` (uncompressed deflate
+    blocks, emptied here once re-wrapped: no third copy of the rows while decoding)."""
     rewrapped = _png_with_idat(data, layout, blocks)
-    blocks.clear()  # the rows are in ``rewrapped`` now: no third copy while decoding
+    blocks.clear()
     return _decode(rewrapped, "png")
 
 
