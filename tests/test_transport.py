@@ -706,8 +706,9 @@ def test_excerpt_work_does_not_grow_with_the_images():
     assert time.perf_counter() - started < 0.5
 
 
-def test_no_ca_store_is_loaded_for_an_http_target(monkeypatch):
-    """An http:// target never speaks TLS: its clients skip loading a CA store (~0.1 s each)."""
+def test_no_ca_store_is_loaded_for_an_http_target_or_http_image_urls(monkeypatch):
+    """http:// never speaks TLS: the target's clients and the image URLs' skip loading a CA
+    store (tens of ms each)."""
     import ssl
 
     loaded: list[object] = []
@@ -719,13 +720,18 @@ def test_no_ca_store_is_loaded_for_an_http_target(monkeypatch):
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", load)
 
-    async def make(base_url: str, **options) -> None:
+    async def make(base_url: str, image_url: str = "http://127.0.0.1:9/a.png", **options):
         async with TargetClient(TransportConfig(base_url, api_key="k" * 10, **options)) as client:
             client._fresh_client()
+            return await client.fetch(image_url)  # nothing listens: refused, after its client
 
-    asyncio.run(make("http://127.0.0.1:9/v1"))
+    assert asyncio.run(make("http://127.0.0.1:9/v1")).error is not None
     asyncio.run(make("http://127.0.0.1:9/v1", proxy="http://127.0.0.1:8/"))
     assert not loaded
+    # An https image URL is fetched with a verifying client, whatever the target's scheme.
+    asyncio.run(make("http://127.0.0.1:9/v1", image_url="HTTPS://127.0.0.1:9/a.png"))
+    assert loaded
+    loaded.clear()
     asyncio.run(make("https://127.0.0.1:9/v1"))
     assert loaded
     loaded.clear()

@@ -702,14 +702,26 @@ class _PoolTransport(httpx.AsyncHTTPTransport):
 
 
 def _image_transport(
-    guard: _AddressGuard, limits: httpx.Limits, ca_bundle: str | None, *, verify: bool
+    guard: _AddressGuard,
+    limits: httpx.Limits,
+    ca_bundle: str | None,
+    *,
+    verify: bool,
+    tls: bool,
 ) -> _PoolTransport:
-    """The transport of image URLs: every connection through the guard.
+    """The transport of image URLs of one scheme (``tls``: https): every connection through the
+    guard.
 
     The target's TLS settings hold for its images too (a self-hosted gateway serves them
     itself): its CA file is trusted besides the system's, and --insecure checks nothing
-    (nothing of the target's is ever sent to an image URL, so nothing can leak there).
+    (nothing of the target's is ever sent to an image URL, so nothing can leak there). The
+    http:// one never speaks TLS, so it loads no CA store (tens of ms): its context trusts no
+    one, so were it ever asked to, it would fail closed.
     """
+    if not tls:
+        return _PoolTransport(
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), limits, _GuardedBackend(guard)
+        )
     ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
     if ca_bundle is not None and verify:
         ssl_context.load_verify_locations(cafile=ca_bundle)
@@ -820,7 +832,8 @@ class TargetClient:
         self._per_op = per_op
         self._fresh: httpx.AsyncClient | None = None
         self._guard = _AddressGuard(config.endpoint, allow_internal=config.allow_private_urls)
-        self._fetcher: httpx.AsyncClient | None = None
+        #: The image URLs' clients, by scheme (True: https).
+        self._fetchers: dict[bool, httpx.AsyncClient] = {}
         self.inflight = InFlightBudget(
             config.inflight_cap, max(config.body_cap, config.inflight_cap // 2)
         )
@@ -851,30 +864,34 @@ class TargetClient:
             )
         return self._fresh
 
-    def _fetch_client(self) -> httpx.AsyncClient:
-        """The client of image URLs: nothing of the target's in it, and it connects only to
-        addresses the guard allows, on a fresh connection each time (each one checked)."""
-        if self._fetcher is None:
+    def _fetch_client(self, url: str) -> httpx.AsyncClient:
+        """The client of image URLs of ``url``'s scheme: nothing of the target's in it, and it
+        connects only to addresses the guard allows, on a fresh connection each time (each one
+        checked). One per scheme, made on first need: only https needs a CA store."""
+        tls = url[:6].lower() == "https:"
+        fetcher = self._fetchers.get(tls)
+        if fetcher is None:
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
-            self._fetcher = httpx.AsyncClient(
+            fetcher = self._fetchers[tls] = httpx.AsyncClient(
                 transport=_image_transport(
                     self._guard,
                     limits,
                     self.config.ca_bundle,
                     verify=self.config.verify is not False,
+                    tls=tls,
                 ),
                 timeout=self._per_op,
                 follow_redirects=False,
                 trust_env=False,
                 cookies=_no_cookies(),
             )
-        return self._fetcher
+        return fetcher
 
     async def aclose(self) -> None:
         if self._fresh is not None:
             await self._fresh.aclose()
-        if self._fetcher is not None:
-            await self._fetcher.aclose()
+        for fetcher in self._fetchers.values():
+            await fetcher.aclose()
         await self._client.aclose()
 
     # --- the target ---------------------------------------------------------------------
@@ -1029,7 +1046,7 @@ class TargetClient:
         read = _Read(exchange, method, headers, content, cap, lease, image)
         try:
             async with asyncio.timeout(self.config.timeout):
-                client = self._fetch_client() if image else self._client
+                client = self._fetch_client(url) if image else self._client
                 trace = None if image else _ConnectionTrace()
                 try:
                     await self._read(read, url, client, trace)
