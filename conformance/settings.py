@@ -124,10 +124,11 @@ WHOLE_INFLATE_LIMIT = 16 << 20
 #: keeps a long run against small test pictures within its memory.
 LIBJPEG_CHECK_BYTES = 256 * 1024
 
-#: Bytes handed to zlib or a Pillow decoder per call. Each call lets go of the GIL and takes it
-#: back, and taking it back waits for whichever thread holds it (the event loop, the other
-#: judging thread) to let go: up to the interpreter's switch interval, 5 ms. Pillow's own 64 KiB
-#: reads, or one call per 8 KiB chunk of a PNG, made that a hundred waits and more per image.
+#: Bytes handed to zlib per call when a PNG is inflated in steps. Each call lets go of the GIL
+#: and takes it back, and taking it back waits for whichever thread holds it (the event loop,
+#: the other judging thread) to let go: up to the interpreter's switch interval, 5 ms. One call
+#: per 8 KiB chunk of a PNG made that a hundred waits and more per image. (Pillow's decoders are
+#: handed all their data in one call: it is in memory already.)
 PIXEL_CALL_BYTES = 1 << 20
 
 #: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
@@ -143,7 +144,7 @@ REWRAP_LIMIT = 16 << 20
 PIXEL_MEMORY = 40 * MIB
 #: Bytes one decoded pixel costs at the decode's peak: Pillow keeps 4 a pixel (RGB too), and a
 #: check holds about three such copies at once (libwebp's frame, its copy and Pillow's image; a
-#: PNG's inflated rows, their re-wrap and the image; a JPEG's decode and the strip it digests).
+#: PNG's inflated rows, their re-wrap and the image; a JPEG's two decodes and their difference).
 PIXEL_PEAK = 12
 
 #: Images of at most this many bytes per declared pixel have their facts remembered by the
