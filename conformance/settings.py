@@ -128,7 +128,8 @@ LIBJPEG_CHECK_BYTES = 256 * 1024
 #: and takes it back, and taking it back waits for whichever thread holds it (the event loop,
 #: the other judging thread) to let go: up to the interpreter's switch interval, 5 ms. One call
 #: per 8 KiB chunk of a PNG made that a hundred waits and more per image. (Pillow's decoders are
-#: handed all their data in one call: it is in memory already.)
+#: handed all their data in one call: it is in memory already. A JPEG too large to hold twice
+#: is digested in strips of this size.)
 PIXEL_CALL_BYTES = 1 << 20
 
 #: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
@@ -144,7 +145,8 @@ REWRAP_LIMIT = 16 << 20
 PIXEL_MEMORY = 40 * MIB
 #: Bytes one decoded pixel costs at the decode's peak: Pillow keeps 4 a pixel (RGB too), and a
 #: check holds about three such copies at once (libwebp's frame, its copy and Pillow's image; a
-#: PNG's inflated rows, their re-wrap and the image; a JPEG's two decodes and their difference).
+#: PNG's inflated rows, their re-wrap and the image; a JPEG's two decodes and their difference,
+#: or, beyond PIXEL_MEMORY, one decode and the strip it digests).
 PIXEL_PEAK = 12
 
 #: Images of at most this many bytes per declared pixel have their facts remembered by the

@@ -565,6 +565,46 @@ def test_libdeflate_and_libjpeg_turbo_give_the_verdicts_of_the_checks_in_steps(n
         assert dataclasses.replace(fast, pixels=None) == dataclasses.replace(slow, pixels=None)
 
 
+def jpeg_cut_variants() -> dict[str, bytes]:
+    """Every JPEG variant cut at a few points with an EOI appended."""
+    out = {}
+    for name in variants("jpeg"):
+        data = intact()[name]
+        for kept in (0.5, 0.9, 0.98):
+            out[f"{name} cut at {kept}"] = data[: int(len(data) * kept)].rstrip(b"\xff") + EOI
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *variants("jpeg"),
+        *(n for n in damaged_variants() if n.startswith("jpeg")),
+        *jpeg_cut_variants(),
+    ],
+)
+def test_a_jpegs_two_decodes_compared_by_difference_or_by_digests_agree(name, monkeypatch):
+    """Pillow's two decodes are compared by their difference when three images fit the judging
+    threads' pixel memory, else by a digest of each, one held at a time: the same verdicts."""
+    data = intact().get(name) or damaged_variants().get(name) or jpeg_cut_variants()[name]
+    monkeypatch.setattr(images, "_decodes_cleanly", lambda data: False)  # Pillow decides
+    crops: list[int] = []
+    real_crop = Image.Image.crop
+    monkeypatch.setattr(Image.Image, "crop", lambda *a, **k: crops.append(1) or real_crop(*a, **k))
+    images.forget_seen_images()
+    by_difference = inspect_image(data)
+    assert not crops
+    monkeypatch.setattr(images, "PIXEL_MEMORY", 0)
+    images.forget_seen_images()  # checked again, not remembered
+    by_digests = inspect_image(data)
+    assert crops or (not by_digests.decodes and "ends early" not in by_digests.problem)
+    assert dataclasses.replace(by_difference, pixels=None) == dataclasses.replace(
+        by_digests, pixels=None
+    )
+    if "cut at" in name:
+        assert not by_difference.decodes
+
+
 @pytest.mark.parametrize("name", variants("jpeg"))
 def test_a_whole_jpeg_is_checked_by_libjpeg_turbo_alone_at_a_reduced_scale(name, monkeypatch):
     import simplejpeg

@@ -65,6 +65,7 @@ from ..settings import (
     MAX_JPEG_SCANS,
     MAX_PIXELS,
     PIXEL_CALL_BYTES,
+    PIXEL_MEMORY,
     PIXEL_PEAK,
     REWRAP_LIMIT,
     THUMBNAIL_SIDE,
@@ -813,11 +814,13 @@ def _check_jpeg(
     decoded with and without filler before the EOI: the pixels differ when a scan was cut
     (libjpeg decodes the filler as the missing blocks instead of zeros).
 
-    The two decodes are compared by their difference's bounding box: two calls into Pillow, and
-    three images held at the peak (PIXEL_PEAK). A CRC of each in strips took thirty calls, each
-    letting go of the GIL and waiting to take it back: beside a busy event loop that made the
-    check of a 1536x1024 picture 125 ms instead of 10. The second decode, the same pixels when
-    the check passes, is what a caller that wants them gets.
+    The two decodes are compared by their difference's bounding box: two calls into Pillow,
+    and three images held at the peak (PIXEL_PEAK). A CRC of each in strips takes thirty calls
+    for a 1536x1024 picture, each letting go of the GIL and waiting to take it back: beside a
+    busy event loop that made its check 125 ms instead of 10. A picture whose three images would
+    not fit what the judging threads share (PIXEL_MEMORY: about 3.5 megapixels) is still
+    digested that way, one decode held at a time. The second decode, the same pixels when the
+    check passes, is what a caller that wants them gets.
     """
     if (
         not want_pixels
@@ -827,8 +830,16 @@ def _check_jpeg(
     ):
         return None
     first = _decode(data, "jpeg")
-    filled = _decode(data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :], "jpeg")
-    if ImageChops.difference(first, filled).getbbox(alpha_only=False) is not None:
+    with_filler = data[: layout.eoi] + _JPEG_FILLER + data[layout.eoi :]
+    if layout.width * layout.height * PIXEL_PEAK <= PIXEL_MEMORY:
+        filled = _decode(with_filler, "jpeg")
+        cut = ImageChops.difference(first, filled).getbbox(alpha_only=False) is not None
+    else:
+        digest = _pixel_digest(first)
+        del first
+        filled = _decode(with_filler, "jpeg")
+        cut = _pixel_digest(filled) != digest
+    if cut:
         raise _Refused("its entropy-coded data ends early (cut, then EOI appended)")
     return filled if want_pixels or keep else None
 
@@ -845,6 +856,17 @@ def _decodes_cleanly(data: bytes) -> bool:
     except Exception:  # a warning made an error, or anything it cannot read: Pillow decides
         return False
     return True
+
+
+def _pixel_digest(image: Image.Image) -> int:
+    """A CRC of every pixel, read a strip of about PIXEL_CALL_BYTES at a time (no full copy of
+    the image)."""
+    width, height = image.size
+    rows = max(1, PIXEL_CALL_BYTES // max(1, width * len(image.getbands())))
+    crc = 0
+    for top in range(0, height, rows):
+        crc = zlib.crc32(image.crop((0, top, width, min(top + rows, height))).tobytes(), crc)
+    return crc
 
 
 # --- WebP -------------------------------------------------------------------------------------
