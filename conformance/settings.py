@@ -127,10 +127,14 @@ LIBJPEG_CHECK_BYTES = 256 * 1024
 #: Bytes handed to zlib per call when a PNG is inflated in steps. Each call lets go of the GIL
 #: and takes it back, and taking it back waits for whichever thread holds it (the event loop,
 #: the other judging thread) to let go: up to the interpreter's switch interval, 5 ms. One call
-#: per 8 KiB chunk of a PNG made that a hundred waits and more per image. (Pillow's decoders are
-#: handed all their data in one call: it is in memory already. A JPEG too large to hold twice
-#: is digested in strips of this size.)
+#: per 8 KiB chunk of a PNG made that a hundred waits and more per image. (A JPEG too large to
+#: hold three times is digested in strips of this size.)
 PIXEL_CALL_BYTES = 1 << 20
+#: Bytes handed to a Pillow decoder per call: the data is in memory already, so a larger call
+#: holds little more (a piece is a copy, at most this), and a 1536x1024 WebP's 6 MB frame, fed
+#: a megabyte a call, took twice as long beside a busy event loop. (A PNG is read a chunk at a
+#: time whatever this is: Pillow reads IDAT chunk by chunk.)
+PILLOW_CALL_BYTES = 16 << 20
 
 #: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels
 #: is decoded from the check's own inflate, re-wrapped in stored (uncompressed) deflate blocks,

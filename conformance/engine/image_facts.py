@@ -46,7 +46,6 @@ import dataclasses
 import io
 import re
 import struct
-import sys
 import threading
 import time
 import warnings
@@ -64,6 +63,7 @@ from ..settings import (
     MAX_CHUNKS,
     MAX_JPEG_SCANS,
     MAX_PIXELS,
+    PILLOW_CALL_BYTES,
     PIXEL_CALL_BYTES,
     PIXEL_MEMORY,
     PIXEL_PEAK,
@@ -415,15 +415,11 @@ def _count_chunk(count: int, what: str) -> int:
 
 
 def _decode(data: bytes, fmt: str) -> Image.Image:
-    """Every pixel, by the one decoder of ``fmt``, handed everything it reads in one call.
-
-    The bytes are in memory already, so a larger call costs nothing more to hold, and each
-    call lets go of the GIL and waits to take it back (up to the switch interval, 5 ms, beside a
-    busy event loop): a 1536x1024 WebP's frame fed a megabyte a call took twice as long there.
-    (A PNG is still read a chunk at a time: Pillow reads IDAT chunk by chunk.)
-    """
+    """Every pixel, by the one decoder of ``fmt``, handed PILLOW_CALL_BYTES a call: each call
+    lets go of the GIL and waits to take it back (up to the switch interval, 5 ms, beside a busy
+    event loop), so a 1024-class picture is decoded in one."""
     image = Image.open(io.BytesIO(data), formats=(DECODERS[fmt],))
-    image.decodermaxblock = sys.maxsize
+    image.decodermaxblock = PILLOW_CALL_BYTES
     image.load()
     return image
 
