@@ -732,11 +732,20 @@ def test_a_jpeg_thumbnail_without_a_kept_decode_is_decoded_at_a_reduced_scale(mo
         JpegImageFile, "draft", lambda im, *a: scales.append(a) or real_draft(im, *a)
     )
     data = encode(picture(side=1024), "JPEG", quality=90)
+    assert len(data) > 64 * 1024  # Pillow would read it in pieces of 64 KiB
     facts = inspect_image(data)
     assert facts.decodes and facts.pixels is None
+    decodes: list[int] = []
+    real_getdecoder = Image._getdecoder
+    monkeypatch.setattr(
+        Image,
+        "_getdecoder",
+        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
+    )
     thumb = images.thumbnail_of(data, facts)
     assert thumb and Image.open(io.BytesIO(thumb)).size == (160, 160)
     assert scales and max(scales[-1][1]) < 1024  # decoded at a reduced scale
+    assert len(decodes) == 1  # in one call: each lets go of the GIL and waits to take it back
 
 
 def test_no_thumbnail_of_an_image_that_does_not_decode():

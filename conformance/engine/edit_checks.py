@@ -45,6 +45,7 @@ from ..generation.showing import (
     showings,
     streams,
 )
+from ..settings import PILLOW_CALL_BYTES
 from .checks import (
     AnswerCheck,
     StreamKinds,
@@ -275,6 +276,7 @@ def _all_used_problem(stamp: Mapping[str, Any], images: list[InputFile]) -> str 
 
 def _decoded(data: bytes, formats: tuple[str, ...] | None = None) -> Image.Image:
     with Image.open(io.BytesIO(data), formats=formats) as image:
+        image.decodermaxblock = PILLOW_CALL_BYTES  # few calls: each lets go of the GIL
         image.load()
         return image.copy()
 

@@ -315,6 +315,7 @@ def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     image = Image.open(io.BytesIO(data), formats=(DECODERS[facts.format],))
+                    image.decodermaxblock = PILLOW_CALL_BYTES
             except Exception:  # checked whole already; a surprise costs the thumbnail only
                 return None
         thumbnail = _thumbnail(image)
