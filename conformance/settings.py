@@ -130,10 +130,11 @@ LIBJPEG_CHECK_BYTES = 256 * 1024
 #: per 8 KiB chunk of a PNG made that a hundred waits and more per image. (A JPEG too large to
 #: hold three times is digested in strips of this size.)
 PIXEL_CALL_BYTES = 1 << 20
-#: Bytes handed to a Pillow decoder per call: the data is in memory already, so a larger call
-#: holds little more (a piece is a copy, at most this), and a 1536x1024 WebP's 6 MB frame, fed
-#: a megabyte a call, took twice as long beside a busy event loop. (A PNG is read a chunk at a
-#: time whatever this is: Pillow reads IDAT chunk by chunk.)
+#: Bytes of a PNG or JPEG file handed to a Pillow decoder per call (a WebP's decoded frame is
+#: read whole, without a copy): a piece is a copy of at most this, and each call lets go of the
+#: GIL and waits to take it back. A megabyte a call made a 1536x1024 WebP's 6 MB frame take
+#: twice as long beside a busy event loop. (A PNG is read a chunk at a time whatever this is:
+#: Pillow reads IDAT chunk by chunk.)
 PILLOW_CALL_BYTES = 16 << 20
 
 #: Raw PNG image data (rows with their filter bytes) up to which a PNG decoded for its pixels

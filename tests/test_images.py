@@ -869,8 +869,10 @@ def test_a_jpeg_check_lets_the_first_decode_go_and_keeps_the_second(monkeypatch)
 def test_pixels_are_decoded_and_compared_in_few_calls_into_pillow(monkeypatch, fmt):
     """Each call into Pillow's C code that works on the pixels lets go of the GIL and waits to
     take it back (up to 5 ms beside a busy event loop): a 1536x1024 WebP's 6 MB frame goes to
-    its decoder in one call, not a megabyte a call, and a JPEG's two decodes are compared in
-    one call, not by a CRC of each in strips (thirty calls)."""
+    its decoder in one call whatever PILLOW_CALL_BYTES is (read whole, it is not copied), and a
+    JPEG's two decodes are compared in one call, not by a CRC of each in strips (thirty
+    calls)."""
+    monkeypatch.setattr(images, "PILLOW_CALL_BYTES", 1 << 20)
     data = render(ImageSpec(1, 2, 1536, 1024, format=fmt)).data
     decodes: list[int] = []
     crops: list[int] = []

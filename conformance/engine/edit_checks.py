@@ -45,7 +45,6 @@ from ..generation.showing import (
     showings,
     streams,
 )
-from ..settings import PILLOW_CALL_BYTES
 from .checks import (
     AnswerCheck,
     StreamKinds,
@@ -55,7 +54,7 @@ from .checks import (
     check_stream,
     judge_exchange,
 )
-from .image_facts import DECODERS, GalleryPicks, sniff_format
+from .image_facts import DECODERS, GalleryPicks, read_in_few_calls, sniff_format
 from .results import CaseResult, Exchange
 
 __all__ = [
@@ -276,7 +275,7 @@ def _all_used_problem(stamp: Mapping[str, Any], images: list[InputFile]) -> str 
 
 def _decoded(data: bytes, formats: tuple[str, ...] | None = None) -> Image.Image:
     with Image.open(io.BytesIO(data), formats=formats) as image:
-        image.decodermaxblock = PILLOW_CALL_BYTES  # few calls: each lets go of the GIL
+        read_in_few_calls(image)
         image.load()
         return image.copy()
 

@@ -46,6 +46,7 @@ import dataclasses
 import io
 import re
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -88,6 +89,7 @@ __all__ = [
     "forget_seen_images",
     "inspect_image",
     "no_pixel_work",
+    "read_in_few_calls",
     "sniff_format",
     "thumbnail_of",
 ]
@@ -315,7 +317,7 @@ def thumbnail_of(data: bytes, facts: ImageFacts) -> bytes | None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     image = Image.open(io.BytesIO(data), formats=(DECODERS[facts.format],))
-                    image.decodermaxblock = PILLOW_CALL_BYTES
+                    read_in_few_calls(image)
             except Exception:  # checked whole already; a surprise costs the thumbnail only
                 return None
         thumbnail = _thumbnail(image)
@@ -416,13 +418,21 @@ def _count_chunk(count: int, what: str) -> int:
 
 
 def _decode(data: bytes, fmt: str) -> Image.Image:
-    """Every pixel, by the one decoder of ``fmt``, handed PILLOW_CALL_BYTES a call: each call
-    lets go of the GIL and waits to take it back (up to the switch interval, 5 ms, beside a busy
-    event loop), so a 1024-class picture is decoded in one."""
+    """Every pixel, by the one decoder of ``fmt``, in as few calls as :func:`read_in_few_calls`
+    allows."""
     image = Image.open(io.BytesIO(data), formats=(DECODERS[fmt],))
-    image.decodermaxblock = PILLOW_CALL_BYTES
+    read_in_few_calls(image)
     image.load()
     return image
+
+
+def read_in_few_calls(image: Image.Image) -> None:
+    """Have Pillow hand ``image``'s decoder few, large reads: each call into the decoder lets go
+    of the GIL and waits to take it back (up to the switch interval, 5 ms, beside a busy event
+    loop). A PNG or JPEG is read PILLOW_CALL_BYTES at a time, each piece a copy (a PNG a chunk
+    at a time whatever this is). A WebP's frame, decoded into memory by libwebp and read back
+    from there, is read whole: all of a buffer from its start is the buffer itself, no copy."""
+    image.decodermaxblock = sys.maxsize if image.format == "WEBP" else PILLOW_CALL_BYTES
 
 
 # --- PNG --------------------------------------------------------------------------------------
