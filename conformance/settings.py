@@ -149,9 +149,9 @@ REWRAP_LIMIT = 16 << 20
 #: Pixels held are most of what a run holds beyond its verdicts: no more than two decodes need.
 PIXEL_MEMORY = 40 * MIB
 #: Bytes one decoded pixel costs at the decode's peak: Pillow keeps 4 a pixel (RGB too), and a
-#: check holds about three such copies at once (libwebp's frame, its copy and Pillow's image; a
-#: PNG's inflated rows, their re-wrap and the image; a JPEG's two decodes and their difference,
-#: or, beyond PIXEL_MEMORY, one decode and the strip it digests).
+#: check holds up to three such copies at once (libwebp's frame and Pillow's image; a PNG's
+#: inflated rows, their re-wrap and the image; a JPEG's two decodes and their difference, or,
+#: beyond PIXEL_MEMORY, one decode and the strip it digests).
 PIXEL_PEAK = 12
 
 #: Images of at most this many bytes per declared pixel have their facts remembered by the

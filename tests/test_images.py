@@ -207,6 +207,14 @@ class _Counting:
         return counted
 
 
+def _count_decoder_calls(monkeypatch, calls: list[int]) -> None:
+    """Count in ``calls`` every call into a Pillow decoder's ``decode`` from now on."""
+    real_getdecoder = Image._getdecoder
+    monkeypatch.setattr(
+        Image, "_getdecoder", lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", calls)
+    )
+
+
 def test_a_png_of_small_chunks_is_inflated_and_decoded_in_few_calls(monkeypatch):
     """Each call into zlib or a Pillow decoder gives up the GIL and waits to take it back from
     the event loop: a PNG written in 8 KiB chunks (libpng's default) is inflated a megabyte at
@@ -228,12 +236,7 @@ def test_a_png_of_small_chunks_is_inflated_and_decoded_in_few_calls(monkeypatch)
 
     monkeypatch.setattr(images, "zlib", CountedZlib())
     monkeypatch.setattr(images, "WHOLE_INFLATE_LIMIT", 0)  # the inflate in steps
-    real_getdecoder = Image._getdecoder
-    monkeypatch.setattr(
-        Image,
-        "_getdecoder",
-        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
-    )
+    _count_decoder_calls(monkeypatch, decodes)
     facts = inspect_image(data, check_alpha=True)
     assert facts.decodes, facts.problem
     raw = side * (1 + 3 * side)  # 3 MiB: 4 inflate steps, and the stored copy decoded
@@ -736,12 +739,7 @@ def test_a_jpeg_thumbnail_without_a_kept_decode_is_decoded_at_a_reduced_scale(mo
     facts = inspect_image(data)
     assert facts.decodes and facts.pixels is None
     decodes: list[int] = []
-    real_getdecoder = Image._getdecoder
-    monkeypatch.setattr(
-        Image,
-        "_getdecoder",
-        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
-    )
+    _count_decoder_calls(monkeypatch, decodes)
     thumb = images.thumbnail_of(data, facts)
     assert thumb and Image.open(io.BytesIO(thumb)).size == (160, 160)
     assert scales and max(scales[-1][1]) < 1024  # decoded at a reduced scale
@@ -876,12 +874,7 @@ def test_pixels_are_decoded_and_compared_in_few_calls_into_pillow(monkeypatch, f
     data = render(ImageSpec(1, 2, 1536, 1024, format=fmt)).data
     decodes: list[int] = []
     crops: list[int] = []
-    real_getdecoder = Image._getdecoder
-    monkeypatch.setattr(
-        Image,
-        "_getdecoder",
-        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
-    )
+    _count_decoder_calls(monkeypatch, decodes)
     real_crop = Image.Image.crop
     monkeypatch.setattr(Image.Image, "crop", lambda *a, **k: crops.append(1) or real_crop(*a, **k))
     monkeypatch.setattr(images, "_decodes_cleanly", lambda data: False)  # Pillow's filler check
@@ -904,12 +897,7 @@ def test_a_transparent_pngs_pixels_come_from_one_inflate_one_rewrap_and_one_deco
         lambda rows, level: compressed.append(level) or real_compress(rows, level),
     )
     decodes: list[int] = []
-    real_getdecoder = Image._getdecoder
-    monkeypatch.setattr(
-        Image,
-        "_getdecoder",
-        lambda *a, **k: _Counting(real_getdecoder(*a, **k), "decode", decodes),
-    )
+    _count_decoder_calls(monkeypatch, decodes)
     facts = inspect_image(data, check_alpha=True)
     assert facts.decodes and facts.min_alpha is not None and facts.min_alpha < 255
     assert compressed == [0] and len(decodes) == 1

@@ -826,7 +826,7 @@ def _check_jpeg(
     The two decodes are compared by their difference's bounding box: two calls into Pillow,
     and three images held at the peak (PIXEL_PEAK). A CRC of each in strips takes thirty calls
     for a 1536x1024 picture, each letting go of the GIL and waiting to take it back: beside a
-    busy event loop that made its check 125 ms instead of 10. A picture whose three images would
+    busy event loop that made its check 108 ms instead of 20. A picture whose three images would
     not fit what the judging threads share (PIXEL_MEMORY: about 3.5 megapixels) is still
     digested that way, one decode held at a time. The second decode, the same pixels when the
     check passes, is what a caller that wants them gets.
