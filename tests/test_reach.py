@@ -508,6 +508,43 @@ def test_tls_is_verified_with_the_ca_bundle_or_not_at_all_with_insecure(
     assert "TLS is not verified" in insecure[2]
 
 
+def test_an_http_image_url_that_redirects_to_https_is_fetched_with_tls_verified(
+    tls_files: dict[str, Path],
+) -> None:
+    """Each hop of an image URL goes through the client of its own scheme: an http:// URL that
+    redirects to https:// (a CDN's habit) is fetched, its certificate checked against the CA
+    file, and an https:// hop to a certificate no one vouches for is refused."""
+    import io
+
+    from PIL import Image
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse, Response
+    from starlette.routing import Route
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(out, "PNG")
+    png = out.getvalue()
+    images = Starlette(
+        routes=[Route("/a.png", lambda request: Response(png, 200, media_type="image/png"))]
+    )
+    tls = {"ssl_certfile": str(tls_files["cert"]), "ssl_keyfile": str(tls_files["key"])}
+    with serve(images, **tls) as https_origin:
+        hop = Starlette(
+            routes=[Route("/a.png", lambda request: RedirectResponse(f"{https_origin}/a.png", 302))]
+        )
+        with serve(hop) as http_origin:
+
+            async def fetch(**options: Any) -> Any:
+                config = TransportConfig(f"{http_origin}/v1", api_key=KEY, **options)
+                async with TargetClient(config) as client:
+                    return await client.fetch(f"{http_origin}/a.png")
+
+            trusted = asyncio.run(fetch(ca_bundle=str(tls_files["ca"])))
+            untrusted = asyncio.run(fetch())
+    assert trusted.error is None and trusted.status == 200 and trusted.response_body == png
+    assert untrusted.error is not None and untrusted.attempts[-1]["error"] == "tls"
+
+
 def test_insecure_is_noted_in_every_report(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

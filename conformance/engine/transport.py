@@ -1118,10 +1118,14 @@ class TargetClient:
         client: httpx.AsyncClient,
         trace: _ConnectionTrace | None,
     ) -> None:
-        """One attempt through ``client``, following redirects as allowed."""
+        """One attempt through ``client``, following redirects as allowed. An image URL's hops
+        each go through the image client of their own scheme (an http:// URL may redirect to
+        https://)."""
         exchange, method = read.exchange, read.method
         extensions = {"trace": trace} if trace is not None else None
         for _ in range(self.config.max_redirects + 1):
+            if read.image:
+                client = self._fetch_client(url)
             request = client.build_request(
                 method, url, headers=read.headers, content=read.body(), extensions=extensions
             )
