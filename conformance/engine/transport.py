@@ -1124,8 +1124,6 @@ class TargetClient:
         exchange, method = read.exchange, read.method
         extensions = {"trace": trace} if trace is not None else None
         for _ in range(self.config.max_redirects + 1):
-            if read.image:
-                client = self._fetch_client(url)
             request = client.build_request(
                 method, url, headers=read.headers, content=read.body(), extensions=extensions
             )
@@ -1147,6 +1145,8 @@ class TargetClient:
                     await response.aclose()
                     url = target
                     exchange.url = self._redactor.url(url)
+                    if read.image:  # the next hop's scheme may differ: its own client
+                        client = self._fetch_client(url)
                     continue
                 limit = read.cap if 200 <= response.status_code < 300 else self.config.error_cap
                 await _drain(read, response, limit)
