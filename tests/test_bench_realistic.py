@@ -3,13 +3,17 @@ and the best wall time that CPU allows on the machine's cores."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import importlib.util
+import io
 import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import respx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +73,37 @@ def test_a_small_client_measures_small_beside_a_large_benchmark(bench):
     assert status == "exit 0"
     assert 20 < rss < 100, rss  # its own 20 MB and an interpreter, not this process's 160 MB
     del held
+
+
+def _png(size: int = 16) -> bytes:
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_the_checking_loop_checks_every_image_it_reads_and_the_plain_loop_none(bench):
+    """The floor of a client that checks images runs imgconf's own check on each image, those
+    read from a URL included: a cut one is found broken."""
+    whole = _png()
+    answer = {
+        "created": 1,
+        "data": [
+            {"b64_json": base64.b64encode(whole).decode()},
+            {"b64_json": base64.b64encode(whole[: len(whole) // 2]).decode()},
+            {"url": "http://127.0.0.1:9/image.png"},
+        ],
+    }
+    cases = [bench._control("gpt-image-1")] * 3
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post("http://target.test/v1/images/generations").respond(200, json=answer)
+        mock.get("http://127.0.0.1:9/image.png").respond(200, content=whole)
+        checked = asyncio.run(
+            bench.plain_loop(cases, "http://target.test/v1", "sk-x", 2, check_images=True)
+        )
+        plain = asyncio.run(bench.plain_loop(cases, "http://target.test/v1", "sk-x", 2))
+    assert checked["images"] == plain["images"] == 9
+    assert checked["checked"] == 9 and checked["broken"] == 3
+    assert "checked" not in plain

@@ -17,13 +17,15 @@ Scenarios (``--scenario``, repeatable; all by default):
   ``imgconf run --base-url ... --endpoint generations`` command (start-up, plan, pre-flight,
   send, judge, reports),
   (b) a plain httpx loop sending the same bodies that reads, JSON-parses and base64-decodes
-  every answer (the floor), (c) Schemathesis with OpenAI's OpenAPI document cut to the
-  endpoint (when it is installed; it sends its own requests, mostly refused ones).
+  every answer (the floor), (c) that loop also running imgconf's image check on every image,
+  in as many threads as imgconf judges in, and judging nothing else (what the image checks
+  alone cost a client that reads answers as the loop does), (d) Schemathesis with OpenAI's OpenAPI document
+  cut to the endpoint (when it is installed; it sends its own requests, mostly refused ones).
 - ``uhd``: gpt-image-2 at 3840x2160 in png, jpeg and webp, opaque and transparent. imgconf's
   plan sends no such size, so imgconf's send-and-judge loop (``Runner``) is called on cases
   built here, against the plain loop on the same bodies.
 - ``flat``: the default plan of every openai model against the reference server's small, flat
-  images: the real ``imgconf run``, the plain loop and Schemathesis, as in ``realistic``.
+  images: the real ``imgconf run``, the two loops and Schemathesis, as in ``realistic``.
   In both, each client runs ``--repeat`` times (3), interleaved, and its row is its run of
   median CPU: one run of a client moves by 10-30% on a shared machine.
 - ``explore``: ``imgconf run --explore N`` for every model (``--explore-cases``, about 6,000
@@ -128,14 +130,35 @@ def build_cases(scenario: str, models: list[str], amount: int) -> list:
 # --- the clients, each run in a child process (``--child``) -----------------------------------
 
 
-async def plain_loop(cases: list, base_url: str, key: str, concurrency: int) -> dict:
-    """The floor: send each body, read the answer, parse its JSON, base64-decode every image."""
+async def plain_loop(
+    cases: list, base_url: str, key: str, concurrency: int, *, check_images: bool = False
+) -> dict:
+    """The floor: send each body, read the answer, parse its JSON, base64-decode every image.
+
+    With ``check_images``, also the least judging any client that checks images does: imgconf's
+    own image check (:func:`~conformance.engine.image_facts.inspect_image`: structure, then
+    the decode or inflate that tells whether all of the image is there, and the alpha band when
+    ``background: transparent`` was asked) on every image, in as many threads as imgconf judges
+    in and while sending goes on, repeats remembered as imgconf remembers them. Nothing else of
+    an answer is judged and no report is written: what checking every image alone costs a
+    client that reads answers as this loop does (the memory of the images waiting for their
+    check is not bounded, which only helps it keep sending)."""
     from conformance.engine.transport import WRONG_KEY
 
     queue = list(reversed(cases))
     statuses: Counter[str] = Counter()
     images = 0
+    checks: list[asyncio.Task[bool]] = []
+    slots = asyncio.Semaphore(cores())
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def check(data: bytes, alpha: bool) -> bool:
+        from conformance.engine.image_facts import inspect_image
+
+        async with slots:
+            facts = await asyncio.to_thread(inspect_image, data, check_alpha=alpha)
+        return facts.decodes
+
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
 
         async def worker() -> None:
@@ -156,16 +179,29 @@ async def plain_loop(cases: list, base_url: str, key: str, concurrency: int) -> 
                 statuses[str(response.status_code)] += 1
                 if response.status_code != 200:
                     continue
+                alpha = isinstance(case.body, dict) and case.body.get("background") == "transparent"
                 for item in _items(response):
                     if "b64_json" in item:
-                        base64.b64decode(item["b64_json"])
-                        images += 1
+                        data = base64.b64decode(item["b64_json"])
                     elif str(item.get("url", "")).startswith("http://127.0.0.1:"):
-                        await client.get(item["url"])
-                        images += 1
+                        data = (await client.get(item["url"])).content
+                    else:
+                        continue
+                    images += 1
+                    if check_images:
+                        checks.append(asyncio.create_task(check(data, alpha)))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"statuses": dict(statuses), "images": images}
+        verdicts = await asyncio.gather(*checks)
+    summary: dict = {"statuses": dict(statuses), "images": images}
+    if check_images:
+        summary.update(checked=len(verdicts), broken=verdicts.count(False), **decode_cpu())
+    return summary
+
+
+async def checking_loop(cases: list, base_url: str, key: str, concurrency: int) -> dict:
+    """The plain loop with imgconf's image checks (:func:`plain_loop`'s ``check_images``)."""
+    return await plain_loop(cases, base_url, key, concurrency, check_images=True)
 
 
 def _items(response: httpx.Response) -> list[dict]:
@@ -210,11 +246,14 @@ def decode_cpu() -> dict:
 
 def child_main(args: argparse.Namespace) -> None:
     cases = build_cases(args.scenario[0], args.models.split(","), args.amount)
-    job = plain_loop if args.child == "loop" else imgconf_runner
+    job = {"loop": plain_loop, "checks": checking_loop, "runner": imgconf_runner}[args.child]
     started = time.perf_counter()
     summary = asyncio.run(job(cases, args.base_url, os.environ[KEY_ENV], args.concurrency))
     summary.update(requests=len(cases), wall=time.perf_counter() - started)
     print(json.dumps(summary), flush=True)
+
+
+CLIENT_NAMES = {"loop": "plain loop", "checks": "loop+img checks", "runner": "imgconf Runner"}
 
 
 # --- measuring a client process ----------------------------------------------------------------
@@ -367,9 +406,11 @@ def run_child(
     server_cpu = served(server, server_before)
     lines = stdout.strip().splitlines()
     detail = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    name = "plain loop" if client == "loop" else "imgconf Runner"
+    name = CLIENT_NAMES[client]
     seen = detail.get("outcomes") or detail.get("statuses") or {}
     status += "; " + " ".join(f"{k} {v}" for k, v in sorted(seen.items())) if seen else ""
+    if "checked" in detail:
+        status += f"; images checked {detail['checked']}, {detail['broken']} broken"
     return Measured(
         scenario,
         name,
@@ -604,8 +645,9 @@ def command_loop_schemathesis(
     models: str | None = None,
     realistic_images: bool = True,
 ) -> list[Measured]:
-    """The whole ``imgconf run``, the plain loop on the same bodies and Schemathesis, against
-    one server (and ``imgconf run`` once more under cProfile when asked)."""
+    """The whole ``imgconf run``, the plain loop on the same bodies, that loop with imgconf's
+    image checks and Schemathesis, against one server (and ``imgconf run`` once more under
+    cProfile when asked)."""
     run_args = argparse.Namespace(**{**vars(args), "models": models or args.models})
     rows = []
     with (
@@ -613,17 +655,18 @@ def command_loop_schemathesis(
         tempfile.TemporaryDirectory() as tmp,
     ):
         run_child("loop", scenario, server, run_args, args.concurrency, 0)  # warm the cache
-        commands, loops, sts = [], [], []
-        for attempt in range(args.repeat):  # interleaved: a change of load hits all three
+        commands, loops, checking, sts = [], [], [], []
+        for attempt in range(args.repeat):  # interleaved: a change of load hits every client
             loops.append(run_child("loop", scenario, server, run_args, args.concurrency, 0))
+            checking.append(run_child("checks", scenario, server, run_args, args.concurrency, 0))
             report = Path(tmp) / f"report-{attempt}"
             commands.append(run_imgconf_command(server, run_args, report, scenario=scenario))
             workdir = Path(tmp) / f"schemathesis-{attempt}"  # its cache starts empty each time
             workdir.mkdir()
             sts.append(run_schemathesis(server, args, workdir, scenario=scenario))
-        loop, command = median_run(loops), median_run(commands)
+        loop, command, checks = median_run(loops), median_run(commands), median_run(checking)
         command.images = loop.images  # the same bodies: the same images
-        rows += [command, loop]
+        rows += [command, loop, checks]
         if isinstance(sts[0], str):
             notes.append(f"Schemathesis: not run: {sts[0]}")
         else:
@@ -830,6 +873,15 @@ def ratios(rows: list[Measured]) -> list[str]:
                 f"x{flat_run.cpu_ms_per_request / st.cpu_ms_per_request:.2f} (target <= 0.2)"
             )
         lines.append(line)
+    for scenario in ("realistic", "flat"):
+        checks, loop = by.get((scenario, "loop+img checks")), by.get((scenario, "plain loop"))
+        if checks is None or loop is None or not loop.rate or not loop.wall:
+            continue
+        lines.append(
+            f"{scenario}: the plain loop with imgconf's image checks, nothing else judged: wall "
+            f"x{checks.wall / loop.wall:.2f}, request rate x{checks.rate / loop.rate:.2f} of "
+            "the plain loop's"
+        )
     drawn = by.get(("explore", "imgconf run"))
     if drawn is not None:
         first = drawn.detail.get("first_request")
@@ -930,7 +982,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spec", type=Path, default=SPEC, help="OpenAI's openapi.yaml.")
     parser.add_argument("--cprofile", type=Path, help="Also profile one imgconf run into FILE.")
     # Internal: run one client (the parent measures this process).
-    parser.add_argument("--child", choices=["loop", "runner"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["loop", "checks", "runner"], help=argparse.SUPPRESS)
     parser.add_argument("--amount", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
