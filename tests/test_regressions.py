@@ -93,6 +93,58 @@ def test_a_report_that_is_not_one_is_a_setup_error() -> None:
         compare({"matrix": [{"rule": "x"}]}, {"matrix": []})
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"rule": "image.size", "model": "dall-e-2"},  # no status
+        {"rule": "image.size", "model": "dall-e-2", "status": 3},
+        {"rule": "image.size", "model": "dall-e-2", "status": "fail", "messages": "text"},
+        {"rule": "image.size", "model": "dall-e-2", "status": "fail", "failed_cases": 7},
+        "image.size",
+        [1, 2],
+    ],
+)
+def test_a_malformed_matrix_entry_is_one_line_naming_the_file(
+    tmp_path: Path, capsys, entry
+) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(build_report(failing_run())))
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"matrix": [entry]}))
+    assert main_entry(["diff", str(odd), str(good)]) == 2
+    assert main_entry(["diff", str(good), str(odd)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "imgconf: error: OLD: not an imgconf report.json (a malformed matrix entry)",
+        "imgconf: error: NEW: not an imgconf report.json (a malformed matrix entry)",
+    ]
+
+
+@pytest.mark.parametrize("text", ["[]", '{"matrix": [{"rule": "x"}]}', "not json"])
+def test_a_baseline_that_is_not_a_report_stops_the_run_before_it_sends(
+    tmp_path: Path, capsys, text: str
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(text)
+    status = main_entry(
+        [
+            "run",
+            "--base-url",
+            "http://127.0.0.1:9/v1",  # nothing is sent, so nothing needs to listen
+            "--api-key",
+            "sk-never-used",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "--baseline",
+            str(baseline),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("imgconf: error: --baseline: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "reports").exists()
+
+
 # --- end to end against the reference server ------------------------------------------------
 
 MODELS = "dall-e-2,gpt-image-1"

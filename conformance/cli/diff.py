@@ -14,9 +14,9 @@ __all__ = ["diff", "diff_command"]
 
 def diff(old: Path, new: Path, fail_on: str = "must", say: Callable[[str], None] = print) -> int:
     """Print the diff; exit 1 on a new MUST failure (see ``RegressionDiff.exit_code``)."""
-    from ..reports.diff import compare, format_diff, load_report
+    from ..reports.diff import compare, format_diff, load_comparable
 
-    changes = compare(load_report(old, "OLD"), load_report(new, "NEW"))
+    changes = compare(load_comparable(old, "OLD"), load_comparable(new, "NEW"), ("OLD", "NEW"))
     say(format_diff(changes))
     return changes.exit_code(fail_on)
 

@@ -111,6 +111,7 @@ def run(**options: Any) -> int:
     from ..contract.profiles import load_profile
     from ..engine.run_settings import RunSettings, check_settings, reach_config
     from ..redact import register_secrets
+    from ..reports.diff import load_comparable
 
     asked = options.pop("endpoints", None)
     settings = RunSettings(**options)
@@ -123,15 +124,25 @@ def run(**options: Any) -> int:
     check_settings(settings, profile)
     endpoints = profile.choose_endpoints(asked)
     reach_config(settings, profile)  # a bad header, CA file or proxy: exit 2 before anything
+    # Read now: a file that is not a report must not cost a whole run before it is found out.
+    baseline = load_comparable(settings.baseline, "--baseline") if settings.baseline else None
     if settings.base_url is None:
         from ..server.launcher import start_reference_server
 
         with start_reference_server(api_key=settings.api_key, profile=settings.profile) as server:
             return _run(
-                settings, profile, server.base_url, server.api_key, endpoints, embedded=True
+                settings,
+                profile,
+                server.base_url,
+                server.api_key,
+                endpoints,
+                embedded=True,
+                baseline=baseline,
             )
     key = settings.api_key or os.environ.get("OPENAI_API_KEY") or None
-    return _run(settings, profile, settings.base_url, key, endpoints, embedded=False)
+    return _run(
+        settings, profile, settings.base_url, key, endpoints, embedded=False, baseline=baseline
+    )
 
 
 def _build_plan(
@@ -263,6 +274,7 @@ def _run(
     endpoints: Sequence[str],
     *,
     embedded: bool,
+    baseline: dict[str, Any] | None = None,
 ) -> int:
     from .. import __version__
     from ..engine.checks import settle_controls
@@ -372,12 +384,18 @@ def _run(
         budget=budget.facts(),
         stopped=stop_reason,
     )
-    return _finish(run, settings, say)
+    return _finish(run, settings, say, baseline)
 
 
-def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -> int:
-    """Write the reports, say the verdict (and the change against ``--baseline``)."""
-    from ..reports.diff import combine_exit_codes, compare, format_diff, load_report
+def _finish(
+    run: RunResult,
+    settings: RunSettings,
+    say: Callable[[str], None],
+    baseline: dict[str, Any] | None = None,
+) -> int:
+    """Write the reports, say the verdict (and the change against ``baseline``, the report
+    ``--baseline`` named, read before the run)."""
+    from ..reports.diff import combine_exit_codes, compare, format_diff
     from ..reports.writer import failure_lines, outcome_counts, write_reports
 
     assert settings.report_dir is not None
@@ -388,11 +406,10 @@ def _finish(run: RunResult, settings: RunSettings, say: Callable[[str], None]) -
     for line in failure_lines(run):
         say(line)
     status = run.exit_code
-    if settings.baseline is not None:
-        old = load_report(settings.baseline, "--baseline")
+    if baseline is not None:
         written = [p for p in paths.values() if Path(p).suffix == ".json"]
         new = json.loads(Path(written[0]).read_text(encoding="utf-8")) if written else {}
-        diff = compare(old, new)
+        diff = compare(baseline, new, ("--baseline", "the new report.json"))
         say(format_diff(diff))
         status = combine_exit_codes(status, diff.exit_code(settings.fail_on))
     say(f"imgconf: {VERDICT_WORDS[status]}; reports in {settings.report_dir}/")

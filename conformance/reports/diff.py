@@ -25,6 +25,7 @@ __all__ = [
     "combine_exit_codes",
     "compare",
     "format_diff",
+    "load_comparable",
     "load_report",
 ]
 
@@ -95,20 +96,32 @@ Key = tuple[str, str, str | None]
 
 
 def _matrix(report: Any, name: str) -> dict[Key, dict[str, Any]]:
+    """The report's matrix by rule x model (x endpoint); a SetupError naming ``name`` when it
+    is not an imgconf report.json, so that a wrong file is one clear line, not a traceback."""
     if not isinstance(report, dict) or not isinstance(report.get("matrix"), list):
         raise SetupError(f"{name}: not an imgconf report.json (no matrix)")
     out = {}
     for item in report["matrix"]:
-        try:
-            endpoint = item.get("endpoint")
-            if endpoint in (None, "generations"):
-                endpoint = None
-            out[(str(item["rule"]), str(item["model"]), endpoint and str(endpoint))] = item
-        except (KeyError, TypeError):
-            raise SetupError(
-                f"{name}: not an imgconf report.json (a malformed matrix entry)"
-            ) from None
+        if not _is_cell(item):
+            raise SetupError(f"{name}: not an imgconf report.json (a malformed matrix entry)")
+        endpoint = item.get("endpoint")
+        if endpoint in (None, "generations"):
+            endpoint = None
+        out[(str(item["rule"]), str(item["model"]), endpoint and str(endpoint))] = item
     return out
+
+
+def _is_cell(item: Any) -> bool:
+    """Whether a matrix entry has what a comparison reads: a rule, a model, a status word."""
+    return (
+        isinstance(item, dict)
+        and "rule" in item
+        and "model" in item
+        and isinstance(item.get("status"), str)
+        and isinstance(item.get("messages", []), list)
+        and isinstance(item.get("failed_cases", []), list)
+        and isinstance(item.get("warned_cases", []), list)
+    )
 
 
 def _change(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
@@ -120,15 +133,18 @@ def _change(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) ->
         level=str((new or old or {}).get("level", Level.MUST)),
         old=old["status"] if old else None,
         new=new["status"] if new else None,
-        message=(source.get("messages") or [""])[0],
+        message=str((source.get("messages") or [""])[0]),
         cases=tuple(cases),
         endpoint=key[2],
     )
 
 
-def compare(old: dict[str, Any], new: dict[str, Any]) -> RegressionDiff:
-    """The difference between a baseline report.json and a new one."""
-    before, after = _matrix(old, "baseline"), _matrix(new, "new report")
+def compare(
+    old: dict[str, Any], new: dict[str, Any], names: tuple[str, str] = ("baseline", "new report")
+) -> RegressionDiff:
+    """The difference between a baseline report.json and a new one (``names``: what each is
+    called in an error)."""
+    before, after = _matrix(old, names[0]), _matrix(new, names[1])
     diff = RegressionDiff()
     for key in [*after, *(k for k in before if k not in after)]:
         was, now = before.get(key), after.get(key)
@@ -144,7 +160,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> RegressionDiff:
             diff.not_rechecked.append(_change(key, was, now))
         elif (new_status == "warn") != (old_status == "warn") and new_status in _JUDGED:
             diff.changed_warnings.append(_change(key, was, now))
-    verdict = new.get("verdict") or {}
+    verdict = new.get("verdict") if isinstance(new.get("verdict"), dict) else {}
     if verdict.get("status") == "incomplete":
         diff.incomplete = list(verdict.get("incomplete_reasons") or [verdict.get("headline", "")])
     return diff
@@ -193,3 +209,11 @@ def load_report(path: Path, name: str) -> dict[str, Any]:
         raise SetupError(f"{name}: no such file {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SetupError(f"{name}: cannot read {path} as JSON ({exc.__class__.__name__})") from None
+
+
+def load_comparable(path: Path, name: str) -> dict[str, Any]:
+    """A report.json that :func:`compare` can read, checked when it is loaded: ``imgconf run
+    --baseline`` reads it before the first request, so a wrong file costs no run."""
+    report = load_report(path, name)
+    _matrix(report, name)
+    return report
