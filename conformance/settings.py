@@ -44,6 +44,15 @@ RETRY_BUDGET = 60.0
 RETRY_BUDGET_COUNT = 64
 #: Redirects followed within the target's origin (never to another one).
 MAX_REDIRECTS = 3
+#: The most bytes a conformant image holds per pixel: raw RGBA at 16 bits a channel (a PNG of
+#: stored deflate blocks holds its raw rows; a JPEG of noise at quality 100 about 4 bytes).
+IMAGE_BYTES_PER_PIXEL = 8
+#: Room in a conformant image for its container and metadata (ICC profile, EXIF, text).
+IMAGE_SLACK = 1 * MIB
+#: Room in a conformant answer for the JSON around its images (revised prompts, usage) and,
+#: per image, for a URL or a stream event's other fields.
+ANSWER_SLACK = 1 * MIB
+ITEM_SLACK = 64 * 1024
 
 # --- the pre-flight --------------------------------------------------------------------------
 

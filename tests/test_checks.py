@@ -555,10 +555,45 @@ def test_transport_failures_are_findings(failure, rule):
     assert result.outcome is Outcome.FAIL and rule in rules_of(result, "MUST")
 
 
-def test_a_body_over_the_cap_is_cut_and_fails():
+def test_a_body_cut_by_a_cap_below_a_conformant_answer_is_not_observed_not_failed():
+    """A cap lowered under what the answer may hold is the run's own bound: nothing is held
+    against the target, and the run cannot PASS on it either."""
     result = run(make_case(gpt_body()), ok_json(gpt_answer()), body_cap=1000)
-    assert "transport.well_formed" in rules_of(result, "MUST")
+    assert result.outcome is Outcome.NOT_OBSERVED and result.reason == "over_limit"
+    assert not result.findings
+    assert "--limit body_cap (1000 bytes)" in result.note and "raise it" in result.note
     assert result.exchange is not None and len(result.exchange.response_body) <= 1000
+    assert result.exchange.cut_at == ("body_cap", 1000)
+
+
+def test_a_body_larger_than_any_conformant_answer_is_cut_and_fails():
+    """256x256, one image in base64: a conformant answer holds about 3 MiB at the very most
+    (16-bit RGBA pixels and room for metadata and JSON), so 6 MiB under a 4 MiB cap is the
+    target's fault."""
+    body = {"model": "dall-e-2", "prompt": "x", "size": "256x256", "response_format": "b64_json"}
+    huge = httpx.Response(200, content=b'{"created": 1, "data": [' + b" " * (6 << 20) + b"]}")
+    result = run(make_case(body), huge, body_cap=4 << 20)
+    assert result.outcome is Outcome.FAIL
+    assert "transport.well_formed" in rules_of(result, "MUST")
+    message = next(f.message for f in result.findings if f.rule == "transport.well_formed")
+    assert "passed --limit body_cap (4.0 MiB)" in message and "can hold" in message
+    # The same answer to ten 1024x1024 images could be conformant under that cap: not judged.
+    ten = {**body, "size": "1024x1024", "n": 10}
+    assert run(make_case(ten), huge, body_cap=4 << 20).reason == "over_limit"
+
+
+def test_an_image_url_cut_by_the_fetch_cap_is_judged_by_the_image_it_may_be():
+    body = {"model": "dall-e-2", "prompt": "x", "size": "256x256"}
+    answer = {"created": 1, "data": [{"url": "http://images.test/a.png"}]}
+    big = httpx.Response(200, content=b"\x89PNG" + b"\0" * (3 << 20))
+    images = {"http://images.test/a.png": big}
+    low = run(make_case(body), ok_json(answer), images=images, fetch_cap=4096)
+    assert not low.findings  # the answer was accepted; its image could not be seen
+    assert low.unobserved["response.url.fetch"] == low.unobserved["image.size"] == "over_limit"
+    assert "--limit fetch_cap (4096 bytes)" in low.note
+    # 3 MiB for 256x256 pixels is more than any image of them holds (0.5 MiB and 1 MiB room).
+    high = run(make_case(body), ok_json(answer), images=images, fetch_cap=2 << 20)
+    assert "response.url.fetch" in rules_of(high, "MUST")
 
 
 def test_429_is_retried_and_retry_after_is_judged():

@@ -274,3 +274,32 @@ def test_recorded_base64_is_the_server_s_exactly(tmp_path: Path) -> None:
     sent = json.loads(pairs[0][1].response_body)["data"][0]["b64_json"]
     got = json.loads(read[0][1].response_body)["data"][0]["b64_json"]
     assert base64.b64decode(got) == base64.b64decode(sent)
+
+
+def test_a_body_cut_by_the_run_is_replayed_as_cut_by_the_run(tmp_path: Path) -> None:
+    """The bound a body was cut at is recorded, so a replay tells the run's own cap from an
+    oversized answer as the run did."""
+    path = tmp_path / "cut.har"
+    status = main_entry(
+        [
+            "run",
+            "--models",
+            "gpt-image-1",  # every answer in base64: none fits 1 KiB
+            "--endpoint",
+            "generations",
+            "--limit",
+            "body_cap=1KiB",
+            "--record",
+            str(path),
+            "--report-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert status == 3
+    _, read = read_har(path)
+    cut = [exchange.cut_at for _, exchange in read if exchange.cut_at is not None]
+    assert cut and set(cut) == {("body_cap", 1024)}
+    run, _ = replay(path)
+    assert run.exit_code == 3
+    assert not [r for r in run.results if r.outcome.value == "fail"]
+    assert any(r.reason == "over_limit" for r in run.results)

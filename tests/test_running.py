@@ -396,11 +396,14 @@ def test_limits_are_parsed_with_units_and_bad_ones_are_one_line(tmp_path, capsys
     for bad in ("nope=1", "body_cap=", "body_cap=-1KiB", "retries=x"):
         assert main_entry(["run", "--limit", bad, "--report-dir", str(tmp_path)]) == 2
         assert capsys.readouterr().err.count("\n") == 1
-    # A lowered body cap is enforced: the answers no longer fit.
+    # A lowered body cap is enforced: the answers no longer fit, and since a conformant answer
+    # may be larger than the cap, the run cannot tell (INCOMPLETE), and blames nothing.
     args = ["run", "--models", "dall-e-2", "--report-dir", str(tmp_path), "--limit"]
-    assert main_entry([*args, "body_cap=1KiB"]) == 1
-    report = (tmp_path / "report.json").read_text()
-    assert "exceeds the size cap" in report
+    assert main_entry([*args, "body_cap=1KiB"]) == 3
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verdict"]["status"] == "incomplete"
+    assert any("over_limit" in reason for reason in report["verdict"]["incomplete_reasons"])
+    assert not [case for case in report["cases"] if case.get("outcome") == "fail"]
 
 
 class _Later:

@@ -56,6 +56,7 @@ from ..settings import (
     MAX_STREAM_EVENTS,
     STREAM_EVENT_CAP,
 )
+from .answer_size import AnswerSize
 from .base64_strict import decode_base64
 from .image_facts import GalleryOffer, GalleryPicks, inspect_image
 from .json_text import container_bound, loads_lifting_base64
@@ -259,6 +260,24 @@ class _Asked:
     partial_images: int
     body: Mapping[str, Any]
 
+    @property
+    def answer_size(self) -> AnswerSize:
+        """The most a conformant answer to this request holds (what tells a body cut by the
+        run's own bounds from an oversized answer)."""
+        return AnswerSize.of(
+            self.spec,
+            self.size,
+            n=self.n,
+            stream=self.stream,
+            partial_images=self.partial_images,
+            inline=self.delivery == BASE64,
+        )
+
+
+#: What a request of unknown shape may be answered with at most: ten of the largest images
+#: imgconf reads, in base64 (a cut below that is never held against the target).
+_ANY_ANSWER = AnswerSize.of(None, None, n=10, stream=False, partial_images=0, inline=True)
+
 
 def _answering_model(case: Case, profile: Profile) -> str:
     return answering_model(case, profile.models, profile.contract)
@@ -436,16 +455,33 @@ def check_nulls(v: _Judgement, found: list[str]) -> None:
 # --- rule families ------------------------------------------------------------------------
 
 
-def check_transport(v: _Judgement, exchange: Exchange) -> bool:
+def check_transport(
+    v: _Judgement, exchange: Exchange, size: Callable[[], AnswerSize] | None = None
+) -> bool:
     """transport.*: a complete HTTP answer within the timeout and the cap; no 5xx.
 
     These are absences: every exchange that completed holds them, and one that did not breaks
-    the one it names (the others are then not observed). A 503 is read as throttling (it is
-    retried like a 429), so it neither holds nor breaks ``transport.no_5xx``.
+    the one it names (the others are then not observed, ``transport``). A body cut at a bound of
+    the run that a conformant answer may pass (``size``: what one can hold) breaks nothing: the
+    case is not observed, ``over_limit`` (:mod:`~conformance.engine.answer_size`). A 503 is read
+    as throttling (it is retried like a 429), so it neither holds nor breaks
+    ``transport.no_5xx``.
     """
     if exchange.error is not None:
         rule, message = _TRANSPORT_ERRORS.get(exchange.error, (WELL_FORMED, exchange.error))
+        if exchange.error == TransportFailure.TOO_LARGE and exchange.cut_at is not None:
+            most = _answer_size(size)
+            name, cap = exchange.cut_at
+            if most.cut_by_the_run(exchange.cut_at, exchange.status):
+                v.blocked = Reason.OVER_LIMIT
+                v.note = _over_limit_note(name, cap, most.within(name, exchange.status))
+                return False
+            message = (
+                f"the answer body passed --limit {name} ({_mib(cap)}), more than a conformant "
+                f"answer to this request can hold ({_mib(most.within(name, exchange.status))})"
+            )
         v.check(rule, False, message)
+        v.blocked = Reason.TRANSPORT
         return False
     status = exchange.status or 0
     encoding = exchange.content_encoding
@@ -458,6 +494,28 @@ def check_transport(v: _Judgement, exchange: Exchange) -> bool:
         else:
             v.check(rule, True)
     return True
+
+
+def _answer_size(size: Callable[[], AnswerSize] | None) -> AnswerSize:
+    """What a conformant answer holds at most; the bound of any answer when the request cannot
+    tell (a judge that never asked, or a body too odd to read)."""
+    if size is None:
+        return _ANY_ANSWER
+    try:
+        return size()
+    except Exception:  # a request of odd shape: assume the largest answer, blame nothing
+        return _ANY_ANSWER
+
+
+def _over_limit_note(name: str, cap: int, most: int) -> str:
+    return (
+        f"not judged: the answer passed --limit {name} ({_mib(cap)}), below what a conformant "
+        f"answer may hold ({_mib(most)}); raise it to judge"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size} bytes"
 
 
 def check_retry_after(v: _Judgement, exchange: Exchange) -> None:
@@ -841,6 +899,15 @@ def check_items(
         if fetch is None or not fetched_all:
             continue  # not fetched (a recording without images): not judged
         if fetch.error is not None:
+            most = asked.answer_size
+            if fetch.error == TransportFailure.TOO_LARGE and most.cut_by_the_run(
+                fetch.cut_at, fetch.status
+            ):
+                assert fetch.cut_at is not None
+                name, cap = fetch.cut_at
+                v.blocked = Reason.OVER_LIMIT
+                v.note = _over_limit_note(name, cap, most.within(name, fetch.status))
+                continue
             _rule, reason = _TRANSPORT_ERRORS.get(fetch.error, ("", fetch.error))
             v.check(RESPONSE_URL_FETCH, False, f"item {index}: fetching the url failed: {reason}")
             continue
@@ -1112,6 +1179,7 @@ def _judge_as(
         param=expected_param(case, rules, profile.contract),
         aimed=aimed_rules(case, spec, rules, profile.contract),
         answer=answer,
+        size=lambda: _asked(case, profile, model).answer_size,
     )
 
 
@@ -1124,10 +1192,12 @@ def judge_exchange(
     param: str | None,
     aimed: set[str],
     answer: Callable[[_Judgement], None],
+    size: Callable[[], AnswerSize] | None = None,
 ) -> CaseResult:
     """The judging every endpoint shares: the transport, then throttling, then the status
     (naming ``param`` when a refusal is due); ``answer`` judges an answer that is due. Rules in
-    ``aimed`` that nothing checked are unobserved, for the reason that blocked them."""
+    ``aimed`` that nothing checked are unobserved, for the reason that blocked them. ``size``:
+    what a conformant answer to the case holds at most (asked only of a body cut at a bound)."""
     v = _Judgement(case, rules, model)
     result = CaseResult(
         case=case,
@@ -1136,9 +1206,7 @@ def judge_exchange(
         elapsed=exchange.elapsed,
         exchange=exchange,
     )
-    if not check_transport(v, exchange):
-        v.blocked = Reason.TRANSPORT
-    else:
+    if check_transport(v, exchange, size):
         check_retry_after(v, exchange)
         if exchange.status in (429, 503):
             v.blocked = Reason.THROTTLED
@@ -1153,6 +1221,7 @@ def judge_exchange(
     result.findings = v.findings
     result.checked = list(v.checked)
     result.images = v.images
+    result.note = result.note or v.note
     unseen = v.blocked or Reason.NOT_APPLICABLE
     result.unobserved = {rule: unseen for rule in sorted(aimed) if rule not in v.checked}
     return conclude(result)

@@ -45,6 +45,7 @@ from ..generation.showing import (
     showings,
     streams,
 )
+from .answer_size import AnswerSize
 from .checks import (
     AnswerCheck,
     StreamKinds,
@@ -169,6 +170,12 @@ def judge_form(
         if spec is not None:
             _judge_answer(v, case, exchange, endpoint, spec, thumbnails=thumbnails)
 
+    def size() -> AnswerSize:
+        spec = endpoint.models.get(model) if model is not None else None
+        if spec is None:
+            raise LookupError("no model answers the form")
+        return _asked_form(endpoint, spec, asked_fields(case, endpoint)).answer_size
+
     own = rules.get(case.rule)
     return judge_exchange(
         case,
@@ -178,6 +185,7 @@ def judge_form(
         param=own.param if own is not None else None,
         aimed=aimed_rules(case, None, rules, contract),
         answer=answer,
+        size=size,
     )
 
 

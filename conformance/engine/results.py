@@ -69,6 +69,7 @@ class Reason(StrEnum):
     NOT_RECORDED = "not_recorded"
     INTERNAL_ERROR = "internal_error"
     INTERRUPTED = "interrupted"
+    OVER_LIMIT = "over_limit"
 
 
 class TransportFailure(StrEnum):
@@ -161,6 +162,8 @@ class Exchange:
     elapsed: float = 0.0
     error: TransportFailure | str | None = None
     truncated: bool = False
+    #: The bound a cut body passed (``too_large``): its ``--limit`` name and its bytes.
+    cut_at: tuple[str, int] | None = None
     #: False only when the request surely never reached the server (the connection could not
     #: be made): what the budget may give back.
     sent: bool = True

@@ -278,7 +278,13 @@ def _secrets_of(config: TransportConfig) -> tuple[str | None, ...]:
 
 
 class _BodyTooLarge(Exception):
-    pass
+    """An answer's body passed one of the run's bounds: ``name`` (its ``--limit`` name) at
+    ``cap`` bytes."""
+
+    def __init__(self, cap: int, name: str) -> None:
+        super().__init__(f"past {name} ({cap} bytes)")
+        self.cap = cap
+        self.name = name
 
 
 class _BadEncoding(Exception):
@@ -430,7 +436,7 @@ class InFlightBudget:
 
     async def _acquire(self, lease: Lease, size: int) -> None:
         if lease.held + size > self.lane:
-            raise _BodyTooLarge
+            raise _BodyTooLarge(self.lane, "inflight_cap")
         while not self._fits(lease, size):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -1043,7 +1049,10 @@ class TargetClient:
             started=started,
         )
         held = lease.held
-        read = _Read(exchange, method, headers, content, cap, lease, image)
+        cap_name = (
+            "fetch_cap" if image else "body_cap" if cap == self.config.body_cap else "error_cap"
+        )
+        read = _Read(exchange, method, headers, content, cap, cap_name, lease, image)
         try:
             async with asyncio.timeout(self.config.timeout):
                 client = self._fetch_client(url) if image else self._client
@@ -1070,9 +1079,10 @@ class TargetClient:
                     await self._read(read, url, self._fresh_client(), None)
         except TimeoutError:
             exchange.error = TransportFailure.TIMEOUT
-        except _BodyTooLarge:
+        except _BodyTooLarge as cut:
             exchange.error = TransportFailure.TOO_LARGE
             exchange.truncated = True
+            exchange.cut_at = (cut.name, cut.cap)
         except _BadEncoding as exc:
             exchange.error = TransportFailure.ENCODING
             exchange.attempts.append({"error": "encoding", "reason": str(exc)})
@@ -1140,7 +1150,7 @@ class TargetClient:
                     ):
                         # Another origin would get the key; a 301-303 would drop the body:
                         # both are the target's answer, judged as it is.
-                        await _drain(read, response, self.config.error_cap)
+                        await _drain(read, response, self.config.error_cap, "error_cap")
                         return
                     await response.aclose()
                     url = target
@@ -1148,8 +1158,10 @@ class TargetClient:
                     if read.image:  # the next hop's scheme may differ: its own client
                         client = self._fetch_client(url)
                     continue
-                limit = read.cap if 200 <= response.status_code < 300 else self.config.error_cap
-                await _drain(read, response, limit)
+                if 200 <= response.status_code < 300:
+                    await _drain(read, response, read.cap, read.cap_name)
+                else:
+                    await _drain(read, response, self.config.error_cap, "error_cap")
                 return
             finally:
                 await response.aclose()
@@ -1165,6 +1177,8 @@ class _Read:
     headers: dict[str, str]
     content: Body
     cap: int
+    #: The cap's ``--limit`` name (``body_cap``, ``fetch_cap``, ``error_cap``).
+    cap_name: str
     lease: Lease
     #: An image URL: any origin, through the fetch client.
     image: bool
@@ -1191,8 +1205,9 @@ class _Streamed:
 Body = bytes | _Streamed
 
 
-async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:
-    """Read the answer's body into the exchange: decoded, within ``cap``, counted in the lease.
+async def _drain(read: _Read, response: httpx.Response, cap: int, cap_name: str) -> None:
+    """Read the answer's body into the exchange: decoded, within ``cap`` (``--limit
+    cap_name``), counted in the lease.
 
     Raw bytes are read and a content coding undone here, a bounded piece at a time, so the cap
     holds for what is *decoded*, and the bytes are counted before they are kept.
@@ -1201,7 +1216,7 @@ async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         exchange.response_body = b""
-        raise _BodyTooLarge
+        raise _BodyTooLarge(cap, cap_name)
     inflater = _inflater_for(exchange.content_encoding)
     body = io.BytesIO()
     size = 0
@@ -1211,7 +1226,7 @@ async def _drain(read: _Read, response: httpx.Response, cap: int) -> None:
                 size += len(piece)
                 try:
                     if size > cap:
-                        raise _BodyTooLarge
+                        raise _BodyTooLarge(cap, cap_name)
                     await lease.acquire(len(piece))  # past the case's share: cut as well
                 except _BodyTooLarge:
                     # Keep only a head of the cut body: enough to show what it was.

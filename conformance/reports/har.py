@@ -442,6 +442,7 @@ class HarRecorder:
                 "elapsed": exchange.elapsed,
                 "error": exchange.error,
                 "truncated": exchange.truncated,
+                **({"cut_at": list(exchange.cut_at)} if exchange.cut_at else {}),
                 "retries": exchange.retries,
                 "attempts": map_strings(
                     json.loads(json.dumps(exchange.attempts, default=str)), safe_text
@@ -524,9 +525,19 @@ def _exchange(entry: dict[str, Any]) -> Exchange:
         elapsed=float(extra.get("elapsed") or entry.get("time", 0) / 1000),
         error=extra.get("error"),
         truncated=bool(extra.get("truncated")),
+        cut_at=_cut_at(extra.get("cut_at")),
         retries=int(extra.get("retries") or 0),
         attempts=list(extra.get("attempts") or []),
     )
+
+
+def _cut_at(value: Any) -> tuple[str, int] | None:
+    """The bound a recorded body was cut at, when the recording says so plainly."""
+    if isinstance(value, list) and len(value) == 2:
+        name, cap = value
+        if isinstance(name, str) and isinstance(cap, int) and not isinstance(cap, bool):
+            return name, cap
+    return None
 
 
 def _case(data: dict[str, Any]) -> Case:
