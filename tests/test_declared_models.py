@@ -567,3 +567,39 @@ def test_a_url_only_jpeg_only_model_is_served_and_judged_so(tmp_path, imgconf_ru
         assert status == 0, report["verdict"]
     else:
         assert status == 1 and f"{rule} @ sd-url" in report["verdict"]["failed"], report["verdict"]
+
+
+# --- a model whose formats leave rules and values out ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("formats", "untestable", "untaken"),
+    [
+        (["png"], "request.background.transparent_jpeg", "output_compression=0"),
+        (["jpeg"], "request.background.transparent_jpeg", "background='transparent'"),
+        (["jpeg", "png"], None, None),
+    ],
+)
+def test_a_model_with_fewer_formats_is_planned_served_and_judged_without_a_false_alarm(
+    tmp_path, imgconf_run, capsys, formats, untestable, untaken
+):
+    """A like model that answers png only cannot be sent a transparent jpeg that breaks only
+    the transparent-jpeg rule (the format is refused first): the plan says so and tests what
+    it can. One that answers jpeg only (or first) answers an omitted format with a jpeg, so a
+    transparent background without a format is refused, and never sent as a valid case."""
+    entry = {"name": "few-formats", "like": "gpt-image-1", "output_formats": formats}
+    path = write_profile(tmp_path, [entry], name="few-formats")
+    status, report = imgconf_run("--profile", path)
+    assert status == 0, report["verdict"]
+    said = "".join(capsys.readouterr())
+    if untestable is None:
+        assert "alone" not in said and "no valid request" not in said
+    else:
+        assert f"few-formats: no request breaks {untestable}" in said
+        assert f"few-formats: no valid request can send {untaken}" in said
+    body = {"model": "few-formats", "prompt": "a red circle", "background": "transparent"}
+    broken = [v.rule for v in request_violations(body, load_profile(path).contract)]
+    if formats[0] == "jpeg":
+        assert "request.background.transparent_jpeg" in broken
+    else:
+        assert broken == []

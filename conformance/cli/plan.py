@@ -42,15 +42,28 @@ def _spend_line(images: int, cost: float, unknown: int) -> str:
     return line
 
 
-def plan_warnings(plan: Plan) -> list[str]:
-    """What a user should know before spending on the plan (``plan`` and ``run`` print these)."""
+def plan_warnings(plan: Plan, *, costs: bool = True) -> list[str]:
+    """What a user should know before spending on the plan (``plan`` and ``run`` print these;
+    ``costs``: the prices too, which a run against the embedded server does not spend)."""
+    warnings = []
     unknown_models = [m for m in plan.models if not plan.profile.price_known(m)]
-    if not unknown_models:
-        return []
-    return [
-        f"No price for {', '.join(unknown_models)}: their images are counted, not costed; "
-        "--max-cost cannot bound them (use --max-images)."
-    ]
+    if unknown_models and costs:
+        warnings.append(
+            f"No price for {', '.join(unknown_models)}: their images are counted, not costed; "
+            "--max-cost cannot bound them (use --max-images)."
+        )
+    for model, planner in plan.planners.items():
+        if planner.untestable:
+            warnings.append(
+                f"{model}: no request breaks {', '.join(planner.untestable)} alone (every one "
+                "that does breaks another rule of the model's too), so it is not tested for it."
+            )
+        if planner.untaken:
+            warnings.append(
+                f"{model}: no valid request can send {', '.join(planner.untaken)} (the model's "
+                "other facts rule each out), so no valid case does."
+            )
+    return warnings
 
 
 def _kinds(cases: list[Case]) -> list[str]:

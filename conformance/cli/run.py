@@ -330,9 +330,8 @@ def _run(
         + ("" if tuple(endpoints) == ("generations",) else f"; {', '.join(endpoints)}")
         + ")"
     )
-    if not embedded:
-        for warning in plan_warnings(plan):
-            say(f"imgconf: {warning}")
+    for warning in plan_warnings(plan, costs=not embedded):
+        say(f"imgconf: {warning}")
     run = RunResult.begin(
         profile,
         target=target,

@@ -244,9 +244,31 @@ class Requires(Check):
             got = seen.body.get(other)
             if other != rule.param and allowed and got is not None and got not in allowed:
                 return None
-        if cross.holds(seen.body):
+        if cross.holds(_as_the_model_answers(seen, (*cross.when, *cross.then))):
             return None
         return cross.message
+
+
+def _as_the_model_answers(seen: Seen, fields: tuple[str, ...]) -> Mapping[str, Any]:
+    """The body with each of ``fields`` it leaves out (or sends null) set to the addressed
+    model's own value, where a profile gives the model one other than the contract's default:
+    a model that answers jpeg only, or by default, answers an omitted ``output_format`` with a
+    jpeg, so ``background: transparent`` without a format asks it for a transparent jpeg. The
+    request schema's rules between fields already read an omitted field as the contract's
+    default ("png when omitted")."""
+    spec, body = seen.spec, seen.body
+    if spec is None:
+        return body
+    filled: dict[str, Any] | None = None
+    for name in fields:
+        if body.get(name) is not None:
+            continue
+        own = spec.fixed.get(name, spec.defaults.get(name))
+        if own is None or own == seen.contract.request_fields.get(name, {}).get("default"):
+            continue
+        filled = filled if filled is not None else dict(body)
+        filled[name] = own
+    return body if filled is None else filled
 
 
 class Unsupported(Check):
