@@ -68,6 +68,8 @@ BROKEN = [
     ),
     ({"colour": "red"}, "models[0].colour is not a model fact"),
     ({"like": "dall-e-9"}, "models[0].like must be a contract model"),
+    ({"like": {"name": "dall-e-2"}}, "models[0].like must be a contract model"),
+    ({"like": ["dall-e-2"]}, "models[0].like must be a contract model"),
     ({"name": "dall-e-2"}, "models[0].name: 'dall-e-2' is a contract model"),
     ({"price": {"per_image": -1}}, "models[0].price.per_image must be a USD amount >= 0"),
     (

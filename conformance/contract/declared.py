@@ -171,7 +171,7 @@ def _declaration(entry: Mapping[str, Any], where: str, base: Contract) -> Declar
             "another name with like:"
         )
     like = entry.get("like")
-    if like is not None and like not in base.models:
+    if like is not None and (not isinstance(like, str) or like not in base.models):
         raise DeclarationError(
             f"{where}.like must be a contract model ({', '.join(base.models)}; got {like!r:.60})"
         )
