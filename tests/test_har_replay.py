@@ -303,3 +303,29 @@ def test_a_body_cut_by_the_run_is_replayed_as_cut_by_the_run(tmp_path: Path) -> 
     assert run.exit_code == 3
     assert not [r for r in run.results if r.outcome.value == "fail"]
     assert any(r.reason == "over_limit" for r in run.results)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("request", "url"), 123, "request.url is int"),
+        (("request", "url"), ["http://x"], "request.url is list"),
+        (("response", "status"), "200", "response.status is str"),
+        (("_imgconf", "attempts"), {"status": 429}, "_imgconf.attempts must be a list of objects"),
+        (("_imgconf", "error"), ["timeout"], "_imgconf.error is list"),
+    ],
+)
+def test_an_entry_holding_an_odd_value_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys, where, value, message
+) -> None:
+    """A recording edited by hand (or by another tool) with a value of another kind than
+    imgconf writes is refused when read, before anything judges it."""
+    path, _ = _recorded(tmp_path)
+    har = json.loads(path.read_text())
+    har["log"]["entries"][0][where[0]][where[1]] = value
+    path.write_text(json.dumps(har))
+    with pytest.raises(HarError, match=message):
+        read_har(path)
+    assert main_entry(["replay", str(path), "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imgconf: error:") and err.count("\n") == 1

@@ -8,6 +8,8 @@ predicted coverage equals the observed one.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -292,3 +294,26 @@ def test_a_run_deadline_stops_sending_and_the_run_is_incomplete(imgconf_run) -> 
     assert status == 3
     assert any("--max-duration" in line for line in report["verdict"]["incomplete_reasons"])
     assert any(c["reason"] == "interrupted" for c in report["cases"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seed": "4"}, "seed is str"),
+        ({"models": "dall-e-2"}, "models is str"),
+        ({"plan": {"by_origin": ["explore"]}}, "plan.by_origin is list"),
+        ({"cases": [{"id": "x", "outcome": ["fail"]}]}, "cases[0].outcome is list"),
+        ({"cases": ["dall-e-2/control"]}, "cases[0] is not an object"),
+    ],
+)
+def test_a_from_report_holding_an_odd_value_is_one_line(tmp_path, capsys, change, message) -> None:
+    """``--from`` reads a few fields of the earlier report; a value of another kind than a
+    report holds is a set-up error naming it, before anything is planned or sent."""
+    from conformance.cli import main_entry
+
+    earlier = {"profile": "openai", "models": ["dall-e-2"], "seed": 0, "cases": [], **change}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    assert main_entry(["run", "--from", str(path), "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"imgconf: error: --from: {path} is not an imgconf report.json ({message})\n"

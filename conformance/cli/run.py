@@ -200,7 +200,34 @@ def _earlier_report(settings: RunSettings) -> dict[str, Any]:
     report = load_report(path, "--from")
     if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
         raise SetupError(f"--from: {path} is not an imgconf report.json")
+    odd = _odd_field(report)
+    if odd is not None:
+        raise SetupError(f"--from: {path} is not an imgconf report.json ({odd})")
     return report
+
+
+def _odd_field(report: dict[str, Any]) -> str | None:
+    """The first field ``--from`` reads whose value is not of the kind a report.json holds."""
+    plan = report.get("plan")
+    by_origin = plan.get("by_origin") if isinstance(plan, dict) else None
+    explore = by_origin.get("explore") if isinstance(by_origin, dict) else None
+    kinds: list[tuple[str, Any, tuple[type, ...]]] = [
+        ("seed", report.get("seed"), (int, type(None))),
+        ("profile", report.get("profile"), (str, type(None))),
+        ("models", report.get("models"), (list, type(None))),
+        ("plan", plan, (dict, type(None))),
+        ("plan.by_origin", by_origin, (dict, type(None))),
+        ("plan.by_origin.explore", explore, (int, type(None))),
+    ]
+    for index, case in enumerate(report["cases"]):
+        if not isinstance(case, dict):
+            return f"cases[{index}] is not an object"
+        for key in ("id", "outcome", "endpoint"):
+            kinds.append((f"cases[{index}].{key}", case.get(key), (str, type(None))))
+    for field_name, value, kind in kinds:
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{field_name} is {type(value).__name__}"
+    return None
 
 
 def _report_endpoints(report: dict[str, Any]) -> tuple[str, ...]:

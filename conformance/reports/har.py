@@ -512,23 +512,39 @@ def _headers(items: Any) -> dict[str, str]:
 
 
 def _exchange(entry: dict[str, Any]) -> Exchange:
+    """The exchange an entry recorded; a TypeError naming the field whose value is not of the
+    kind imgconf writes (read_har makes it one line), so that no odd value reaches the judge."""
     request, response, extra = entry["request"], entry["response"], entry.get("_imgconf", {})
+    status = response.get("status") or None
+    attempts = list(extra.get("attempts") or [])
+    error = extra.get("error")
+    _expect(request["method"], str, "request.method")
+    _expect(request["url"], str, "request.url")
+    _expect(status, (int, type(None)), "response.status")
+    _expect(error, (str, type(None)), "_imgconf.error")
+    if not all(isinstance(attempt, dict) for attempt in attempts):
+        raise TypeError("_imgconf.attempts must be a list of objects")
     return Exchange(
         method=request["method"],
         url=request["url"],
         request_headers=_headers(request.get("headers")),
         request_body=_body(request.get("postData") or {}, "_encoding"),
-        status=response.get("status") or None,
+        status=status,
         response_headers=_headers(response.get("headers")),
         response_body=_body(response.get("content") or {}),
         started=float(extra.get("started") or 0.0),
         elapsed=float(extra.get("elapsed") or entry.get("time", 0) / 1000),
-        error=extra.get("error"),
+        error=error,
         truncated=bool(extra.get("truncated")),
         cut_at=_cut_at(extra.get("cut_at")),
         retries=int(extra.get("retries") or 0),
-        attempts=list(extra.get("attempts") or []),
+        attempts=attempts,
     )
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], field: str) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{field} is {type(value).__name__}")
 
 
 def _cut_at(value: Any) -> tuple[str, int] | None:
