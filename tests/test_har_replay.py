@@ -313,6 +313,7 @@ def test_a_body_cut_by_the_run_is_replayed_as_cut_by_the_run(tmp_path: Path) -> 
         (("response", "status"), "200", "response.status is str"),
         (("_imgconf", "attempts"), {"status": 429}, "_imgconf.attempts must be a list of objects"),
         (("_imgconf", "error"), ["timeout"], "_imgconf.error is list"),
+        (("_imgconf", "case"), ["a case"], "_imgconf.case is not an object"),
     ],
 )
 def test_an_entry_holding_an_odd_value_is_one_line_not_a_traceback(
@@ -329,3 +330,34 @@ def test_an_entry_holding_an_odd_value_is_one_line_not_a_traceback(
     assert main_entry(["replay", str(path), "--report-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("imgconf: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("endpoint", "images/x", "is not an endpoint of imgconf's"),
+        ("endpoint", {"a": 1}, "_imgconf.case.endpoint is dict"),
+        ("rule", ["image.size"], "_imgconf.case.rule is list"),
+        ("origin", 7, "_imgconf.case.origin is int"),
+    ],
+)
+def test_a_recorded_case_of_another_shape_is_one_line(
+    tmp_path: Path, capsys, field, value, message
+) -> None:
+    path, _ = _recorded(tmp_path)
+    har = json.loads(path.read_text())
+    har["log"]["entries"][0]["_imgconf"]["case"][field] = value
+    path.write_text(json.dumps(har))
+    assert main_entry(["replay", str(path), "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imgconf: error:") and message in err and err.count("\n") == 1, err
+
+
+def test_a_recording_naming_an_unknown_endpoint_is_one_line(tmp_path: Path, capsys) -> None:
+    path, _ = _recorded(tmp_path)
+    har = json.loads(path.read_text())
+    har["log"]["_imgconf"]["endpoints"] = ["generations", []]
+    path.write_text(json.dumps(har))
+    assert main_entry(["replay", str(path), "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "names no endpoint of imgconf's" in err and err.count("\n") == 1, err

@@ -556,7 +556,24 @@ def _cut_at(value: Any) -> tuple[str, int] | None:
     return None
 
 
+#: The recorded case's fields that are words, each one a string in every recording imgconf
+#: writes (they key the plan's lookups and the report's tables).
+_CASE_WORDS = ("id", "model", "kind", "rule", "level", "expect", "auth", "origin", "endpoint")
+
+
 def _case(data: dict[str, Any]) -> Case:
+    """The recorded case; a TypeError or ValueError naming a field of another kind than imgconf
+    writes, or an endpoint the contract does not have."""
+    from ..contract.loader import load_contract
+
+    if not isinstance(data, dict):
+        raise TypeError("_imgconf.case is not an object")
+    for word in _CASE_WORDS:
+        if word in data:
+            _expect(data[word], str, f"_imgconf.case.{word}")
+    endpoint = data.get("endpoint", "generations")
+    if endpoint not in load_contract().endpoints:
+        raise ValueError(f"_imgconf.case.endpoint {endpoint!r:.40} is not an endpoint of imgconf's")
     case = Case.from_dict(data)
     if data.get("raw_base64") is not None:
         import dataclasses
@@ -583,11 +600,17 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
     log = document.get("log") if isinstance(document, dict) else None
     if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
         raise HarError(f"{path}: not a HAR file (no log.entries)")
-    meta = dict(log.get("_imgconf") or {})
-    if not meta:
+    meta = log.get("_imgconf") or {}
+    if not meta or not isinstance(meta, dict):
         raise HarError(
             f"{path}: not an imgconf recording (no log._imgconf; was it recorded by imgconf run --record?)"
         )
+    meta = dict(meta)
+    endpoints = meta.get("endpoints") or []
+    if not isinstance(endpoints, list) or not all(
+        isinstance(e, str) and e in _known_endpoints() for e in endpoints
+    ):
+        raise HarError(f"{path}: log._imgconf.endpoints names no endpoint of imgconf's")
     pairs: list[tuple[Case, Exchange]] = []
     by_index: dict[int, Exchange] = {}
     elided: list[str] = []
@@ -621,6 +644,12 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
     meta["elided"] = elided
     meta["body_elided"] = body_elided
     return meta, pairs
+
+
+def _known_endpoints() -> tuple[str, ...]:
+    from ..contract.loader import load_contract
+
+    return tuple(load_contract().endpoints)
 
 
 def _body_judged(fetch: Exchange) -> bool:
