@@ -269,6 +269,8 @@ def test_env_values_are_read_when_the_run_starts_and_are_secrets() -> None:
         ("x-token: env:IMGCONF_REACH_NOT_SET", "IMGCONF_REACH_NOT_SET is not set"),
         ("x-token: env:not a name", "must name an environment variable"),
         ("Authorization: Bearer sk-other", "authorization carries the key"),
+        ("x-team: caf\u00e9", "a non-ASCII character at position 4"),
+        ("x-team: a\u0001b", "a control character at position 2"),
     ],
 )
 def test_a_bad_header_is_one_line_and_exit_2(
@@ -713,3 +715,33 @@ def test_the_pytest_plugin_reaches_an_azure_like_deployment(
     assert outcomes.get("failed", 0) == 0 and outcomes["passed"] > 20, result.stdout.str()
     assert any(s.headers.get("api-key") == KEY for s in seen)
     assert all(s.query.get("api-version") == [API_VERSION] for s in seen if s.method == "POST")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("sk-live-0123\n", "holds a control character at position 13"),
+        ("sk-caf\u00e9-0123", "holds a non-ASCII character at position 7"),
+        (" sk-live-0123", "starts or ends with a space"),
+        ("sk-live-0123 ", "starts or ends with a space"),
+    ],
+)
+def test_a_key_no_request_can_carry_is_one_line_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: str, message: str
+) -> None:
+    """httpx refuses such a header only as each request is made, which read as the target's
+    fault (every case failing transport.well_formed); the key itself is never printed."""
+    status, out, err = imgconf(
+        capsys,
+        "run",
+        "--base-url",
+        "http://127.0.0.1:9/v1",  # nothing is sent, so nothing needs to listen
+        "--api-key",
+        key,
+        "--report-dir",
+        str(tmp_path),
+    )
+    assert status == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert key.strip() not in out + err
+    assert not (tmp_path / "report.json").exists()

@@ -181,6 +181,8 @@ def check_header(name: Any, value: Any, flag: str) -> tuple[str, str]:
     value = str(value)
     if any(c in value for c in "\r\n\0"):
         raise SetupError(f"{flag}: the value of {name} holds a line break")
+    if (problem := unsendable(value)) is not None:
+        raise SetupError(f"{flag}: the value of {name} {problem}")
     if name.lower() in RESERVED_HEADERS:
         raise SetupError(f"{flag}: {name} is set by imgconf itself and cannot be replaced")
     return name.lower(), value
@@ -198,7 +200,23 @@ def resolve_value(value: str, where: str, environ: Mapping[str, str]) -> tuple[s
         raise SetupError(f"{where}: the environment variable {var} is not set (or empty)")
     if any(c in found for c in "\r\n\0"):
         raise SetupError(f"{where}: the environment variable {var} holds a line break")
+    if (problem := unsendable(found)) is not None:
+        raise SetupError(f"{where}: the environment variable {var} {problem}")
     return found, True
+
+
+def unsendable(value: str) -> str | None:
+    """Why ``value`` cannot go in an HTTP header as it is (None when it can): a character
+    outside printable ASCII, or space at either end. httpx and h11 refuse such a value only as
+    the request is made, where the failure would read as the target's. Says where, never what
+    (a value may be a secret)."""
+    for index, char in enumerate(value):
+        if not (" " <= char <= "~" or char == "\t"):
+            kind = "a control character" if ord(char) < 128 else "a non-ASCII character"
+            return f"holds {kind} at position {index + 1}, which an HTTP header cannot carry"
+    if value != value.strip(" \t"):
+        return "starts or ends with a space, which an HTTP header cannot carry"
+    return None
 
 
 def resolve_headers(

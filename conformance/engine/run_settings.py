@@ -171,9 +171,14 @@ def check_fail_on(fail_on: str) -> None:
 
 
 def check_key(key: str | None) -> str:
-    """The target's key; a run without one cannot start."""
+    """The target's key; a run without one cannot start, nor one that no request can carry (a
+    line break or a space pasted with it, a character outside ASCII)."""
+    from ..contract.reach import unsendable
+
     if not key:
         raise SetupError("no API key: pass --api-key or set OPENAI_API_KEY")
+    if (problem := unsendable(key)) is not None:
+        raise SetupError(f"the API key {problem}: check --api-key or OPENAI_API_KEY")
     return key
 
 
