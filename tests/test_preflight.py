@@ -335,6 +335,33 @@ def test_a_web_page_at_the_url_is_a_wrong_path_without_a_guess(tmp_path, capsys)
     assert len(served.requests) <= MAX_REQUESTS
 
 
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_a_proxy_asking_for_credentials_is_named_not_the_base_url(tmp_path, capsys, through_proxy):
+    """A 407 comes from a proxy on the way (given with --proxy, or one the network puts
+    there), never from an image API: the hint is the proxy's credentials."""
+
+    async def app(scope, receive, send):  # any request line, a proxy's absolute-form too
+        if scope["type"] != "http":
+            return
+        answer = Response(
+            "Proxy auth required", 407, headers={"proxy-authenticate": 'Basic realm="x"'}
+        )
+        await answer(scope, receive, send)
+
+    with counted(app) as served:
+        if through_proxy:
+            status, _ = run(
+                "http://images.test/v1", tmp_path, "--proxy", served.origin, "--max-images", "1"
+            )
+        else:
+            status, _ = run(f"{served.origin}/v1", tmp_path)
+    line = one_line(capsys)
+    assert status == 2
+    assert "asks for credentials (407 Proxy Authentication Required)" in line
+    assert ("--proxy's URL" if through_proxy else "pass it with --proxy") in line
+    assert len(served.requests) <= MAX_REQUESTS
+
+
 def test_models_listed_but_no_image_endpoint_says_so(tmp_path, capsys):
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "some-chat-model"}]})

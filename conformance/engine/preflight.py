@@ -146,6 +146,8 @@ async def check_target(config: TransportConfig) -> None:
                 f"the target's TLS certificate was not accepted ({refused[0]}): give its CA "
                 "with --ca-bundle FILE, or --insecure to skip the check"
             )
+        if answer.status == 407:
+            raise SetupError(_proxy_auth_line(config.proxy))
         verdict = classify(answer)
         if verdict == REFUSED:
             raise SetupError(_refused_line(transport, answer))
@@ -215,6 +217,19 @@ def _what(exchange: Exchange) -> str:
         return str(status)
     kind = exchange.content_type or "no content type"
     return f"{status}, {kind}, not an API's error"
+
+
+def _proxy_auth_line(proxy: str | None) -> str:
+    """A 407 comes from a proxy, never from an image API: the run's own way out is at fault."""
+    if proxy:
+        return (
+            "the proxy asks for credentials (407 Proxy Authentication Required): give them in "
+            "--proxy's URL, http://USER:PASSWORD@HOST:PORT"
+        )
+    return (
+        "a proxy between here and the target asks for credentials (407 Proxy Authentication "
+        "Required): pass it with --proxy http://USER:PASSWORD@HOST:PORT"
+    )
 
 
 def _refused_line(transport: TargetClient, answer: Exchange) -> str:
