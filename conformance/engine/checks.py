@@ -471,11 +471,9 @@ def check_transport(
         rule, message = _TRANSPORT_ERRORS.get(exchange.error, (WELL_FORMED, exchange.error))
         if exchange.error == TransportFailure.TOO_LARGE and exchange.cut_at is not None:
             most = _answer_size(size)
-            name, cap = exchange.cut_at
-            if most.cut_by_the_run(exchange.cut_at, exchange.status):
-                v.blocked = Reason.OVER_LIMIT
-                v.note = _over_limit_note(name, cap, most.within(name, exchange.status))
+            if _cut_by_the_run(v, exchange, most):
                 return False
+            name, cap = exchange.cut_at
             message = (
                 f"the answer body passed --limit {name} ({_mib(cap)}), more than a conformant "
                 f"answer to this request can hold ({_mib(most.within(name, exchange.status))})"
@@ -507,11 +505,23 @@ def _answer_size(size: Callable[[], AnswerSize] | None) -> AnswerSize:
         return _ANY_ANSWER
 
 
-def _over_limit_note(name: str, cap: int, most: int) -> str:
-    return (
+def _cut_by_the_run(v: _Judgement, exchange: Exchange, most: AnswerSize) -> bool:
+    """Whether the body of ``exchange`` (an answer, or an image fetched for it) was cut at a
+    bound of the run that a conformant one may pass (``most``): then nothing is held against
+    the target, what it would have shown is not observed (``over_limit``), and the case says
+    which bound to raise."""
+    cut_at = exchange.cut_at
+    if exchange.error != TransportFailure.TOO_LARGE or cut_at is None:
+        return False
+    if not most.cut_by_the_run(cut_at, exchange.status):
+        return False
+    name, cap = cut_at
+    v.blocked = Reason.OVER_LIMIT
+    v.note = (
         f"not judged: the answer passed --limit {name} ({_mib(cap)}), below what a conformant "
-        f"answer may hold ({_mib(most)}); raise it to judge"
+        f"answer may hold ({_mib(most.within(name, exchange.status))}); raise it to judge"
     )
+    return True
 
 
 def _mib(size: int) -> str:
@@ -899,14 +909,7 @@ def check_items(
         if fetch is None or not fetched_all:
             continue  # not fetched (a recording without images): not judged
         if fetch.error is not None:
-            most = asked.answer_size
-            if fetch.error == TransportFailure.TOO_LARGE and most.cut_by_the_run(
-                fetch.cut_at, fetch.status
-            ):
-                assert fetch.cut_at is not None
-                name, cap = fetch.cut_at
-                v.blocked = Reason.OVER_LIMIT
-                v.note = _over_limit_note(name, cap, most.within(name, fetch.status))
+            if _cut_by_the_run(v, fetch, asked.answer_size):
                 continue
             _rule, reason = _TRANSPORT_ERRORS.get(fetch.error, ("", fetch.error))
             v.check(RESPONSE_URL_FETCH, False, f"item {index}: fetching the url failed: {reason}")
