@@ -927,7 +927,9 @@ class TargetClient:
         del headers["content-type"]
         url = self.config.url(path)
         async with self.inflight.lease() as lease:
-            return await self._exchange("GET", url, headers, b"", self.config.error_cap, lease)
+            return await self._exchange(
+                "GET", url, headers, b"", self.config.error_cap, lease, cap_name="error_cap"
+            )
 
     async def send(self, case: Case) -> Exchange:
         """Send one case, retrying 429/503 within bounds; never raises for a target's failure."""
@@ -948,7 +950,14 @@ class TargetClient:
 
         while True:
             exchange = await self._exchange(
-                "POST", url, headers, content, self.config.body_cap, lease, resend=resend
+                "POST",
+                url,
+                headers,
+                content,
+                self.config.body_cap,
+                lease,
+                cap_name="body_cap",
+                resend=resend,
             )
             if exchange.status not in RETRY_STATUSES or len(attempts) >= self.config.retries:
                 break
@@ -1022,7 +1031,7 @@ class TargetClient:
             "accept-encoding": "identity",
         }
         return await self._exchange(
-            "GET", url, headers, b"", self.config.fetch_cap, lease, image=True
+            "GET", url, headers, b"", self.config.fetch_cap, lease, cap_name="fetch_cap", image=True
         )
 
     async def _exchange(
@@ -1034,9 +1043,13 @@ class TargetClient:
         cap: int,
         lease: Lease,
         *,
+        cap_name: str,
         image: bool = False,
         resend: Callable[[], Awaitable[bool]] | None = None,
     ) -> Exchange:
+        """One request and its answer (its 2xx body read within ``cap``, whose ``--limit``
+        name is ``cap_name``), tried again on a fresh connection when a kept-alive one dropped
+        it before any answer."""
         started = time.time()
         clock = time.perf_counter()
         exchange = Exchange(
@@ -1049,9 +1062,6 @@ class TargetClient:
             started=started,
         )
         held = lease.held
-        cap_name = (
-            "fetch_cap" if image else "body_cap" if cap == self.config.body_cap else "error_cap"
-        )
         read = _Read(exchange, method, headers, content, cap, cap_name, lease, image)
         try:
             async with asyncio.timeout(self.config.timeout):

@@ -564,15 +564,13 @@ _CASE_WORDS = ("id", "model", "kind", "rule", "level", "expect", "auth", "origin
 def _case(data: dict[str, Any]) -> Case:
     """The recorded case; a TypeError or ValueError naming a field of another kind than imgconf
     writes, or an endpoint the contract does not have."""
-    from ..contract.loader import load_contract
-
     if not isinstance(data, dict):
         raise TypeError("_imgconf.case is not an object")
     for word in _CASE_WORDS:
         if word in data:
             _expect(data[word], str, f"_imgconf.case.{word}")
     endpoint = data.get("endpoint", "generations")
-    if endpoint not in load_contract().endpoints:
+    if endpoint not in _known_endpoints():
         raise ValueError(f"_imgconf.case.endpoint {endpoint!r:.40} is not an endpoint of imgconf's")
     case = Case.from_dict(data)
     if data.get("raw_base64") is not None:
@@ -606,9 +604,9 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[tuple[Case, Exchange]]]:
             f"{path}: not an imgconf recording (no log._imgconf; was it recorded by imgconf run --record?)"
         )
     meta = dict(meta)
-    endpoints = meta.get("endpoints") or []
+    endpoints, known = meta.get("endpoints") or [], _known_endpoints()
     if not isinstance(endpoints, list) or not all(
-        isinstance(e, str) and e in _known_endpoints() for e in endpoints
+        isinstance(e, str) and e in known for e in endpoints
     ):
         raise HarError(f"{path}: log._imgconf.endpoints names no endpoint of imgconf's")
     pairs: list[tuple[Case, Exchange]] = []
